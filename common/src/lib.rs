@@ -1,0 +1,14 @@
+//! Shared vocabulary of Creek: identifiers, column types, table schemas, shard routing and the
+//! stable error codes every crate maps its failures to.
+//!
+//! This crate owns plain data and pure functions only. It must not do I/O, must not know about
+//! any wire protocol (pgwire, HTTP, gRPC) and must not depend on another Creek crate.
+
+pub mod error;
+pub mod ids;
+pub mod routing;
+pub mod schema;
+pub mod types;
+
+pub use error::ErrorCode;
+pub use ids::{NodeId, ShardId, TableId};

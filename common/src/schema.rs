@@ -1,0 +1,234 @@
+//! Table definitions as kept in cluster state and sent to the data nodes that hold shards.
+//!
+//! A table's rows are stored as documents: every column is a key of the shard's document, so
+//! adding a column never rewrites data. This module owns the definition and its invariants
+//! (checked in [`TableSchema::validate`]); it must not know how a shard stores documents.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CodedError, ErrorCode};
+use crate::ids::TableId;
+use crate::types::ColumnType;
+
+/// Name of the hidden column holding a row's document id (the primary key's canonical form,
+/// or a generated id for tables without a primary key).
+pub const ID_COLUMN: &str = "_id";
+/// Name of the hidden column holding the sequence number of the operation that wrote a row.
+pub const SEQ_NO_COLUMN: &str = "_seq_no";
+
+/// One column of a table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    /// The column name, already normalised (unquoted identifiers are lowercase).
+    pub name: String,
+    /// The declared type.
+    pub column_type: ColumnType,
+    /// Whether a null is rejected on write.
+    pub not_null: bool,
+    /// The `DEFAULT` expression as SQL text, evaluated by the coordinator at insert time.
+    pub default_expr: Option<String>,
+}
+
+/// A table or view definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableSchema {
+    /// Stable id; shard directories are named after it.
+    pub id: TableId,
+    /// The schema (namespace) name, e.g. `doc`.
+    pub schema_name: String,
+    /// The table name.
+    pub name: String,
+    /// Columns in declaration order.
+    pub columns: Vec<ColumnDef>,
+    /// Primary key columns, in key order; empty when rows get a generated `_id`.
+    pub primary_key: Vec<String>,
+    /// The `CLUSTERED BY` column, if any; otherwise rows route by `_id`.
+    pub clustered_by: Option<String>,
+    /// Number of shards, fixed at creation.
+    pub num_shards: u32,
+    /// Table settings from `WITH (...)`, as given (e.g. `number_of_replicas`).
+    pub settings: BTreeMap<String, String>,
+}
+
+/// A view: a named query kept in cluster state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewDef {
+    /// The schema (namespace) name.
+    pub schema_name: String,
+    /// The view name.
+    pub name: String,
+    /// The defining `SELECT` as SQL text.
+    pub query: String,
+}
+
+/// Default refresh interval, in milliseconds, for tables that do not set `refresh_interval`.
+pub const DEFAULT_REFRESH_INTERVAL_MS: u64 = 1000;
+
+impl TableSchema {
+    /// Returns the column called `name`, if any.
+    pub fn column(&self, name: &str) -> Option<&ColumnDef> {
+        self.columns.iter().find(|column| column.name == name)
+    }
+
+    /// Returns the index of the column called `name`, if any.
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|column| column.name == name)
+    }
+
+    /// Returns the Arrow schema of the user-visible columns, in declaration order.
+    pub fn arrow_schema(&self) -> SchemaRef {
+        let fields: Vec<Field> = self
+            .columns
+            .iter()
+            .map(|column| Field::new(&column.name, column.column_type.arrow_type(), true))
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Returns the refresh interval in milliseconds; 0 or negative disables periodic refresh.
+    pub fn refresh_interval_ms(&self) -> i64 {
+        self.settings
+            .get("refresh_interval")
+            .and_then(|value| parse_duration_ms(value))
+            .unwrap_or(DEFAULT_REFRESH_INTERVAL_MS as i64)
+    }
+
+    /// Returns whether every write is fsynced before it is acknowledged
+    /// (`translog.durability = 'request'`, the default).
+    pub fn fsync_per_request(&self) -> bool {
+        !matches!(
+            self.settings.get("translog.durability").map(String::as_str),
+            Some("async") | Some("ASYNC")
+        )
+    }
+
+    /// Checks the invariants a table must satisfy before it is stored.
+    pub fn validate(&self) -> Result<(), CodedError> {
+        if self.columns.is_empty() {
+            return Err(CodedError::new(
+                ErrorCode::InvalidParameterValue,
+                format!("table {} must have at least one column", self.name),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for column in &self.columns {
+            if column.name.starts_with('_') {
+                return Err(CodedError::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!(
+                        "column name {} is invalid: names starting with _ are reserved",
+                        column.name
+                    ),
+                ));
+            }
+            if !seen.insert(column.name.as_str()) {
+                return Err(CodedError::new(
+                    ErrorCode::DuplicateObject,
+                    format!("column {} specified more than once", column.name),
+                ));
+            }
+        }
+        for key in self.primary_key.iter().chain(self.clustered_by.iter()) {
+            let Some(column) = self.column(key) else {
+                return Err(CodedError::new(
+                    ErrorCode::UndefinedColumn,
+                    format!("column {key} named in a key does not exist"),
+                ));
+            };
+            if !column.column_type.is_routable() {
+                return Err(CodedError::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!("column {key} of type {} cannot be a key", column.column_type),
+                ));
+            }
+        }
+        if let Some(clustered_by) = &self.clustered_by {
+            if !self.primary_key.is_empty() && !self.primary_key.contains(clustered_by) {
+                return Err(CodedError::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!(
+                        "clustered by column {clustered_by} must be part of the primary key"
+                    ),
+                ));
+            }
+        }
+        if self.num_shards == 0 || self.num_shards > 1024 {
+            return Err(CodedError::new(
+                ErrorCode::InvalidParameterValue,
+                format!("number of shards must be between 1 and 1024, got {}", self.num_shards),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a duration such as `1s`, `500ms`, `2m` or a bare number of milliseconds.
+pub fn parse_duration_ms(text: &str) -> Option<i64> {
+    let text = text.trim().trim_matches('\'');
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: i64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "" | "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    Some(value * factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(columns: &[&str], pk: &[&str]) -> TableSchema {
+        TableSchema {
+            id: TableId(1),
+            schema_name: "doc".into(),
+            name: "t".into(),
+            columns: columns
+                .iter()
+                .map(|name| ColumnDef {
+                    name: name.to_string(),
+                    column_type: ColumnType::BigInt,
+                    not_null: false,
+                    default_expr: None,
+                })
+                .collect(),
+            primary_key: pk.iter().map(|s| s.to_string()).collect(),
+            clustered_by: None,
+            num_shards: 4,
+            settings: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn validate_rejects_bad_tables() {
+        assert!(table(&["a", "b"], &["a"]).validate().is_ok());
+        assert_eq!(
+            table(&["a", "a"], &[]).validate().unwrap_err().code,
+            ErrorCode::DuplicateObject
+        );
+        assert_eq!(
+            table(&["a"], &["b"]).validate().unwrap_err().code,
+            ErrorCode::UndefinedColumn
+        );
+        assert!(table(&["_x"], &[]).validate().is_err());
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration_ms("1s"), Some(1000));
+        assert_eq!(parse_duration_ms("250ms"), Some(250));
+        assert_eq!(parse_duration_ms("'2m'"), Some(120_000));
+        assert_eq!(parse_duration_ms("-1"), Some(-1));
+        assert_eq!(parse_duration_ms("x"), None);
+    }
+}

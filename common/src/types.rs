@@ -1,0 +1,163 @@
+//! Creek's SQL column types and their Arrow representation.
+//!
+//! A column type decides three things that must agree on every node: the Arrow type a scan
+//! produces, how a value is stored in a shard document, and the name `SHOW CREATE TABLE` and
+//! `information_schema` print. This module owns that mapping and nothing else.
+
+use std::fmt;
+
+use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+/// A column's declared type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ColumnType {
+    /// `boolean`
+    Boolean,
+    /// `smallint` (16 bit)
+    SmallInt,
+    /// `integer` (32 bit)
+    Integer,
+    /// `bigint` (64 bit)
+    BigInt,
+    /// `real` (32 bit float)
+    Real,
+    /// `double precision`
+    Double,
+    /// `numeric(precision, scale)`; stored exactly as a 128-bit decimal.
+    Numeric {
+        /// Total digits, at most 38.
+        precision: u8,
+        /// Digits after the decimal point.
+        scale: i8,
+    },
+    /// `text` / `varchar(n)`; `max_len` is enforced on write.
+    Text {
+        /// The declared maximum length in characters, if any.
+        max_len: Option<u32>,
+    },
+    /// `timestamp without time zone`, microsecond precision.
+    Timestamp,
+    /// `timestamp with time zone`, microsecond precision, stored as UTC.
+    TimestampTz,
+    /// `date`
+    Date,
+    /// `ip`: an IPv4 or IPv6 address, stored in canonical text form.
+    Ip,
+    /// `array(t)` / `t[]`
+    Array(Box<ColumnType>),
+}
+
+/// Default precision and scale of a `numeric` declared without them.
+pub const DEFAULT_NUMERIC_PRECISION: u8 = 38;
+/// Default scale of a `numeric` declared without one.
+pub const DEFAULT_NUMERIC_SCALE: i8 = 10;
+
+impl ColumnType {
+    /// Returns the Arrow type a scan of this column produces.
+    pub fn arrow_type(&self) -> DataType {
+        match self {
+            ColumnType::Boolean => DataType::Boolean,
+            ColumnType::SmallInt => DataType::Int16,
+            ColumnType::Integer => DataType::Int32,
+            ColumnType::BigInt => DataType::Int64,
+            ColumnType::Real => DataType::Float32,
+            ColumnType::Double => DataType::Float64,
+            ColumnType::Numeric { precision, scale } => DataType::Decimal128(*precision, *scale),
+            ColumnType::Text { .. } | ColumnType::Ip => DataType::Utf8,
+            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            ColumnType::TimestampTz => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+            }
+            ColumnType::Date => DataType::Date32,
+            ColumnType::Array(inner) => {
+                DataType::List(Field::new("item", inner.arrow_type(), true).into())
+            }
+        }
+    }
+
+    /// Returns the type a column gets when it is created from an Arrow type (e.g. by
+    /// `CREATE TABLE AS` or dynamic columns).
+    pub fn from_arrow(data_type: &DataType) -> Option<ColumnType> {
+        Some(match data_type {
+            DataType::Boolean => ColumnType::Boolean,
+            DataType::Int8 | DataType::Int16 | DataType::UInt8 => ColumnType::SmallInt,
+            DataType::Int32 | DataType::UInt16 => ColumnType::Integer,
+            DataType::Int64 | DataType::UInt32 | DataType::UInt64 => ColumnType::BigInt,
+            DataType::Float16 | DataType::Float32 => ColumnType::Real,
+            DataType::Float64 => ColumnType::Double,
+            DataType::Decimal128(p, s) => ColumnType::Numeric {
+                precision: *p,
+                scale: *s,
+            },
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                ColumnType::Text { max_len: None }
+            }
+            DataType::Timestamp(_, None) => ColumnType::Timestamp,
+            DataType::Timestamp(_, Some(_)) => ColumnType::TimestampTz,
+            DataType::Date32 | DataType::Date64 => ColumnType::Date,
+            DataType::List(field) | DataType::LargeList(field) => {
+                ColumnType::Array(Box::new(ColumnType::from_arrow(field.data_type())?))
+            }
+            _ => return None,
+        })
+    }
+
+    /// Returns whether values of this type can be a primary key or routing key.
+    pub fn is_routable(&self) -> bool {
+        !matches!(self, ColumnType::Array(_))
+    }
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ColumnType::Boolean => f.write_str("boolean"),
+            ColumnType::SmallInt => f.write_str("smallint"),
+            ColumnType::Integer => f.write_str("integer"),
+            ColumnType::BigInt => f.write_str("bigint"),
+            ColumnType::Real => f.write_str("real"),
+            ColumnType::Double => f.write_str("double precision"),
+            ColumnType::Numeric { precision, scale } => write!(f, "numeric({precision},{scale})"),
+            ColumnType::Text { max_len: None } => f.write_str("text"),
+            ColumnType::Text { max_len: Some(n) } => write!(f, "varchar({n})"),
+            ColumnType::Timestamp => f.write_str("timestamp without time zone"),
+            ColumnType::TimestampTz => f.write_str("timestamp with time zone"),
+            ColumnType::Date => f.write_str("date"),
+            ColumnType::Ip => f.write_str("ip"),
+            ColumnType::Array(inner) => write!(f, "array({inner})"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrow_round_trip_keeps_the_type() {
+        let types = [
+            ColumnType::Boolean,
+            ColumnType::SmallInt,
+            ColumnType::Integer,
+            ColumnType::BigInt,
+            ColumnType::Real,
+            ColumnType::Double,
+            ColumnType::Numeric {
+                precision: 10,
+                scale: 2,
+            },
+            ColumnType::Text { max_len: None },
+            ColumnType::Timestamp,
+            ColumnType::TimestampTz,
+            ColumnType::Date,
+            ColumnType::Array(Box::new(ColumnType::BigInt)),
+        ];
+        for column_type in types {
+            assert_eq!(
+                ColumnType::from_arrow(&column_type.arrow_type()),
+                Some(column_type)
+            );
+        }
+    }
+}

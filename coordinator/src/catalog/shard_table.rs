@@ -1,0 +1,387 @@
+//! A sharded table as a DataFusion `TableProvider`. Its scan is a [`ShardScanExec`] whose
+//! partitions are the table's shards; each partition sends the data node holding the shard an
+//! encoded plan fragment (a `ShardScanNode` leaf with the pushed-down projection, filters and
+//! limit) in an Arrow Flight ticket and streams back the batches.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use creek_common::routing::shard_for_key;
+use creek_common::schema::{TableSchema, ID_COLUMN, SEQ_NO_COLUMN};
+use creek_proto::arrow_flight::decode::FlightRecordBatchStream;
+use creek_proto::arrow_flight::error::FlightError;
+use creek_proto::arrow_flight::Ticket;
+use creek_proto::status::error_from_status;
+use creek_proto::v1::{FragmentTicket, ShardScanNode};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::ScalarValue;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
+};
+use datafusion_proto::bytes::Serializeable;
+use datafusion_proto::protobuf::{physical_plan_node::PhysicalPlanType, PhysicalExtensionNode, PhysicalPlanNode};
+use futures::{StreamExt, TryStreamExt};
+use prost::Message;
+
+use crate::cluster::Cluster;
+use crate::plan::routing::{id_for_key_values, scalar_to_key_text};
+
+/// A user table backed by shards on data nodes.
+#[derive(Debug)]
+pub struct ShardTable {
+    table: Arc<TableSchema>,
+    cluster: Arc<Cluster>,
+    schema: SchemaRef,
+}
+
+impl ShardTable {
+    /// Creates the provider showing the user columns.
+    pub fn new(table: Arc<TableSchema>, cluster: Arc<Cluster>) -> ShardTable {
+        ShardTable::build(table, cluster, false)
+    }
+
+    /// Creates the provider that also exposes `_id` and `_seq_no` (for UPDATE and DELETE).
+    pub fn with_hidden_columns(table: Arc<TableSchema>, cluster: Arc<Cluster>) -> ShardTable {
+        ShardTable::build(table, cluster, true)
+    }
+
+    fn build(table: Arc<TableSchema>, cluster: Arc<Cluster>, include_hidden: bool) -> ShardTable {
+        let mut fields: Vec<Field> = table.arrow_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        if include_hidden {
+            fields.push(Field::new(ID_COLUMN, DataType::Utf8, false));
+            fields.push(Field::new(SEQ_NO_COLUMN, DataType::Int64, false));
+        }
+        ShardTable {
+            schema: Arc::new(Schema::new(fields)),
+            table,
+            cluster,
+        }
+    }
+
+    /// Returns the table definition.
+    pub fn table(&self) -> &Arc<TableSchema> {
+        &self.table
+    }
+
+    /// If `filters` pin every primary-key column to literals, returns the document ids and
+    /// their shards: such a lookup reads one shard and is real-time.
+    fn primary_key_lookup(&self, filters: &[Expr]) -> Option<Vec<(String, u32)>> {
+        let table = &self.table;
+        if table.primary_key.is_empty() {
+            return None;
+        }
+        let mut candidates: Vec<Vec<ScalarValue>> = Vec::new();
+        for key in &table.primary_key {
+            let values = filters.iter().find_map(|f| pinned_values(f, key))?;
+            candidates.push(values);
+        }
+        // Cartesian product over IN lists, bounded to keep plans small.
+        let mut combos: Vec<Vec<ScalarValue>> = vec![Vec::new()];
+        for values in candidates {
+            let mut next = Vec::new();
+            for combo in &combos {
+                for value in &values {
+                    let mut extended = combo.clone();
+                    extended.push(value.clone());
+                    next.push(extended);
+                }
+            }
+            if next.len() > 1024 {
+                return None;
+            }
+            combos = next;
+        }
+        let mut lookups = Vec::with_capacity(combos.len());
+        for combo in combos {
+            let mut texts = Vec::with_capacity(combo.len());
+            for (value, key) in combo.iter().zip(&table.primary_key) {
+                let column = table.column(key)?;
+                texts.push(scalar_to_key_text(value, &column.column_type.arrow_type())?);
+            }
+            let id = id_for_key_values(&texts);
+            let routing_text = match &table.clustered_by {
+                Some(column) => {
+                    let index = table.primary_key.iter().position(|k| k == column)?;
+                    texts[index].clone()
+                }
+                None => id.clone(),
+            };
+            lookups.push((id, shard_for_key(&routing_text, table.num_shards)));
+        }
+        Some(lookups)
+    }
+}
+
+/// Returns the literal values `filter` pins `column` to (`col = lit` or `col IN (lits)`).
+fn pinned_values(filter: &Expr, column: &str) -> Option<Vec<ScalarValue>> {
+    match filter {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) if c.name == column && !v.is_null() => {
+                Some(vec![v.clone()])
+            }
+            _ => None,
+        },
+        Expr::InList(in_list) if !in_list.negated => match in_list.expr.as_ref() {
+            Expr::Column(c) if c.name == column => in_list
+                .list
+                .iter()
+                .map(|item| match item {
+                    Expr::Literal(v, _) if !v.is_null() => Some(v.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Returns whether a data node can use `expr` to narrow a shard scan. This mirrors the data
+/// node's translation; a filter it ends up not using is still applied above the scan.
+fn is_index_filter(table: &TableSchema, expr: &Expr) -> bool {
+    let known = |name: &str| name == ID_COLUMN || table.column(name).is_some();
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::And => is_index_filter(table, left) || is_index_filter(table, right),
+            Operator::Or => is_index_filter(table, left) && is_index_filter(table, right),
+            Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
+                matches!((left.as_ref(), right.as_ref()),
+                    (Expr::Column(c), Expr::Literal(..)) | (Expr::Literal(..), Expr::Column(c)) if known(&c.name))
+            }
+            _ => false,
+        },
+        Expr::Between(b) => !b.negated && matches!(b.expr.as_ref(), Expr::Column(c) if known(&c.name)),
+        Expr::InList(l) => !l.negated && matches!(l.expr.as_ref(), Expr::Column(c) if known(&c.name)),
+        Expr::IsNull(e) | Expr::IsNotNull(e) => matches!(e.as_ref(), Expr::Column(c) if table.column(&c.name).is_some()),
+        _ => false,
+    }
+}
+
+#[async_trait]
+impl TableProvider for ShardTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if is_index_filter(&self.table, f) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let projected = match projection {
+            Some(indices) => Arc::new(self.schema.project(indices)?),
+            None => self.schema.clone(),
+        };
+        let columns: Vec<String> = projected.fields().iter().map(|f| f.name().clone()).collect();
+        let (shards, realtime_ids) = match self.primary_key_lookup(filters) {
+            Some(lookups) => {
+                let shards: BTreeSet<u32> = lookups.iter().map(|(_, shard)| *shard).collect();
+                (shards.into_iter().collect(), lookups.into_iter().map(|(id, _)| id).collect())
+            }
+            None => ((0..self.table.num_shards).collect(), Vec::new()),
+        };
+        Ok(Arc::new(ShardScanExec::new(
+            self.table.clone(),
+            self.cluster.clone(),
+            projected,
+            columns,
+            shards,
+            filters.to_vec(),
+            limit,
+            realtime_ids,
+        )))
+    }
+}
+
+/// Scans shards on data nodes: partition `i` streams shard `shards[i]` over Flight.
+pub struct ShardScanExec {
+    table: Arc<TableSchema>,
+    cluster: Arc<Cluster>,
+    schema: SchemaRef,
+    columns: Vec<String>,
+    shards: Vec<u32>,
+    filters: Vec<Expr>,
+    limit: Option<usize>,
+    realtime_ids: Vec<String>,
+    properties: Arc<PlanProperties>,
+}
+
+impl fmt::Debug for ShardScanExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ShardScanExec({})", self.table.name)
+    }
+}
+
+impl ShardScanExec {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        table: Arc<TableSchema>,
+        cluster: Arc<Cluster>,
+        schema: SchemaRef,
+        columns: Vec<String>,
+        shards: Vec<u32>,
+        filters: Vec<Expr>,
+        limit: Option<usize>,
+        realtime_ids: Vec<String>,
+    ) -> ShardScanExec {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(shards.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        ShardScanExec {
+            table,
+            cluster,
+            schema,
+            columns,
+            shards,
+            filters,
+            limit,
+            realtime_ids,
+            properties,
+        }
+    }
+
+    /// Encodes the fragment for one shard: a plan whose leaf is the `ShardScanNode` extension.
+    fn encode_fragment(&self, shard: u32) -> DfResult<Vec<u8>> {
+        let filters = self
+            .filters
+            .iter()
+            .map(|f| f.to_bytes().map(|b| b.to_vec()))
+            .collect::<DfResult<Vec<_>>>()?;
+        let node = ShardScanNode {
+            table_json: serde_json::to_vec(self.table.as_ref()).expect("table serialises"),
+            shards: vec![shard],
+            columns: self.columns.clone(),
+            filters,
+            limit: self.limit.map(|l| l as u64),
+            realtime_ids: self.realtime_ids.clone(),
+        };
+        let plan = PhysicalPlanNode {
+            physical_plan_type: Some(PhysicalPlanType::Extension(PhysicalExtensionNode {
+                node: node.encode_to_vec(),
+                inputs: vec![],
+            })),
+        };
+        Ok(FragmentTicket {
+            plan: plan.encode_to_vec(),
+            partition: 0,
+        }
+        .encode_to_vec())
+    }
+}
+
+impl DisplayAs for ShardScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "ShardScanExec: table={}.{}, shards={:?}", self.table.schema_name, self.table.name, self.shards)?;
+        if !self.filters.is_empty() {
+            let filters: Vec<String> = self.filters.iter().map(|e| e.to_string()).collect();
+            write!(f, ", pushed_filters=[{}]", filters.join(", "))?;
+        }
+        if let Some(limit) = self.limit {
+            write!(f, ", limit={limit}")?;
+        }
+        if !self.realtime_ids.is_empty() {
+            write!(f, ", primary_key_lookup")?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for ShardScanExec {
+    fn name(&self) -> &str {
+        "ShardScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let schema = self.schema.clone();
+        let Some(shard) = self.shards.get(partition).copied() else {
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::empty())));
+        };
+        let ticket = self.encode_fragment(shard)?;
+        let client = self
+            .cluster
+            .node_for_shard(self.table.id, shard)
+            .map_err(|e| DataFusionError::External(Box::new(to_coded(e))))?;
+        let expected = schema.clone();
+        let stream = futures::stream::once(async move {
+            let mut flight = client.flight;
+            let response = flight
+                .do_get(Ticket { ticket: ticket.into() })
+                .await
+                .map_err(|status| DataFusionError::External(Box::new(error_from_status(&status))))?;
+            let data = response.into_inner().map_err(|status| FlightError::Tonic(Box::new(status)));
+            let batches = FlightRecordBatchStream::new_from_flight_data(data).map_err(flight_error);
+            Ok::<_, DataFusionError>(batches)
+        })
+        .try_flatten()
+        .map(move |batch| {
+            let batch = batch?;
+            // Field nullability may differ; rebuild with the planned schema.
+            Ok(datafusion::arrow::record_batch::RecordBatch::try_new(expected.clone(), batch.columns().to_vec())?)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+}
+
+fn flight_error(error: FlightError) -> DataFusionError {
+    match error {
+        FlightError::Tonic(status) => DataFusionError::External(Box::new(error_from_status(&status))),
+        other => DataFusionError::External(Box::new(other)),
+    }
+}
+
+fn to_coded(error: crate::error::Error) -> creek_common::error::CodedError {
+    creek_common::error::CodedError::new(error.code(), error.client_message())
+}

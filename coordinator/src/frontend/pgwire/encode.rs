@@ -1,0 +1,232 @@
+//! Arrow ↔ PostgreSQL value encoding: type OIDs, text and binary row encoding, and parameter
+//! decoding for the extended protocol.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array,
+    Int32Array, Int64Array, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::common::ScalarValue;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::StreamExt;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse};
+use pgwire::api::Type;
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+
+use super::error::to_pg_error;
+
+/// Returns the PostgreSQL type of an Arrow type.
+pub fn arrow_to_pg_type(data_type: &DataType) -> Type {
+    match data_type {
+        DataType::Boolean => Type::BOOL,
+        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
+        DataType::Int32 | DataType::UInt16 => Type::INT4,
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => Type::INT8,
+        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
+        DataType::Float64 => Type::FLOAT8,
+        DataType::Decimal128(..) | DataType::Decimal256(..) => Type::NUMERIC,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Type::TEXT,
+        DataType::Date32 | DataType::Date64 => Type::DATE,
+        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => Type::BYTEA,
+        DataType::List(field) | DataType::LargeList(field) => match arrow_to_pg_type(field.data_type()) {
+            t if t == Type::BOOL => Type::BOOL_ARRAY,
+            t if t == Type::INT2 => Type::INT2_ARRAY,
+            t if t == Type::INT4 => Type::INT4_ARRAY,
+            t if t == Type::INT8 => Type::INT8_ARRAY,
+            t if t == Type::FLOAT4 => Type::FLOAT4_ARRAY,
+            t if t == Type::FLOAT8 => Type::FLOAT8_ARRAY,
+            t if t == Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
+            t if t == Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
+            t if t == Type::DATE => Type::DATE_ARRAY,
+            _ => Type::TEXT_ARRAY,
+        },
+        _ => Type::TEXT,
+    }
+}
+
+/// Builds the row description of a result schema.
+pub fn fields_for_schema(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(index, field)| {
+            let pg_type = arrow_to_pg_type(field.data_type());
+            let mut field_format = format.format_for(index);
+            if field_format == FieldFormat::Binary && !binary_supported(&pg_type) {
+                field_format = FieldFormat::Text;
+            }
+            FieldInfo::new(field.name().clone(), None, None, pg_type, field_format)
+        })
+        .collect()
+}
+
+fn binary_supported(pg_type: &Type) -> bool {
+    [
+        Type::BOOL,
+        Type::INT2,
+        Type::INT4,
+        Type::INT8,
+        Type::FLOAT4,
+        Type::FLOAT8,
+        Type::TEXT,
+        Type::DATE,
+        Type::TIMESTAMP,
+        Type::TIMESTAMPTZ,
+    ]
+    .contains(pg_type)
+}
+
+/// Encodes a batch stream into pgwire data rows.
+pub fn encode_stream(fields: Arc<Vec<FieldInfo>>, stream: SendableRecordBatchStream) -> QueryResponse {
+    let row_fields = fields.clone();
+    let rows = stream
+        .map(move |batch| -> Vec<PgWireResult<DataRow>> {
+            match batch {
+                Ok(batch) => encode_batch(&row_fields, &batch),
+                Err(error) => vec![Err(to_pg_error(&crate::error::Error::DataFusion(error)))],
+            }
+        })
+        .flat_map(futures::stream::iter);
+    QueryResponse::new(fields, rows)
+}
+
+fn encode_batch(fields: &Arc<Vec<FieldInfo>>, batch: &RecordBatch) -> Vec<PgWireResult<DataRow>> {
+    let options = FormatOptions::default().with_null("");
+    let formatters: Vec<Option<ArrayFormatter>> = batch
+        .columns()
+        .iter()
+        .map(|column| ArrayFormatter::try_new(column.as_ref(), &options).ok())
+        .collect();
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    let mut encoder = DataRowEncoder::new(fields.clone());
+    for row in 0..batch.num_rows() {
+        let mut result = Ok(());
+        for (index, column) in batch.columns().iter().enumerate() {
+            let field = &fields[index];
+            result = encode_value(&mut encoder, column, row, field, formatters[index].as_ref());
+            if result.is_err() {
+                break;
+            }
+        }
+        rows.push(result.map(|_| encoder.take_row()));
+    }
+    rows
+}
+
+fn encode_value(
+    encoder: &mut DataRowEncoder,
+    column: &ArrayRef,
+    row: usize,
+    field: &FieldInfo,
+    formatter: Option<&ArrayFormatter>,
+) -> PgWireResult<()> {
+    let pg_type = field.datatype().clone();
+    let format = field.format();
+    let format_options = field.format_options().clone();
+    if column.is_null(row) {
+        return encoder.encode_field_with_type_and_format(&None::<i32>, &pg_type, format, &format_options);
+    }
+    macro_rules! enc {
+        ($value:expr) => {
+            encoder.encode_field_with_type_and_format(&$value, &pg_type, format, &format_options)
+        };
+    }
+    match column.data_type() {
+        DataType::Boolean => enc!(column.as_any().downcast_ref::<BooleanArray>().map(|a| a.value(row))),
+        DataType::Int16 => enc!(column.as_any().downcast_ref::<Int16Array>().map(|a| a.value(row))),
+        DataType::Int32 => enc!(column.as_any().downcast_ref::<Int32Array>().map(|a| a.value(row))),
+        DataType::Int64 => enc!(column.as_any().downcast_ref::<Int64Array>().map(|a| a.value(row))),
+        DataType::Float32 => enc!(column.as_any().downcast_ref::<Float32Array>().map(|a| a.value(row))),
+        DataType::Float64 => enc!(column.as_any().downcast_ref::<Float64Array>().map(|a| a.value(row))),
+        DataType::Utf8 => enc!(Some(column.as_string::<i32>().value(row))),
+        DataType::Date32 => {
+            let days = column.as_any().downcast_ref::<Date32Array>().map(|a| a.value(row)).unwrap_or(0);
+            let date = NaiveDate::from_num_days_from_ce_opt(days + 719_163);
+            enc!(date)
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+            let micros = column
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .map(|a| a.value(row))
+                .unwrap_or(0);
+            let utc = DateTime::<Utc>::from_timestamp_micros(micros);
+            if tz.is_some() {
+                enc!(utc)
+            } else {
+                enc!(utc.map(|t| t.naive_utc()))
+            }
+        }
+        _ => {
+            let text = match formatter {
+                Some(formatter) => {
+                    let value = formatter.value(row).to_string();
+                    if matches!(column.data_type(), DataType::List(_) | DataType::LargeList(_)) {
+                        list_text(&value)
+                    } else {
+                        value
+                    }
+                }
+                None => String::new(),
+            };
+            encoder.encode_field_with_type_and_format(&Some(text), &pg_type, FieldFormat::Text, &format_options)
+        }
+    }
+}
+
+/// Turns Arrow's `[1, 2]` list display into PostgreSQL's `{1,2}` array text.
+fn list_text(display: &str) -> String {
+    let inner = display.trim_start_matches('[').trim_end_matches(']');
+    let items: Vec<&str> = if inner.is_empty() { Vec::new() } else { inner.split(", ").collect() };
+    format!("{{{}}}", items.join(","))
+}
+
+/// Decodes parameter `index` of a portal as `pg_type`.
+pub fn decode_param<S: Clone>(portal: &Portal<S>, index: usize, pg_type: &Type) -> PgWireResult<ScalarValue> {
+    let bad = |e: PgWireError| {
+        PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            "22P02".into(),
+            format!("invalid value for parameter ${}: {e}", index + 1),
+        )))
+    };
+    Ok(match pg_type {
+        t if *t == Type::BOOL => ScalarValue::Boolean(portal.parameter::<bool>(index, t).map_err(bad)?),
+        t if *t == Type::INT2 => ScalarValue::Int16(portal.parameter::<i16>(index, t).map_err(bad)?),
+        t if *t == Type::INT4 => ScalarValue::Int32(portal.parameter::<i32>(index, t).map_err(bad)?),
+        t if *t == Type::INT8 => ScalarValue::Int64(portal.parameter::<i64>(index, t).map_err(bad)?),
+        t if *t == Type::FLOAT4 => ScalarValue::Float32(portal.parameter::<f32>(index, t).map_err(bad)?),
+        t if *t == Type::FLOAT8 => ScalarValue::Float64(portal.parameter::<f64>(index, t).map_err(bad)?),
+        t if *t == Type::TIMESTAMP => ScalarValue::TimestampMicrosecond(
+            portal
+                .parameter::<NaiveDateTime>(index, t)
+                .map_err(bad)?
+                .map(|v| v.and_utc().timestamp_micros()),
+            None,
+        ),
+        t if *t == Type::TIMESTAMPTZ => ScalarValue::TimestampMicrosecond(
+            portal
+                .parameter::<DateTime<chrono::FixedOffset>>(index, t)
+                .map_err(bad)?
+                .map(|v| v.timestamp_micros()),
+            Some("+00:00".into()),
+        ),
+        t if *t == Type::DATE => ScalarValue::Date32(
+            portal
+                .parameter::<NaiveDate>(index, t)
+                .map_err(bad)?
+                .map(|d| (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32),
+        ),
+        t => ScalarValue::Utf8(portal.parameter::<String>(index, t).map_err(bad)?),
+    })
+}

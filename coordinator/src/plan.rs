@@ -1,0 +1,6 @@
+//! Planning helpers around DataFusion: the per-statement session context over cluster state,
+//! document ids and routing of rows, and views.
+
+pub mod context;
+pub mod routing;
+pub mod views;

@@ -1,0 +1,409 @@
+//! A client session: its settings (`SET`/`SHOW`) and the one entry point every protocol calls,
+//! [`Session::execute`], which runs each statement of a SQL text in order.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use creek_common::error::ErrorCode;
+use datafusion::arrow::array::StringArray;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use parking_lot::Mutex;
+use sqlparser::ast::{self, ObjectType, Statement};
+
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+use crate::plan::context::session_context;
+use crate::sql::ddl::{self, split_name};
+use crate::sql::dml::{self, DmlContext};
+use crate::sql::parse::{parse_sql, ParsedStatement};
+use crate::sql::Output;
+
+/// Per-session settings changed with `SET` and read with `SHOW`.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Schema of unqualified names (`search_path`).
+    pub schema: String,
+    /// Refresh written shards before acknowledging, so the next query sees the writes.
+    pub write_refresh: bool,
+    /// Other settings, kept and shown as given.
+    pub other: BTreeMap<String, String>,
+}
+
+impl Default for SessionSettings {
+    fn default() -> SessionSettings {
+        let mut other = BTreeMap::new();
+        for (key, value) in [
+            ("server_version", crate::frontend::SERVER_VERSION),
+            ("client_encoding", "UTF8"),
+            ("datestyle", "ISO, MDY"),
+            ("timezone", "UTC"),
+            ("standard_conforming_strings", "on"),
+            ("application_name", ""),
+            ("transaction_isolation", "read committed"),
+        ] {
+            other.insert(key.to_string(), value.to_string());
+        }
+        SessionSettings {
+            schema: "doc".to_string(),
+            write_refresh: false,
+            other,
+        }
+    }
+}
+
+/// A client session.
+pub struct Session {
+    cluster: Arc<Cluster>,
+    settings: Mutex<SessionSettings>,
+}
+
+/// A planned query: its logical plan and parameter types, for extended-protocol Describe.
+pub struct PreparedQuery {
+    /// The statement's SQL text.
+    pub sql: String,
+    /// The result schema, if the statement returns rows.
+    pub schema: Option<SchemaRef>,
+    /// Inferred parameter types, by position.
+    pub param_types: Vec<Option<DataType>>,
+}
+
+fn one_column(name: &str, values: Vec<String>) -> Result<Output> {
+    let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(values))])?;
+    Ok(Output::Rows {
+        schema: schema.clone(),
+        stream: Box::pin(MemoryStream::try_new(vec![batch], schema, None)?),
+    })
+}
+
+fn affected(tag: &str, count: u64) -> Output {
+    Output::Affected { tag: tag.to_string(), count }
+}
+
+impl Session {
+    /// Creates a session with default settings.
+    pub fn new(cluster: Arc<Cluster>) -> Session {
+        Session {
+            cluster,
+            settings: Mutex::new(SessionSettings::default()),
+        }
+    }
+
+    /// Returns a copy of the settings.
+    pub fn settings(&self) -> SessionSettings {
+        self.settings.lock().clone()
+    }
+
+    /// Sets a setting as a client startup parameter would.
+    pub fn set(&self, name: &str, value: &str) -> Result<()> {
+        let name = name.to_lowercase();
+        let value = value.trim().trim_matches('\'').to_string();
+        let mut settings = self.settings.lock();
+        match name.as_str() {
+            "search_path" | "schema" => {
+                settings.schema = value.split(',').next().unwrap_or("doc").trim().trim_matches('"').to_string();
+                if settings.schema.is_empty() || settings.schema == "public" || settings.schema == "\"$user\"" {
+                    settings.schema = "doc".to_string();
+                }
+            }
+            "write_refresh" => {
+                settings.write_refresh = match value.to_lowercase().as_str() {
+                    "true" | "on" | "1" | "yes" => true,
+                    "false" | "off" | "0" | "no" => false,
+                    _ => {
+                        return Err(Error::new(
+                            ErrorCode::InvalidParameterValue,
+                            format!("invalid value for write_refresh: {value}"),
+                        ))
+                    }
+                }
+            }
+            _ => {
+                settings.other.insert(name, value);
+            }
+        }
+        Ok(())
+    }
+
+    fn show(&self, name: &str) -> Option<String> {
+        let settings = self.settings.lock();
+        match name {
+            "search_path" | "schema" => Some(settings.schema.clone()),
+            "write_refresh" => Some(settings.write_refresh.to_string()),
+            other => settings.other.get(other).cloned(),
+        }
+    }
+
+    fn context(&self, expose_hidden: bool) -> SessionContext {
+        session_context(self.cluster.clone(), &self.settings.lock().schema, expose_hidden)
+    }
+
+    /// Executes every statement of `sql` with the given parameters.
+    pub async fn execute(&self, sql: &str, params: &[ScalarValue]) -> Result<Vec<Output>> {
+        let statements = parse_sql(sql)?;
+        let mut outputs = Vec::with_capacity(statements.len());
+        for statement in statements {
+            outputs.push(self.execute_parsed_statement(statement, params).await?);
+        }
+        Ok(outputs)
+    }
+
+    /// Plans a single statement without running it, for extended-protocol Parse/Describe.
+    pub async fn prepare(&self, sql: &str) -> Result<PreparedQuery> {
+        let statements = parse_sql(sql)?;
+        let mut prepared = PreparedQuery {
+            sql: sql.to_string(),
+            schema: None,
+            param_types: Vec::new(),
+        };
+        if let [ParsedStatement::Sql(statement, _)] = statements.as_slice() {
+            let ctx = self.context(false);
+            let planned = match statement.as_ref() {
+                Statement::Query(_) | Statement::Explain { .. } => Some(
+                    ctx.state()
+                        .statement_to_plan(DfStatement::Statement(statement.clone()))
+                        .await?,
+                ),
+                Statement::Insert(insert) => {
+                    let mut stripped = insert.clone();
+                    stripped.on = None;
+                    stripped.returning = None;
+                    ctx.state()
+                        .statement_to_plan(DfStatement::Statement(Box::new(Statement::Insert(stripped))))
+                        .await
+                        .ok()
+                }
+                _ => None,
+            };
+            if let Some(plan) = planned {
+                let types = plan.get_parameter_types()?;
+                let mut ordered: Vec<(usize, Option<DataType>)> = types
+                    .into_iter()
+                    .filter_map(|(name, t)| name.trim_start_matches('$').parse::<usize>().ok().map(|i| (i, t)))
+                    .collect();
+                ordered.sort_by_key(|(i, _)| *i);
+                let count = ordered.last().map(|(i, _)| *i).unwrap_or(0);
+                prepared.param_types = vec![None; count];
+                for (i, t) in ordered {
+                    prepared.param_types[i - 1] = t;
+                }
+                if matches!(statement.as_ref(), Statement::Query(_) | Statement::Explain { .. }) {
+                    prepared.schema = Some(Arc::new(plan.schema().as_arrow().clone()));
+                }
+            }
+        }
+        Ok(prepared)
+    }
+
+    /// Executes one parsed statement.
+    pub async fn execute_parsed_statement(&self, parsed: ParsedStatement, params: &[ScalarValue]) -> Result<Output> {
+        let (statement, clauses) = match parsed {
+            ParsedStatement::Empty => return Ok(affected("", 0)),
+            ParsedStatement::Refresh(names) => {
+                let schema = self.settings.lock().schema.clone();
+                for name in names {
+                    let (schema_name, table_name) = split_name(&name, &schema)?;
+                    let table = self.cluster.catalog().table(&schema_name, &table_name).ok_or_else(|| {
+                        Error::new(ErrorCode::UndefinedTable, format!("relation \"{schema_name}.{table_name}\" does not exist"))
+                    })?;
+                    self.cluster.refresh_table(&table).await?;
+                }
+                return Ok(affected("REFRESH", 0));
+            }
+            ParsedStatement::Sql(statement, clauses) => (statement, clauses),
+        };
+        let default_schema = self.settings.lock().schema.clone();
+        let param_values = ParamValues::List(params.iter().cloned().map(Into::into).collect());
+        match *statement {
+            Statement::CreateTable(create) => {
+                let table = ddl::table_from_create(&create, &clauses, &default_schema, self.cluster.data_nodes().len())?;
+                self.cluster.create_table(table, create.if_not_exists).await?;
+                Ok(affected("CREATE TABLE", 0))
+            }
+            Statement::Drop { object_type, if_exists, names, .. } => {
+                for name in &names {
+                    let (schema, table_name) = split_name(name, &default_schema)?;
+                    match object_type {
+                        ObjectType::Table => match self.cluster.catalog().table(&schema, &table_name) {
+                            Some(table) => self.cluster.drop_table(&table).await?,
+                            None if if_exists => {}
+                            None => {
+                                return Err(Error::new(ErrorCode::UndefinedTable, format!("relation \"{schema}.{table_name}\" does not exist")))
+                            }
+                        },
+                        ObjectType::View => {
+                            let key = crate::catalog::qualified(&schema, &table_name);
+                            self.cluster.catalog().update(|state| {
+                                if state.views.remove(&key).is_none() && !if_exists {
+                                    return Err(Error::new(ErrorCode::UndefinedTable, format!("view \"{key}\" does not exist")));
+                                }
+                                Ok(())
+                            })?;
+                        }
+                        ObjectType::Index => {}
+                        other => {
+                            return Err(Error::new(ErrorCode::FeatureNotSupported, format!("DROP {other} is not supported")))
+                        }
+                    }
+                }
+                let tag = match object_type {
+                    ObjectType::View => "DROP VIEW",
+                    ObjectType::Index => "DROP INDEX",
+                    _ => "DROP TABLE",
+                };
+                Ok(affected(tag, 0))
+            }
+            Statement::CreateView(view) => {
+                let (schema, name) = split_name(&view.name, &default_schema)?;
+                // Plan once so a broken view is rejected at creation.
+                self.context(false).state().create_logical_plan(&view.query.to_string()).await?;
+                ddl::create_view(
+                    &self.cluster,
+                    creek_common::schema::ViewDef {
+                        schema_name: schema,
+                        name,
+                        query: view.query.to_string(),
+                    },
+                    view.or_replace,
+                )?;
+                Ok(affected("CREATE VIEW", 0))
+            }
+            Statement::CreateIndex(_) => Ok(affected("CREATE INDEX", 0)),
+            Statement::AlterTable(alter) => {
+                let (schema, name) = split_name(&alter.name, &default_schema)?;
+                let table = self
+                    .cluster
+                    .catalog()
+                    .table(&schema, &name)
+                    .ok_or_else(|| Error::new(ErrorCode::UndefinedTable, format!("relation \"{schema}.{name}\" does not exist")))?;
+                for operation in &alter.operations {
+                    match operation {
+                        ast::AlterTableOperation::AddColumn { column_def, if_not_exists, .. } => {
+                            let current = self.cluster.catalog().table(&schema, &name).unwrap_or_else(|| table.clone());
+                            ddl::add_column(&self.cluster, &current, column_def, *if_not_exists).await?;
+                        }
+                        other => {
+                            return Err(Error::new(ErrorCode::FeatureNotSupported, format!("ALTER TABLE {other} is not supported")))
+                        }
+                    }
+                }
+                Ok(affected("ALTER TABLE", 0))
+            }
+            Statement::ShowTables { .. } => {
+                let state = self.cluster.catalog().state();
+                let names: Vec<String> = state
+                    .tables
+                    .values()
+                    .filter(|t| t.schema_name == default_schema)
+                    .map(|t| t.name.clone())
+                    .collect();
+                one_column("table_name", names)
+            }
+            Statement::ShowCreate { obj_type: ast::ShowCreateObject::Table, obj_name } => {
+                let (schema, name) = split_name(&obj_name, &default_schema)?;
+                let table = self
+                    .cluster
+                    .catalog()
+                    .table(&schema, &name)
+                    .ok_or_else(|| Error::new(ErrorCode::UndefinedTable, format!("relation \"{schema}.{name}\" does not exist")))?;
+                one_column(&format!("SHOW CREATE TABLE {schema}.{name}"), vec![ddl::show_create_table(&table)])
+            }
+            Statement::ShowVariable { variable } => {
+                let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join(" ");
+                if name == "all" {
+                    let settings = self.settings();
+                    let mut rows: Vec<String> = settings.other.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    rows.push(format!("search_path={}", settings.schema));
+                    return one_column("setting", rows);
+                }
+                let value = self
+                    .show(&name)
+                    .ok_or_else(|| Error::new(ErrorCode::UndefinedObject, format!("unrecognized configuration parameter \"{name}\"")))?;
+                one_column(&name, vec![value])
+            }
+            Statement::Set(set) => {
+                match set {
+                    ast::Set::SingleAssignment { variable, values, .. } => {
+                        let name = variable.to_string().to_lowercase();
+                        let value = values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
+                        self.set(&name, &value)?;
+                    }
+                    ast::Set::SetTimeZone { value, .. } => self.set("timezone", &value.to_string())?,
+                    ast::Set::SetNames { charset_name, .. } => self.set("client_encoding", &charset_name.to_string())?,
+                    _ => {}
+                }
+                Ok(affected("SET", 0))
+            }
+            Statement::StartTransaction { .. } => Ok(affected("BEGIN", 0)),
+            Statement::Commit { .. } => Ok(affected("COMMIT", 0)),
+            Statement::Rollback { .. } => Ok(affected("ROLLBACK", 0)),
+            Statement::Discard { .. } => Ok(affected("DISCARD ALL", 0)),
+            Statement::Insert(insert) => {
+                let (ctx, hidden_ctx) = (self.context(false), self.context(true));
+                let write_refresh = self.settings.lock().write_refresh;
+                dml::insert(&self.dml_context(&ctx, &hidden_ctx, &default_schema, &param_values, write_refresh), &insert).await
+            }
+            Statement::Update(update) => {
+                let (ctx, hidden_ctx) = (self.context(false), self.context(true));
+                let write_refresh = self.settings.lock().write_refresh;
+                dml::update(&self.dml_context(&ctx, &hidden_ctx, &default_schema, &param_values, write_refresh), &update).await
+            }
+            Statement::Delete(delete) => {
+                let (ctx, hidden_ctx) = (self.context(false), self.context(true));
+                let write_refresh = self.settings.lock().write_refresh;
+                dml::delete(&self.dml_context(&ctx, &hidden_ctx, &default_schema, &param_values, write_refresh), &delete).await
+            }
+            Statement::Query(_) | Statement::Explain { .. } => {
+                let ctx = self.context(false);
+                let plan = ctx.state().statement_to_plan(DfStatement::Statement(statement)).await?;
+                self.run_query(&ctx, plan, param_values).await
+            }
+            other => Err(Error::new(
+                ErrorCode::FeatureNotSupported,
+                format!("statement is not supported: {}", first_words(&other.to_string())),
+            )),
+        }
+    }
+
+    fn dml_context<'a>(
+        &'a self,
+        ctx: &'a SessionContext,
+        hidden_ctx: &'a SessionContext,
+        default_schema: &'a str,
+        params: &'a ParamValues,
+        write_refresh: bool,
+    ) -> DmlContext<'a> {
+        DmlContext {
+            cluster: &self.cluster,
+            ctx,
+            hidden_ctx,
+            default_schema,
+            params,
+            write_refresh,
+        }
+    }
+
+    async fn run_query(&self, ctx: &SessionContext, plan: LogicalPlan, params: ParamValues) -> Result<Output> {
+        let plan = match &params {
+            ParamValues::List(list) if list.is_empty() => plan,
+            _ => plan.with_param_values(params)?,
+        };
+        if let LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) = plan {
+            return Err(Error::new(ErrorCode::FeatureNotSupported, "statement is not supported here"));
+        }
+        let df = DataFrame::new(ctx.state(), plan);
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let stream = df.execute_stream().await?;
+        Ok(Output::Rows { schema, stream })
+    }
+}
+
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}

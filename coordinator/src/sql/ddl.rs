@@ -1,0 +1,344 @@
+//! DDL: turns sqlparser's CREATE/DROP/ALTER statements into cluster-state changes. Semantic
+//! checks (duplicate columns, key columns that do not exist, ...) live in
+//! `TableSchema::validate`, which the cluster applies before anything is created.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use creek_common::error::ErrorCode;
+use creek_common::schema::{ColumnDef, TableSchema, ViewDef};
+use creek_common::types::{ColumnType, DEFAULT_NUMERIC_PRECISION, DEFAULT_NUMERIC_SCALE};
+use creek_common::TableId;
+use sqlparser::ast::{
+    self, ColumnOption, CreateTable, DataType, ExactNumberInfo, ObjectName, TableConstraint,
+};
+
+use super::parse::TableClauses;
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+
+/// Default shard count per data node for tables without `INTO n SHARDS`.
+pub const DEFAULT_SHARDS_PER_NODE: u32 = 2;
+
+/// Normalises an identifier: unquoted names are lowercase.
+pub fn ident_name(ident: &ast::Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+/// Splits `[schema.]name` into (schema, name), using `default_schema` when unqualified.
+pub fn split_name(name: &ObjectName, default_schema: &str) -> Result<(String, String)> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|part| part.as_ident().map(ident_name).unwrap_or_else(|| part.to_string()))
+        .collect();
+    match parts.as_slice() {
+        [table] => Ok((default_schema.to_string(), table.clone())),
+        [schema, table] => Ok((schema.clone(), table.clone())),
+        [_catalog, schema, table] => Ok((schema.clone(), table.clone())),
+        _ => Err(Error::new(ErrorCode::SyntaxError, format!("invalid relation name {name}"))),
+    }
+}
+
+/// Maps a SQL type to a Creek column type.
+pub fn column_type(data_type: &DataType) -> Result<ColumnType> {
+    use DataType as D;
+    Ok(match data_type {
+        D::Boolean | D::Bool => ColumnType::Boolean,
+        D::SmallInt(_) | D::Int2(_) | D::TinyInt(_) => ColumnType::SmallInt,
+        D::Int(_) | D::Integer(_) | D::Int4(_) | D::MediumInt(_) => ColumnType::Integer,
+        D::BigInt(_) | D::Int8(_) | D::Int64 => ColumnType::BigInt,
+        D::Real | D::Float4 | D::Float32 => ColumnType::Real,
+        D::Double(_) | D::DoublePrecision | D::Float8 | D::Float64 => ColumnType::Double,
+        D::Float(info) => match info {
+            ExactNumberInfo::Precision(p) | ExactNumberInfo::PrecisionAndScale(p, _) if *p <= 24 => ColumnType::Real,
+            _ => ColumnType::Double,
+        },
+        D::Numeric(info) | D::Decimal(info) | D::Dec(info) => {
+            let (precision, scale) = match info {
+                ExactNumberInfo::None => (DEFAULT_NUMERIC_PRECISION, DEFAULT_NUMERIC_SCALE),
+                ExactNumberInfo::Precision(p) => (*p as u8, 0),
+                ExactNumberInfo::PrecisionAndScale(p, s) => (*p as u8, *s as i8),
+            };
+            if precision == 0 || precision > 38 {
+                return Err(Error::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!("numeric precision {precision} must be between 1 and 38"),
+                ));
+            }
+            ColumnType::Numeric { precision, scale }
+        }
+        D::Text | D::String(_) | D::Char(_) | D::Character(_) | D::Nvarchar(_) => ColumnType::Text { max_len: None },
+        D::Varchar(length) | D::CharacterVarying(length) | D::CharVarying(length) => ColumnType::Text {
+            max_len: match length {
+                Some(ast::CharacterLength::IntegerLength { length, .. }) => Some(*length as u32),
+                _ => None,
+            },
+        },
+        D::Timestamp(_, tz) => match tz {
+            ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz => ColumnType::TimestampTz,
+            _ => ColumnType::Timestamp,
+        },
+        D::TimestampNtz(_) | D::Datetime(_) => ColumnType::Timestamp,
+        D::Date => ColumnType::Date,
+        D::Array(inner) => match inner {
+            ast::ArrayElemTypeDef::AngleBracket(t) | ast::ArrayElemTypeDef::SquareBracket(t, _) | ast::ArrayElemTypeDef::Parenthesis(t) => {
+                ColumnType::Array(Box::new(column_type(t)?))
+            }
+            ast::ArrayElemTypeDef::None => {
+                return Err(Error::new(ErrorCode::SyntaxError, "array type needs an element type"))
+            }
+        },
+        D::Custom(name, args) => {
+            let type_name = name.to_string().to_lowercase();
+            match (type_name.as_str(), args.as_slice()) {
+                ("ip" | "inet", []) => ColumnType::Ip,
+                ("array", [inner]) => ColumnType::Array(Box::new(column_type_from_name(inner)?)),
+                ("string" | "keyword", []) => ColumnType::Text { max_len: None },
+                ("long", []) => ColumnType::BigInt,
+                ("short", []) => ColumnType::SmallInt,
+                ("float", []) => ColumnType::Real,
+                ("double", []) => ColumnType::Double,
+                ("timestamptz", []) => ColumnType::TimestampTz,
+                _ => {
+                    return Err(Error::new(
+                        ErrorCode::UndefinedObject,
+                        format!("type \"{name}\" does not exist"),
+                    ))
+                }
+            }
+        }
+        other => {
+            return Err(Error::new(
+                ErrorCode::FeatureNotSupported,
+                format!("column type {other} is not supported"),
+            ))
+        }
+    })
+}
+
+fn column_type_from_name(name: &str) -> Result<ColumnType> {
+    let dialect = sqlparser::dialect::PostgreSqlDialect {};
+    let mut parser = sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(name)
+        .map_err(|e| Error::new(ErrorCode::SyntaxError, e.to_string()))?;
+    let data_type = parser
+        .parse_data_type()
+        .map_err(|e| Error::new(ErrorCode::SyntaxError, e.to_string()))?;
+    column_type(&data_type)
+}
+
+fn columns_of(constraint_columns: &[ast::IndexColumn]) -> Vec<String> {
+    constraint_columns
+        .iter()
+        .map(|c| match &c.column.expr {
+            ast::Expr::Identifier(ident) => ident_name(ident),
+            other => other.to_string().to_lowercase(),
+        })
+        .collect()
+}
+
+/// Builds the table definition of a `CREATE TABLE`.
+pub fn table_from_create(create: &CreateTable, clauses: &TableClauses, default_schema: &str, data_nodes: usize) -> Result<TableSchema> {
+    if create.query.is_some() {
+        return Err(Error::new(ErrorCode::FeatureNotSupported, "CREATE TABLE AS is not supported yet"));
+    }
+    let (schema_name, name) = split_name(&create.name, default_schema)?;
+    let mut primary_key: Vec<String> = Vec::new();
+    let mut columns = Vec::with_capacity(create.columns.len());
+    for column in &create.columns {
+        let column_name = ident_name(&column.name);
+        let mut not_null = false;
+        let mut default_expr = None;
+        for option in &column.options {
+            match &option.option {
+                ColumnOption::NotNull => not_null = true,
+                ColumnOption::Null => not_null = false,
+                ColumnOption::Default(expr) => default_expr = Some(expr.to_string()),
+                ColumnOption::PrimaryKey(_) => {
+                    primary_key.push(column_name.clone());
+                    not_null = true;
+                }
+                ColumnOption::Unique(_) => {
+                    return Err(Error::new(ErrorCode::FeatureNotSupported, "UNIQUE constraints are not supported; use a PRIMARY KEY"))
+                }
+                ColumnOption::Comment(_) => {}
+                other => {
+                    return Err(Error::new(
+                        ErrorCode::FeatureNotSupported,
+                        format!("column option {other} is not supported"),
+                    ))
+                }
+            }
+        }
+        columns.push(ColumnDef {
+            name: column_name,
+            column_type: column_type(&column.data_type)?,
+            not_null,
+            default_expr,
+        });
+    }
+    for constraint in &create.constraints {
+        match constraint {
+            TableConstraint::PrimaryKey(pk) => {
+                if !primary_key.is_empty() {
+                    return Err(Error::new(ErrorCode::InvalidParameterValue, "multiple primary keys are not allowed"));
+                }
+                primary_key = columns_of(&pk.columns);
+                for key in &primary_key {
+                    if let Some(column) = columns.iter_mut().find(|c| &c.name == key) {
+                        column.not_null = true;
+                    }
+                }
+            }
+            other => {
+                return Err(Error::new(
+                    ErrorCode::FeatureNotSupported,
+                    format!("table constraint {other} is not supported"),
+                ))
+            }
+        }
+    }
+    let mut settings = BTreeMap::new();
+    for (key, value) in &clauses.settings {
+        match key.as_str() {
+            "number_of_replicas" | "refresh_interval" | "translog.durability" | "column_policy" => {
+                settings.insert(key.clone(), value.clone());
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!("invalid table setting {key}"),
+                ))
+            }
+        }
+    }
+    if let Some(durability) = settings.get("translog.durability") {
+        if !matches!(durability.to_lowercase().as_str(), "request" | "async") {
+            return Err(Error::new(
+                ErrorCode::InvalidParameterValue,
+                format!("translog.durability must be 'request' or 'async', got '{durability}'"),
+            ));
+        }
+    }
+    if let Some(interval) = settings.get("refresh_interval") {
+        if creek_common::schema::parse_duration_ms(interval).is_none() {
+            return Err(Error::new(
+                ErrorCode::InvalidParameterValue,
+                format!("invalid refresh_interval '{interval}'"),
+            ));
+        }
+    }
+    let table = TableSchema {
+        id: TableId(0),
+        schema_name,
+        name,
+        columns,
+        primary_key,
+        clustered_by: clauses.clustered_by.clone(),
+        num_shards: clauses
+            .num_shards
+            .unwrap_or(DEFAULT_SHARDS_PER_NODE * data_nodes.max(1) as u32),
+        settings,
+    };
+    table.validate()?;
+    Ok(table)
+}
+
+/// Renders `SHOW CREATE TABLE`.
+pub fn show_create_table(table: &TableSchema) -> String {
+    let mut lines: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| {
+            let mut line = format!("   \"{}\" {}", c.name, c.column_type.to_string().to_uppercase());
+            if c.not_null && !table.primary_key.contains(&c.name) {
+                line.push_str(" NOT NULL");
+            }
+            if let Some(default) = &c.default_expr {
+                line.push_str(&format!(" DEFAULT {default}"));
+            }
+            line
+        })
+        .collect();
+    if !table.primary_key.is_empty() {
+        let keys: Vec<String> = table.primary_key.iter().map(|k| format!("\"{k}\"")).collect();
+        lines.push(format!("   PRIMARY KEY ({})", keys.join(", ")));
+    }
+    let mut text = format!(
+        "CREATE TABLE IF NOT EXISTS \"{}\".\"{}\" (\n{}\n)\n",
+        table.schema_name,
+        table.name,
+        lines.join(",\n")
+    );
+    match &table.clustered_by {
+        Some(column) => text.push_str(&format!("CLUSTERED BY (\"{column}\") INTO {} SHARDS\n", table.num_shards)),
+        None => text.push_str(&format!("CLUSTERED INTO {} SHARDS\n", table.num_shards)),
+    }
+    let mut settings = table.settings.clone();
+    settings.entry("number_of_replicas".into()).or_insert_with(|| "0".into());
+    settings.entry("refresh_interval".into()).or_insert_with(|| "1000".into());
+    settings.entry("translog.durability".into()).or_insert_with(|| "REQUEST".into());
+    let rendered: Vec<String> = settings
+        .iter()
+        .map(|(k, v)| {
+            if v.parse::<f64>().is_ok() {
+                format!("   \"{k}\" = {v}")
+            } else {
+                format!("   \"{k}\" = '{v}'")
+            }
+        })
+        .collect();
+    text.push_str(&format!("WITH (\n{}\n)", rendered.join(",\n")));
+    text
+}
+
+/// Adds a column (`ALTER TABLE ... ADD COLUMN`).
+pub async fn add_column(cluster: &Arc<Cluster>, table: &TableSchema, column: &ast::ColumnDef, if_not_exists: bool) -> Result<()> {
+    let name = ident_name(&column.name);
+    if table.column(&name).is_some() {
+        if if_not_exists {
+            return Ok(());
+        }
+        return Err(Error::new(ErrorCode::DuplicateObject, format!("column \"{name}\" of relation \"{}\" already exists", table.name)));
+    }
+    let mut not_null = false;
+    let mut default_expr = None;
+    for option in &column.options {
+        match &option.option {
+            ColumnOption::NotNull => not_null = true,
+            ColumnOption::Null => {}
+            ColumnOption::Default(expr) => default_expr = Some(expr.to_string()),
+            other => {
+                return Err(Error::new(
+                    ErrorCode::FeatureNotSupported,
+                    format!("column option {other} is not supported in ADD COLUMN"),
+                ))
+            }
+        }
+    }
+    let mut changed = table.clone();
+    changed.columns.push(ColumnDef {
+        name,
+        column_type: column_type(&column.data_type)?,
+        not_null,
+        default_expr,
+    });
+    cluster.update_table(changed).await
+}
+
+/// Creates or replaces a view.
+pub fn create_view(cluster: &Arc<Cluster>, view: ViewDef, or_replace: bool) -> Result<()> {
+    let key = crate::catalog::qualified(&view.schema_name, &view.name);
+    cluster.catalog().update(|state| {
+        if state.tables.contains_key(&key) || (state.views.contains_key(&key) && !or_replace) {
+            return Err(Error::new(ErrorCode::DuplicateObject, format!("relation {key} already exists")));
+        }
+        state.views.insert(key.clone(), view);
+        Ok(())
+    })
+}

@@ -1,0 +1,311 @@
+//! Parses SQL text into statements: sqlparser (PostgreSQL dialect) plus Creek's DDL clauses,
+//! which are lifted out of the token stream before sqlparser sees them. Syntax only: semantic
+//! checks belong to planning.
+
+use std::collections::BTreeMap;
+
+use creek_common::error::ErrorCode;
+use sqlparser::ast::{ObjectName, Statement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer, Whitespace, Word};
+
+use crate::error::{Error, Result};
+
+/// Nesting depth beyond which a statement is rejected instead of parsed.
+const MAX_RECURSION: usize = 200;
+
+/// Creek clauses of `CREATE TABLE` that sqlparser does not know.
+#[derive(Debug, Default, Clone)]
+pub struct TableClauses {
+    /// `CLUSTERED BY (column)`.
+    pub clustered_by: Option<String>,
+    /// `INTO n SHARDS`.
+    pub num_shards: Option<u32>,
+    /// `WITH (key = value, ...)`.
+    pub settings: BTreeMap<String, String>,
+}
+
+/// One parsed statement.
+#[derive(Debug, Clone)]
+pub enum ParsedStatement {
+    /// A statement sqlparser understands, with Creek's table clauses if it is a CREATE TABLE.
+    Sql(Box<Statement>, TableClauses),
+    /// `REFRESH TABLE t [, ...]`.
+    Refresh(Vec<ObjectName>),
+    /// An empty statement (only whitespace or comments).
+    Empty,
+}
+
+fn syntax_error(message: impl Into<String>) -> Error {
+    Error::new(ErrorCode::SyntaxError, message)
+}
+
+/// Splits `sql` into statements and parses each one. `?` placeholders are numbered `$1..$n`.
+pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| syntax_error(e.to_string()))?;
+    let mut statements = Vec::new();
+    let mut current: Vec<Token> = Vec::new();
+    let mut depth = 0i64;
+    let mut question_marks = 0usize;
+    for token in tokens {
+        match &token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+        if token == Token::SemiColon && depth <= 0 {
+            statements.push(std::mem::take(&mut current));
+            depth = 0;
+            continue;
+        }
+        if matches!(&token, Token::Question) || matches!(&token, Token::Placeholder(p) if p == "?") {
+            {
+                question_marks += 1;
+                current.push(Token::Placeholder(format!("${question_marks}")));
+                continue;
+            }
+        }
+        current.push(token);
+    }
+    statements.push(current);
+    let mut parsed = Vec::new();
+    for tokens in statements {
+        let meaningful: Vec<Token> = tokens
+            .into_iter()
+            .filter(|t| !matches!(t, Token::Whitespace(Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_))))
+            .collect();
+        if meaningful.iter().all(|t| matches!(t, Token::Whitespace(_))) {
+            continue;
+        }
+        parsed.push(parse_one(meaningful)?);
+    }
+    if parsed.is_empty() {
+        parsed.push(ParsedStatement::Empty);
+    }
+    Ok(parsed)
+}
+
+fn word_is(token: &Token, keyword: &str) -> bool {
+    matches!(token, Token::Word(Word { value, quote_style: None, .. }) if value.eq_ignore_ascii_case(keyword))
+}
+
+fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
+    let significant: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
+    if significant.first().is_some_and(|t| word_is(t, "refresh")) {
+        return parse_refresh(&significant);
+    }
+    let is_create_table = significant.len() > 2
+        && word_is(significant[0], "create")
+        && (word_is(significant[1], "table")
+            || (significant.len() > 3 && word_is(significant[2], "table")));
+    let (tokens, clauses) = if is_create_table {
+        lift_table_clauses(tokens)?
+    } else {
+        (tokens, TableClauses::default())
+    };
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect)
+        .with_recursion_limit(MAX_RECURSION)
+        .with_tokens(tokens);
+    let statement = parser.parse_statement().map_err(|e| {
+        let text = e.to_string();
+        if text.contains("recursion limit") {
+            Error::new(ErrorCode::ProgramLimitExceeded, "statement is too deeply nested")
+        } else {
+            syntax_error(text.trim_start_matches("sql parser error: ").to_string())
+        }
+    })?;
+    if parser.peek_token().token != Token::EOF {
+        return Err(syntax_error(format!(
+            "unexpected {} after the end of the statement",
+            parser.peek_token().token
+        )));
+    }
+    Ok(ParsedStatement::Sql(Box::new(statement), clauses))
+}
+
+fn parse_refresh(tokens: &[&Token]) -> Result<ParsedStatement> {
+    if tokens.len() < 3 || !word_is(tokens[1], "table") {
+        return Err(syntax_error("expected REFRESH TABLE name"));
+    }
+    let mut names = Vec::new();
+    let mut parts = Vec::new();
+    for token in &tokens[2..] {
+        match token {
+            Token::Word(word) => parts.push(sqlparser::ast::Ident {
+                value: if word.quote_style.is_some() { word.value.clone() } else { word.value.to_lowercase() },
+                quote_style: word.quote_style,
+                span: sqlparser::tokenizer::Span::empty(),
+            }),
+            Token::Period => {}
+            Token::Comma => names.push(ObjectName::from(std::mem::take(&mut parts))),
+            other => return Err(syntax_error(format!("unexpected {other} in REFRESH TABLE"))),
+        }
+    }
+    if parts.is_empty() {
+        return Err(syntax_error("expected a table name after REFRESH TABLE"));
+    }
+    names.push(ObjectName::from(parts));
+    Ok(ParsedStatement::Refresh(names))
+}
+
+/// Removes `CLUSTERED [BY (col)] [INTO n SHARDS]` and `WITH (...)` after the column list.
+fn lift_table_clauses(tokens: Vec<Token>) -> Result<(Vec<Token>, TableClauses)> {
+    let mut clauses = TableClauses::default();
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut depth = 0i64;
+    let mut seen_columns = false;
+    let mut i = 0;
+    let next_significant = |from: usize| (from..tokens.len()).find(|j| !matches!(tokens[*j], Token::Whitespace(_)));
+    while i < tokens.len() {
+        let token = &tokens[i];
+        match token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth -= 1;
+                if depth == 0 {
+                    seen_columns = true;
+                }
+            }
+            _ => {}
+        }
+        if depth == 0 && seen_columns && word_is(token, "clustered") {
+            i += 1;
+            let mut j = next_significant(i).ok_or_else(|| syntax_error("incomplete CLUSTERED clause"))?;
+            if word_is(&tokens[j], "by") {
+                let open = next_significant(j + 1).ok_or_else(|| syntax_error("expected ( after CLUSTERED BY"))?;
+                if tokens[open] != Token::LParen {
+                    return Err(syntax_error("expected ( after CLUSTERED BY"));
+                }
+                let column = next_significant(open + 1).ok_or_else(|| syntax_error("expected a column"))?;
+                let Token::Word(word) = &tokens[column] else {
+                    return Err(syntax_error("expected a column name in CLUSTERED BY"));
+                };
+                clauses.clustered_by = Some(if word.quote_style.is_some() { word.value.clone() } else { word.value.to_lowercase() });
+                let close = next_significant(column + 1).ok_or_else(|| syntax_error("expected )"))?;
+                if tokens[close] != Token::RParen {
+                    return Err(syntax_error("CLUSTERED BY takes exactly one column"));
+                }
+                j = close + 1;
+                i = j;
+                match next_significant(j) {
+                    Some(k) if word_is(&tokens[k], "into") => j = k,
+                    _ => continue,
+                }
+            }
+            if word_is(&tokens[j], "into") {
+                let number = next_significant(j + 1).ok_or_else(|| syntax_error("expected a shard count"))?;
+                let Token::Number(text, _) = &tokens[number] else {
+                    return Err(syntax_error("expected a shard count after INTO"));
+                };
+                clauses.num_shards = Some(text.parse().map_err(|_| syntax_error(format!("invalid shard count {text}")))?);
+                let shards = next_significant(number + 1).ok_or_else(|| syntax_error("expected SHARDS"))?;
+                if !word_is(&tokens[shards], "shards") {
+                    return Err(syntax_error("expected SHARDS after the shard count"));
+                }
+                i = shards + 1;
+                continue;
+            }
+            return Err(syntax_error("expected BY or INTO after CLUSTERED"));
+        }
+        if depth == 0 && seen_columns && word_is(token, "with") {
+            let open = next_significant(i + 1).ok_or_else(|| syntax_error("expected ( after WITH"))?;
+            if tokens[open] != Token::LParen {
+                out.push(token.clone());
+                i += 1;
+                continue;
+            }
+            i = parse_settings(&tokens, open + 1, &mut clauses.settings)?;
+            continue;
+        }
+        out.push(token.clone());
+        i += 1;
+    }
+    Ok((out, clauses))
+}
+
+/// Parses `key = value, ...)` starting after the `(`; returns the index after `)`.
+fn parse_settings(tokens: &[Token], mut i: usize, settings: &mut BTreeMap<String, String>) -> Result<usize> {
+    let mut key = String::new();
+    let mut value: Option<String> = None;
+    let mut after_equals = false;
+    while i < tokens.len() {
+        let token = &tokens[i];
+        i += 1;
+        match token {
+            Token::Whitespace(_) => {}
+            Token::Eq => after_equals = true,
+            Token::Comma | Token::RParen => {
+                if key.is_empty() || value.is_none() {
+                    return Err(syntax_error("expected key = value in WITH (...)"));
+                }
+                settings.insert(std::mem::take(&mut key), value.take().unwrap_or_default());
+                after_equals = false;
+                if *token == Token::RParen {
+                    return Ok(i);
+                }
+            }
+            Token::Word(word) if !after_equals => key.push_str(&word.value.to_lowercase()),
+            Token::SingleQuotedString(text) if !after_equals => key.push_str(text),
+            Token::Period if !after_equals => key.push('.'),
+            Token::Number(text, _) if after_equals => value = Some(text.clone()),
+            Token::SingleQuotedString(text) if after_equals => value = Some(text.clone()),
+            Token::Word(word) if after_equals => value = Some(word.value.clone()),
+            Token::Minus if after_equals => value = Some("-".into()),
+            other => return Err(syntax_error(format!("unexpected {other} in WITH (...)"))),
+        }
+        if let (Some(v), true) = (&value, after_equals) {
+            if v == "-" {
+                if let Some(Token::Number(text, _)) = tokens.get(i) {
+                    value = Some(format!("-{text}"));
+                    i += 1;
+                }
+            }
+        }
+    }
+    Err(syntax_error("unterminated WITH (...)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creek_clauses_are_lifted() {
+        let parsed = parse_sql(
+            "create table t (id int primary key, v text) clustered by (id) into 3 shards with (number_of_replicas = 1, \"refresh_interval\" = 500, translog.durability = 'async')",
+        )
+        .unwrap();
+        let ParsedStatement::Sql(_, clauses) = &parsed[0] else { panic!() };
+        assert_eq!(clauses.clustered_by.as_deref(), Some("id"));
+        assert_eq!(clauses.num_shards, Some(3));
+        assert_eq!(clauses.settings.get("number_of_replicas").map(String::as_str), Some("1"));
+        assert_eq!(clauses.settings.get("refresh_interval").map(String::as_str), Some("500"));
+        assert_eq!(clauses.settings.get("translog.durability").map(String::as_str), Some("async"));
+    }
+
+    #[test]
+    fn statements_split_and_placeholders_number() {
+        let parsed = parse_sql("select ?; select ? , ?;;").unwrap();
+        assert_eq!(parsed.len(), 2);
+        let ParsedStatement::Sql(statement, _) = &parsed[1] else { panic!() };
+        assert_eq!(statement.to_string(), "SELECT $2, $3");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let sql = format!("select {}1{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(parse_sql(&sql).is_err());
+    }
+
+    #[test]
+    fn refresh_parses() {
+        let parsed = parse_sql("REFRESH TABLE doc.t, u").unwrap();
+        let ParsedStatement::Refresh(names) = &parsed[0] else { panic!() };
+        assert_eq!(names.len(), 2);
+    }
+}

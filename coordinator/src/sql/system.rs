@@ -1,0 +1,168 @@
+//! The `sys` schema: `sys.cluster`, `sys.nodes` and `sys.shards`, computed from cluster state and
+//! data-node statistics when scanned.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{SchemaProvider, Session, TableProvider};
+use datafusion::datasource::{MemTable, TableType};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+
+use crate::cluster::Cluster;
+
+/// Registers nothing on the context itself: `sys` is served by the catalog provider, which
+/// asks [`sys_schema`] for it.
+pub fn register_system_schemas(_ctx: &SessionContext, _cluster: &Arc<Cluster>) {}
+
+/// Returns the `sys` schema provider.
+pub fn sys_schema(cluster: Arc<Cluster>) -> Arc<dyn SchemaProvider> {
+    Arc::new(SysSchema { cluster })
+}
+
+#[derive(Debug)]
+struct SysSchema {
+    cluster: Arc<Cluster>,
+}
+
+const SYS_TABLES: [&str; 3] = ["cluster", "nodes", "shards"];
+
+#[async_trait]
+impl SchemaProvider for SysSchema {
+    fn table_names(&self) -> Vec<String> {
+        SYS_TABLES.iter().map(|s| s.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if !SYS_TABLES.contains(&name) {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(SysTable {
+            cluster: self.cluster.clone(),
+            name: name.to_string(),
+            schema: sys_table_schema(name),
+        })))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        SYS_TABLES.contains(&name)
+    }
+}
+
+fn sys_table_schema(name: &str) -> SchemaRef {
+    let fields = match name {
+        "cluster" => vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("master_node", DataType::Utf8, false),
+            Field::new("state_version", DataType::Int64, false),
+        ],
+        "nodes" => vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("role", DataType::Utf8, false),
+            Field::new("address", DataType::Utf8, false),
+        ],
+        _ => vec![
+            Field::new("schema_name", DataType::Utf8, false),
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("id", DataType::Int64, false),
+            Field::new("node_id", DataType::Utf8, false),
+            Field::new("primary", DataType::Boolean, false),
+            Field::new("num_docs", DataType::Int64, false),
+            Field::new("size", DataType::Int64, false),
+        ],
+    };
+    Arc::new(Schema::new(fields))
+}
+
+#[derive(Debug)]
+struct SysTable {
+    cluster: Arc<Cluster>,
+    name: String,
+    schema: SchemaRef,
+}
+
+impl SysTable {
+    async fn rows(&self) -> DfResult<RecordBatch> {
+        let strings = |values: Vec<String>| Arc::new(StringArray::from(values)) as ArrayRef;
+        let state = self.cluster.catalog().state();
+        let columns: Vec<ArrayRef> = match self.name.as_str() {
+            "cluster" => vec![
+                strings(vec![state.cluster_name.clone()]),
+                strings(vec![self.cluster.node_id().to_string()]),
+                Arc::new(Int64Array::from(vec![state.version as i64])),
+            ],
+            "nodes" => {
+                let mut ids = vec![self.cluster.node_id().to_string()];
+                let mut roles = vec!["coordinator".to_string()];
+                let mut addresses = vec![String::new()];
+                for (id, client) in self.cluster.data_nodes() {
+                    ids.push(id.to_string());
+                    roles.push("data".to_string());
+                    addresses.push(client.address);
+                }
+                vec![strings(ids.clone()), strings(ids), strings(roles), strings(addresses)]
+            }
+            _ => {
+                let stats = self.cluster.shard_stats().await;
+                let by_id: std::collections::HashMap<u64, &creek_common::schema::TableSchema> =
+                    state.tables.values().map(|t| (t.id.0, t)).collect();
+                let mut schema_names = Vec::new();
+                let mut table_names = Vec::new();
+                let mut ids = Vec::new();
+                let mut nodes = Vec::new();
+                let mut primaries = Vec::new();
+                let mut docs = Vec::new();
+                let mut sizes = Vec::new();
+                for (node, stat) in stats {
+                    let Some(table) = by_id.get(&stat.table_id) else { continue };
+                    schema_names.push(table.schema_name.clone());
+                    table_names.push(table.name.clone());
+                    ids.push(i64::from(stat.shard));
+                    nodes.push(node.to_string());
+                    primaries.push(stat.primary);
+                    docs.push(stat.num_docs as i64);
+                    sizes.push(stat.size_bytes as i64);
+                }
+                vec![
+                    strings(schema_names),
+                    strings(table_names),
+                    Arc::new(Int64Array::from(ids)),
+                    strings(nodes),
+                    Arc::new(BooleanArray::from(primaries)),
+                    Arc::new(Int64Array::from(docs)),
+                    Arc::new(Int64Array::from(sizes)),
+                ]
+            }
+        };
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+#[async_trait]
+impl TableProvider for SysTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batch = self.rows().await?;
+        let table = MemTable::try_new(self.schema.clone(), vec![vec![batch]])?;
+        table.scan(state, projection, filters, limit).await
+    }
+}

@@ -1,0 +1,108 @@
+//! Decodes the leaf of a plan fragment (`ShardScanNode`) into a [`TantivyScanExec`] over the
+//! shards this node holds. The data node only ever decodes fragments; encoding them is the
+//! coordinator's job.
+
+use std::fmt;
+use std::sync::Arc;
+
+use creek_common::schema::{TableSchema, ID_COLUMN, SEQ_NO_COLUMN};
+use creek_common::ShardId;
+use creek_proto::v1::ShardScanNode;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::bytes::Serializeable;
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use prost::Message;
+
+use crate::node::DataNode;
+use crate::scan::columns::ColumnSpec;
+use crate::scan::TantivyScanExec;
+
+/// Resolves `ShardScanNode` extension nodes against the node's open shards.
+pub struct DatanodeCodec {
+    node: Arc<DataNode>,
+}
+
+impl DatanodeCodec {
+    /// Creates a codec bound to `node`.
+    pub fn new(node: Arc<DataNode>) -> DatanodeCodec {
+        DatanodeCodec { node }
+    }
+}
+
+impl fmt::Debug for DatanodeCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DatanodeCodec")
+    }
+}
+
+impl PhysicalExtensionCodec for DatanodeCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        _inputs: &[Arc<dyn ExecutionPlan>],
+        _ctx: &TaskContext,
+        _proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let node = ShardScanNode::decode(buf).map_err(|e| DataFusionError::Plan(format!("bad shard scan node: {e}")))?;
+        let wire_table: TableSchema = serde_json::from_slice(&node.table_json)
+            .map_err(|e| DataFusionError::Plan(format!("bad table in shard scan: {e}")))?;
+        // The node's own copy is authoritative for how its shards store columns.
+        let table = self.node.table(wire_table.id).unwrap_or_else(|| Arc::new(wire_table));
+        let shards = node
+            .shards
+            .iter()
+            .map(|shard| {
+                let shard_id = ShardId {
+                    table: table.id,
+                    shard: *shard,
+                };
+                self.node.shard(shard_id).map_err(DataFusionError::from)
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        let columns = node
+            .columns
+            .iter()
+            .map(|name| column_spec(&table, name))
+            .collect::<DfResult<Vec<_>>>()?;
+        let filters = node
+            .filters
+            .iter()
+            .map(|bytes| Expr::from_bytes(bytes))
+            .collect::<DfResult<Vec<_>>>()?;
+        Ok(Arc::new(TantivyScanExec::new(
+            table,
+            shards,
+            columns,
+            filters,
+            node.limit.map(|limit| limit as usize),
+            node.realtime_ids,
+        )))
+    }
+
+    fn try_encode(
+        &self,
+        _node: Arc<dyn ExecutionPlan>,
+        _buf: &mut Vec<u8>,
+        _proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DfResult<()> {
+        Err(DataFusionError::Internal("data nodes do not encode plan fragments".into()))
+    }
+}
+
+/// Resolves an output column name to what the scan reads.
+pub fn column_spec(table: &TableSchema, name: &str) -> DfResult<ColumnSpec> {
+    match name {
+        ID_COLUMN => Ok(ColumnSpec::Id),
+        SEQ_NO_COLUMN => Ok(ColumnSpec::SeqNo),
+        _ => table
+            .column(name)
+            .map(|column| ColumnSpec::Table {
+                name: column.name.clone(),
+                column_type: column.column_type.clone(),
+            })
+            .ok_or_else(|| DataFusionError::Plan(format!("column {name} does not exist in {}", table.name))),
+    }
+}

@@ -1,0 +1,133 @@
+//! Arrow Flight on the data node: `DoGet` executes one partition of an encoded plan fragment
+//! and streams its batches. Dropping the response stream (client gone, query cancelled) drops
+//! the DataFusion stream and with it the shard scan.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use creek_proto::arrow_flight::encode::FlightDataEncoderBuilder;
+use creek_proto::arrow_flight::error::FlightError;
+use creek_proto::arrow_flight::flight_service_server::FlightService;
+use creek_proto::arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use creek_proto::v1::FragmentTicket;
+use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
+use datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
+use prost::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::codec::DatanodeCodec;
+use crate::node::DataNode;
+
+/// The Flight service of a data node.
+pub struct FlightFragmentService {
+    node: Arc<DataNode>,
+}
+
+impl FlightFragmentService {
+    /// Creates the service for `node`.
+    pub fn new(node: Arc<DataNode>) -> FlightFragmentService {
+        FlightFragmentService { node }
+    }
+}
+
+/// Maps a DataFusion error to a status that keeps Creek's error code.
+pub fn status_from_datafusion(error: DataFusionError) -> Status {
+    let coded = match error.find_root() {
+        DataFusionError::External(inner) => inner
+            .downcast_ref::<creek_common::error::CodedError>()
+            .cloned(),
+        _ => None,
+    };
+    match coded {
+        Some(coded) => creek_proto::status::status_from_error(&coded),
+        None => Status::internal(error.to_string()),
+    }
+}
+
+type FlightStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl FlightService for FlightFragmentService {
+    type HandshakeStream = FlightStream<HandshakeResponse>;
+    type ListFlightsStream = FlightStream<FlightInfo>;
+    type DoGetStream = BoxStream<'static, Result<FlightData, Status>>;
+    type DoPutStream = FlightStream<PutResult>;
+    type DoExchangeStream = FlightStream<FlightData>;
+    type DoActionStream = FlightStream<creek_proto::arrow_flight::Result>;
+    type ListActionsStream = FlightStream<ActionType>;
+
+    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        let ticket = FragmentTicket::decode(request.into_inner().ticket)
+            .map_err(|e| Status::invalid_argument(format!("bad fragment ticket: {e}")))?;
+        let task_ctx = Arc::new(TaskContext::default());
+        let codec = DatanodeCodec::new(self.node.clone());
+        let plan = physical_plan_from_bytes_with_extension_codec(&ticket.plan, &task_ctx, &codec)
+            .map_err(status_from_datafusion)?;
+        let partition = ticket.partition as usize;
+        let partitions = plan.properties().partitioning.partition_count();
+        if partition >= partitions {
+            return Err(Status::invalid_argument(format!(
+                "partition {partition} out of range, fragment has {partitions}"
+            )));
+        }
+        let stream = plan.execute(partition, task_ctx).map_err(status_from_datafusion)?;
+        let schema = stream.schema();
+        let batches = stream.map_err(|e| FlightError::Tonic(Box::new(status_from_datafusion(e))));
+        let encoded = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(batches)
+            .map_err(|e| match e {
+                FlightError::Tonic(status) => *status,
+                other => Status::internal(other.to_string()),
+            });
+        Ok(Response::new(encoded.boxed()))
+    }
+
+    async fn handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        Err(Status::unimplemented("handshake is not used between nodes"))
+    }
+
+    async fn list_flights(&self, _request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        Err(Status::unimplemented("data nodes do not list flights"))
+    }
+
+    async fn get_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        Err(Status::unimplemented("data nodes serve tickets only"))
+    }
+
+    async fn poll_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        Err(Status::unimplemented("data nodes serve tickets only"))
+    }
+
+    async fn get_schema(&self, _request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        Err(Status::unimplemented("data nodes serve tickets only"))
+    }
+
+    async fn do_put(&self, _request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        Err(Status::unimplemented("writes go through ShardService"))
+    }
+
+    async fn do_exchange(
+        &self,
+        _request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        Err(Status::unimplemented("exchange is not used"))
+    }
+
+    async fn do_action(&self, _request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        Err(Status::unimplemented("no actions"))
+    }
+
+    async fn list_actions(&self, _request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+        Err(Status::unimplemented("no actions"))
+    }
+}

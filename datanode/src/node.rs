@@ -1,0 +1,212 @@
+//! The data node's registry of tables and open shards, its periodic refresh, and the gRPC
+//! server that exposes `ShardService` and Arrow Flight on one transport port.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use creek_common::schema::TableSchema;
+use creek_common::{ShardId, TableId};
+use creek_proto::arrow_flight::flight_service_server::FlightServiceServer;
+use creek_proto::v1::shard_service_server::ShardServiceServer;
+use parking_lot::RwLock;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::error::{Error, Result};
+use crate::flight::FlightFragmentService;
+use crate::service::ShardServiceImpl;
+use crate::shard::Shard;
+
+/// Largest gRPC message a data node accepts or sends (a write batch or a Get answer).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Settings of one data node.
+#[derive(Debug, Clone)]
+pub struct DatanodeConfig {
+    /// The node's id in the cluster.
+    pub node_id: String,
+    /// Where shards live: `<data_dir>/tables/<table id>/<shard>/`.
+    pub data_dir: PathBuf,
+}
+
+/// A running data node's state.
+pub struct DataNode {
+    config: DatanodeConfig,
+    tables: RwLock<HashMap<TableId, Arc<TableSchema>>>,
+    shards: RwLock<HashMap<ShardId, Arc<Shard>>>,
+}
+
+impl DataNode {
+    /// Opens every shard found under the data dir.
+    pub fn open(config: DatanodeConfig) -> Result<Arc<DataNode>> {
+        let node = Arc::new(DataNode {
+            config,
+            tables: RwLock::new(HashMap::new()),
+            shards: RwLock::new(HashMap::new()),
+        });
+        let tables_dir = node.tables_dir();
+        std::fs::create_dir_all(&tables_dir).map_err(|source| Error::Io {
+            shard_id: ShardId { table: TableId(0), shard: 0 },
+            source,
+        })?;
+        for entry in std::fs::read_dir(&tables_dir).into_iter().flatten().flatten() {
+            let table_file = entry.path().join("table.json");
+            let Ok(bytes) = std::fs::read(&table_file) else { continue };
+            let table: TableSchema = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::InvalidRequest(format!("unreadable {}: {e}", table_file.display()))
+            })?;
+            let shard_numbers: Vec<u32> = std::fs::read_dir(entry.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+                .collect();
+            node.open_shards(table, &shard_numbers)?;
+        }
+        Ok(node)
+    }
+
+    /// Returns the node's id.
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+
+    fn tables_dir(&self) -> PathBuf {
+        self.config.data_dir.join("tables")
+    }
+
+    fn table_dir(&self, table: TableId) -> PathBuf {
+        self.tables_dir().join(table.0.to_string())
+    }
+
+    /// Creates or opens shards of `table`; already open shards are left as they are.
+    pub fn open_shards(&self, table: TableSchema, shard_numbers: &[u32]) -> Result<()> {
+        let table_dir = self.table_dir(table.id);
+        let table = Arc::new(table);
+        write_table_file(&table_dir, &table)?;
+        self.tables.write().insert(table.id, table.clone());
+        for number in shard_numbers {
+            let shard_id = ShardId { table: table.id, shard: *number };
+            if self.shards.read().contains_key(&shard_id) {
+                continue;
+            }
+            let shard = Shard::open(shard_id, &table_dir.join(number.to_string()), table.clone())?;
+            self.shards.write().insert(shard_id, Arc::new(shard));
+        }
+        Ok(())
+    }
+
+    /// Replaces a table's definition on this node and in its shards.
+    pub fn update_table(&self, table: TableSchema) -> Result<()> {
+        let table = Arc::new(table);
+        write_table_file(&self.table_dir(table.id), &table)?;
+        self.tables.write().insert(table.id, table.clone());
+        for shard in self.shards.read().values() {
+            if shard.id().table == table.id {
+                shard.set_table(table.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes and deletes every shard of a table.
+    pub fn drop_table(&self, table: TableId) -> Result<()> {
+        self.tables.write().remove(&table);
+        self.shards.write().retain(|id, _| id.table != table);
+        let dir = self.table_dir(table);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|source| Error::Io {
+                shard_id: ShardId { table, shard: 0 },
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Returns the node's definition of a table.
+    pub fn table(&self, table: TableId) -> Option<Arc<TableSchema>> {
+        self.tables.read().get(&table).cloned()
+    }
+
+    /// Returns an open shard.
+    pub fn shard(&self, shard_id: ShardId) -> Result<Arc<Shard>> {
+        self.shards
+            .read()
+            .get(&shard_id)
+            .cloned()
+            .ok_or(Error::ShardNotFound { shard_id })
+    }
+
+    /// Returns every open shard.
+    pub fn shards(&self) -> Vec<Arc<Shard>> {
+        self.shards.read().values().cloned().collect()
+    }
+
+    /// Refreshes shards whose refresh interval has passed and syncs async translogs.
+    pub fn refresh_due_shards(&self) {
+        for shard in self.shards() {
+            let interval = shard.table().refresh_interval_ms();
+            if let Err(error) = shard.refresh_if_due(interval).and_then(|_| shard.sync_translog()) {
+                tracing::warn!(shard_id = %shard.id(), %error, "periodic refresh failed");
+            }
+        }
+    }
+
+    /// Serves `ShardService` and Flight on `listener` until `shutdown` resolves, and runs the
+    /// periodic refresh meanwhile.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::result::Result<(), tonic::transport::Error> {
+        let refresher = {
+            let node = self.clone();
+            tokio::task::spawn(async move {
+                let mut ticker = tokio::time::interval(Duration::from_millis(100));
+                loop {
+                    ticker.tick().await;
+                    let node = node.clone();
+                    let _ = tokio::task::spawn_blocking(move || node.refresh_due_shards()).await;
+                }
+            })
+        };
+        let shard_service = ShardServiceServer::new(ShardServiceImpl::new(self.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let flight_service = FlightServiceServer::new(FlightFragmentService::new(self.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let result = tonic::transport::Server::builder()
+            .add_service(shard_service)
+            .add_service(flight_service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await;
+        refresher.abort();
+        // Make everything acknowledged durable in the index before the process exits.
+        for shard in self.shards() {
+            if let Err(error) = shard.refresh() {
+                tracing::warn!(shard_id = %shard.id(), %error, "final refresh failed");
+            }
+        }
+        result
+    }
+
+    /// Returns the address a listener is bound to, for logs.
+    pub fn describe_listener(listener: &tokio::net::TcpListener) -> Option<SocketAddr> {
+        listener.local_addr().ok()
+    }
+}
+
+fn write_table_file(table_dir: &Path, table: &TableSchema) -> Result<()> {
+    let io_err = |source| Error::Io {
+        shard_id: ShardId { table: table.id, shard: 0 },
+        source,
+    };
+    std::fs::create_dir_all(table_dir).map_err(io_err)?;
+    let temp = table_dir.join("table.json.tmp");
+    std::fs::write(&temp, serde_json::to_vec_pretty(table).expect("table serialises")).map_err(io_err)?;
+    std::fs::rename(&temp, table_dir.join("table.json")).map_err(io_err)?;
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! `TantivyScanExec`: the leaf of every plan fragment on a data node. Each output partition
+//! scans one shard: it runs the pushed-down filters as a tantivy query, then reads the matching
+//! documents' fast fields into Arrow batches on a blocking thread.
+
+pub mod columns;
+pub mod query;
+
+use std::fmt;
+use std::sync::Arc;
+
+use creek_common::schema::TableSchema;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchReceiverStream;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
+};
+use tantivy::query::{AllQuery, EnableScoring, Query};
+use tantivy::DocId;
+
+use crate::shard::Shard;
+use columns::{open_segment_column, read_column, ColumnSpec};
+
+/// Rows per Arrow batch produced by a shard scan.
+pub const BATCH_ROWS: usize = 8192;
+
+/// Scans shards of one table on this node; partition `i` reads `shards[i]`.
+#[derive(Debug)]
+pub struct TantivyScanExec {
+    table: Arc<TableSchema>,
+    shards: Vec<Arc<Shard>>,
+    columns: Vec<ColumnSpec>,
+    filters: Vec<Expr>,
+    limit: Option<usize>,
+    realtime_ids: Vec<String>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl TantivyScanExec {
+    /// Creates a scan of `shards` producing `columns`.
+    pub fn new(
+        table: Arc<TableSchema>,
+        shards: Vec<Arc<Shard>>,
+        columns: Vec<ColumnSpec>,
+        filters: Vec<Expr>,
+        limit: Option<usize>,
+        realtime_ids: Vec<String>,
+    ) -> TantivyScanExec {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|spec| Field::new(spec.name(), spec.arrow_type(), true))
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(shards.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        TantivyScanExec {
+            table,
+            shards,
+            columns,
+            filters,
+            limit,
+            realtime_ids,
+            schema,
+            properties,
+        }
+    }
+}
+
+impl DisplayAs for TantivyScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "TantivyScanExec: table={}.{}, shards={:?}, filters=[{}], limit={:?}",
+            self.table.schema_name,
+            self.table.name,
+            self.shards.iter().map(|s| s.id().shard).collect::<Vec<_>>(),
+            self.filters.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", "),
+            self.limit
+        )
+    }
+}
+
+impl ExecutionPlan for TantivyScanExec {
+    fn name(&self) -> &str {
+        "TantivyScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+        let mut builder = RecordBatchReceiverStream::builder(self.schema.clone(), 2);
+        let Some(shard) = self.shards.get(partition).cloned() else {
+            return Ok(builder.build());
+        };
+        let sender = builder.tx();
+        let table = self.table.clone();
+        let columns = self.columns.clone();
+        let filters = self.filters.clone();
+        let limit = self.limit;
+        let realtime_ids = self.realtime_ids.clone();
+        let schema = self.schema.clone();
+        builder.spawn_blocking(move || {
+            scan_shard(&shard, &table, &columns, &filters, limit, &realtime_ids, schema, |batch| {
+                sender.blocking_send(Ok(batch)).is_ok()
+            })
+        });
+        Ok(builder.build())
+    }
+}
+
+/// Scans one shard, handing each batch to `emit`; stops early when `emit` returns false (the
+/// consumer went away) or the limit is reached.
+#[allow(clippy::too_many_arguments)]
+fn scan_shard(
+    shard: &Shard,
+    table: &TableSchema,
+    columns: &[ColumnSpec],
+    filters: &[Expr],
+    limit: Option<usize>,
+    realtime_ids: &[String],
+    schema: SchemaRef,
+    mut emit: impl FnMut(RecordBatch) -> bool,
+) -> DfResult<()> {
+    if !realtime_ids.is_empty() {
+        shard.refresh_if_any_live(realtime_ids)?;
+    }
+    let searcher = shard.searcher();
+    let query: Box<dyn Query> = query::query_for_filters(table, shard.fields(), filters).unwrap_or_else(|| Box::new(AllQuery));
+    let tantivy_err = |e: tantivy::TantivyError| DataFusionError::External(Box::new(e));
+    let weight = query
+        .weight(EnableScoring::disabled_from_searcher(&searcher))
+        .map_err(tantivy_err)?;
+    let mut remaining = limit.unwrap_or(usize::MAX);
+    for segment in searcher.segment_readers() {
+        if remaining == 0 {
+            break;
+        }
+        let mut docs: Vec<DocId> = Vec::new();
+        weight
+            .for_each_no_score(segment, &mut |matched| docs.extend_from_slice(matched))
+            .map_err(tantivy_err)?;
+        if let Some(alive) = segment.alive_bitset() {
+            docs.retain(|doc| alive.is_alive(*doc));
+        }
+        if docs.is_empty() {
+            continue;
+        }
+        let opened = columns
+            .iter()
+            .map(|spec| open_segment_column(segment, spec))
+            .collect::<tantivy::Result<Vec<_>>>()
+            .map_err(tantivy_err)?;
+        for chunk in docs.chunks(BATCH_ROWS) {
+            let take = chunk.len().min(remaining);
+            let chunk = &chunk[..take];
+            let arrays = opened
+                .iter()
+                .zip(columns)
+                .map(|(column, spec)| read_column(column, spec, chunk))
+                .collect::<Vec<_>>();
+            let batch = if arrays.is_empty() {
+                RecordBatch::try_new_with_options(
+                    schema.clone(),
+                    arrays,
+                    &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(take)),
+                )?
+            } else {
+                RecordBatch::try_new(schema.clone(), arrays)?
+            };
+            if !emit(batch) {
+                return Ok(());
+            }
+            remaining -= take;
+            if remaining == 0 {
+                break;
+            }
+        }
+    }
+    Ok(())
+}

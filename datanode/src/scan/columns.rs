@@ -1,0 +1,321 @@
+//! Reads a shard segment's fast (columnar) fields straight into Arrow arrays.
+//!
+//! This is the scan's only data path: no per-row documents are materialised. The value types
+//! match what `shard::document` writes for each column type; numerical columns are coerced, so a
+//! `double` column whose values happened to all be integral still reads as `f64`.
+
+use std::sync::Arc;
+
+use creek_common::schema::{ID_COLUMN, SEQ_NO_COLUMN};
+use creek_common::types::ColumnType;
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, BooleanBuilder, Date32Array, Decimal128Array,
+    Float32Array, Float64Array, Float64Builder, Int16Array, Int32Array, Int64Array,
+    Int64Builder, ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field};
+use tantivy::columnar::{Column, DynamicColumn, NumericalType, StrColumn};
+use tantivy::{DocId, SegmentReader};
+
+use super::super::shard::document::SOURCE_FIELD;
+
+/// What a scan reads for one output column.
+#[derive(Debug, Clone)]
+pub enum ColumnSpec {
+    /// The hidden `_id` column.
+    Id,
+    /// The hidden `_seq_no` column.
+    SeqNo,
+    /// A table column stored under `_source.<name>`.
+    Table { name: String, column_type: ColumnType },
+}
+
+impl ColumnSpec {
+    /// Returns the Arrow type the column reads as.
+    pub fn arrow_type(&self) -> DataType {
+        match self {
+            ColumnSpec::Id => DataType::Utf8,
+            ColumnSpec::SeqNo => DataType::Int64,
+            ColumnSpec::Table { column_type, .. } => column_type.arrow_type(),
+        }
+    }
+
+    /// Returns the output column name.
+    pub fn name(&self) -> &str {
+        match self {
+            ColumnSpec::Id => ID_COLUMN,
+            ColumnSpec::SeqNo => SEQ_NO_COLUMN,
+            ColumnSpec::Table { name, .. } => name,
+        }
+    }
+}
+
+/// The opened fast-field columns of one output column in one segment.
+pub enum SegmentColumn {
+    /// A numerical column read as i64 (ints, timestamps, dates).
+    I64(Vec<Column<i64>>),
+    /// A numerical column read as f64.
+    F64(Vec<Column<f64>>),
+    /// A boolean column.
+    Bool(Vec<Column<bool>>),
+    /// A dictionary-encoded string column.
+    Str(Vec<StrColumn>),
+}
+
+/// Opens the fast-field columns for `spec` in `segment`.
+pub fn open_segment_column(segment: &SegmentReader, spec: &ColumnSpec) -> tantivy::Result<SegmentColumn> {
+    let fast_fields = segment.fast_fields();
+    let (path, column_type) = match spec {
+        ColumnSpec::Id => {
+            let column = fast_fields.str(ID_COLUMN)?;
+            return Ok(SegmentColumn::Str(column.into_iter().collect()));
+        }
+        ColumnSpec::SeqNo => {
+            return Ok(SegmentColumn::I64(vec![fast_fields.i64(SEQ_NO_COLUMN)?]));
+        }
+        ColumnSpec::Table { name, column_type } => (format!("{SOURCE_FIELD}.{name}"), column_type),
+    };
+    let element_type = match column_type {
+        ColumnType::Array(inner) => inner.as_ref(),
+        other => other,
+    };
+    let handles = fast_fields.dynamic_column_handles(&path)?;
+    let mut opened = Vec::with_capacity(handles.len());
+    for handle in handles {
+        opened.push(handle.open()?);
+    }
+    Ok(match element_type {
+        ColumnType::Boolean => SegmentColumn::Bool(
+            opened
+                .into_iter()
+                .filter_map(|c| match c {
+                    DynamicColumn::Bool(column) => Some(column),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        ColumnType::Real | ColumnType::Double => SegmentColumn::F64(
+            opened
+                .into_iter()
+                .filter_map(|c| match c.coerce_numerical(NumericalType::F64) {
+                    Some(DynamicColumn::F64(column)) => Some(column),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        ColumnType::SmallInt
+        | ColumnType::Integer
+        | ColumnType::BigInt
+        | ColumnType::Timestamp
+        | ColumnType::TimestampTz
+        | ColumnType::Date => SegmentColumn::I64(
+            opened
+                .into_iter()
+                .filter_map(|c| match c.coerce_numerical(NumericalType::I64) {
+                    Some(DynamicColumn::I64(column)) => Some(column),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        ColumnType::Numeric { .. } | ColumnType::Text { .. } | ColumnType::Ip | ColumnType::Array(_) => {
+            SegmentColumn::Str(
+                opened
+                    .into_iter()
+                    .filter_map(|c| match c {
+                        DynamicColumn::Str(column) => Some(column),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        }
+    })
+}
+
+/// Reads the values of `docs` (ascending doc ids of one segment) into an Arrow array of the
+/// spec's type.
+pub fn read_column(column: &SegmentColumn, spec: &ColumnSpec, docs: &[DocId]) -> ArrayRef {
+    let column_type = match spec {
+        ColumnSpec::Id => return Arc::new(read_strings(column, docs)),
+        ColumnSpec::SeqNo => return Arc::new(Int64Array::from(read_i64(column, docs))),
+        ColumnSpec::Table { column_type, .. } => column_type,
+    };
+    match column_type {
+        ColumnType::Boolean => Arc::new(BooleanArray::from(read_bool(column, docs))),
+        ColumnType::SmallInt => Arc::new(Int16Array::from(
+            read_i64(column, docs)
+                .into_iter()
+                .map(|v| v.map(|v| v as i16))
+                .collect::<Vec<_>>(),
+        )),
+        ColumnType::Integer => Arc::new(Int32Array::from(
+            read_i64(column, docs)
+                .into_iter()
+                .map(|v| v.map(|v| v as i32))
+                .collect::<Vec<_>>(),
+        )),
+        ColumnType::BigInt => Arc::new(Int64Array::from(read_i64(column, docs))),
+        ColumnType::Real => Arc::new(Float32Array::from(
+            read_f64(column, docs)
+                .into_iter()
+                .map(|v| v.map(|v| v as f32))
+                .collect::<Vec<_>>(),
+        )),
+        ColumnType::Double => Arc::new(Float64Array::from(read_f64(column, docs))),
+        ColumnType::Numeric { precision, scale } => {
+            let strings = read_strings(column, docs);
+            let values: Vec<Option<i128>> = strings
+                .iter()
+                .map(|value| value.and_then(|text| text.parse::<i128>().ok()))
+                .collect();
+            Arc::new(
+                Decimal128Array::from(values)
+                    .with_precision_and_scale(*precision, *scale)
+                    .expect("declared precision and scale are valid"),
+            )
+        }
+        ColumnType::Text { .. } | ColumnType::Ip => Arc::new(read_strings(column, docs)),
+        ColumnType::Timestamp => Arc::new(TimestampMicrosecondArray::from(read_i64(column, docs))),
+        ColumnType::TimestampTz => Arc::new(
+            TimestampMicrosecondArray::from(read_i64(column, docs)).with_timezone("+00:00"),
+        ),
+        ColumnType::Date => Arc::new(Date32Array::from(
+            read_i64(column, docs)
+                .into_iter()
+                .map(|v| v.map(|v| v as i32))
+                .collect::<Vec<_>>(),
+        )),
+        ColumnType::Array(inner) => read_list(column, inner, docs),
+    }
+}
+
+fn read_i64(column: &SegmentColumn, docs: &[DocId]) -> Vec<Option<i64>> {
+    let mut out = vec![None; docs.len()];
+    if let SegmentColumn::I64(columns) = column {
+        fill_first(columns, docs, &mut out);
+    }
+    out
+}
+
+fn read_f64(column: &SegmentColumn, docs: &[DocId]) -> Vec<Option<f64>> {
+    let mut out = vec![None; docs.len()];
+    if let SegmentColumn::F64(columns) = column {
+        fill_first(columns, docs, &mut out);
+    }
+    out
+}
+
+fn read_bool(column: &SegmentColumn, docs: &[DocId]) -> Vec<Option<bool>> {
+    let mut out = vec![None; docs.len()];
+    if let SegmentColumn::Bool(columns) = column {
+        fill_first(columns, docs, &mut out);
+    }
+    out
+}
+
+fn fill_first<T>(columns: &[Column<T>], docs: &[DocId], out: &mut [Option<T>])
+where
+    T: PartialOrd + Copy + Send + Sync + std::fmt::Debug + 'static,
+{
+    let mut scratch = vec![None; docs.len()];
+    for column in columns {
+        column.first_vals(docs, &mut scratch);
+        for (slot, value) in out.iter_mut().zip(scratch.iter()) {
+            if slot.is_none() {
+                *slot = *value;
+            }
+        }
+    }
+}
+
+fn read_strings(column: &SegmentColumn, docs: &[DocId]) -> StringArray {
+    let mut builder = StringBuilder::with_capacity(docs.len(), docs.len() * 8);
+    let SegmentColumn::Str(columns) = column else {
+        for _ in docs {
+            builder.append_null();
+        }
+        return builder.finish();
+    };
+    let mut text = String::new();
+    for doc in docs {
+        let mut found = false;
+        for column in columns {
+            if let Some(ord) = column.ords().first(*doc) {
+                if column.ord_to_str(ord, &mut text).unwrap_or(false) {
+                    builder.append_value(&text);
+                    found = true;
+                    break;
+                }
+            }
+        }
+        if !found {
+            builder.append_null();
+        }
+    }
+    builder.finish()
+}
+
+fn read_list(column: &SegmentColumn, inner: &ColumnType, docs: &[DocId]) -> ArrayRef {
+    let field = Field::new("item", inner.arrow_type(), true);
+    macro_rules! build_list {
+        ($builder:expr, $columns:expr, $convert:expr) => {{
+            let mut list = ListBuilder::new($builder);
+            for doc in docs {
+                let mut any = false;
+                for column in $columns {
+                    for value in column.values_for_doc(*doc) {
+                        list.values().append_value($convert(value));
+                        any = true;
+                    }
+                }
+                list.append(any);
+            }
+            Arc::new(list.finish()) as ArrayRef
+        }};
+    }
+    match (column, inner) {
+        (SegmentColumn::I64(columns), ColumnType::BigInt) => {
+            build_list!(Int64Builder::new(), columns, |v: i64| v)
+        }
+        (SegmentColumn::F64(columns), ColumnType::Double) => {
+            build_list!(Float64Builder::new(), columns, |v: f64| v)
+        }
+        (SegmentColumn::Bool(columns), _) => build_list!(BooleanBuilder::new(), columns, |v: bool| v),
+        (SegmentColumn::Str(columns), ColumnType::Text { .. } | ColumnType::Ip) => {
+            let mut list = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(field));
+            let mut text = String::new();
+            for doc in docs {
+                let mut any = false;
+                for column in columns {
+                    for ord in column.term_ords(*doc) {
+                        if column.ord_to_str(ord, &mut text).unwrap_or(false) {
+                            list.values().append_value(&text);
+                            any = true;
+                        }
+                    }
+                }
+                list.append(any);
+            }
+            Arc::new(list.finish())
+        }
+        _ => {
+            // Element types without a list reader yet come back cast from the widest type.
+            let wide = match column {
+                SegmentColumn::I64(columns) => {
+                    build_list!(Int64Builder::new(), columns, |v: i64| v)
+                }
+                SegmentColumn::F64(columns) => {
+                    build_list!(Float64Builder::new(), columns, |v: f64| v)
+                }
+                _ => {
+                    let mut list = ListBuilder::new(StringBuilder::new());
+                    for _ in docs {
+                        list.append(false);
+                    }
+                    Arc::new(list.finish()) as ArrayRef
+                }
+            };
+            let target = DataType::List(Arc::new(Field::new("item", inner.arrow_type(), true)));
+            datafusion::arrow::compute::cast(&wide, &target).unwrap_or(wide)
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The write-ahead log of one shard: every operation is appended (and, by default, fsynced)
+//! before it is applied to the index and acknowledged.
+//!
+//! Files are `translog-<generation>.log`; a record is `[len: u32 LE][crc32: u32 LE][payload]`
+//! where the payload is a prost-encoded [`TranslogOp`]. A commit of the index records the highest
+//! sequence number it contains, after which older generations are deleted. On open, records
+//! after that checkpoint are replayed. A torn record at the very end of the last file (a crash
+//! during a write that was never acknowledged) is cut off; a bad checksum anywhere else is
+//! corruption and fails the open with an error naming the shard.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use creek_common::ShardId;
+use creek_proto::v1::TranslogOp;
+use prost::Message;
+
+use crate::error::{Error, Result};
+
+const HEADER_LEN: usize = 8;
+/// A single record larger than this is treated as corruption rather than allocated.
+const MAX_RECORD_LEN: usize = 1 << 30;
+
+/// An open translog, appending to its newest generation.
+pub struct Translog {
+    shard_id: ShardId,
+    dir: PathBuf,
+    generation: u64,
+    writer: BufWriter<File>,
+}
+
+impl Translog {
+    /// Opens the translog in `dir`, returning it with every record whose `seq_no` is greater than
+    /// `checkpoint`, in log order.
+    pub fn open(shard_id: ShardId, dir: &Path, checkpoint: u64) -> Result<(Translog, Vec<TranslogOp>)> {
+        let io_err = |source| Error::Io { shard_id, source };
+        fs::create_dir_all(dir).map_err(io_err)?;
+        let mut generations = list_generations(dir).map_err(io_err)?;
+        generations.sort_unstable();
+        let mut pending = Vec::new();
+        let last = generations.last().copied();
+        for generation in &generations {
+            let path = generation_path(dir, *generation);
+            let is_last = Some(*generation) == last;
+            let (ops, valid_len) = read_generation(shard_id, &path, is_last)?;
+            if is_last {
+                // Cut a torn tail so the file is well-formed once it is no longer the last.
+                let file = OpenOptions::new().write(true).open(&path).map_err(io_err)?;
+                if file.metadata().map_err(io_err)?.len() > valid_len as u64 {
+                    file.set_len(valid_len as u64).map_err(io_err)?;
+                    file.sync_all().map_err(io_err)?;
+                }
+            }
+            pending.extend(ops.into_iter().filter(|op| op.seq_no > checkpoint));
+        }
+        let generation = last.map_or(1, |g| g + 1);
+        let writer = open_generation(dir, generation).map_err(io_err)?;
+        sync_dir(dir).map_err(io_err)?;
+        Ok((
+            Translog {
+                shard_id,
+                dir: dir.to_path_buf(),
+                generation,
+                writer,
+            },
+            pending,
+        ))
+    }
+
+    /// Appends one operation; with `fsync` it is on disk when this returns.
+    pub fn append(&mut self, op: &TranslogOp, fsync: bool) -> Result<()> {
+        let payload = op.encode_to_vec();
+        let mut header = [0u8; HEADER_LEN];
+        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[4..].copy_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        let shard_id = self.shard_id;
+        let io_err = |source| Error::Io { shard_id, source };
+        self.writer.write_all(&header).map_err(io_err)?;
+        self.writer.write_all(&payload).map_err(io_err)?;
+        self.writer.flush().map_err(io_err)?;
+        if fsync {
+            self.writer.get_ref().sync_data().map_err(io_err)?;
+        }
+        Ok(())
+    }
+
+    /// Forces every appended record to disk.
+    pub fn sync(&mut self) -> Result<()> {
+        let shard_id = self.shard_id;
+        self.writer
+            .flush()
+            .and_then(|_| self.writer.get_ref().sync_data())
+            .map_err(|source| Error::Io { shard_id, source })
+    }
+
+    /// Starts a new generation and deletes the older ones. Called right after an index commit
+    /// that contains every operation appended so far.
+    pub fn roll_after_commit(&mut self) -> Result<()> {
+        let shard_id = self.shard_id;
+        let io_err = |source| Error::Io { shard_id, source };
+        let next = self.generation + 1;
+        self.writer = open_generation(&self.dir, next).map_err(io_err)?;
+        sync_dir(&self.dir).map_err(io_err)?;
+        for generation in list_generations(&self.dir).map_err(io_err)? {
+            if generation < next {
+                fs::remove_file(generation_path(&self.dir, generation)).map_err(io_err)?;
+            }
+        }
+        self.generation = next;
+        Ok(())
+    }
+
+    /// Returns the bytes the translog holds on disk.
+    pub fn size_bytes(&self) -> u64 {
+        list_generations(&self.dir)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|g| fs::metadata(generation_path(&self.dir, g)).ok())
+            .map(|meta| meta.len())
+            .sum()
+    }
+}
+
+fn generation_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("translog-{generation}.log"))
+}
+
+fn list_generations(dir: &Path) -> std::io::Result<Vec<u64>> {
+    let mut generations = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(number) = name
+            .strip_prefix("translog-")
+            .and_then(|rest| rest.strip_suffix(".log"))
+        {
+            if let Ok(generation) = number.parse() {
+                generations.push(generation);
+            }
+        }
+    }
+    Ok(generations)
+}
+
+fn open_generation(dir: &Path, generation: u64) -> std::io::Result<BufWriter<File>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(generation_path(dir, generation))?;
+    Ok(BufWriter::with_capacity(256 * 1024, file))
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn read_generation(
+    shard_id: ShardId,
+    path: &Path,
+    is_last: bool,
+) -> Result<(Vec<TranslogOp>, usize)> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut file| file.read_to_end(&mut bytes))
+        .map_err(|source| Error::Io { shard_id, source })?;
+    let mut ops = Vec::new();
+    let mut offset = 0usize;
+    let corrupt = |detail: String| Error::ShardCorrupted { shard_id, detail };
+    while offset < bytes.len() {
+        let remaining = bytes.len() - offset;
+        if remaining < HEADER_LEN {
+            if is_last {
+                break;
+            }
+            return Err(corrupt(format!("{} ends inside a record header", path.display())));
+        }
+        let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().expect("4 bytes"));
+        let end = offset + HEADER_LEN + len;
+        if len > MAX_RECORD_LEN || end > bytes.len() {
+            if is_last && len <= MAX_RECORD_LEN {
+                break;
+            }
+            return Err(corrupt(format!(
+                "{} has a record of {len} bytes at offset {offset} past the end of the file",
+                path.display()
+            )));
+        }
+        let payload = &bytes[offset + HEADER_LEN..end];
+        if crc32fast::hash(payload) != crc {
+            if is_last && end == bytes.len() {
+                break;
+            }
+            return Err(corrupt(format!(
+                "checksum mismatch in {} at offset {offset}",
+                path.display()
+            )));
+        }
+        let op = TranslogOp::decode(payload)
+            .map_err(|e| corrupt(format!("undecodable record in {}: {e}", path.display())))?;
+        ops.push(op);
+        offset = end;
+    }
+    Ok((ops, offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use creek_common::TableId;
+
+    fn shard() -> ShardId {
+        ShardId {
+            table: TableId(1),
+            shard: 0,
+        }
+    }
+
+    fn op(seq_no: u64) -> TranslogOp {
+        TranslogOp {
+            seq_no,
+            mode: 0,
+            rows_ipc: vec![1, 2, 3],
+            delete_ids: vec![format!("id{seq_no}")],
+            num_ops: 1,
+        }
+    }
+
+    #[test]
+    fn replays_records_after_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut log, pending) = Translog::open(shard(), dir.path(), 0).unwrap();
+            assert!(pending.is_empty());
+            for seq_no in 1..=5 {
+                log.append(&op(seq_no), true).unwrap();
+            }
+        }
+        let (_, pending) = Translog::open(shard(), dir.path(), 3).unwrap();
+        assert_eq!(pending.iter().map(|op| op.seq_no).collect::<Vec<_>>(), vec![4, 5]);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_but_inner_corruption_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut log, _) = Translog::open(shard(), dir.path(), 0).unwrap();
+            log.append(&op(1), true).unwrap();
+            log.append(&op(2), true).unwrap();
+        }
+        let path = generation_path(dir.path(), 1);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() - 2);
+        fs::write(&path, &bytes).unwrap();
+        let (_, pending) = Translog::open(shard(), dir.path(), 0).unwrap();
+        assert_eq!(pending.len(), 1);
+
+        // Flip a payload byte of the first record of a non-last generation.
+        bytes[HEADER_LEN] ^= 0xff;
+        fs::write(&path, &bytes).unwrap();
+        let error = Translog::open(shard(), dir.path(), 0).err().unwrap();
+        assert!(error.to_string().contains("shard 1/0"), "{error}");
+    }
+
+    #[test]
+    fn rolling_deletes_old_generations() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Translog::open(shard(), dir.path(), 0).unwrap();
+        log.append(&op(1), true).unwrap();
+        log.roll_after_commit().unwrap();
+        log.append(&op(2), true).unwrap();
+        drop(log);
+        let (_, pending) = Translog::open(shard(), dir.path(), 1).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(list_generations(dir.path()).unwrap().len(), 2);
+    }
+}

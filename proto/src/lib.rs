@@ -1,0 +1,16 @@
+//! Generated gRPC/prost types for the coordinator ↔ data node protocol, plus the thin
+//! conversions both sides need (error codes in gRPC metadata, Arrow IPC framing).
+//!
+//! This crate holds no logic of either role: the coordinator and the data node depend on it,
+//! never on each other.
+
+pub mod ipc;
+pub mod status;
+
+/// Generated protobuf and gRPC code for `creek.v1`.
+#[allow(clippy::all, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("creek.v1");
+}
+
+pub use arrow_flight;

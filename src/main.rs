@@ -61,9 +61,12 @@ struct DevArgs {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tantivy=warn,h2=warn,tower=warn,hyper=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,tantivy=warn,h2=warn,tower=warn,hyper=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -80,14 +83,17 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn bind(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> {
-    let address: SocketAddr = format!("{host}:{port}").parse().with_context(|| format!("bad address {host}:{port}"))?;
+    let address: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .with_context(|| format!("bad address {host}:{port}"))?;
     tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))
 }
 
 async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_node = DataNode::open(DatanodeConfig {
         node_id: "dev-data".into(),
         data_dir: args.data_dir.join("data"),
@@ -100,7 +106,8 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         let _ = shutdown_rx.await;
     }));
 
-    let catalog = Catalog::open(args.data_dir.join("cluster"), "creek").context("opening cluster state")?;
+    let catalog =
+        Catalog::open(args.data_dir.join("cluster"), "creek").context("opening cluster state")?;
     let cluster = Arc::new(Cluster::new(NodeId("dev".into()), catalog));
     cluster.add_data_node(NodeId("dev-data".into()), &transport_address.to_string())?;
     cluster.ensure_shards().await.context("opening shards")?;
@@ -112,8 +119,14 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         data_dir = %args.data_dir.display(), flight_port = args.flight_port,
         "creek dev is ready"
     );
-    let pg_server = tokio::spawn(creek_coordinator::frontend::pgwire::serve(pg, cluster.clone()));
-    let http_server = tokio::spawn(creek_coordinator::frontend::http::serve(http, cluster.clone()));
+    let pg_server = tokio::spawn(creek_coordinator::frontend::pgwire::serve(
+        pg,
+        cluster.clone(),
+    ));
+    let http_server = tokio::spawn(creek_coordinator::frontend::http::serve(
+        http,
+        cluster.clone(),
+    ));
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

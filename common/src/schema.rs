@@ -142,7 +142,10 @@ impl TableSchema {
             if !column.column_type.is_routable() {
                 return Err(CodedError::new(
                     ErrorCode::InvalidParameterValue,
-                    format!("column {key} of type {} cannot be a key", column.column_type),
+                    format!(
+                        "column {key} of type {} cannot be a key",
+                        column.column_type
+                    ),
                 ));
             }
         }
@@ -150,16 +153,17 @@ impl TableSchema {
             if !self.primary_key.is_empty() && !self.primary_key.contains(clustered_by) {
                 return Err(CodedError::new(
                     ErrorCode::InvalidParameterValue,
-                    format!(
-                        "clustered by column {clustered_by} must be part of the primary key"
-                    ),
+                    format!("clustered by column {clustered_by} must be part of the primary key"),
                 ));
             }
         }
         if self.num_shards == 0 || self.num_shards > 1024 {
             return Err(CodedError::new(
                 ErrorCode::InvalidParameterValue,
-                format!("number of shards must be between 1 and 1024, got {}", self.num_shards),
+                format!(
+                    "number of shards must be between 1 and 1024, got {}",
+                    self.num_shards
+                ),
             ));
         }
         Ok(())

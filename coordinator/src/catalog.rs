@@ -51,12 +51,19 @@ pub struct Catalog {
 impl Catalog {
     /// Loads the state from `<dir>/state.json`, or starts empty.
     pub fn open(dir: PathBuf, cluster_name: &str) -> Result<Catalog> {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("cannot create {}: {e}", dir.display()),
+            )
+        })?;
         let path = dir.join("state.json");
         let state = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                Error::new(ErrorCode::DataCorrupted, format!("cluster state {} is unreadable: {e}", path.display()))
+                Error::new(
+                    ErrorCode::DataCorrupted,
+                    format!("cluster state {} is unreadable: {e}", path.display()),
+                )
             })?,
             Err(_) => ClusterState {
                 cluster_name: cluster_name.to_string(),
@@ -94,18 +101,32 @@ impl Catalog {
             }
             Ok(())
         };
-        persist().map_err(|e| Error::new(ErrorCode::Internal, format!("cannot persist cluster state: {e}")))?;
+        persist().map_err(|e| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("cannot persist cluster state: {e}"),
+            )
+        })?;
         *guard = Arc::new(next);
         Ok(result)
     }
 
     /// Returns a table by schema and name.
     pub fn table(&self, schema: &str, name: &str) -> Option<TableSchema> {
-        self.state.read().tables.get(&qualified(schema, name)).cloned()
+        self.state
+            .read()
+            .tables
+            .get(&qualified(schema, name))
+            .cloned()
     }
 
     /// Returns the node holding each shard of `table`.
     pub fn routing(&self, table: TableId) -> Vec<NodeId> {
-        self.state.read().routing.get(&table.0).cloned().unwrap_or_default()
+        self.state
+            .read()
+            .routing
+            .get(&table.0)
+            .cloned()
+            .unwrap_or_default()
     }
 }

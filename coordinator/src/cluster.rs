@@ -79,7 +79,12 @@ impl Cluster {
     /// Registers a data node reachable at `address`; connections are made lazily.
     pub fn add_data_node(&self, node_id: NodeId, address: &str) -> Result<()> {
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| Error::new(ErrorCode::InvalidParameterValue, format!("bad data node address {address}: {e}")))?
+            .map_err(|e| {
+                Error::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!("bad data node address {address}: {e}"),
+                )
+            })?
             .tcp_nodelay(true);
         let channel = endpoint.connect_lazy();
         let client = NodeClient {
@@ -97,24 +102,32 @@ impl Cluster {
 
     /// Returns the registered data nodes.
     pub fn data_nodes(&self) -> Vec<(NodeId, NodeClient)> {
-        self.nodes.read().iter().map(|(id, c)| (id.clone(), c.clone())).collect()
+        self.nodes
+            .read()
+            .iter()
+            .map(|(id, c)| (id.clone(), c.clone()))
+            .collect()
     }
 
     /// Returns the client of `node`.
     pub fn node(&self, node: &NodeId) -> Result<NodeClient> {
-        self.nodes
-            .read()
-            .get(node)
-            .cloned()
-            .ok_or_else(|| Error::new(ErrorCode::Unavailable, format!("data node {node} is not known")))
+        self.nodes.read().get(node).cloned().ok_or_else(|| {
+            Error::new(
+                ErrorCode::Unavailable,
+                format!("data node {node} is not known"),
+            )
+        })
     }
 
     /// Returns the client of the node holding `shard` of `table`.
     pub fn node_for_shard(&self, table: TableId, shard: u32) -> Result<NodeClient> {
         let routing = self.catalog.routing(table);
-        let node = routing
-            .get(shard as usize)
-            .ok_or_else(|| Error::new(ErrorCode::Unavailable, format!("shard {table}/{shard} has no node")))?;
+        let node = routing.get(shard as usize).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Unavailable,
+                format!("shard {table}/{shard} has no node"),
+            )
+        })?;
         self.node(node)
     }
 
@@ -134,7 +147,10 @@ impl Cluster {
         }
         let nodes: Vec<NodeId> = self.nodes.read().keys().cloned().collect();
         if nodes.is_empty() {
-            return Err(Error::new(ErrorCode::Unavailable, "no data nodes are available"));
+            return Err(Error::new(
+                ErrorCode::Unavailable,
+                "no data nodes are available",
+            ));
         }
         let mut load: HashMap<NodeId, usize> = nodes.iter().map(|n| (n.clone(), 0)).collect();
         for routing in state.routing.values() {
@@ -174,7 +190,10 @@ impl Cluster {
         }
         self.catalog.update(|state| {
             if state.tables.contains_key(&key) {
-                return Err(Error::new(ErrorCode::DuplicateObject, format!("relation {key} already exists")));
+                return Err(Error::new(
+                    ErrorCode::DuplicateObject,
+                    format!("relation {key} already exists"),
+                ));
             }
             state.next_table_id = state.next_table_id.max(table.id.0 + 1);
             state.routing.insert(table.id.0, routing);
@@ -238,7 +257,13 @@ impl Cluster {
             Ok(())
         })?;
         for (node, mut client) in self.data_nodes() {
-            if let Err(status) = client.shards.drop_table(DropTableRequest { table_id: table.id.0 }).await {
+            if let Err(status) = client
+                .shards
+                .drop_table(DropTableRequest {
+                    table_id: table.id.0,
+                })
+                .await
+            {
                 tracing::warn!(%node, table_id = table.id.0, %status, "dropping shards failed");
             }
         }
@@ -254,13 +279,22 @@ impl Cluster {
         rows: &RecordBatch,
         refresh: bool,
     ) -> Result<Vec<RowStatus>> {
-        let rows_ipc = batch_to_ipc(rows).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-        self.write(table, shard, mode, rows_ipc, Vec::new(), refresh).await
+        let rows_ipc =
+            batch_to_ipc(rows).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+        self.write(table, shard, mode, rows_ipc, Vec::new(), refresh)
+            .await
     }
 
     /// Deletes rows by id from one shard and returns per-id statuses.
-    pub async fn delete_ids(&self, table: &TableSchema, shard: u32, ids: Vec<String>, refresh: bool) -> Result<Vec<RowStatus>> {
-        self.write(table, shard, WriteMode::Delete, Vec::new(), ids, refresh).await
+    pub async fn delete_ids(
+        &self,
+        table: &TableSchema,
+        shard: u32,
+        ids: Vec<String>,
+        refresh: bool,
+    ) -> Result<Vec<RowStatus>> {
+        self.write(table, shard, WriteMode::Delete, Vec::new(), ids, refresh)
+            .await
     }
 
     async fn write(
@@ -315,7 +349,13 @@ impl Cluster {
     }
 
     /// Looks rows up by id in real time; returns a batch with `_id` plus `columns`.
-    pub async fn get_rows(&self, table: &TableSchema, shard: u32, ids: Vec<String>, columns: Vec<String>) -> Result<RecordBatch> {
+    pub async fn get_rows(
+        &self,
+        table: &TableSchema,
+        shard: u32,
+        ids: Vec<String>,
+        columns: Vec<String>,
+    ) -> Result<RecordBatch> {
         let mut client = self.node_for_shard(table.id, shard)?;
         let response = client
             .shards
@@ -328,7 +368,8 @@ impl Cluster {
             .await
             .map_err(status_error)?
             .into_inner();
-        batch_from_ipc(&response.rows_ipc).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))
+        batch_from_ipc(&response.rows_ipc)
+            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))
     }
 
     /// Collects shard statistics from every data node.
@@ -337,7 +378,13 @@ impl Cluster {
         for (node, mut client) in self.data_nodes() {
             match client.shards.shard_stats(ShardStatsRequest {}).await {
                 Ok(response) => {
-                    all.extend(response.into_inner().shards.into_iter().map(|s| (node.clone(), s)));
+                    all.extend(
+                        response
+                            .into_inner()
+                            .shards
+                            .into_iter()
+                            .map(|s| (node.clone(), s)),
+                    );
                 }
                 Err(status) => tracing::warn!(%node, %status, "shard stats unavailable"),
             }

@@ -83,7 +83,10 @@ fn one_column(name: &str, values: Vec<String>) -> Result<Output> {
 }
 
 fn affected(tag: &str, count: u64) -> Output {
-    Output::Affected { tag: tag.to_string(), count }
+    Output::Affected {
+        tag: tag.to_string(),
+        count,
+    }
 }
 
 impl Session {
@@ -107,8 +110,17 @@ impl Session {
         let mut settings = self.settings.lock();
         match name.as_str() {
             "search_path" | "schema" => {
-                settings.schema = value.split(',').next().unwrap_or("doc").trim().trim_matches('"').to_string();
-                if settings.schema.is_empty() || settings.schema == "public" || settings.schema == "\"$user\"" {
+                settings.schema = value
+                    .split(',')
+                    .next()
+                    .unwrap_or("doc")
+                    .trim()
+                    .trim_matches('"')
+                    .to_string();
+                if settings.schema.is_empty()
+                    || settings.schema == "public"
+                    || settings.schema == "\"$user\""
+                {
                     settings.schema = "doc".to_string();
                 }
             }
@@ -141,7 +153,11 @@ impl Session {
     }
 
     fn context(&self, expose_hidden: bool) -> SessionContext {
-        session_context(self.cluster.clone(), &self.settings.lock().schema, expose_hidden)
+        session_context(
+            self.cluster.clone(),
+            &self.settings.lock().schema,
+            expose_hidden,
+        )
     }
 
     /// Executes every statement of `sql` with the given parameters.
@@ -175,7 +191,9 @@ impl Session {
                     stripped.on = None;
                     stripped.returning = None;
                     ctx.state()
-                        .statement_to_plan(DfStatement::Statement(Box::new(Statement::Insert(stripped))))
+                        .statement_to_plan(DfStatement::Statement(Box::new(Statement::Insert(
+                            stripped,
+                        ))))
                         .await
                         .ok()
                 }
@@ -185,7 +203,12 @@ impl Session {
                 let types = plan.get_parameter_types()?;
                 let mut ordered: Vec<(usize, Option<DataType>)> = types
                     .into_iter()
-                    .filter_map(|(name, t)| name.trim_start_matches('$').parse::<usize>().ok().map(|i| (i, t)))
+                    .filter_map(|(name, t)| {
+                        name.trim_start_matches('$')
+                            .parse::<usize>()
+                            .ok()
+                            .map(|i| (i, t))
+                    })
                     .collect();
                 ordered.sort_by_key(|(i, _)| *i);
                 let count = ordered.last().map(|(i, _)| *i).unwrap_or(0);
@@ -193,7 +216,10 @@ impl Session {
                 for (i, t) in ordered {
                     prepared.param_types[i - 1] = t;
                 }
-                if matches!(statement.as_ref(), Statement::Query(_) | Statement::Explain { .. }) {
+                if matches!(
+                    statement.as_ref(),
+                    Statement::Query(_) | Statement::Explain { .. }
+                ) {
                     prepared.schema = Some(Arc::new(plan.schema().as_arrow().clone()));
                 }
             }
@@ -202,16 +228,27 @@ impl Session {
     }
 
     /// Executes one parsed statement.
-    pub async fn execute_parsed_statement(&self, parsed: ParsedStatement, params: &[ScalarValue]) -> Result<Output> {
+    pub async fn execute_parsed_statement(
+        &self,
+        parsed: ParsedStatement,
+        params: &[ScalarValue],
+    ) -> Result<Output> {
         let (statement, clauses) = match parsed {
             ParsedStatement::Empty => return Ok(affected("", 0)),
             ParsedStatement::Refresh(names) => {
                 let schema = self.settings.lock().schema.clone();
                 for name in names {
                     let (schema_name, table_name) = split_name(&name, &schema)?;
-                    let table = self.cluster.catalog().table(&schema_name, &table_name).ok_or_else(|| {
-                        Error::new(ErrorCode::UndefinedTable, format!("relation \"{schema_name}.{table_name}\" does not exist"))
-                    })?;
+                    let table = self
+                        .cluster
+                        .catalog()
+                        .table(&schema_name, &table_name)
+                        .ok_or_else(|| {
+                            Error::new(
+                                ErrorCode::UndefinedTable,
+                                format!("relation \"{schema_name}.{table_name}\" does not exist"),
+                            )
+                        })?;
                     self.cluster.refresh_table(&table).await?;
                 }
                 return Ok(affected("REFRESH", 0));
@@ -222,33 +259,58 @@ impl Session {
         let param_values = ParamValues::List(params.iter().cloned().map(Into::into).collect());
         match *statement {
             Statement::CreateTable(create) => {
-                let table = ddl::table_from_create(&create, &clauses, &default_schema, self.cluster.data_nodes().len())?;
-                self.cluster.create_table(table, create.if_not_exists).await?;
+                let table = ddl::table_from_create(
+                    &create,
+                    &clauses,
+                    &default_schema,
+                    self.cluster.data_nodes().len(),
+                )?;
+                self.cluster
+                    .create_table(table, create.if_not_exists)
+                    .await?;
                 Ok(affected("CREATE TABLE", 0))
             }
-            Statement::Drop { object_type, if_exists, names, .. } => {
+            Statement::Drop {
+                object_type,
+                if_exists,
+                names,
+                ..
+            } => {
                 for name in &names {
                     let (schema, table_name) = split_name(name, &default_schema)?;
                     match object_type {
-                        ObjectType::Table => match self.cluster.catalog().table(&schema, &table_name) {
-                            Some(table) => self.cluster.drop_table(&table).await?,
-                            None if if_exists => {}
-                            None => {
-                                return Err(Error::new(ErrorCode::UndefinedTable, format!("relation \"{schema}.{table_name}\" does not exist")))
+                        ObjectType::Table => {
+                            match self.cluster.catalog().table(&schema, &table_name) {
+                                Some(table) => self.cluster.drop_table(&table).await?,
+                                None if if_exists => {}
+                                None => {
+                                    return Err(Error::new(
+                                        ErrorCode::UndefinedTable,
+                                        format!(
+                                            "relation \"{schema}.{table_name}\" does not exist"
+                                        ),
+                                    ))
+                                }
                             }
-                        },
+                        }
                         ObjectType::View => {
                             let key = crate::catalog::qualified(&schema, &table_name);
                             self.cluster.catalog().update(|state| {
                                 if state.views.remove(&key).is_none() && !if_exists {
-                                    return Err(Error::new(ErrorCode::UndefinedTable, format!("view \"{key}\" does not exist")));
+                                    return Err(Error::new(
+                                        ErrorCode::UndefinedTable,
+                                        format!("view \"{key}\" does not exist"),
+                                    ));
                                 }
                                 Ok(())
                             })?;
                         }
                         ObjectType::Index => {}
                         other => {
-                            return Err(Error::new(ErrorCode::FeatureNotSupported, format!("DROP {other} is not supported")))
+                            return Err(Error::new(
+                                ErrorCode::FeatureNotSupported,
+                                format!("DROP {other} is not supported"),
+                            ))
                         }
                     }
                 }
@@ -262,7 +324,10 @@ impl Session {
             Statement::CreateView(view) => {
                 let (schema, name) = split_name(&view.name, &default_schema)?;
                 // Plan once so a broken view is rejected at creation.
-                self.context(false).state().create_logical_plan(&view.query.to_string()).await?;
+                self.context(false)
+                    .state()
+                    .create_logical_plan(&view.query.to_string())
+                    .await?;
                 ddl::create_view(
                     &self.cluster,
                     creek_common::schema::ViewDef {
@@ -281,15 +346,32 @@ impl Session {
                     .cluster
                     .catalog()
                     .table(&schema, &name)
-                    .ok_or_else(|| Error::new(ErrorCode::UndefinedTable, format!("relation \"{schema}.{name}\" does not exist")))?;
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorCode::UndefinedTable,
+                            format!("relation \"{schema}.{name}\" does not exist"),
+                        )
+                    })?;
                 for operation in &alter.operations {
                     match operation {
-                        ast::AlterTableOperation::AddColumn { column_def, if_not_exists, .. } => {
-                            let current = self.cluster.catalog().table(&schema, &name).unwrap_or_else(|| table.clone());
-                            ddl::add_column(&self.cluster, &current, column_def, *if_not_exists).await?;
+                        ast::AlterTableOperation::AddColumn {
+                            column_def,
+                            if_not_exists,
+                            ..
+                        } => {
+                            let current = self
+                                .cluster
+                                .catalog()
+                                .table(&schema, &name)
+                                .unwrap_or_else(|| table.clone());
+                            ddl::add_column(&self.cluster, &current, column_def, *if_not_exists)
+                                .await?;
                         }
                         other => {
-                            return Err(Error::new(ErrorCode::FeatureNotSupported, format!("ALTER TABLE {other} is not supported")))
+                            return Err(Error::new(
+                                ErrorCode::FeatureNotSupported,
+                                format!("ALTER TABLE {other} is not supported"),
+                            ))
                         }
                     }
                 }
@@ -305,37 +387,69 @@ impl Session {
                     .collect();
                 one_column("table_name", names)
             }
-            Statement::ShowCreate { obj_type: ast::ShowCreateObject::Table, obj_name } => {
+            Statement::ShowCreate {
+                obj_type: ast::ShowCreateObject::Table,
+                obj_name,
+            } => {
                 let (schema, name) = split_name(&obj_name, &default_schema)?;
                 let table = self
                     .cluster
                     .catalog()
                     .table(&schema, &name)
-                    .ok_or_else(|| Error::new(ErrorCode::UndefinedTable, format!("relation \"{schema}.{name}\" does not exist")))?;
-                one_column(&format!("SHOW CREATE TABLE {schema}.{name}"), vec![ddl::show_create_table(&table)])
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorCode::UndefinedTable,
+                            format!("relation \"{schema}.{name}\" does not exist"),
+                        )
+                    })?;
+                one_column(
+                    &format!("SHOW CREATE TABLE {schema}.{name}"),
+                    vec![ddl::show_create_table(&table)],
+                )
             }
             Statement::ShowVariable { variable } => {
-                let name = variable.iter().map(|i| i.value.to_lowercase()).collect::<Vec<_>>().join(" ");
+                let name = variable
+                    .iter()
+                    .map(|i| i.value.to_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 if name == "all" {
                     let settings = self.settings();
-                    let mut rows: Vec<String> = settings.other.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let mut rows: Vec<String> = settings
+                        .other
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
                     rows.push(format!("search_path={}", settings.schema));
                     return one_column("setting", rows);
                 }
-                let value = self
-                    .show(&name)
-                    .ok_or_else(|| Error::new(ErrorCode::UndefinedObject, format!("unrecognized configuration parameter \"{name}\"")))?;
+                let value = self.show(&name).ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::UndefinedObject,
+                        format!("unrecognized configuration parameter \"{name}\""),
+                    )
+                })?;
                 one_column(&name, vec![value])
             }
             Statement::Set(set) => {
                 match set {
-                    ast::Set::SingleAssignment { variable, values, .. } => {
+                    ast::Set::SingleAssignment {
+                        variable, values, ..
+                    } => {
                         let name = variable.to_string().to_lowercase();
-                        let value = values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",");
+                        let value = values
+                            .iter()
+                            .map(|v| v.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",");
                         self.set(&name, &value)?;
                     }
-                    ast::Set::SetTimeZone { value, .. } => self.set("timezone", &value.to_string())?,
-                    ast::Set::SetNames { charset_name, .. } => self.set("client_encoding", &charset_name.to_string())?,
+                    ast::Set::SetTimeZone { value, .. } => {
+                        self.set("timezone", &value.to_string())?
+                    }
+                    ast::Set::SetNames { charset_name, .. } => {
+                        self.set("client_encoding", &charset_name.to_string())?
+                    }
                     _ => {}
                 }
                 Ok(affected("SET", 0))
@@ -347,26 +461,62 @@ impl Session {
             Statement::Insert(insert) => {
                 let (ctx, hidden_ctx) = (self.context(false), self.context(true));
                 let write_refresh = self.settings.lock().write_refresh;
-                dml::insert(&self.dml_context(&ctx, &hidden_ctx, &default_schema, &param_values, write_refresh), &insert).await
+                dml::insert(
+                    &self.dml_context(
+                        &ctx,
+                        &hidden_ctx,
+                        &default_schema,
+                        &param_values,
+                        write_refresh,
+                    ),
+                    &insert,
+                )
+                .await
             }
             Statement::Update(update) => {
                 let (ctx, hidden_ctx) = (self.context(false), self.context(true));
                 let write_refresh = self.settings.lock().write_refresh;
-                dml::update(&self.dml_context(&ctx, &hidden_ctx, &default_schema, &param_values, write_refresh), &update).await
+                dml::update(
+                    &self.dml_context(
+                        &ctx,
+                        &hidden_ctx,
+                        &default_schema,
+                        &param_values,
+                        write_refresh,
+                    ),
+                    &update,
+                )
+                .await
             }
             Statement::Delete(delete) => {
                 let (ctx, hidden_ctx) = (self.context(false), self.context(true));
                 let write_refresh = self.settings.lock().write_refresh;
-                dml::delete(&self.dml_context(&ctx, &hidden_ctx, &default_schema, &param_values, write_refresh), &delete).await
+                dml::delete(
+                    &self.dml_context(
+                        &ctx,
+                        &hidden_ctx,
+                        &default_schema,
+                        &param_values,
+                        write_refresh,
+                    ),
+                    &delete,
+                )
+                .await
             }
             Statement::Query(_) | Statement::Explain { .. } => {
                 let ctx = self.context(false);
-                let plan = ctx.state().statement_to_plan(DfStatement::Statement(statement)).await?;
+                let plan = ctx
+                    .state()
+                    .statement_to_plan(DfStatement::Statement(statement))
+                    .await?;
                 self.run_query(&ctx, plan, param_values).await
             }
             other => Err(Error::new(
                 ErrorCode::FeatureNotSupported,
-                format!("statement is not supported: {}", first_words(&other.to_string())),
+                format!(
+                    "statement is not supported: {}",
+                    first_words(&other.to_string())
+                ),
             )),
         }
     }
@@ -389,13 +539,21 @@ impl Session {
         }
     }
 
-    async fn run_query(&self, ctx: &SessionContext, plan: LogicalPlan, params: ParamValues) -> Result<Output> {
+    async fn run_query(
+        &self,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+        params: ParamValues,
+    ) -> Result<Output> {
         let plan = match &params {
             ParamValues::List(list) if list.is_empty() => plan,
             _ => plan.with_param_values(params)?,
         };
         if let LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) = plan {
-            return Err(Error::new(ErrorCode::FeatureNotSupported, "statement is not supported here"));
+            return Err(Error::new(
+                ErrorCode::FeatureNotSupported,
+                "statement is not supported here",
+            ));
         }
         let df = DataFrame::new(ctx.state(), plan);
         let schema = Arc::new(df.schema().as_arrow().clone());

@@ -46,11 +46,15 @@ impl PhysicalExtensionCodec for DatanodeCodec {
         _ctx: &TaskContext,
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let node = ShardScanNode::decode(buf).map_err(|e| DataFusionError::Plan(format!("bad shard scan node: {e}")))?;
+        let node = ShardScanNode::decode(buf)
+            .map_err(|e| DataFusionError::Plan(format!("bad shard scan node: {e}")))?;
         let wire_table: TableSchema = serde_json::from_slice(&node.table_json)
             .map_err(|e| DataFusionError::Plan(format!("bad table in shard scan: {e}")))?;
         // The node's own copy is authoritative for how its shards store columns.
-        let table = self.node.table(wire_table.id).unwrap_or_else(|| Arc::new(wire_table));
+        let table = self
+            .node
+            .table(wire_table.id)
+            .unwrap_or_else(|| Arc::new(wire_table));
         let shards = node
             .shards
             .iter()
@@ -88,7 +92,9 @@ impl PhysicalExtensionCodec for DatanodeCodec {
         _buf: &mut Vec<u8>,
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<()> {
-        Err(DataFusionError::Internal("data nodes do not encode plan fragments".into()))
+        Err(DataFusionError::Internal(
+            "data nodes do not encode plan fragments".into(),
+        ))
     }
 }
 
@@ -103,6 +109,8 @@ pub fn column_spec(table: &TableSchema, name: &str) -> DfResult<ColumnSpec> {
                 name: column.name.clone(),
                 column_type: column.column_type.clone(),
             })
-            .ok_or_else(|| DataFusionError::Plan(format!("column {name} does not exist in {}", table.name))),
+            .ok_or_else(|| {
+                DataFusionError::Plan(format!("column {name} does not exist in {}", table.name))
+            }),
     }
 }

@@ -62,7 +62,10 @@ impl FlightService for FlightFragmentService {
     type DoActionStream = FlightStream<creek_proto::arrow_flight::Result>;
     type ListActionsStream = FlightStream<ActionType>;
 
-    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
         let ticket = FragmentTicket::decode(request.into_inner().ticket)
             .map_err(|e| Status::invalid_argument(format!("bad fragment ticket: {e}")))?;
         let task_ctx = Arc::new(TaskContext::default());
@@ -76,7 +79,9 @@ impl FlightService for FlightFragmentService {
                 "partition {partition} out of range, fragment has {partitions}"
             )));
         }
-        let stream = plan.execute(partition, task_ctx).map_err(status_from_datafusion)?;
+        let stream = plan
+            .execute(partition, task_ctx)
+            .map_err(status_from_datafusion)?;
         let schema = stream.schema();
         let batches = stream.map_err(|e| FlightError::Tonic(Box::new(status_from_datafusion(e))));
         let encoded = FlightDataEncoderBuilder::new()
@@ -96,23 +101,38 @@ impl FlightService for FlightFragmentService {
         Err(Status::unimplemented("handshake is not used between nodes"))
     }
 
-    async fn list_flights(&self, _request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+    async fn list_flights(
+        &self,
+        _request: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
         Err(Status::unimplemented("data nodes do not list flights"))
     }
 
-    async fn get_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         Err(Status::unimplemented("data nodes serve tickets only"))
     }
 
-    async fn poll_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+    async fn poll_flight_info(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
         Err(Status::unimplemented("data nodes serve tickets only"))
     }
 
-    async fn get_schema(&self, _request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+    async fn get_schema(
+        &self,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
         Err(Status::unimplemented("data nodes serve tickets only"))
     }
 
-    async fn do_put(&self, _request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+    async fn do_put(
+        &self,
+        _request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
         Err(Status::unimplemented("writes go through ShardService"))
     }
 
@@ -123,11 +143,17 @@ impl FlightService for FlightFragmentService {
         Err(Status::unimplemented("exchange is not used"))
     }
 
-    async fn do_action(&self, _request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+    async fn do_action(
+        &self,
+        _request: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
         Err(Status::unimplemented("no actions"))
     }
 
-    async fn list_actions(&self, _request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+    async fn list_actions(
+        &self,
+        _request: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
         Err(Status::unimplemented("no actions"))
     }
 }

@@ -48,12 +48,21 @@ impl DataNode {
         });
         let tables_dir = node.tables_dir();
         std::fs::create_dir_all(&tables_dir).map_err(|source| Error::Io {
-            shard_id: ShardId { table: TableId(0), shard: 0 },
+            shard_id: ShardId {
+                table: TableId(0),
+                shard: 0,
+            },
             source,
         })?;
-        for entry in std::fs::read_dir(&tables_dir).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(&tables_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let table_file = entry.path().join("table.json");
-            let Ok(bytes) = std::fs::read(&table_file) else { continue };
+            let Ok(bytes) = std::fs::read(&table_file) else {
+                continue;
+            };
             let table: TableSchema = serde_json::from_slice(&bytes).map_err(|e| {
                 Error::InvalidRequest(format!("unreadable {}: {e}", table_file.display()))
             })?;
@@ -88,7 +97,10 @@ impl DataNode {
         write_table_file(&table_dir, &table)?;
         self.tables.write().insert(table.id, table.clone());
         for number in shard_numbers {
-            let shard_id = ShardId { table: table.id, shard: *number };
+            let shard_id = ShardId {
+                table: table.id,
+                shard: *number,
+            };
             if self.shards.read().contains_key(&shard_id) {
                 continue;
             }
@@ -148,7 +160,10 @@ impl DataNode {
     pub fn refresh_due_shards(&self) {
         for shard in self.shards() {
             let interval = shard.table().refresh_interval_ms();
-            if let Err(error) = shard.refresh_if_due(interval).and_then(|_| shard.sync_translog()) {
+            if let Err(error) = shard
+                .refresh_if_due(interval)
+                .and_then(|_| shard.sync_translog())
+            {
                 tracing::warn!(shard_id = %shard.id(), %error, "periodic refresh failed");
             }
         }
@@ -201,12 +216,19 @@ impl DataNode {
 
 fn write_table_file(table_dir: &Path, table: &TableSchema) -> Result<()> {
     let io_err = |source| Error::Io {
-        shard_id: ShardId { table: table.id, shard: 0 },
+        shard_id: ShardId {
+            table: table.id,
+            shard: 0,
+        },
         source,
     };
     std::fs::create_dir_all(table_dir).map_err(io_err)?;
     let temp = table_dir.join("table.json.tmp");
-    std::fs::write(&temp, serde_json::to_vec_pretty(table).expect("table serialises")).map_err(io_err)?;
+    std::fs::write(
+        &temp,
+        serde_json::to_vec_pretty(table).expect("table serialises"),
+    )
+    .map_err(io_err)?;
     std::fs::rename(&temp, table_dir.join("table.json")).map_err(io_err)?;
     Ok(())
 }

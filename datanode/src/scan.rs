@@ -86,7 +86,11 @@ impl DisplayAs for TantivyScanExec {
             self.table.schema_name,
             self.table.name,
             self.shards.iter().map(|s| s.id().shard).collect::<Vec<_>>(),
-            self.filters.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", "),
+            self.filters
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             self.limit
         )
     }
@@ -119,7 +123,11 @@ impl ExecutionPlan for TantivyScanExec {
         Ok(self)
     }
 
-    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
         let mut builder = RecordBatchReceiverStream::builder(self.schema.clone(), 2);
         let Some(shard) = self.shards.get(partition).cloned() else {
             return Ok(builder.build());
@@ -132,9 +140,16 @@ impl ExecutionPlan for TantivyScanExec {
         let realtime_ids = self.realtime_ids.clone();
         let schema = self.schema.clone();
         builder.spawn_blocking(move || {
-            scan_shard(&shard, &table, &columns, &filters, limit, &realtime_ids, schema, |batch| {
-                sender.blocking_send(Ok(batch)).is_ok()
-            })
+            scan_shard(
+                &shard,
+                &table,
+                &columns,
+                &filters,
+                limit,
+                &realtime_ids,
+                schema,
+                |batch| sender.blocking_send(Ok(batch)).is_ok(),
+            )
         });
         Ok(builder.build())
     }
@@ -157,7 +172,8 @@ fn scan_shard(
         shard.refresh_if_any_live(realtime_ids)?;
     }
     let searcher = shard.searcher();
-    let query: Box<dyn Query> = query::query_for_filters(table, shard.fields(), filters).unwrap_or_else(|| Box::new(AllQuery));
+    let query: Box<dyn Query> = query::query_for_filters(table, shard.fields(), filters)
+        .unwrap_or_else(|| Box::new(AllQuery));
     let tantivy_err = |e: tantivy::TantivyError| DataFusionError::External(Box::new(e));
     let weight = query
         .weight(EnableScoring::disabled_from_searcher(&searcher))
@@ -194,7 +210,8 @@ fn scan_shard(
                 RecordBatch::try_new_with_options(
                     schema.clone(),
                     arrays,
-                    &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(take)),
+                    &datafusion::arrow::record_batch::RecordBatchOptions::new()
+                        .with_row_count(Some(take)),
                 )?
             } else {
                 RecordBatch::try_new(schema.clone(), arrays)?

@@ -38,10 +38,13 @@ impl ShardServiceImpl {
 }
 
 fn parse_table(bytes: &[u8]) -> Result<TableSchema, Status> {
-    serde_json::from_slice(bytes).map_err(|e| Status::invalid_argument(format!("bad table definition: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| Status::invalid_argument(format!("bad table definition: {e}")))
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Status> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Status> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| Status::internal(format!("storage task failed: {e}")))?
@@ -50,7 +53,10 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, Error> + S
 
 #[tonic::async_trait]
 impl ShardService for ShardServiceImpl {
-    async fn create_shards(&self, request: Request<CreateShardsRequest>) -> Result<Response<CreateShardsResponse>, Status> {
+    async fn create_shards(
+        &self,
+        request: Request<CreateShardsRequest>,
+    ) -> Result<Response<CreateShardsResponse>, Status> {
         let request = request.into_inner();
         let table = parse_table(&request.table_json)?;
         let node = self.node.clone();
@@ -58,27 +64,37 @@ impl ShardService for ShardServiceImpl {
         Ok(Response::new(CreateShardsResponse {}))
     }
 
-    async fn update_table(&self, request: Request<UpdateTableRequest>) -> Result<Response<UpdateTableResponse>, Status> {
+    async fn update_table(
+        &self,
+        request: Request<UpdateTableRequest>,
+    ) -> Result<Response<UpdateTableResponse>, Status> {
         let table = parse_table(&request.into_inner().table_json)?;
         let node = self.node.clone();
         blocking(move || node.update_table(table)).await?;
         Ok(Response::new(UpdateTableResponse {}))
     }
 
-    async fn drop_table(&self, request: Request<DropTableRequest>) -> Result<Response<DropTableResponse>, Status> {
+    async fn drop_table(
+        &self,
+        request: Request<DropTableRequest>,
+    ) -> Result<Response<DropTableResponse>, Status> {
         let table = TableId(request.into_inner().table_id);
         let node = self.node.clone();
         blocking(move || node.drop_table(table)).await?;
         Ok(Response::new(DropTableResponse {}))
     }
 
-    async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteResponse>, Status> {
+    async fn write(
+        &self,
+        request: Request<WriteRequest>,
+    ) -> Result<Response<WriteResponse>, Status> {
         let request = request.into_inner();
         let shard = self.node.shard(ShardId {
             table: TableId(request.table_id),
             shard: request.shard,
         })?;
-        let mode = WriteMode::try_from(request.mode).map_err(|_| Status::invalid_argument("unknown write mode"))?;
+        let mode = WriteMode::try_from(request.mode)
+            .map_err(|_| Status::invalid_argument("unknown write mode"))?;
         let outcome = blocking(move || {
             let outcome = shard.write(mode, &request.rows_ipc, &request.delete_ids)?;
             if request.refresh {
@@ -93,16 +109,28 @@ impl ShardService for ShardServiceImpl {
         }))
     }
 
-    async fn refresh(&self, request: Request<RefreshRequest>) -> Result<Response<RefreshResponse>, Status> {
+    async fn refresh(
+        &self,
+        request: Request<RefreshRequest>,
+    ) -> Result<Response<RefreshResponse>, Status> {
         let request = request.into_inner();
         let table = TableId(request.table_id);
         let shards = if request.shards.is_empty() {
-            self.node.shards().into_iter().filter(|s| s.id().table == table).collect()
+            self.node
+                .shards()
+                .into_iter()
+                .filter(|s| s.id().table == table)
+                .collect()
         } else {
             request
                 .shards
                 .iter()
-                .map(|shard| self.node.shard(ShardId { table, shard: *shard }))
+                .map(|shard| {
+                    self.node.shard(ShardId {
+                        table,
+                        shard: *shard,
+                    })
+                })
                 .collect::<Result<Vec<_>, _>>()?
         };
         blocking(move || shards.iter().try_for_each(|shard| shard.refresh())).await?;
@@ -121,18 +149,32 @@ impl ShardService for ShardServiceImpl {
         for name in &request.columns {
             columns.push(column_spec(&table, name).map_err(status_from_datafusion)?);
         }
-        let filter = col(ID_COLUMN).in_list(request.ids.iter().map(|id| lit(id.clone())).collect(), false);
-        let scan = Arc::new(TantivyScanExec::new(table, vec![shard], columns, vec![filter], None, request.ids.clone()));
+        let filter = col(ID_COLUMN).in_list(
+            request.ids.iter().map(|id| lit(id.clone())).collect(),
+            false,
+        );
+        let scan = Arc::new(TantivyScanExec::new(
+            table,
+            vec![shard],
+            columns,
+            vec![filter],
+            None,
+            request.ids.clone(),
+        ));
         let schema = scan.schema();
         let batches = collect(scan, SessionContext::new().task_ctx())
             .await
             .map_err(status_from_datafusion)?;
-        let batch = concat_batches(&schema, &batches).map_err(|e| Status::internal(e.to_string()))?;
+        let batch =
+            concat_batches(&schema, &batches).map_err(|e| Status::internal(e.to_string()))?;
         let rows_ipc = batch_to_ipc(&batch).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(GetResponse { rows_ipc }))
     }
 
-    async fn shard_stats(&self, _request: Request<ShardStatsRequest>) -> Result<Response<ShardStatsResponse>, Status> {
+    async fn shard_stats(
+        &self,
+        _request: Request<ShardStatsRequest>,
+    ) -> Result<Response<ShardStatsResponse>, Status> {
         let shards = self.node.shards();
         let stats = blocking(move || {
             Ok(shards

@@ -83,9 +83,15 @@ pub struct Shard {
 impl Shard {
     /// Opens the shard in `dir`, creating it if absent, and replays its translog.
     pub fn open(id: ShardId, dir: &Path, table: Arc<TableSchema>) -> Result<Shard> {
-        let index_err = |source| Error::Index { shard_id: id, source };
+        let index_err = |source| Error::Index {
+            shard_id: id,
+            source,
+        };
         let index_dir = dir.join("index");
-        std::fs::create_dir_all(&index_dir).map_err(|source| Error::Io { shard_id: id, source })?;
+        std::fs::create_dir_all(&index_dir).map_err(|source| Error::Io {
+            shard_id: id,
+            source,
+        })?;
         let (schema, fields) = shard_schema();
         let directory = MmapDirectory::open(&index_dir).map_err(|e| Error::ShardCorrupted {
             shard_id: id,
@@ -168,7 +174,12 @@ impl Shard {
     }
 
     /// Applies a write request durably and returns per-row statuses.
-    pub fn write(&self, mode: WriteMode, rows_ipc: &[u8], delete_ids: &[String]) -> Result<WriteOutcome> {
+    pub fn write(
+        &self,
+        mode: WriteMode,
+        rows_ipc: &[u8],
+        delete_ids: &[String],
+    ) -> Result<WriteOutcome> {
         let table = self.table();
         let mut state = self.state.lock();
         let searcher = self.reader.searcher();
@@ -201,7 +212,8 @@ impl Shard {
                 let mut statuses = Vec::with_capacity(batch.num_rows());
                 for row in 0..batch.num_rows() {
                     let id = ids.value(row);
-                    let accepted = mode == WriteMode::Upsert || !self.exists(&state, &searcher, id)?;
+                    let accepted =
+                        mode == WriteMode::Upsert || !self.exists(&state, &searcher, id)?;
                     if accepted {
                         state.live.insert(id.to_string(), true);
                         statuses.push(RowStatus::Ok);
@@ -315,10 +327,12 @@ impl Shard {
         }
         let term = Term::from_field_text(self.fields.id, id);
         let query = TermQuery::new(term, IndexRecordOption::Basic);
-        let count = searcher.search(&query, &Count).map_err(|source| Error::Index {
-            shard_id: self.id,
-            source,
-        })?;
+        let count = searcher
+            .search(&query, &Count)
+            .map_err(|source| Error::Index {
+                shard_id: self.id,
+                source,
+            })?;
         Ok(count > 0)
     }
 

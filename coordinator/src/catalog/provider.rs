@@ -24,7 +24,10 @@ impl CreekCatalogProvider {
     /// Creates the provider; with `expose_hidden`, tables also show `_id` and `_seq_no`
     /// (used by UPDATE and DELETE).
     pub fn new(cluster: Arc<Cluster>, expose_hidden: bool) -> CreekCatalogProvider {
-        CreekCatalogProvider { cluster, expose_hidden }
+        CreekCatalogProvider {
+            cluster,
+            expose_hidden,
+        }
     }
 }
 

@@ -31,7 +31,9 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream,
 };
 use datafusion_proto::bytes::Serializeable;
-use datafusion_proto::protobuf::{physical_plan_node::PhysicalPlanType, PhysicalExtensionNode, PhysicalPlanNode};
+use datafusion_proto::protobuf::{
+    physical_plan_node::PhysicalPlanType, PhysicalExtensionNode, PhysicalPlanNode,
+};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 
@@ -58,7 +60,12 @@ impl ShardTable {
     }
 
     fn build(table: Arc<TableSchema>, cluster: Arc<Cluster>, include_hidden: bool) -> ShardTable {
-        let mut fields: Vec<Field> = table.arrow_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = table
+            .arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
         if include_hidden {
             fields.push(Field::new(ID_COLUMN, DataType::Utf8, false));
             fields.push(Field::new(SEQ_NO_COLUMN, DataType::Int64, false));
@@ -127,8 +134,14 @@ impl ShardTable {
 /// Returns the literal values `filter` pins `column` to (`col = lit` or `col IN (lits)`).
 fn pinned_values(filter: &Expr, column: &str) -> Option<Vec<ScalarValue>> {
     match filter {
-        Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) => match (left.as_ref(), right.as_ref()) {
-            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) if c.name == column && !v.is_null() => {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c))
+                if c.name == column && !v.is_null() =>
+            {
                 Some(vec![v.clone()])
             }
             _ => None,
@@ -162,9 +175,15 @@ fn is_index_filter(table: &TableSchema, expr: &Expr) -> bool {
             }
             _ => false,
         },
-        Expr::Between(b) => !b.negated && matches!(b.expr.as_ref(), Expr::Column(c) if known(&c.name)),
-        Expr::InList(l) => !l.negated && matches!(l.expr.as_ref(), Expr::Column(c) if known(&c.name)),
-        Expr::IsNull(e) | Expr::IsNotNull(e) => matches!(e.as_ref(), Expr::Column(c) if table.column(&c.name).is_some()),
+        Expr::Between(b) => {
+            !b.negated && matches!(b.expr.as_ref(), Expr::Column(c) if known(&c.name))
+        }
+        Expr::InList(l) => {
+            !l.negated && matches!(l.expr.as_ref(), Expr::Column(c) if known(&c.name))
+        }
+        Expr::IsNull(e) | Expr::IsNotNull(e) => {
+            matches!(e.as_ref(), Expr::Column(c) if table.column(&c.name).is_some())
+        }
         _ => false,
     }
 }
@@ -179,7 +198,10 @@ impl TableProvider for ShardTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
             .map(|f| {
@@ -203,11 +225,18 @@ impl TableProvider for ShardTable {
             Some(indices) => Arc::new(self.schema.project(indices)?),
             None => self.schema.clone(),
         };
-        let columns: Vec<String> = projected.fields().iter().map(|f| f.name().clone()).collect();
+        let columns: Vec<String> = projected
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         let (shards, realtime_ids) = match self.primary_key_lookup(filters) {
             Some(lookups) => {
                 let shards: BTreeSet<u32> = lookups.iter().map(|(_, shard)| *shard).collect();
-                (shards.into_iter().collect(), lookups.into_iter().map(|(id, _)| id).collect())
+                (
+                    shards.into_iter().collect(),
+                    lookups.into_iter().map(|(id, _)| id).collect(),
+                )
             }
             None => ((0..self.table.num_shards).collect(), Vec::new()),
         };
@@ -305,7 +334,11 @@ impl ShardScanExec {
 
 impl DisplayAs for ShardScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "ShardScanExec: table={}.{}, shards={:?}", self.table.schema_name, self.table.name, self.shards)?;
+        write!(
+            f,
+            "ShardScanExec: table={}.{}, shards={:?}",
+            self.table.schema_name, self.table.name, self.shards
+        )?;
         if !self.filters.is_empty() {
             let filters: Vec<String> = self.filters.iter().map(|e| e.to_string()).collect();
             write!(f, ", pushed_filters=[{}]", filters.join(", "))?;
@@ -340,14 +373,24 @@ impl ExecutionPlan for ShardScanExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         Ok(self)
     }
 
-    fn execute(&self, partition: usize, _context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
         let schema = self.schema.clone();
         let Some(shard) = self.shards.get(partition).copied() else {
-            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::empty())));
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                futures::stream::empty(),
+            )));
         };
         let ticket = self.encode_fragment(shard)?;
         let client = self
@@ -358,10 +401,16 @@ impl ExecutionPlan for ShardScanExec {
         let stream = futures::stream::once(async move {
             let mut flight = client.flight;
             let response = flight
-                .do_get(Ticket { ticket: ticket.into() })
+                .do_get(Ticket {
+                    ticket: ticket.into(),
+                })
                 .await
-                .map_err(|status| DataFusionError::External(Box::new(error_from_status(&status))))?;
-            let data = response.into_inner().map_err(|status| FlightError::Tonic(Box::new(status)));
+                .map_err(|status| {
+                    DataFusionError::External(Box::new(error_from_status(&status)))
+                })?;
+            let data = response
+                .into_inner()
+                .map_err(|status| FlightError::Tonic(Box::new(status)));
             let batches = FlightRecordBatchStream::new_from_flight_data(data).map_err(flight_error);
             Ok::<_, DataFusionError>(batches)
         })
@@ -369,7 +418,10 @@ impl ExecutionPlan for ShardScanExec {
         .map(move |batch| {
             let batch = batch?;
             // Field nullability may differ; rebuild with the planned schema.
-            Ok(datafusion::arrow::record_batch::RecordBatch::try_new(expected.clone(), batch.columns().to_vec())?)
+            Ok(datafusion::arrow::record_batch::RecordBatch::try_new(
+                expected.clone(),
+                batch.columns().to_vec(),
+            )?)
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
@@ -377,7 +429,9 @@ impl ExecutionPlan for ShardScanExec {
 
 fn flight_error(error: FlightError) -> DataFusionError {
     match error {
-        FlightError::Tonic(status) => DataFusionError::External(Box::new(error_from_status(&status))),
+        FlightError::Tonic(status) => {
+            DataFusionError::External(Box::new(error_from_status(&status)))
+        }
         other => DataFusionError::External(Box::new(other)),
     }
 }

@@ -31,7 +31,10 @@ pub fn router(cluster: Arc<Cluster>) -> Router {
 }
 
 /// Serves HTTP on `listener` forever.
-pub async fn serve(listener: tokio::net::TcpListener, cluster: Arc<Cluster>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    cluster: Arc<Cluster>,
+) -> std::io::Result<()> {
     axum::serve(listener, router(cluster)).await
 }
 
@@ -77,7 +80,11 @@ pub fn crate_error_code(code: ErrorCode) -> (u32, StatusCode) {
 
 fn error_response(code: ErrorCode, message: String) -> Response {
     let (crate_code, status) = crate_error_code(code);
-    (status, Json(json!({"error": {"message": message, "code": crate_code}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"message": message, "code": crate_code}})),
+    )
+        .into_response()
 }
 
 fn creek_error(error: &Error) -> Response {
@@ -98,23 +105,41 @@ fn json_to_scalar(value: &Value) -> ScalarValue {
     }
 }
 
-async fn sql(State(cluster): State<Arc<Cluster>>, Query(params): Query<SqlParams>, body: Bytes) -> Response {
+async fn sql(
+    State(cluster): State<Arc<Cluster>>,
+    Query(params): Query<SqlParams>,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let request: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
-        Err(error) => return error_response(ErrorCode::SyntaxError, format!("invalid JSON in request body: {error}")),
+        Err(error) => {
+            return error_response(
+                ErrorCode::SyntaxError,
+                format!("invalid JSON in request body: {error}"),
+            )
+        }
     };
     let Some(stmt) = request.get("stmt").and_then(Value::as_str) else {
-        return error_response(ErrorCode::SyntaxError, "request body must have a \"stmt\" string".into());
+        return error_response(
+            ErrorCode::SyntaxError,
+            "request body must have a \"stmt\" string".into(),
+        );
     };
     let session = Session::new(cluster);
     if let Some(bulk) = request.get("bulk_args") {
         let Some(rows) = bulk.as_array() else {
-            return error_response(ErrorCode::SyntaxError, "\"bulk_args\" must be an array of arrays".into());
+            return error_response(
+                ErrorCode::SyntaxError,
+                "\"bulk_args\" must be an array of arrays".into(),
+            );
         };
         let mut results = Vec::with_capacity(rows.len());
         for row in rows {
-            let args: Vec<ScalarValue> = row.as_array().map(|a| a.iter().map(json_to_scalar).collect()).unwrap_or_default();
+            let args: Vec<ScalarValue> = row
+                .as_array()
+                .map(|a| a.iter().map(json_to_scalar).collect())
+                .unwrap_or_default();
             let count = match session.execute(stmt, &args).await {
                 Ok(outputs) => match outputs.into_iter().last() {
                     Some(Output::Affected { count, .. }) => count as i64,
@@ -134,7 +159,9 @@ async fn sql(State(cluster): State<Arc<Cluster>>, Query(params): Query<SqlParams
     let args: Vec<ScalarValue> = match request.get("args") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(args)) => args.iter().map(json_to_scalar).collect(),
-        Some(_) => return error_response(ErrorCode::SyntaxError, "\"args\" must be an array".into()),
+        Some(_) => {
+            return error_response(ErrorCode::SyntaxError, "\"args\" must be an array".into())
+        }
     };
     let outputs = match session.execute(stmt, &args).await {
         Ok(outputs) => outputs,
@@ -168,9 +195,14 @@ async fn sql(State(cluster): State<Arc<Cluster>>, Query(params): Query<SqlParams
                 if let Err(error) = writer.write(&batch).and_then(|_| writer.finish()) {
                     return error_response(ErrorCode::Internal, error.to_string());
                 }
-                let objects: Vec<serde_json::Map<String, Value>> = serde_json::from_slice(&writer.into_inner()).unwrap_or_default();
+                let objects: Vec<serde_json::Map<String, Value>> =
+                    serde_json::from_slice(&writer.into_inner()).unwrap_or_default();
                 for object in objects {
-                    rows.push(Value::Array(cols.iter().map(|c| object.get(c).cloned().unwrap_or(Value::Null)).collect()));
+                    rows.push(Value::Array(
+                        cols.iter()
+                            .map(|c| object.get(c).cloned().unwrap_or(Value::Null))
+                            .collect(),
+                    ));
                 }
             }
             let mut body = json!({
@@ -180,7 +212,13 @@ async fn sql(State(cluster): State<Arc<Cluster>>, Query(params): Query<SqlParams
                 "duration": started.elapsed().as_secs_f64() * 1000.0,
             });
             if with_types {
-                body["col_types"] = Value::Array(schema.fields().iter().map(|f| json!(crate::frontend::http_values::crate_type_id(f.data_type()))).collect());
+                body["col_types"] = Value::Array(
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| json!(crate::frontend::http_values::crate_type_id(f.data_type())))
+                        .collect(),
+                );
             }
             Json(body).into_response()
         }

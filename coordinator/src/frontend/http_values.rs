@@ -14,12 +14,18 @@ pub fn epoch_millis(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
         if let DataType::Timestamp(_, _) = field.data_type() {
-            let micros = datafusion::arrow::compute::cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+            let micros = datafusion::arrow::compute::cast(
+                column,
+                &DataType::Timestamp(TimeUnit::Microsecond, None),
+            )?;
             let micros = micros
                 .as_any()
                 .downcast_ref::<TimestampMicrosecondArray>()
                 .expect("cast to microseconds");
-            let millis: Int64Array = micros.iter().map(|v| v.map(|v| v.div_euclid(1000))).collect();
+            let millis: Int64Array = micros
+                .iter()
+                .map(|v| v.map(|v| v.div_euclid(1000)))
+                .collect();
             fields.push(Field::new(field.name(), DataType::Int64, true));
             columns.push(Arc::new(millis));
         } else {

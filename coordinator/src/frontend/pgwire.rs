@@ -15,7 +15,9 @@ use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{DescribePortalResponse, DescribeStatementResponse, FieldInfo, Response, Tag};
+use pgwire::api::results::{
+    DescribePortalResponse, DescribeStatementResponse, FieldInfo, Response, Tag,
+};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type};
@@ -106,7 +108,11 @@ impl NoopStartupHandler for PgHandler {
         Some(self.manager.clone())
     }
 
-    async fn post_startup<C>(&self, client: &mut C, _message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn post_startup<C>(
+        &self,
+        client: &mut C,
+        _message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,
@@ -118,13 +124,23 @@ impl NoopStartupHandler for PgHandler {
             // `-c name=value` pairs, as libpq's PGOPTIONS sends them.
             let mut words = options.split_whitespace();
             while let Some(word) = words.next() {
-                let pair = if word == "-c" { words.next().unwrap_or("") } else { word.trim_start_matches("--") };
+                let pair = if word == "-c" {
+                    words.next().unwrap_or("")
+                } else {
+                    word.trim_start_matches("--")
+                };
                 if let Some((name, value)) = pair.split_once('=') {
                     session.set(name, value).map_err(|e| to_pg_error(&e))?;
                 }
             }
         }
-        for key in ["search_path", "application_name", "datestyle", "timezone", "write_refresh"] {
+        for key in [
+            "search_path",
+            "application_name",
+            "datestyle",
+            "timezone",
+            "write_refresh",
+        ] {
             if let Some(value) = metadata.get(key) {
                 session.set(key, value).map_err(|e| to_pg_error(&e))?;
             }
@@ -142,7 +158,10 @@ fn output_to_response(output: Output) -> PgWireResult<Response> {
         Output::Affected { tag, count } => {
             if tag.is_empty() {
                 Response::EmptyQuery
-            } else if matches!(tag.as_str(), "INSERT" | "UPDATE" | "DELETE" | "SELECT" | "COPY") {
+            } else if matches!(
+                tag.as_str(),
+                "INSERT" | "UPDATE" | "DELETE" | "SELECT" | "COPY"
+            ) {
                 if tag == "INSERT" {
                     Response::Execution(Tag::new("INSERT").with_oid(0).with_rows(count as usize))
                 } else {
@@ -205,7 +224,12 @@ pub struct PgQueryParser;
 impl QueryParser for PgQueryParser {
     type Statement = PgStatement;
 
-    async fn parse_sql<C>(&self, client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<PgStatement>>
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<PgStatement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -218,7 +242,13 @@ impl QueryParser for PgQueryParser {
             sql: sql.to_string(),
             fields: prepared
                 .schema
-                .map(|schema| schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect())
+                .map(|schema| {
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| (f.name().clone(), f.data_type().clone()))
+                        .collect()
+                })
                 .unwrap_or_default(),
             param_types: prepared.param_types,
         }))
@@ -232,14 +262,21 @@ impl QueryParser for PgQueryParser {
             .collect())
     }
 
-    fn get_result_schema(&self, stmt: &PgStatement, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(
+        &self,
+        stmt: &PgStatement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
         let schema = datafusion::arrow::datatypes::Schema::new(
             stmt.fields
                 .iter()
                 .map(|(name, t)| datafusion::arrow::datatypes::Field::new(name, t.clone(), true))
                 .collect::<Vec<_>>(),
         );
-        Ok(fields_for_schema(&schema, format.unwrap_or(&Format::UnifiedText)))
+        Ok(fields_for_schema(
+            &schema,
+            format.unwrap_or(&Format::UnifiedText),
+        ))
     }
 }
 
@@ -252,7 +289,11 @@ impl ExtendedQueryHandler for PgHandler {
         self.parser.clone()
     }
 
-    async fn do_describe_statement<C>(&self, _client: &mut C, target: &StoredStatement<PgStatement>) -> PgWireResult<DescribeStatementResponse>
+    async fn do_describe_statement<C>(
+        &self,
+        _client: &mut C,
+        target: &StoredStatement<PgStatement>,
+    ) -> PgWireResult<DescribeStatementResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -278,20 +319,30 @@ impl ExtendedQueryHandler for PgHandler {
         Ok(DescribeStatementResponse::new(param_types, fields))
     }
 
-    async fn do_describe_portal<C>(&self, _client: &mut C, portal: &Portal<PgStatement>) -> PgWireResult<DescribePortalResponse>
+    async fn do_describe_portal<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<PgStatement>,
+    ) -> PgWireResult<DescribePortalResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let fields = self
-            .parser
-            .get_result_schema(&portal.statement.statement, Some(&portal.result_column_format))?;
+        let fields = self.parser.get_result_schema(
+            &portal.statement.statement,
+            Some(&portal.result_column_format),
+        )?;
         Ok(DescribePortalResponse::new(fields))
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<PgStatement>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<PgStatement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -301,7 +352,10 @@ impl ExtendedQueryHandler for PgHandler {
         let session = session_of(client, &self.cluster);
         let statement = &portal.statement.statement;
         let params = decode_params(portal)?;
-        let mut outputs = session.execute(&statement.sql, &params).await.map_err(|e| to_pg_error(&e))?;
+        let mut outputs = session
+            .execute(&statement.sql, &params)
+            .await
+            .map_err(|e| to_pg_error(&e))?;
         let Some(output) = outputs.pop() else {
             return Ok(Response::EmptyQuery);
         };
@@ -320,7 +374,12 @@ fn decode_params(portal: &Portal<PgStatement>) -> PgWireResult<Vec<ScalarValue>>
     let mut values = Vec::with_capacity(portal.parameter_len());
     for index in 0..portal.parameter_len() {
         let client_type = statement.parameter_types.get(index).cloned().flatten();
-        let server_type = statement.statement.param_types.get(index).cloned().flatten();
+        let server_type = statement
+            .statement
+            .param_types
+            .get(index)
+            .cloned()
+            .flatten();
         let pg_type = client_type
             .filter(|t| *t != Type::UNKNOWN)
             .or_else(|| server_type.as_ref().map(arrow_to_pg_type))
@@ -333,7 +392,11 @@ fn decode_params(portal: &Portal<PgStatement>) -> PgWireResult<Vec<ScalarValue>>
 
 impl Session {
     /// Executes one already-parsed statement (used by the simple query protocol).
-    pub async fn execute_one(&self, statement: crate::sql::parse::ParsedStatement, params: &[ScalarValue]) -> crate::Result<Output> {
+    pub async fn execute_one(
+        &self,
+        statement: crate::sql::parse::ParsedStatement,
+        params: &[ScalarValue],
+    ) -> crate::Result<Output> {
         self.execute_parsed_statement(statement, params).await
     }
 }

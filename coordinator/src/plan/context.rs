@@ -14,7 +14,11 @@ use crate::sql::system::register_system_schemas;
 pub const CATALOG_NAME: &str = "crate";
 
 /// Creates a context whose unqualified names resolve in `default_schema`.
-pub fn session_context(cluster: Arc<Cluster>, default_schema: &str, expose_hidden: bool) -> SessionContext {
+pub fn session_context(
+    cluster: Arc<Cluster>,
+    default_schema: &str,
+    expose_hidden: bool,
+) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG_NAME, default_schema)
         .with_create_default_catalog_and_schema(false)
@@ -27,7 +31,10 @@ pub fn session_context(cluster: Arc<Cluster>, default_schema: &str, expose_hidde
         .with_default_features()
         .build();
     let ctx = SessionContext::new_with_state(state);
-    ctx.register_catalog(CATALOG_NAME, Arc::new(CreekCatalogProvider::new(cluster.clone(), expose_hidden)));
+    ctx.register_catalog(
+        CATALOG_NAME,
+        Arc::new(CreekCatalogProvider::new(cluster.clone(), expose_hidden)),
+    );
     register_system_schemas(&ctx, &cluster);
     ctx
 }

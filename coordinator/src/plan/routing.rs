@@ -35,7 +35,11 @@ pub fn array_key_texts(array: &ArrayRef) -> Result<Vec<Option<String>>> {
 
 /// Returns the canonical text of `value` after casting it to the key column's type.
 pub fn scalar_to_key_text(value: &ScalarValue, target: &DataType) -> Option<String> {
-    let value = if &value.data_type() == target { value.clone() } else { value.cast_to(target).ok()? };
+    let value = if &value.data_type() == target {
+        value.clone()
+    } else {
+        value.cast_to(target).ok()?
+    };
     let array = value.to_array().ok()?;
     array_key_texts(&array).ok()?.into_iter().next().flatten()
 }
@@ -49,9 +53,12 @@ pub fn ids_and_shards(table: &TableSchema, batch: &RecordBatch) -> Result<(Vec<S
     } else {
         let mut key_columns = Vec::with_capacity(table.primary_key.len());
         for key in &table.primary_key {
-            let array = batch
-                .column_by_name(key)
-                .ok_or_else(|| Error::new(ErrorCode::Internal, format!("primary key column {key} missing from row batch")))?;
+            let array = batch.column_by_name(key).ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Internal,
+                    format!("primary key column {key} missing from row batch"),
+                )
+            })?;
             key_columns.push(array_key_texts(array)?);
         }
         let mut ids = Vec::with_capacity(rows);
@@ -74,9 +81,12 @@ pub fn ids_and_shards(table: &TableSchema, batch: &RecordBatch) -> Result<(Vec<S
     };
     let shards = match &table.clustered_by {
         Some(column) if !table.primary_key.is_empty() || batch.column_by_name(column).is_some() => {
-            let array = batch
-                .column_by_name(column)
-                .ok_or_else(|| Error::new(ErrorCode::Internal, format!("routing column {column} missing")))?;
+            let array = batch.column_by_name(column).ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Internal,
+                    format!("routing column {column} missing"),
+                )
+            })?;
             let texts = array_key_texts(array)?;
             texts
                 .into_iter()
@@ -84,7 +94,10 @@ pub fn ids_and_shards(table: &TableSchema, batch: &RecordBatch) -> Result<(Vec<S
                 .map(|(text, id)| shard_for_key(text.as_deref().unwrap_or(id), table.num_shards))
                 .collect()
         }
-        _ => ids.iter().map(|id| shard_for_key(id, table.num_shards)).collect(),
+        _ => ids
+            .iter()
+            .map(|id| shard_for_key(id, table.num_shards))
+            .collect(),
     };
     Ok((ids, shards))
 }

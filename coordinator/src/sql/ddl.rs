@@ -34,13 +34,20 @@ pub fn split_name(name: &ObjectName, default_schema: &str) -> Result<(String, St
     let parts: Vec<String> = name
         .0
         .iter()
-        .map(|part| part.as_ident().map(ident_name).unwrap_or_else(|| part.to_string()))
+        .map(|part| {
+            part.as_ident()
+                .map(ident_name)
+                .unwrap_or_else(|| part.to_string())
+        })
         .collect();
     match parts.as_slice() {
         [table] => Ok((default_schema.to_string(), table.clone())),
         [schema, table] => Ok((schema.clone(), table.clone())),
         [_catalog, schema, table] => Ok((schema.clone(), table.clone())),
-        _ => Err(Error::new(ErrorCode::SyntaxError, format!("invalid relation name {name}"))),
+        _ => Err(Error::new(
+            ErrorCode::SyntaxError,
+            format!("invalid relation name {name}"),
+        )),
     }
 }
 
@@ -55,7 +62,11 @@ pub fn column_type(data_type: &DataType) -> Result<ColumnType> {
         D::Real | D::Float4 | D::Float32 => ColumnType::Real,
         D::Double(_) | D::DoublePrecision | D::Float8 | D::Float64 => ColumnType::Double,
         D::Float(info) => match info {
-            ExactNumberInfo::Precision(p) | ExactNumberInfo::PrecisionAndScale(p, _) if *p <= 24 => ColumnType::Real,
+            ExactNumberInfo::Precision(p) | ExactNumberInfo::PrecisionAndScale(p, _)
+                if *p <= 24 =>
+            {
+                ColumnType::Real
+            }
             _ => ColumnType::Double,
         },
         D::Numeric(info) | D::Decimal(info) | D::Dec(info) => {
@@ -72,13 +83,19 @@ pub fn column_type(data_type: &DataType) -> Result<ColumnType> {
             }
             ColumnType::Numeric { precision, scale }
         }
-        D::Text | D::String(_) | D::Char(_) | D::Character(_) | D::Nvarchar(_) => ColumnType::Text { max_len: None },
-        D::Varchar(length) | D::CharacterVarying(length) | D::CharVarying(length) => ColumnType::Text {
-            max_len: match length {
-                Some(ast::CharacterLength::IntegerLength { length, .. }) => Some(*length as u32),
-                _ => None,
-            },
-        },
+        D::Text | D::String(_) | D::Char(_) | D::Character(_) | D::Nvarchar(_) => {
+            ColumnType::Text { max_len: None }
+        }
+        D::Varchar(length) | D::CharacterVarying(length) | D::CharVarying(length) => {
+            ColumnType::Text {
+                max_len: match length {
+                    Some(ast::CharacterLength::IntegerLength { length, .. }) => {
+                        Some(*length as u32)
+                    }
+                    _ => None,
+                },
+            }
+        }
         D::Timestamp(_, tz) => match tz {
             ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz => ColumnType::TimestampTz,
             _ => ColumnType::Timestamp,
@@ -86,11 +103,14 @@ pub fn column_type(data_type: &DataType) -> Result<ColumnType> {
         D::TimestampNtz(_) | D::Datetime(_) => ColumnType::Timestamp,
         D::Date => ColumnType::Date,
         D::Array(inner) => match inner {
-            ast::ArrayElemTypeDef::AngleBracket(t) | ast::ArrayElemTypeDef::SquareBracket(t, _) | ast::ArrayElemTypeDef::Parenthesis(t) => {
-                ColumnType::Array(Box::new(column_type(t)?))
-            }
+            ast::ArrayElemTypeDef::AngleBracket(t)
+            | ast::ArrayElemTypeDef::SquareBracket(t, _)
+            | ast::ArrayElemTypeDef::Parenthesis(t) => ColumnType::Array(Box::new(column_type(t)?)),
             ast::ArrayElemTypeDef::None => {
-                return Err(Error::new(ErrorCode::SyntaxError, "array type needs an element type"))
+                return Err(Error::new(
+                    ErrorCode::SyntaxError,
+                    "array type needs an element type",
+                ))
             }
         },
         D::Custom(name, args) => {
@@ -143,9 +163,17 @@ fn columns_of(constraint_columns: &[ast::IndexColumn]) -> Vec<String> {
 }
 
 /// Builds the table definition of a `CREATE TABLE`.
-pub fn table_from_create(create: &CreateTable, clauses: &TableClauses, default_schema: &str, data_nodes: usize) -> Result<TableSchema> {
+pub fn table_from_create(
+    create: &CreateTable,
+    clauses: &TableClauses,
+    default_schema: &str,
+    data_nodes: usize,
+) -> Result<TableSchema> {
     if create.query.is_some() {
-        return Err(Error::new(ErrorCode::FeatureNotSupported, "CREATE TABLE AS is not supported yet"));
+        return Err(Error::new(
+            ErrorCode::FeatureNotSupported,
+            "CREATE TABLE AS is not supported yet",
+        ));
     }
     let (schema_name, name) = split_name(&create.name, default_schema)?;
     let mut primary_key: Vec<String> = Vec::new();
@@ -164,7 +192,10 @@ pub fn table_from_create(create: &CreateTable, clauses: &TableClauses, default_s
                     not_null = true;
                 }
                 ColumnOption::Unique(_) => {
-                    return Err(Error::new(ErrorCode::FeatureNotSupported, "UNIQUE constraints are not supported; use a PRIMARY KEY"))
+                    return Err(Error::new(
+                        ErrorCode::FeatureNotSupported,
+                        "UNIQUE constraints are not supported; use a PRIMARY KEY",
+                    ))
                 }
                 ColumnOption::Comment(_) => {}
                 other => {
@@ -186,7 +217,10 @@ pub fn table_from_create(create: &CreateTable, clauses: &TableClauses, default_s
         match constraint {
             TableConstraint::PrimaryKey(pk) => {
                 if !primary_key.is_empty() {
-                    return Err(Error::new(ErrorCode::InvalidParameterValue, "multiple primary keys are not allowed"));
+                    return Err(Error::new(
+                        ErrorCode::InvalidParameterValue,
+                        "multiple primary keys are not allowed",
+                    ));
                 }
                 primary_key = columns_of(&pk.columns);
                 for key in &primary_key {
@@ -255,7 +289,11 @@ pub fn show_create_table(table: &TableSchema) -> String {
         .columns
         .iter()
         .map(|c| {
-            let mut line = format!("   \"{}\" {}", c.name, c.column_type.to_string().to_uppercase());
+            let mut line = format!(
+                "   \"{}\" {}",
+                c.name,
+                c.column_type.to_string().to_uppercase()
+            );
             if c.not_null && !table.primary_key.contains(&c.name) {
                 line.push_str(" NOT NULL");
             }
@@ -266,7 +304,11 @@ pub fn show_create_table(table: &TableSchema) -> String {
         })
         .collect();
     if !table.primary_key.is_empty() {
-        let keys: Vec<String> = table.primary_key.iter().map(|k| format!("\"{k}\"")).collect();
+        let keys: Vec<String> = table
+            .primary_key
+            .iter()
+            .map(|k| format!("\"{k}\""))
+            .collect();
         lines.push(format!("   PRIMARY KEY ({})", keys.join(", ")));
     }
     let mut text = format!(
@@ -276,13 +318,22 @@ pub fn show_create_table(table: &TableSchema) -> String {
         lines.join(",\n")
     );
     match &table.clustered_by {
-        Some(column) => text.push_str(&format!("CLUSTERED BY (\"{column}\") INTO {} SHARDS\n", table.num_shards)),
+        Some(column) => text.push_str(&format!(
+            "CLUSTERED BY (\"{column}\") INTO {} SHARDS\n",
+            table.num_shards
+        )),
         None => text.push_str(&format!("CLUSTERED INTO {} SHARDS\n", table.num_shards)),
     }
     let mut settings = table.settings.clone();
-    settings.entry("number_of_replicas".into()).or_insert_with(|| "0".into());
-    settings.entry("refresh_interval".into()).or_insert_with(|| "1000".into());
-    settings.entry("translog.durability".into()).or_insert_with(|| "REQUEST".into());
+    settings
+        .entry("number_of_replicas".into())
+        .or_insert_with(|| "0".into());
+    settings
+        .entry("refresh_interval".into())
+        .or_insert_with(|| "1000".into());
+    settings
+        .entry("translog.durability".into())
+        .or_insert_with(|| "REQUEST".into());
     let rendered: Vec<String> = settings
         .iter()
         .map(|(k, v)| {
@@ -298,13 +349,24 @@ pub fn show_create_table(table: &TableSchema) -> String {
 }
 
 /// Adds a column (`ALTER TABLE ... ADD COLUMN`).
-pub async fn add_column(cluster: &Arc<Cluster>, table: &TableSchema, column: &ast::ColumnDef, if_not_exists: bool) -> Result<()> {
+pub async fn add_column(
+    cluster: &Arc<Cluster>,
+    table: &TableSchema,
+    column: &ast::ColumnDef,
+    if_not_exists: bool,
+) -> Result<()> {
     let name = ident_name(&column.name);
     if table.column(&name).is_some() {
         if if_not_exists {
             return Ok(());
         }
-        return Err(Error::new(ErrorCode::DuplicateObject, format!("column \"{name}\" of relation \"{}\" already exists", table.name)));
+        return Err(Error::new(
+            ErrorCode::DuplicateObject,
+            format!(
+                "column \"{name}\" of relation \"{}\" already exists",
+                table.name
+            ),
+        ));
     }
     let mut not_null = false;
     let mut default_expr = None;
@@ -336,7 +398,10 @@ pub fn create_view(cluster: &Arc<Cluster>, view: ViewDef, or_replace: bool) -> R
     let key = crate::catalog::qualified(&view.schema_name, &view.name);
     cluster.catalog().update(|state| {
         if state.tables.contains_key(&key) || (state.views.contains_key(&key) && !or_replace) {
-            return Err(Error::new(ErrorCode::DuplicateObject, format!("relation {key} already exists")));
+            return Err(Error::new(
+                ErrorCode::DuplicateObject,
+                format!("relation {key} already exists"),
+            ));
         }
         state.views.insert(key.clone(), view);
         Ok(())

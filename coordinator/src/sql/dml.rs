@@ -44,16 +44,30 @@ pub struct DmlContext<'a> {
     pub write_refresh: bool,
 }
 
-fn lookup_table(cluster: &Cluster, name: &ast::ObjectName, default_schema: &str) -> Result<TableSchema> {
+fn lookup_table(
+    cluster: &Cluster,
+    name: &ast::ObjectName,
+    default_schema: &str,
+) -> Result<TableSchema> {
     let (schema, table) = split_name(name, default_schema)?;
-    cluster
-        .catalog()
-        .table(&schema, &table)
-        .ok_or_else(|| Error::new(ErrorCode::UndefinedTable, format!("relation \"{schema}.{table}\" does not exist")))
+    cluster.catalog().table(&schema, &table).ok_or_else(|| {
+        Error::new(
+            ErrorCode::UndefinedTable,
+            format!("relation \"{schema}.{table}\" does not exist"),
+        )
+    })
 }
 
-async fn collect_plan(ctx: &SessionContext, plan: LogicalPlan, params: &ParamValues) -> Result<Vec<RecordBatch>> {
-    let plan = if params_empty(params) { plan } else { plan.with_param_values(params.clone())? };
+async fn collect_plan(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    params: &ParamValues,
+) -> Result<Vec<RecordBatch>> {
+    let plan = if params_empty(params) {
+        plan
+    } else {
+        plan.with_param_values(params.clone())?
+    };
     Ok(DataFrame::new(ctx.state(), plan).collect().await?)
 }
 
@@ -67,7 +81,10 @@ fn params_empty(params: &ParamValues) -> bool {
 /// Executes an INSERT.
 pub async fn insert(dml: &DmlContext<'_>, insert: &ast::Insert) -> Result<Output> {
     let ast::TableObject::TableName(table_name) = &insert.table else {
-        return Err(Error::new(ErrorCode::FeatureNotSupported, "INSERT INTO a table function is not supported"));
+        return Err(Error::new(
+            ErrorCode::FeatureNotSupported,
+            "INSERT INTO a table function is not supported",
+        ));
     };
     let table = lookup_table(dml.cluster, table_name, dml.default_schema)?;
     let mode = match &insert.on {
@@ -76,7 +93,12 @@ pub async fn insert(dml: &DmlContext<'_>, insert: &ast::Insert) -> Result<Output
             OnConflictAction::DoNothing => WriteMode::InsertIgnore,
             OnConflictAction::DoUpdate(_) => WriteMode::Upsert,
         },
-        Some(_) => return Err(Error::new(ErrorCode::FeatureNotSupported, "ON DUPLICATE KEY UPDATE is not supported; use ON CONFLICT")),
+        Some(_) => {
+            return Err(Error::new(
+                ErrorCode::FeatureNotSupported,
+                "ON DUPLICATE KEY UPDATE is not supported; use ON CONFLICT",
+            ))
+        }
     };
     let mut stripped = insert.clone();
     stripped.on = None;
@@ -85,10 +107,15 @@ pub async fn insert(dml: &DmlContext<'_>, insert: &ast::Insert) -> Result<Output
     let plan = dml
         .ctx
         .state()
-        .statement_to_plan(DfStatement::Statement(Box::new(Statement::Insert(stripped))))
+        .statement_to_plan(DfStatement::Statement(Box::new(Statement::Insert(
+            stripped,
+        ))))
         .await?;
     let LogicalPlan::Dml(statement) = plan else {
-        return Err(Error::new(ErrorCode::Internal, "INSERT did not plan as a DML statement"));
+        return Err(Error::new(
+            ErrorCode::Internal,
+            "INSERT did not plan as a DML statement",
+        ));
     };
     let batches = collect_plan(dml.ctx, statement.input.as_ref().clone(), dml.params).await?;
     let mut written = Vec::new();
@@ -105,7 +132,8 @@ pub async fn insert(dml: &DmlContext<'_>, insert: &ast::Insert) -> Result<Output
             }
             _ => batch,
         };
-        let (statuses, rows) = write_batch(dml.cluster, &table, &batch, mode, dml.write_refresh).await?;
+        let (statuses, rows) =
+            write_batch(dml.cluster, &table, &batch, mode, dml.write_refresh).await?;
         for (row, status) in statuses.iter().enumerate() {
             match status {
                 RowStatus::Ok => {
@@ -140,7 +168,11 @@ fn add_default_columns(table: &TableSchema, insert: &mut ast::Insert) -> Result<
     if insert.columns.is_empty() {
         return Ok(());
     }
-    let named: Vec<String> = insert.columns.iter().map(|c| c.to_string().trim_matches('"').to_lowercase()).collect();
+    let named: Vec<String> = insert
+        .columns
+        .iter()
+        .map(|c| c.to_string().trim_matches('"').to_lowercase())
+        .collect();
     let missing: Vec<_> = table
         .columns
         .iter()
@@ -149,12 +181,21 @@ fn add_default_columns(table: &TableSchema, insert: &mut ast::Insert) -> Result<
     if missing.is_empty() {
         return Ok(());
     }
-    let Some(source) = insert.source.as_mut() else { return Ok(()) };
-    let SetExpr::Values(values) = source.body.as_mut() else { return Ok(()) };
+    let Some(source) = insert.source.as_mut() else {
+        return Ok(());
+    };
+    let SetExpr::Values(values) = source.body.as_mut() else {
+        return Ok(());
+    };
     for column in missing {
         let default = column.default_expr.as_deref().unwrap_or("NULL");
         let expr = parse_expr(default)?;
-        insert.columns.push(ast::ObjectName::from(vec![ast::Ident::with_quote('"', column.name.clone())]));
+        insert
+            .columns
+            .push(ast::ObjectName::from(vec![ast::Ident::with_quote(
+                '"',
+                column.name.clone(),
+            )]));
         for row in &mut values.rows {
             row.push(expr.clone());
         }
@@ -179,22 +220,35 @@ fn conform_batch(table: &TableSchema, batch: &RecordBatch) -> Result<RecordBatch
         let array = match batch.column_by_name(&column.name) {
             Some(array) if array.data_type() == &target => array.clone(),
             Some(array) => cast(array, &target).map_err(|e| {
-                Error::new(ErrorCode::DatatypeMismatch, format!("cannot store value in column \"{}\": {e}", column.name))
+                Error::new(
+                    ErrorCode::DatatypeMismatch,
+                    format!("cannot store value in column \"{}\": {e}", column.name),
+                )
             })?,
             None => datafusion::arrow::array::new_null_array(&target, batch.num_rows()),
         };
         if column.not_null && array.null_count() > 0 {
             return Err(Error::new(
                 ErrorCode::NotNullViolation,
-                format!("null value in column \"{}\" violates not-null constraint", column.name),
+                format!(
+                    "null value in column \"{}\" violates not-null constraint",
+                    column.name
+                ),
             ));
         }
         if let ColumnType::Text { max_len: Some(max) } = column.column_type {
             let strings = array.as_string::<i32>();
-            if strings.iter().flatten().any(|s| s.chars().count() > max as usize) {
+            if strings
+                .iter()
+                .flatten()
+                .any(|s| s.chars().count() > max as usize)
+            {
                 return Err(Error::new(
                     ErrorCode::InvalidParameterValue,
-                    format!("value too long for type character varying({max}) in column \"{}\"", column.name),
+                    format!(
+                        "value too long for type character varying({max}) in column \"{}\"",
+                        column.name
+                    ),
                 ));
             }
         }
@@ -227,7 +281,9 @@ async fn write_batch(
     for (shard, rows) in by_shard {
         let indices = UInt32Array::from(rows.clone());
         let part = take_record_batch(&with_ids, &indices)?;
-        let shard_statuses = cluster.write_rows(table, shard, mode, &part, refresh).await?;
+        let shard_statuses = cluster
+            .write_rows(table, shard, mode, &part, refresh)
+            .await?;
         for (row, status) in rows.iter().zip(shard_statuses) {
             statuses[*row as usize] = status;
         }
@@ -237,12 +293,20 @@ async fn write_batch(
 
 /// For `ON CONFLICT (...) DO UPDATE SET ...`: replaces each incoming row whose key exists with
 /// the existing row updated by the assignments (`excluded` names the incoming row).
-async fn merge_on_conflict(dml: &DmlContext<'_>, table: &TableSchema, batch: &RecordBatch, on_conflict: &ast::OnConflict) -> Result<RecordBatch> {
+async fn merge_on_conflict(
+    dml: &DmlContext<'_>,
+    table: &TableSchema,
+    batch: &RecordBatch,
+    on_conflict: &ast::OnConflict,
+) -> Result<RecordBatch> {
     let OnConflictAction::DoUpdate(update) = &on_conflict.action else {
         return Ok(batch.clone());
     };
     if table.primary_key.is_empty() {
-        return Err(Error::new(ErrorCode::InvalidParameterValue, "ON CONFLICT DO UPDATE needs a table with a primary key"));
+        return Err(Error::new(
+            ErrorCode::InvalidParameterValue,
+            "ON CONFLICT DO UPDATE needs a table with a primary key",
+        ));
     }
     let (ids, shards) = ids_and_shards(table, batch)?;
     let column_names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
@@ -252,7 +316,11 @@ async fn merge_on_conflict(dml: &DmlContext<'_>, table: &TableSchema, batch: &Re
         by_shard.entry(*shard).or_default().push(id.clone());
     }
     for (shard, shard_ids) in by_shard {
-        existing_batches.push(dml.cluster.get_rows(table, shard, shard_ids, column_names.clone()).await?);
+        existing_batches.push(
+            dml.cluster
+                .get_rows(table, shard, shard_ids, column_names.clone())
+                .await?,
+        );
     }
     // Evaluate: SELECT <merged columns> FROM excluded LEFT JOIN <table> ON _id.
     let ctx = SessionContext::new();
@@ -261,7 +329,10 @@ async fn merge_on_conflict(dml: &DmlContext<'_>, table: &TableSchema, batch: &Re
     let mut excluded_arrays: Vec<ArrayRef> = vec![Arc::new(StringArray::from(ids.clone()))];
     excluded_arrays.extend(batch.columns().iter().cloned());
     let excluded = RecordBatch::try_new(Arc::new(Schema::new(excluded_fields)), excluded_arrays)?;
-    ctx.register_table("excluded", Arc::new(MemTable::try_new(excluded.schema(), vec![vec![excluded]])?))?;
+    ctx.register_table(
+        "excluded",
+        Arc::new(MemTable::try_new(excluded.schema(), vec![vec![excluded]])?),
+    )?;
     let existing_schema = existing_batches
         .first()
         .map(|b| b.schema())
@@ -273,7 +344,12 @@ async fn merge_on_conflict(dml: &DmlContext<'_>, table: &TableSchema, batch: &Re
     let assignments: BTreeMap<String, String> = update
         .assignments
         .iter()
-        .map(|a| (a.target.to_string().trim_matches('"').to_lowercase(), a.value.to_string()))
+        .map(|a| {
+            (
+                a.target.to_string().trim_matches('"').to_lowercase(),
+                a.value.to_string(),
+            )
+        })
         .collect();
     let t = format!("\"{}\"", table.name);
     let select: Vec<String> = table
@@ -289,17 +365,36 @@ async fn merge_on_conflict(dml: &DmlContext<'_>, table: &TableSchema, batch: &Re
         select.join(", ")
     );
     let merged = ctx.sql(&sql).await?.collect().await?;
-    let schema = merged.first().map(|b| b.schema()).unwrap_or_else(|| table.arrow_schema());
+    let schema = merged
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| table.arrow_schema());
     let merged = datafusion::arrow::compute::concat_batches(&schema, &merged)?;
     conform_batch(table, &merged)
 }
 
-async fn returning(table: &TableSchema, rows: Vec<RecordBatch>, items: &[ast::SelectItem]) -> Result<Output> {
+async fn returning(
+    table: &TableSchema,
+    rows: Vec<RecordBatch>,
+    items: &[ast::SelectItem],
+) -> Result<Output> {
     let ctx = SessionContext::new();
-    let schema = rows.first().map(|b| b.schema()).unwrap_or_else(|| table.arrow_schema());
-    ctx.register_table(table.name.as_str(), Arc::new(MemTable::try_new(schema, vec![rows])?))?;
+    let schema = rows
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| table.arrow_schema());
+    ctx.register_table(
+        table.name.as_str(),
+        Arc::new(MemTable::try_new(schema, vec![rows])?),
+    )?;
     let list: Vec<String> = items.iter().map(|i| i.to_string()).collect();
-    let df = ctx.sql(&format!("SELECT {} FROM \"{}\"", list.join(", "), table.name)).await?;
+    let df = ctx
+        .sql(&format!(
+            "SELECT {} FROM \"{}\"",
+            list.join(", "),
+            table.name
+        ))
+        .await?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let stream = df.execute_stream().await?;
     Ok(Output::Rows { schema, stream })
@@ -308,10 +403,16 @@ async fn returning(table: &TableSchema, rows: Vec<RecordBatch>, items: &[ast::Se
 /// Executes an UPDATE.
 pub async fn update(dml: &DmlContext<'_>, update: &ast::Update) -> Result<Output> {
     let ast::TableFactor::Table { name, alias, .. } = &update.table.relation else {
-        return Err(Error::new(ErrorCode::FeatureNotSupported, "UPDATE of this relation is not supported"));
+        return Err(Error::new(
+            ErrorCode::FeatureNotSupported,
+            "UPDATE of this relation is not supported",
+        ));
     };
     if update.from.is_some() || !update.table.joins.is_empty() {
-        return Err(Error::new(ErrorCode::FeatureNotSupported, "UPDATE ... FROM is not supported"));
+        return Err(Error::new(
+            ErrorCode::FeatureNotSupported,
+            "UPDATE ... FROM is not supported",
+        ));
     }
     let table = lookup_table(dml.cluster, name, dml.default_schema)?;
     let assignments: BTreeMap<String, String> = update
@@ -319,7 +420,9 @@ pub async fn update(dml: &DmlContext<'_>, update: &ast::Update) -> Result<Output
         .iter()
         .map(|a| {
             let target = match &a.target {
-                ast::AssignmentTarget::ColumnName(n) => n.0.last().map(|p| p.to_string()).unwrap_or_default(),
+                ast::AssignmentTarget::ColumnName(n) => {
+                    n.0.last().map(|p| p.to_string()).unwrap_or_default()
+                }
                 other => other.to_string(),
             };
             (target.trim_matches('"').to_lowercase(), a.value.to_string())
@@ -327,18 +430,31 @@ pub async fn update(dml: &DmlContext<'_>, update: &ast::Update) -> Result<Output
         .collect();
     for (column, _) in &assignments {
         if table.column(column).is_none() {
-            return Err(Error::new(ErrorCode::UndefinedColumn, format!("column \"{column}\" does not exist")));
+            return Err(Error::new(
+                ErrorCode::UndefinedColumn,
+                format!("column \"{column}\" does not exist"),
+            ));
         }
-        if table.primary_key.contains(column) || table.clustered_by.as_deref() == Some(column.as_str()) {
-            return Err(Error::new(ErrorCode::FeatureNotSupported, format!("updating primary key or routing column \"{column}\" is not supported")));
+        if table.primary_key.contains(column)
+            || table.clustered_by.as_deref() == Some(column.as_str())
+        {
+            return Err(Error::new(
+                ErrorCode::FeatureNotSupported,
+                format!("updating primary key or routing column \"{column}\" is not supported"),
+            ));
         }
     }
     dml.cluster.refresh_table(&table).await?;
     let select: Vec<String> = std::iter::once(format!("\"{ID_COLUMN}\""))
-        .chain(table.columns.iter().map(|c| match assignments.get(&c.name) {
-            Some(expr) => format!("{expr} AS \"{}\"", c.name),
-            None => format!("\"{}\"", c.name),
-        }))
+        .chain(
+            table
+                .columns
+                .iter()
+                .map(|c| match assignments.get(&c.name) {
+                    Some(expr) => format!("{expr} AS \"{}\"", c.name),
+                    None => format!("\"{}\"", c.name),
+                }),
+        )
         .collect();
     let relation = match alias {
         Some(alias) => format!("{name} AS {alias}"),
@@ -364,23 +480,42 @@ pub async fn update(dml: &DmlContext<'_>, update: &ast::Update) -> Result<Output
         let routing_texts = routing_texts(&table, &conformed, &ids)?;
         let mut by_shard: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         for (row, text) in routing_texts.iter().enumerate() {
-            by_shard.entry(shard_for_key(text, table.num_shards)).or_default().push(row as u32);
+            by_shard
+                .entry(shard_for_key(text, table.num_shards))
+                .or_default()
+                .push(row as u32);
         }
         let mut fields = vec![Field::new(ID_COLUMN, DataType::Utf8, false)];
-        fields.extend(conformed.schema().fields().iter().map(|f| f.as_ref().clone()));
+        fields.extend(
+            conformed
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone()),
+        );
         let mut arrays: Vec<ArrayRef> = vec![Arc::new(ids.clone())];
         arrays.extend(conformed.columns().iter().cloned());
         let with_ids = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
         for (shard, rows) in by_shard {
             let part = take_record_batch(&with_ids, &UInt32Array::from(rows))?;
-            let statuses = dml.cluster.write_rows(&table, shard, WriteMode::Upsert, &part, dml.write_refresh).await?;
+            let statuses = dml
+                .cluster
+                .write_rows(&table, shard, WriteMode::Upsert, &part, dml.write_refresh)
+                .await?;
             count += statuses.iter().filter(|s| **s == RowStatus::Ok).count() as u64;
         }
     }
-    Ok(Output::Affected { tag: "UPDATE".into(), count })
+    Ok(Output::Affected {
+        tag: "UPDATE".into(),
+        count,
+    })
 }
 
-fn routing_texts(table: &TableSchema, batch: &RecordBatch, ids: &StringArray) -> Result<Vec<String>> {
+fn routing_texts(
+    table: &TableSchema,
+    batch: &RecordBatch,
+    ids: &StringArray,
+) -> Result<Vec<String>> {
     match &table.clustered_by {
         Some(column) => {
             let array = batch
@@ -392,7 +527,9 @@ fn routing_texts(table: &TableSchema, batch: &RecordBatch, ids: &StringArray) ->
                 .map(|(row, text)| text.unwrap_or_else(|| ids.value(row).to_string()))
                 .collect())
         }
-        None => Ok((0..ids.len()).map(|row| ids.value(row).to_string()).collect()),
+        None => Ok((0..ids.len())
+            .map(|row| ids.value(row).to_string())
+            .collect()),
     }
 }
 
@@ -402,18 +539,30 @@ pub async fn delete(dml: &DmlContext<'_>, delete: &ast::Delete) -> Result<Output
         ast::FromTable::WithFromKeyword(tables) | ast::FromTable::WithoutKeyword(tables) => tables,
     };
     let [relation] = tables.as_slice() else {
-        return Err(Error::new(ErrorCode::FeatureNotSupported, "DELETE from several tables is not supported"));
+        return Err(Error::new(
+            ErrorCode::FeatureNotSupported,
+            "DELETE from several tables is not supported",
+        ));
     };
     let ast::TableFactor::Table { name, alias, .. } = &relation.relation else {
-        return Err(Error::new(ErrorCode::FeatureNotSupported, "DELETE of this relation is not supported"));
+        return Err(Error::new(
+            ErrorCode::FeatureNotSupported,
+            "DELETE of this relation is not supported",
+        ));
     };
     let table = lookup_table(dml.cluster, name, dml.default_schema)?;
     dml.cluster.refresh_table(&table).await?;
     let routing_column = table.clustered_by.clone();
     let mut sql = format!(
         "SELECT \"{ID_COLUMN}\"{} FROM {name}{}",
-        routing_column.as_ref().map(|c| format!(", \"{c}\"")).unwrap_or_default(),
-        alias.as_ref().map(|a| format!(" AS {a}")).unwrap_or_default()
+        routing_column
+            .as_ref()
+            .map(|c| format!(", \"{c}\""))
+            .unwrap_or_default(),
+        alias
+            .as_ref()
+            .map(|a| format!(" AS {a}"))
+            .unwrap_or_default()
     );
     if let Some(selection) = &delete.selection {
         sql.push_str(&format!(" WHERE {selection}"));
@@ -440,8 +589,14 @@ pub async fn delete(dml: &DmlContext<'_>, delete: &ast::Delete) -> Result<Output
     }
     let mut count = 0u64;
     for (shard, ids) in by_shard {
-        let statuses = dml.cluster.delete_ids(&table, shard, ids, dml.write_refresh).await?;
+        let statuses = dml
+            .cluster
+            .delete_ids(&table, shard, ids, dml.write_refresh)
+            .await?;
         count += statuses.iter().filter(|s| **s == RowStatus::Ok).count() as u64;
     }
-    Ok(Output::Affected { tag: "DELETE".into(), count })
+    Ok(Output::Affected {
+        tag: "DELETE".into(),
+        count,
+    })
 }

@@ -62,7 +62,8 @@ pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
             depth = 0;
             continue;
         }
-        if matches!(&token, Token::Question) || matches!(&token, Token::Placeholder(p) if p == "?") {
+        if matches!(&token, Token::Question) || matches!(&token, Token::Placeholder(p) if p == "?")
+        {
             {
                 question_marks += 1;
                 current.push(Token::Placeholder(format!("${question_marks}")));
@@ -76,7 +77,14 @@ pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
     for tokens in statements {
         let meaningful: Vec<Token> = tokens
             .into_iter()
-            .filter(|t| !matches!(t, Token::Whitespace(Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_))))
+            .filter(|t| {
+                !matches!(
+                    t,
+                    Token::Whitespace(
+                        Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)
+                    )
+                )
+            })
             .collect();
         if meaningful.iter().all(|t| matches!(t, Token::Whitespace(_))) {
             continue;
@@ -94,7 +102,10 @@ fn word_is(token: &Token, keyword: &str) -> bool {
 }
 
 fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
-    let significant: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect();
+    let significant: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
     if significant.first().is_some_and(|t| word_is(t, "refresh")) {
         return parse_refresh(&significant);
     }
@@ -114,7 +125,10 @@ fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
     let statement = parser.parse_statement().map_err(|e| {
         let text = e.to_string();
         if text.contains("recursion limit") {
-            Error::new(ErrorCode::ProgramLimitExceeded, "statement is too deeply nested")
+            Error::new(
+                ErrorCode::ProgramLimitExceeded,
+                "statement is too deeply nested",
+            )
         } else {
             syntax_error(text.trim_start_matches("sql parser error: ").to_string())
         }
@@ -137,7 +151,11 @@ fn parse_refresh(tokens: &[&Token]) -> Result<ParsedStatement> {
     for token in &tokens[2..] {
         match token {
             Token::Word(word) => parts.push(sqlparser::ast::Ident {
-                value: if word.quote_style.is_some() { word.value.clone() } else { word.value.to_lowercase() },
+                value: if word.quote_style.is_some() {
+                    word.value.clone()
+                } else {
+                    word.value.to_lowercase()
+                },
                 quote_style: word.quote_style,
                 span: sqlparser::tokenizer::Span::empty(),
             }),
@@ -160,7 +178,8 @@ fn lift_table_clauses(tokens: Vec<Token>) -> Result<(Vec<Token>, TableClauses)> 
     let mut depth = 0i64;
     let mut seen_columns = false;
     let mut i = 0;
-    let next_significant = |from: usize| (from..tokens.len()).find(|j| !matches!(tokens[*j], Token::Whitespace(_)));
+    let next_significant =
+        |from: usize| (from..tokens.len()).find(|j| !matches!(tokens[*j], Token::Whitespace(_)));
     while i < tokens.len() {
         let token = &tokens[i];
         match token {
@@ -175,18 +194,26 @@ fn lift_table_clauses(tokens: Vec<Token>) -> Result<(Vec<Token>, TableClauses)> 
         }
         if depth == 0 && seen_columns && word_is(token, "clustered") {
             i += 1;
-            let mut j = next_significant(i).ok_or_else(|| syntax_error("incomplete CLUSTERED clause"))?;
+            let mut j =
+                next_significant(i).ok_or_else(|| syntax_error("incomplete CLUSTERED clause"))?;
             if word_is(&tokens[j], "by") {
-                let open = next_significant(j + 1).ok_or_else(|| syntax_error("expected ( after CLUSTERED BY"))?;
+                let open = next_significant(j + 1)
+                    .ok_or_else(|| syntax_error("expected ( after CLUSTERED BY"))?;
                 if tokens[open] != Token::LParen {
                     return Err(syntax_error("expected ( after CLUSTERED BY"));
                 }
-                let column = next_significant(open + 1).ok_or_else(|| syntax_error("expected a column"))?;
+                let column =
+                    next_significant(open + 1).ok_or_else(|| syntax_error("expected a column"))?;
                 let Token::Word(word) = &tokens[column] else {
                     return Err(syntax_error("expected a column name in CLUSTERED BY"));
                 };
-                clauses.clustered_by = Some(if word.quote_style.is_some() { word.value.clone() } else { word.value.to_lowercase() });
-                let close = next_significant(column + 1).ok_or_else(|| syntax_error("expected )"))?;
+                clauses.clustered_by = Some(if word.quote_style.is_some() {
+                    word.value.clone()
+                } else {
+                    word.value.to_lowercase()
+                });
+                let close =
+                    next_significant(column + 1).ok_or_else(|| syntax_error("expected )"))?;
                 if tokens[close] != Token::RParen {
                     return Err(syntax_error("CLUSTERED BY takes exactly one column"));
                 }
@@ -198,12 +225,17 @@ fn lift_table_clauses(tokens: Vec<Token>) -> Result<(Vec<Token>, TableClauses)> 
                 }
             }
             if word_is(&tokens[j], "into") {
-                let number = next_significant(j + 1).ok_or_else(|| syntax_error("expected a shard count"))?;
+                let number = next_significant(j + 1)
+                    .ok_or_else(|| syntax_error("expected a shard count"))?;
                 let Token::Number(text, _) = &tokens[number] else {
                     return Err(syntax_error("expected a shard count after INTO"));
                 };
-                clauses.num_shards = Some(text.parse().map_err(|_| syntax_error(format!("invalid shard count {text}")))?);
-                let shards = next_significant(number + 1).ok_or_else(|| syntax_error("expected SHARDS"))?;
+                clauses.num_shards = Some(
+                    text.parse()
+                        .map_err(|_| syntax_error(format!("invalid shard count {text}")))?,
+                );
+                let shards =
+                    next_significant(number + 1).ok_or_else(|| syntax_error("expected SHARDS"))?;
                 if !word_is(&tokens[shards], "shards") {
                     return Err(syntax_error("expected SHARDS after the shard count"));
                 }
@@ -213,7 +245,8 @@ fn lift_table_clauses(tokens: Vec<Token>) -> Result<(Vec<Token>, TableClauses)> 
             return Err(syntax_error("expected BY or INTO after CLUSTERED"));
         }
         if depth == 0 && seen_columns && word_is(token, "with") {
-            let open = next_significant(i + 1).ok_or_else(|| syntax_error("expected ( after WITH"))?;
+            let open =
+                next_significant(i + 1).ok_or_else(|| syntax_error("expected ( after WITH"))?;
             if tokens[open] != Token::LParen {
                 out.push(token.clone());
                 i += 1;
@@ -229,7 +262,11 @@ fn lift_table_clauses(tokens: Vec<Token>) -> Result<(Vec<Token>, TableClauses)> 
 }
 
 /// Parses `key = value, ...)` starting after the `(`; returns the index after `)`.
-fn parse_settings(tokens: &[Token], mut i: usize, settings: &mut BTreeMap<String, String>) -> Result<usize> {
+fn parse_settings(
+    tokens: &[Token],
+    mut i: usize,
+    settings: &mut BTreeMap<String, String>,
+) -> Result<usize> {
     let mut key = String::new();
     let mut value: Option<String> = None;
     let mut after_equals = false;
@@ -280,19 +317,38 @@ mod tests {
             "create table t (id int primary key, v text) clustered by (id) into 3 shards with (number_of_replicas = 1, \"refresh_interval\" = 500, translog.durability = 'async')",
         )
         .unwrap();
-        let ParsedStatement::Sql(_, clauses) = &parsed[0] else { panic!() };
+        let ParsedStatement::Sql(_, clauses) = &parsed[0] else {
+            panic!()
+        };
         assert_eq!(clauses.clustered_by.as_deref(), Some("id"));
         assert_eq!(clauses.num_shards, Some(3));
-        assert_eq!(clauses.settings.get("number_of_replicas").map(String::as_str), Some("1"));
-        assert_eq!(clauses.settings.get("refresh_interval").map(String::as_str), Some("500"));
-        assert_eq!(clauses.settings.get("translog.durability").map(String::as_str), Some("async"));
+        assert_eq!(
+            clauses
+                .settings
+                .get("number_of_replicas")
+                .map(String::as_str),
+            Some("1")
+        );
+        assert_eq!(
+            clauses.settings.get("refresh_interval").map(String::as_str),
+            Some("500")
+        );
+        assert_eq!(
+            clauses
+                .settings
+                .get("translog.durability")
+                .map(String::as_str),
+            Some("async")
+        );
     }
 
     #[test]
     fn statements_split_and_placeholders_number() {
         let parsed = parse_sql("select ?; select ? , ?;;").unwrap();
         assert_eq!(parsed.len(), 2);
-        let ParsedStatement::Sql(statement, _) = &parsed[1] else { panic!() };
+        let ParsedStatement::Sql(statement, _) = &parsed[1] else {
+            panic!()
+        };
         assert_eq!(statement.to_string(), "SELECT $2, $3");
     }
 
@@ -305,7 +361,9 @@ mod tests {
     #[test]
     fn refresh_parses() {
         let parsed = parse_sql("REFRESH TABLE doc.t, u").unwrap();
-        let ParsedStatement::Refresh(names) = &parsed[0] else { panic!() };
+        let ParsedStatement::Refresh(names) = &parsed[0] else {
+            panic!()
+        };
         assert_eq!(names.len(), 2);
     }
 }

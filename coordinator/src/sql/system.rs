@@ -106,7 +106,12 @@ impl SysTable {
                     roles.push("data".to_string());
                     addresses.push(client.address);
                 }
-                vec![strings(ids.clone()), strings(ids), strings(roles), strings(addresses)]
+                vec![
+                    strings(ids.clone()),
+                    strings(ids),
+                    strings(roles),
+                    strings(addresses),
+                ]
             }
             _ => {
                 let stats = self.cluster.shard_stats().await;
@@ -120,7 +125,9 @@ impl SysTable {
                 let mut docs = Vec::new();
                 let mut sizes = Vec::new();
                 for (node, stat) in stats {
-                    let Some(table) = by_id.get(&stat.table_id) else { continue };
+                    let Some(table) = by_id.get(&stat.table_id) else {
+                        continue;
+                    };
                     schema_names.push(table.schema_name.clone());
                     table_names.push(table.name.clone());
                     ids.push(i64::from(stat.shard));

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use creek_common::schema::{ID_COLUMN, SEQ_NO_COLUMN};
 use creek_common::types::ColumnType;
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, BooleanBuilder, Date32Array, Decimal128Array,
-    Float32Array, Float64Array, Float64Builder, Int16Array, Int32Array, Int64Array,
-    Int64Builder, ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, BooleanBuilder, Date32Array, Decimal128Array, Float32Array,
+    Float64Array, Float64Builder, Int16Array, Int32Array, Int64Array, Int64Builder, ListBuilder,
+    StringArray, StringBuilder, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field};
 use tantivy::columnar::{Column, DynamicColumn, NumericalType, StrColumn};
@@ -27,7 +27,10 @@ pub enum ColumnSpec {
     /// The hidden `_seq_no` column.
     SeqNo,
     /// A table column stored under `_source.<name>`.
-    Table { name: String, column_type: ColumnType },
+    Table {
+        name: String,
+        column_type: ColumnType,
+    },
 }
 
 impl ColumnSpec {
@@ -63,7 +66,10 @@ pub enum SegmentColumn {
 }
 
 /// Opens the fast-field columns for `spec` in `segment`.
-pub fn open_segment_column(segment: &SegmentReader, spec: &ColumnSpec) -> tantivy::Result<SegmentColumn> {
+pub fn open_segment_column(
+    segment: &SegmentReader,
+    spec: &ColumnSpec,
+) -> tantivy::Result<SegmentColumn> {
     let fast_fields = segment.fast_fields();
     let (path, column_type) = match spec {
         ColumnSpec::Id => {
@@ -117,17 +123,18 @@ pub fn open_segment_column(segment: &SegmentReader, spec: &ColumnSpec) -> tantiv
                 })
                 .collect(),
         ),
-        ColumnType::Numeric { .. } | ColumnType::Text { .. } | ColumnType::Ip | ColumnType::Array(_) => {
-            SegmentColumn::Str(
-                opened
-                    .into_iter()
-                    .filter_map(|c| match c {
-                        DynamicColumn::Str(column) => Some(column),
-                        _ => None,
-                    })
-                    .collect(),
-            )
-        }
+        ColumnType::Numeric { .. }
+        | ColumnType::Text { .. }
+        | ColumnType::Ip
+        | ColumnType::Array(_) => SegmentColumn::Str(
+            opened
+                .into_iter()
+                .filter_map(|c| match c {
+                    DynamicColumn::Str(column) => Some(column),
+                    _ => None,
+                })
+                .collect(),
+        ),
     })
 }
 
@@ -279,7 +286,9 @@ fn read_list(column: &SegmentColumn, inner: &ColumnType, docs: &[DocId]) -> Arra
         (SegmentColumn::F64(columns), ColumnType::Double) => {
             build_list!(Float64Builder::new(), columns, |v: f64| v)
         }
-        (SegmentColumn::Bool(columns), _) => build_list!(BooleanBuilder::new(), columns, |v: bool| v),
+        (SegmentColumn::Bool(columns), _) => {
+            build_list!(BooleanBuilder::new(), columns, |v: bool| v)
+        }
         (SegmentColumn::Str(columns), ColumnType::Text { .. } | ColumnType::Ip) => {
             let mut list = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(field));
             let mut text = String::new();

@@ -11,14 +11,20 @@ use creek_common::types::ColumnType;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use tantivy::columnar::NumericalValue;
-use tantivy::query::{AllQuery, BooleanQuery, ExistsQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery};
+use tantivy::query::{
+    AllQuery, BooleanQuery, ExistsQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
+};
 use tantivy::schema::IndexRecordOption;
 use tantivy::Term;
 
 use crate::shard::document::{ShardFields, SOURCE_FIELD};
 
 /// Builds one query that is the conjunction of `filters`; `None` means "every document".
-pub fn query_for_filters(table: &TableSchema, fields: ShardFields, filters: &[Expr]) -> Option<Box<dyn Query>> {
+pub fn query_for_filters(
+    table: &TableSchema,
+    fields: ShardFields,
+    filters: &[Expr],
+) -> Option<Box<dyn Query>> {
     let clauses: Vec<(Occur, Box<dyn Query>)> = filters
         .iter()
         .filter_map(|filter| translate(table, fields, filter))
@@ -44,7 +50,10 @@ fn translate(table: &TableSchema, fields: ShardFields, expr: &Expr) -> Option<Bo
                 let l = translate(table, fields, left);
                 let r = translate(table, fields, right);
                 match (l, r) {
-                    (Some(l), Some(r)) => Some(Box::new(BooleanQuery::new(vec![(Occur::Must, l), (Occur::Must, r)]))),
+                    (Some(l), Some(r)) => Some(Box::new(BooleanQuery::new(vec![
+                        (Occur::Must, l),
+                        (Occur::Must, r),
+                    ]))),
                     (Some(q), None) | (None, Some(q)) => Some(q),
                     (None, None) => None,
                 }
@@ -52,7 +61,10 @@ fn translate(table: &TableSchema, fields: ShardFields, expr: &Expr) -> Option<Bo
             Operator::Or => {
                 let l = translate(table, fields, left)?;
                 let r = translate(table, fields, right)?;
-                Some(Box::new(BooleanQuery::new(vec![(Occur::Should, l), (Occur::Should, r)])))
+                Some(Box::new(BooleanQuery::new(vec![
+                    (Occur::Should, l),
+                    (Occur::Should, r),
+                ])))
             }
             Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
                 let (column, value, op) = match (left.as_ref(), right.as_ref()) {
@@ -79,8 +91,12 @@ fn translate(table: &TableSchema, fields: ShardFields, expr: &Expr) -> Option<Bo
             _ => None,
         },
         Expr::Between(between) if !between.negated => {
-            let Expr::Column(column) = between.expr.as_ref() else { return None };
-            let (Expr::Literal(low, _), Expr::Literal(high, _)) = (between.low.as_ref(), between.high.as_ref()) else {
+            let Expr::Column(column) = between.expr.as_ref() else {
+                return None;
+            };
+            let (Expr::Literal(low, _), Expr::Literal(high, _)) =
+                (between.low.as_ref(), between.high.as_ref())
+            else {
                 return None;
             };
             if !supports_range(table, &column.name) {
@@ -88,13 +104,20 @@ fn translate(table: &TableSchema, fields: ShardFields, expr: &Expr) -> Option<Bo
             }
             let low = term_for(table, fields, &column.name, low, true)?;
             let high = term_for(table, fields, &column.name, high, true)?;
-            Some(Box::new(RangeQuery::new(Bound::Included(low), Bound::Included(high))))
+            Some(Box::new(RangeQuery::new(
+                Bound::Included(low),
+                Bound::Included(high),
+            )))
         }
         Expr::InList(in_list) if !in_list.negated => {
-            let Expr::Column(column) = in_list.expr.as_ref() else { return None };
+            let Expr::Column(column) = in_list.expr.as_ref() else {
+                return None;
+            };
             let mut terms = Vec::with_capacity(in_list.list.len());
             for item in &in_list.list {
-                let Expr::Literal(value, _) = item else { return None };
+                let Expr::Literal(value, _) = item else {
+                    return None;
+                };
                 if value.is_null() {
                     continue;
                 }
@@ -103,14 +126,24 @@ fn translate(table: &TableSchema, fields: ShardFields, expr: &Expr) -> Option<Bo
             Some(Box::new(TermSetQuery::new(terms)))
         }
         Expr::IsNotNull(inner) => {
-            let Expr::Column(column) = inner.as_ref() else { return None };
+            let Expr::Column(column) = inner.as_ref() else {
+                return None;
+            };
             table.column(&column.name)?;
-            Some(Box::new(ExistsQuery::new(format!("{SOURCE_FIELD}.{}", column.name), false)))
+            Some(Box::new(ExistsQuery::new(
+                format!("{SOURCE_FIELD}.{}", column.name),
+                false,
+            )))
         }
         Expr::IsNull(inner) => {
-            let Expr::Column(column) = inner.as_ref() else { return None };
+            let Expr::Column(column) = inner.as_ref() else {
+                return None;
+            };
             table.column(&column.name)?;
-            let exists: Box<dyn Query> = Box::new(ExistsQuery::new(format!("{SOURCE_FIELD}.{}", column.name), false));
+            let exists: Box<dyn Query> = Box::new(ExistsQuery::new(
+                format!("{SOURCE_FIELD}.{}", column.name),
+                false,
+            ));
             Some(Box::new(BooleanQuery::new(vec![
                 (Occur::Must, Box::new(AllQuery) as Box<dyn Query>),
                 (Occur::MustNot, exists),
@@ -138,7 +171,13 @@ fn supports_range(table: &TableSchema, column: &str) -> bool {
 }
 
 /// Builds the index term of `value` in `column`, encoded exactly as `shard::document` indexes it.
-fn term_for(table: &TableSchema, fields: ShardFields, column: &str, value: &ScalarValue, for_range: bool) -> Option<Term> {
+fn term_for(
+    table: &TableSchema,
+    fields: ShardFields,
+    column: &str,
+    value: &ScalarValue,
+    for_range: bool,
+) -> Option<Term> {
     if column == ID_COLUMN {
         return match value {
             ScalarValue::Utf8(Some(text)) => Some(Term::from_field_text(fields.id, text)),
@@ -147,7 +186,11 @@ fn term_for(table: &TableSchema, fields: ShardFields, column: &str, value: &Scal
     }
     let column_type = &table.column(column)?.column_type;
     let target = column_type.arrow_type();
-    let value = if value.data_type() == target { value.clone() } else { value.cast_to(&target).ok()? };
+    let value = if value.data_type() == target {
+        value.clone()
+    } else {
+        value.cast_to(&target).ok()?
+    };
     let mut term = Term::from_field_json_path(fields.source, column, false);
     match value {
         ScalarValue::Boolean(Some(v)) => term.append_type_and_fast_value(v),

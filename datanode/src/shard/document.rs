@@ -10,9 +10,8 @@ use std::collections::BTreeMap;
 use creek_common::schema::{TableSchema, ID_COLUMN};
 use creek_common::types::ColumnType;
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float32Array,
-    Float64Array, Int16Array, Int32Array, Int64Array, ListArray, StringArray,
-    TimestampMicrosecondArray,
+    Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array,
+    Int16Array, Int32Array, Int64Array, ListArray, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use tantivy::schema::{
@@ -97,7 +96,11 @@ pub fn id_column(batch: &RecordBatch) -> Result<&StringArray> {
         .ok_or_else(|| Error::InvalidRequest("write batch lacks a utf8 _id column".into()))
 }
 
-fn owned_value(column_type: &ColumnType, array: &ArrayRef, row: usize) -> Result<Option<OwnedValue>> {
+fn owned_value(
+    column_type: &ColumnType,
+    array: &ArrayRef,
+    row: usize,
+) -> Result<Option<OwnedValue>> {
     if array.is_null(row) {
         return Ok(None);
     }
@@ -109,7 +112,11 @@ fn owned_value(column_type: &ColumnType, array: &ArrayRef, row: usize) -> Result
     };
     macro_rules! get {
         ($ty:ty) => {
-            array.as_any().downcast_ref::<$ty>().ok_or_else(mismatch)?.value(row)
+            array
+                .as_any()
+                .downcast_ref::<$ty>()
+                .ok_or_else(mismatch)?
+                .value(row)
         };
     }
     Ok(Some(match column_type {
@@ -126,9 +133,7 @@ fn owned_value(column_type: &ColumnType, array: &ArrayRef, row: usize) -> Result
                 .ok_or_else(mismatch)?;
             OwnedValue::Str(decimals.value(row).to_string())
         }
-        ColumnType::Text { .. } | ColumnType::Ip => {
-            OwnedValue::Str(get!(StringArray).to_string())
-        }
+        ColumnType::Text { .. } | ColumnType::Ip => OwnedValue::Str(get!(StringArray).to_string()),
         ColumnType::Timestamp | ColumnType::TimestampTz => {
             OwnedValue::I64(get!(TimestampMicrosecondArray))
         }

@@ -33,7 +33,11 @@ pub struct Translog {
 impl Translog {
     /// Opens the translog in `dir`, returning it with every record whose `seq_no` is greater than
     /// `checkpoint`, in log order.
-    pub fn open(shard_id: ShardId, dir: &Path, checkpoint: u64) -> Result<(Translog, Vec<TranslogOp>)> {
+    pub fn open(
+        shard_id: ShardId,
+        dir: &Path,
+        checkpoint: u64,
+    ) -> Result<(Translog, Vec<TranslogOp>)> {
         let io_err = |source| Error::Io { shard_id, source };
         fs::create_dir_all(dir).map_err(io_err)?;
         let mut generations = list_generations(dir).map_err(io_err)?;
@@ -173,9 +177,13 @@ fn read_generation(
             if is_last {
                 break;
             }
-            return Err(corrupt(format!("{} ends inside a record header", path.display())));
+            return Err(corrupt(format!(
+                "{} ends inside a record header",
+                path.display()
+            )));
         }
-        let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes")) as usize;
+        let len =
+            u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().expect("4 bytes"));
         let end = offset + HEADER_LEN + len;
         if len > MAX_RECORD_LEN || end > bytes.len() {
@@ -238,7 +246,10 @@ mod tests {
             }
         }
         let (_, pending) = Translog::open(shard(), dir.path(), 3).unwrap();
-        assert_eq!(pending.iter().map(|op| op.seq_no).collect::<Vec<_>>(), vec![4, 5]);
+        assert_eq!(
+            pending.iter().map(|op| op.seq_no).collect::<Vec<_>>(),
+            vec![4, 5]
+        );
     }
 
     #[test]

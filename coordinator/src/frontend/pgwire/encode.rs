@@ -37,18 +37,20 @@ pub fn arrow_to_pg_type(data_type: &DataType) -> Type {
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => Type::BYTEA,
-        DataType::List(field) | DataType::LargeList(field) => match arrow_to_pg_type(field.data_type()) {
-            t if t == Type::BOOL => Type::BOOL_ARRAY,
-            t if t == Type::INT2 => Type::INT2_ARRAY,
-            t if t == Type::INT4 => Type::INT4_ARRAY,
-            t if t == Type::INT8 => Type::INT8_ARRAY,
-            t if t == Type::FLOAT4 => Type::FLOAT4_ARRAY,
-            t if t == Type::FLOAT8 => Type::FLOAT8_ARRAY,
-            t if t == Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
-            t if t == Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
-            t if t == Type::DATE => Type::DATE_ARRAY,
-            _ => Type::TEXT_ARRAY,
-        },
+        DataType::List(field) | DataType::LargeList(field) => {
+            match arrow_to_pg_type(field.data_type()) {
+                t if t == Type::BOOL => Type::BOOL_ARRAY,
+                t if t == Type::INT2 => Type::INT2_ARRAY,
+                t if t == Type::INT4 => Type::INT4_ARRAY,
+                t if t == Type::INT8 => Type::INT8_ARRAY,
+                t if t == Type::FLOAT4 => Type::FLOAT4_ARRAY,
+                t if t == Type::FLOAT8 => Type::FLOAT8_ARRAY,
+                t if t == Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
+                t if t == Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
+                t if t == Type::DATE => Type::DATE_ARRAY,
+                _ => Type::TEXT_ARRAY,
+            }
+        }
         _ => Type::TEXT,
     }
 }
@@ -87,7 +89,10 @@ fn binary_supported(pg_type: &Type) -> bool {
 }
 
 /// Encodes a batch stream into pgwire data rows.
-pub fn encode_stream(fields: Arc<Vec<FieldInfo>>, stream: SendableRecordBatchStream) -> QueryResponse {
+pub fn encode_stream(
+    fields: Arc<Vec<FieldInfo>>,
+    stream: SendableRecordBatchStream,
+) -> QueryResponse {
     let row_fields = fields.clone();
     let rows = stream
         .map(move |batch| -> Vec<PgWireResult<DataRow>> {
@@ -134,7 +139,12 @@ fn encode_value(
     let format = field.format();
     let format_options = field.format_options().clone();
     if column.is_null(row) {
-        return encoder.encode_field_with_type_and_format(&None::<i32>, &pg_type, format, &format_options);
+        return encoder.encode_field_with_type_and_format(
+            &None::<i32>,
+            &pg_type,
+            format,
+            &format_options,
+        );
     }
     macro_rules! enc {
         ($value:expr) => {
@@ -142,15 +152,37 @@ fn encode_value(
         };
     }
     match column.data_type() {
-        DataType::Boolean => enc!(column.as_any().downcast_ref::<BooleanArray>().map(|a| a.value(row))),
-        DataType::Int16 => enc!(column.as_any().downcast_ref::<Int16Array>().map(|a| a.value(row))),
-        DataType::Int32 => enc!(column.as_any().downcast_ref::<Int32Array>().map(|a| a.value(row))),
-        DataType::Int64 => enc!(column.as_any().downcast_ref::<Int64Array>().map(|a| a.value(row))),
-        DataType::Float32 => enc!(column.as_any().downcast_ref::<Float32Array>().map(|a| a.value(row))),
-        DataType::Float64 => enc!(column.as_any().downcast_ref::<Float64Array>().map(|a| a.value(row))),
+        DataType::Boolean => enc!(column
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .map(|a| a.value(row))),
+        DataType::Int16 => enc!(column
+            .as_any()
+            .downcast_ref::<Int16Array>()
+            .map(|a| a.value(row))),
+        DataType::Int32 => enc!(column
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .map(|a| a.value(row))),
+        DataType::Int64 => enc!(column
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .map(|a| a.value(row))),
+        DataType::Float32 => enc!(column
+            .as_any()
+            .downcast_ref::<Float32Array>()
+            .map(|a| a.value(row))),
+        DataType::Float64 => enc!(column
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .map(|a| a.value(row))),
         DataType::Utf8 => enc!(Some(column.as_string::<i32>().value(row))),
         DataType::Date32 => {
-            let days = column.as_any().downcast_ref::<Date32Array>().map(|a| a.value(row)).unwrap_or(0);
+            let days = column
+                .as_any()
+                .downcast_ref::<Date32Array>()
+                .map(|a| a.value(row))
+                .unwrap_or(0);
             let date = NaiveDate::from_num_days_from_ce_opt(days + 719_163);
             enc!(date)
         }
@@ -171,7 +203,10 @@ fn encode_value(
             let text = match formatter {
                 Some(formatter) => {
                     let value = formatter.value(row).to_string();
-                    if matches!(column.data_type(), DataType::List(_) | DataType::LargeList(_)) {
+                    if matches!(
+                        column.data_type(),
+                        DataType::List(_) | DataType::LargeList(_)
+                    ) {
                         list_text(&value)
                     } else {
                         value
@@ -179,7 +214,12 @@ fn encode_value(
                 }
                 None => String::new(),
             };
-            encoder.encode_field_with_type_and_format(&Some(text), &pg_type, FieldFormat::Text, &format_options)
+            encoder.encode_field_with_type_and_format(
+                &Some(text),
+                &pg_type,
+                FieldFormat::Text,
+                &format_options,
+            )
         }
     }
 }
@@ -187,12 +227,20 @@ fn encode_value(
 /// Turns Arrow's `[1, 2]` list display into PostgreSQL's `{1,2}` array text.
 fn list_text(display: &str) -> String {
     let inner = display.trim_start_matches('[').trim_end_matches(']');
-    let items: Vec<&str> = if inner.is_empty() { Vec::new() } else { inner.split(", ").collect() };
+    let items: Vec<&str> = if inner.is_empty() {
+        Vec::new()
+    } else {
+        inner.split(", ").collect()
+    };
     format!("{{{}}}", items.join(","))
 }
 
 /// Decodes parameter `index` of a portal as `pg_type`.
-pub fn decode_param<S: Clone>(portal: &Portal<S>, index: usize, pg_type: &Type) -> PgWireResult<ScalarValue> {
+pub fn decode_param<S: Clone>(
+    portal: &Portal<S>,
+    index: usize,
+    pg_type: &Type,
+) -> PgWireResult<ScalarValue> {
     let bad = |e: PgWireError| {
         PgWireError::UserError(Box::new(ErrorInfo::new(
             "ERROR".into(),
@@ -201,12 +249,24 @@ pub fn decode_param<S: Clone>(portal: &Portal<S>, index: usize, pg_type: &Type) 
         )))
     };
     Ok(match pg_type {
-        t if *t == Type::BOOL => ScalarValue::Boolean(portal.parameter::<bool>(index, t).map_err(bad)?),
-        t if *t == Type::INT2 => ScalarValue::Int16(portal.parameter::<i16>(index, t).map_err(bad)?),
-        t if *t == Type::INT4 => ScalarValue::Int32(portal.parameter::<i32>(index, t).map_err(bad)?),
-        t if *t == Type::INT8 => ScalarValue::Int64(portal.parameter::<i64>(index, t).map_err(bad)?),
-        t if *t == Type::FLOAT4 => ScalarValue::Float32(portal.parameter::<f32>(index, t).map_err(bad)?),
-        t if *t == Type::FLOAT8 => ScalarValue::Float64(portal.parameter::<f64>(index, t).map_err(bad)?),
+        t if *t == Type::BOOL => {
+            ScalarValue::Boolean(portal.parameter::<bool>(index, t).map_err(bad)?)
+        }
+        t if *t == Type::INT2 => {
+            ScalarValue::Int16(portal.parameter::<i16>(index, t).map_err(bad)?)
+        }
+        t if *t == Type::INT4 => {
+            ScalarValue::Int32(portal.parameter::<i32>(index, t).map_err(bad)?)
+        }
+        t if *t == Type::INT8 => {
+            ScalarValue::Int64(portal.parameter::<i64>(index, t).map_err(bad)?)
+        }
+        t if *t == Type::FLOAT4 => {
+            ScalarValue::Float32(portal.parameter::<f32>(index, t).map_err(bad)?)
+        }
+        t if *t == Type::FLOAT8 => {
+            ScalarValue::Float64(portal.parameter::<f64>(index, t).map_err(bad)?)
+        }
         t if *t == Type::TIMESTAMP => ScalarValue::TimestampMicrosecond(
             portal
                 .parameter::<NaiveDateTime>(index, t)
@@ -225,7 +285,9 @@ pub fn decode_param<S: Clone>(portal: &Portal<S>, index: usize, pg_type: &Type) 
             portal
                 .parameter::<NaiveDate>(index, t)
                 .map_err(bad)?
-                .map(|d| (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32),
+                .map(|d| {
+                    (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
+                }),
         ),
         t => ScalarValue::Utf8(portal.parameter::<String>(index, t).map_err(bad)?),
     })

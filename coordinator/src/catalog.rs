@@ -120,6 +120,16 @@ impl Catalog {
             .cloned()
     }
 
+    /// Returns a table, or the "relation does not exist" error (42P01 / 4041).
+    pub fn existing_table(&self, schema: &str, name: &str) -> Result<TableSchema> {
+        self.table(schema, name).ok_or_else(|| {
+            Error::new(
+                ErrorCode::UndefinedTable,
+                format!("relation \"{schema}.{name}\" does not exist"),
+            )
+        })
+    }
+
     /// Returns the node holding each shard of `table`.
     pub fn routing(&self, table: TableId) -> Vec<NodeId> {
         self.state

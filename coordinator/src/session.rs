@@ -242,13 +242,7 @@ impl Session {
                     let table = self
                         .cluster
                         .catalog()
-                        .table(&schema_name, &table_name)
-                        .ok_or_else(|| {
-                            Error::new(
-                                ErrorCode::UndefinedTable,
-                                format!("relation \"{schema_name}.{table_name}\" does not exist"),
-                            )
-                        })?;
+                        .existing_table(&schema_name, &table_name)?;
                     self.cluster.refresh_table(&table).await?;
                 }
                 return Ok(affected("REFRESH", 0));
@@ -342,16 +336,7 @@ impl Session {
             Statement::CreateIndex(_) => Ok(affected("CREATE INDEX", 0)),
             Statement::AlterTable(alter) => {
                 let (schema, name) = split_name(&alter.name, &default_schema)?;
-                let table = self
-                    .cluster
-                    .catalog()
-                    .table(&schema, &name)
-                    .ok_or_else(|| {
-                        Error::new(
-                            ErrorCode::UndefinedTable,
-                            format!("relation \"{schema}.{name}\" does not exist"),
-                        )
-                    })?;
+                self.cluster.catalog().existing_table(&schema, &name)?;
                 for operation in &alter.operations {
                     match operation {
                         ast::AlterTableOperation::AddColumn {
@@ -359,11 +344,8 @@ impl Session {
                             if_not_exists,
                             ..
                         } => {
-                            let current = self
-                                .cluster
-                                .catalog()
-                                .table(&schema, &name)
-                                .unwrap_or_else(|| table.clone());
+                            // Each operation sees the previous one's result.
+                            let current = self.cluster.catalog().existing_table(&schema, &name)?;
                             ddl::add_column(&self.cluster, &current, column_def, *if_not_exists)
                                 .await?;
                         }
@@ -392,16 +374,7 @@ impl Session {
                 obj_name,
             } => {
                 let (schema, name) = split_name(&obj_name, &default_schema)?;
-                let table = self
-                    .cluster
-                    .catalog()
-                    .table(&schema, &name)
-                    .ok_or_else(|| {
-                        Error::new(
-                            ErrorCode::UndefinedTable,
-                            format!("relation \"{schema}.{name}\" does not exist"),
-                        )
-                    })?;
+                let table = self.cluster.catalog().existing_table(&schema, &name)?;
                 one_column(
                     &format!("SHOW CREATE TABLE {schema}.{name}"),
                     vec![ddl::show_create_table(&table)],
@@ -458,50 +431,22 @@ impl Session {
             Statement::Commit { .. } => Ok(affected("COMMIT", 0)),
             Statement::Rollback { .. } => Ok(affected("ROLLBACK", 0)),
             Statement::Discard { .. } => Ok(affected("DISCARD ALL", 0)),
-            Statement::Insert(insert) => {
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 let (ctx, hidden_ctx) = (self.context(false), self.context(true));
-                let write_refresh = self.settings.lock().write_refresh;
-                dml::insert(
-                    &self.dml_context(
-                        &ctx,
-                        &hidden_ctx,
-                        &default_schema,
-                        &param_values,
-                        write_refresh,
-                    ),
-                    &insert,
-                )
-                .await
-            }
-            Statement::Update(update) => {
-                let (ctx, hidden_ctx) = (self.context(false), self.context(true));
-                let write_refresh = self.settings.lock().write_refresh;
-                dml::update(
-                    &self.dml_context(
-                        &ctx,
-                        &hidden_ctx,
-                        &default_schema,
-                        &param_values,
-                        write_refresh,
-                    ),
-                    &update,
-                )
-                .await
-            }
-            Statement::Delete(delete) => {
-                let (ctx, hidden_ctx) = (self.context(false), self.context(true));
-                let write_refresh = self.settings.lock().write_refresh;
-                dml::delete(
-                    &self.dml_context(
-                        &ctx,
-                        &hidden_ctx,
-                        &default_schema,
-                        &param_values,
-                        write_refresh,
-                    ),
-                    &delete,
-                )
-                .await
+                let dml_context = DmlContext {
+                    cluster: &self.cluster,
+                    ctx: &ctx,
+                    hidden_ctx: &hidden_ctx,
+                    default_schema: &default_schema,
+                    params: &param_values,
+                    write_refresh: self.settings.lock().write_refresh,
+                };
+                match *statement {
+                    Statement::Insert(insert) => dml::insert(&dml_context, &insert).await,
+                    Statement::Update(update) => dml::update(&dml_context, &update).await,
+                    Statement::Delete(delete) => dml::delete(&dml_context, &delete).await,
+                    _ => unreachable!("matched as DML above"),
+                }
             }
             Statement::Query(_) | Statement::Explain { .. } => {
                 let ctx = self.context(false);
@@ -518,24 +463,6 @@ impl Session {
                     first_words(&other.to_string())
                 ),
             )),
-        }
-    }
-
-    fn dml_context<'a>(
-        &'a self,
-        ctx: &'a SessionContext,
-        hidden_ctx: &'a SessionContext,
-        default_schema: &'a str,
-        params: &'a ParamValues,
-        write_refresh: bool,
-    ) -> DmlContext<'a> {
-        DmlContext {
-            cluster: &self.cluster,
-            ctx,
-            hidden_ctx,
-            default_schema,
-            params,
-            write_refresh,
         }
     }
 

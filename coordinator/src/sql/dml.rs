@@ -50,12 +50,7 @@ fn lookup_table(
     default_schema: &str,
 ) -> Result<TableSchema> {
     let (schema, table) = split_name(name, default_schema)?;
-    cluster.catalog().table(&schema, &table).ok_or_else(|| {
-        Error::new(
-            ErrorCode::UndefinedTable,
-            format!("relation \"{schema}.{table}\" does not exist"),
-        )
-    })
+    cluster.catalog().existing_table(&schema, &table)
 }
 
 async fn collect_plan(

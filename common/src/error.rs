@@ -26,6 +26,8 @@ pub enum ErrorCode {
     DuplicateKey,
     /// A value cannot be converted to the target type.
     InvalidTextRepresentation,
+    /// Input bytes are not valid in the client encoding (UTF-8).
+    InvalidEncoding,
     /// A value has the wrong type for its column or operator.
     DatatypeMismatch,
     /// Division by zero.
@@ -68,6 +70,7 @@ impl ErrorCode {
             ErrorCode::DuplicateObject => "duplicate_object",
             ErrorCode::DuplicateKey => "duplicate_key",
             ErrorCode::InvalidTextRepresentation => "invalid_text_representation",
+            ErrorCode::InvalidEncoding => "invalid_encoding",
             ErrorCode::DatatypeMismatch => "datatype_mismatch",
             ErrorCode::DivisionByZero => "division_by_zero",
             ErrorCode::NumericOutOfRange => "numeric_out_of_range",
@@ -88,7 +91,8 @@ impl ErrorCode {
     }
 }
 
-const ALL_CODES: [ErrorCode; 20] = [
+const ALL_CODES: [ErrorCode; 21] = [
+    ErrorCode::InvalidEncoding,
     ErrorCode::UndefinedObject,
     ErrorCode::SyntaxError,
     ErrorCode::UndefinedTable,

@@ -2,5 +2,6 @@
 //! document ids and routing of rows, and views.
 
 pub mod context;
+pub mod naming;
 pub mod routing;
 pub mod views;

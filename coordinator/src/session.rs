@@ -449,6 +449,8 @@ impl Session {
                 }
             }
             Statement::Query(_) | Statement::Explain { .. } => {
+                let mut statement = statement;
+                crate::plan::naming::alias_subquery_columns(&mut statement);
                 let ctx = self.context(false);
                 let plan = ctx
                     .state()

@@ -16,6 +16,7 @@ use creek_proto::arrow_flight::Ticket;
 use creek_proto::status::error_from_status;
 use creek_proto::v1::{FragmentTicket, ShardScanNode};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::ScalarValue;
@@ -417,10 +418,13 @@ impl ExecutionPlan for ShardScanExec {
         .try_flatten()
         .map(move |batch| {
             let batch = batch?;
-            // Field nullability may differ; rebuild with the planned schema.
-            Ok(datafusion::arrow::record_batch::RecordBatch::try_new(
+            // Field nullability may differ; rebuild with the planned schema. The row count is
+            // explicit because `count(*)` scans project no columns at all.
+            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            Ok(RecordBatch::try_new_with_options(
                 expected.clone(),
                 batch.columns().to_vec(),
+                &options,
             )?)
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))

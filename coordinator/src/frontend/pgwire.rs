@@ -149,6 +149,19 @@ impl NoopStartupHandler for PgHandler {
     }
 }
 
+/// Rejects query text that held invalid UTF-8. pgwire decodes query strings lossily, so invalid
+/// bytes arrive as U+FFFD; accepting them would store replacement characters instead of the
+/// client's data. The price is that a literal U+FFFD in SQL text is refused too.
+fn check_encoding(query: &str) -> PgWireResult<()> {
+    if query.contains('\u{FFFD}') {
+        return Err(to_pg_error(&crate::error::Error::new(
+            creek_common::ErrorCode::InvalidEncoding,
+            "invalid byte sequence for encoding \"UTF8\"",
+        )));
+    }
+    Ok(())
+}
+
 fn output_to_response(output: Output) -> PgWireResult<Response> {
     Ok(match output {
         Output::Rows { schema, stream } => {
@@ -187,6 +200,7 @@ impl SimpleQueryHandler for PgHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        check_encoding(query)?;
         let session = session_of(client, &self.cluster);
         let statements = crate::sql::parse::parse_sql(query).map_err(|e| to_pg_error(&e))?;
         let mut responses = Vec::with_capacity(statements.len());
@@ -237,6 +251,7 @@ impl QueryParser for PgQueryParser {
             .session_extensions()
             .get::<Session>()
             .ok_or_else(|| PgWireError::ApiError("session missing".into()))?;
+        check_encoding(sql)?;
         let prepared = session.prepare(sql).await.map_err(|e| to_pg_error(&e))?;
         Ok(Some(PgStatement {
             sql: sql.to_string(),

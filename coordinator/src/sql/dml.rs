@@ -423,7 +423,7 @@ pub async fn update(dml: &DmlContext<'_>, update: &ast::Update) -> Result<Output
             (target.trim_matches('"').to_lowercase(), a.value.to_string())
         })
         .collect();
-    for (column, _) in &assignments {
+    for column in assignments.keys() {
         if table.column(column).is_none() {
             return Err(Error::new(
                 ErrorCode::UndefinedColumn,

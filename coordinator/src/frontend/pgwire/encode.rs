@@ -199,19 +199,48 @@ fn encode_value(
                 enc!(utc.map(|t| t.naive_utc()))
             }
         }
+        DataType::List(element) => {
+            let list = column.as_list::<i32>();
+            let values = list.value(row);
+            macro_rules! typed_vec {
+                ($array:ty) => {{
+                    let typed = values.as_any().downcast_ref::<$array>();
+                    let items: Vec<_> = typed.map(|a| a.iter().collect()).unwrap_or_default();
+                    enc!(items)
+                }};
+            }
+            match element.data_type() {
+                DataType::Boolean => typed_vec!(BooleanArray),
+                DataType::Int16 => typed_vec!(Int16Array),
+                DataType::Int32 => typed_vec!(Int32Array),
+                DataType::Int64 => typed_vec!(Int64Array),
+                DataType::Float32 => typed_vec!(Float32Array),
+                DataType::Float64 => typed_vec!(Float64Array),
+                _ => {
+                    // Other element types travel as their text form in a text[] value.
+                    let options = FormatOptions::default();
+                    let items: Vec<Option<String>> =
+                        match ArrayFormatter::try_new(values.as_ref(), &options) {
+                            Ok(element_formatter) => (0..values.len())
+                                .map(|i| {
+                                    (!values.is_null(i))
+                                        .then(|| element_formatter.value(i).to_string())
+                                })
+                                .collect(),
+                            Err(_) => Vec::new(),
+                        };
+                    encoder.encode_field_with_type_and_format(
+                        &items,
+                        &Type::TEXT_ARRAY,
+                        format,
+                        &format_options,
+                    )
+                }
+            }
+        }
         _ => {
             let text = match formatter {
-                Some(formatter) => {
-                    let value = formatter.value(row).to_string();
-                    if matches!(
-                        column.data_type(),
-                        DataType::List(_) | DataType::LargeList(_)
-                    ) {
-                        list_text(&value)
-                    } else {
-                        value
-                    }
-                }
+                Some(formatter) => formatter.value(row).to_string(),
                 None => String::new(),
             };
             encoder.encode_field_with_type_and_format(
@@ -222,17 +251,6 @@ fn encode_value(
             )
         }
     }
-}
-
-/// Turns Arrow's `[1, 2]` list display into PostgreSQL's `{1,2}` array text.
-fn list_text(display: &str) -> String {
-    let inner = display.trim_start_matches('[').trim_end_matches(']');
-    let items: Vec<&str> = if inner.is_empty() {
-        Vec::new()
-    } else {
-        inner.split(", ").collect()
-    };
-    format!("{{{}}}", items.join(","))
 }
 
 /// Decodes parameter `index` of a portal as `pg_type`.
@@ -281,6 +299,13 @@ pub fn decode_param<S: Clone>(
                 .map(|v| v.timestamp_micros()),
             Some("+00:00".into()),
         ),
+        t if *t == Type::NUMERIC => match portal
+            .parameter::<rust_decimal::Decimal>(index, t)
+            .map_err(bad)?
+        {
+            Some(value) => ScalarValue::Decimal128(Some(value.mantissa()), 38, value.scale() as i8),
+            None => ScalarValue::Decimal128(None, 38, 0),
+        },
         t if *t == Type::DATE => ScalarValue::Date32(
             portal
                 .parameter::<NaiveDate>(index, t)
@@ -289,6 +314,36 @@ pub fn decode_param<S: Clone>(
                     (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
                 }),
         ),
+        t if t.name().starts_with('_') => decode_array_param(portal, index, t).map_err(bad)?,
         t => ScalarValue::Utf8(portal.parameter::<String>(index, t).map_err(bad)?),
+    })
+}
+
+fn decode_array_param<S: Clone>(
+    portal: &Portal<S>,
+    index: usize,
+    pg_type: &Type,
+) -> PgWireResult<ScalarValue> {
+    macro_rules! list {
+        ($rust:ty, $variant:ident, $arrow:expr) => {{
+            match portal.parameter::<Vec<Option<$rust>>>(index, pg_type)? {
+                Some(items) => {
+                    let values: Vec<ScalarValue> =
+                        items.into_iter().map(ScalarValue::$variant).collect();
+                    ScalarValue::List(ScalarValue::new_list_nullable(&values, &$arrow))
+                }
+                None => ScalarValue::try_from(&DataType::new_list($arrow, true))
+                    .unwrap_or(ScalarValue::Null),
+            }
+        }};
+    }
+    Ok(match pg_type {
+        t if *t == Type::BOOL_ARRAY => list!(bool, Boolean, DataType::Boolean),
+        t if *t == Type::INT2_ARRAY => list!(i16, Int16, DataType::Int16),
+        t if *t == Type::INT4_ARRAY => list!(i32, Int32, DataType::Int32),
+        t if *t == Type::INT8_ARRAY => list!(i64, Int64, DataType::Int64),
+        t if *t == Type::FLOAT4_ARRAY => list!(f32, Float32, DataType::Float32),
+        t if *t == Type::FLOAT8_ARRAY => list!(f64, Float64, DataType::Float64),
+        _ => list!(String, Utf8, DataType::Utf8),
     })
 }

@@ -17,6 +17,7 @@ pub fn sqlstate(code: ErrorCode) -> &'static str {
         ErrorCode::DuplicateObject => "42P07",
         ErrorCode::DuplicateKey => "23505",
         ErrorCode::InvalidTextRepresentation => "22P02",
+        ErrorCode::InvalidEncoding => "22021",
         ErrorCode::DatatypeMismatch => "42804",
         ErrorCode::DivisionByZero => "22012",
         ErrorCode::NumericOutOfRange => "22003",

@@ -1,0 +1,57 @@
+"""The CrateDB-compatible HTTP endpoint, with raw HTTP and the official `crate` client."""
+import json
+import urllib.error
+import urllib.request
+
+from crate import client as crate_client
+
+
+def post(creek, body, query=""):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(f"{creek.url}/_sql{query}", data=data, method="POST")
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_root_reports_version(creek):
+    with urllib.request.urlopen(creek.url + "/") as response:
+        assert "number" in json.loads(response.read())["version"]
+
+
+def test_args_bulk_args_and_types(creek):
+    assert post(creek, {"stmt": "CREATE TABLE http_t (id INTEGER PRIMARY KEY, name TEXT, ts TIMESTAMP WITH TIME ZONE)"})[0] == 200
+    status, body = post(creek, {"stmt": "INSERT INTO http_t VALUES (?, ?, ?)", "bulk_args": [[1, "a", "2024-01-01T00:00:01Z"], [1, "dup", None], [2, "b", None]]})
+    assert status == 200
+    assert [r["rowcount"] for r in body["results"]] == [1, -2, 1]
+    status, body = post(creek, {"stmt": "SELECT id, name, ts FROM http_t WHERE id = $1", "args": [1]}, "?types")
+    assert status == 200
+    assert body["cols"] == ["id", "name", "ts"]
+    assert body["rows"] == [[1, "a", 1704067201000]]
+    assert body["rowcount"] == 1
+    assert len(body["col_types"]) == 3
+
+
+def test_errors(creek):
+    status, body = post(creek, {"stmt": "SELECT * FROM missing"})
+    assert status == 404 and body["error"]["code"] == 4041
+    status, body = post(creek, {"stmt": "SELEC 1"})
+    assert status == 400 and body["error"]["code"] == 4000
+    status, body = post(creek, b"{not json")
+    assert status == 400 and "error" in body
+    post(creek, {"stmt": "CREATE TABLE IF NOT EXISTS http_dup (id INTEGER PRIMARY KEY)"})
+    post(creek, {"stmt": "INSERT INTO http_dup VALUES (1)"})
+    status, body = post(creek, {"stmt": "INSERT INTO http_dup VALUES (1)"})
+    assert status == 409 and body["error"]["code"] == 4091
+
+
+def test_crate_python_client(creek):
+    connection = crate_client.connect(creek.url)
+    cursor = connection.cursor()
+    cursor.execute("CREATE TABLE IF NOT EXISTS crate_c (id INTEGER PRIMARY KEY, v TEXT)")
+    cursor.execute("INSERT INTO crate_c (id, v) VALUES (?, ?)", (1, "x"))
+    cursor.execute("SELECT v FROM crate_c WHERE id = ?", (1,))
+    assert cursor.fetchall() == [["x"]]
+    connection.close()

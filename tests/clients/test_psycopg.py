@@ -1,0 +1,88 @@
+"""psycopg 3 against creek dev: simple and extended protocol, text and binary results."""
+import datetime
+import decimal
+
+import psycopg
+import pytest
+from psycopg import errors
+
+
+@pytest.fixture()
+def conn(creek):
+    with psycopg.connect(creek.dsn, autocommit=True) as connection:
+        yield connection
+
+
+def test_roundtrip_extended_and_binary(conn):
+    conn.execute("DROP TABLE IF EXISTS pg_people")
+    conn.execute(
+        "CREATE TABLE pg_people (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE PRECISION, "
+        "active BOOLEAN, born DATE, seen TIMESTAMP, price NUMERIC(10,2), tags TEXT[])")
+    rows = [
+        (1, "ann", 1.5, True, datetime.date(1990, 1, 2), datetime.datetime(2024, 5, 6, 7, 8, 9), decimal.Decimal("9.99"), ["a", "b"]),
+        (2, "bob", None, False, None, None, None, None),
+    ]
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO pg_people VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", rows)
+    conn.execute("REFRESH TABLE pg_people")
+    for binary in (False, True):
+        with conn.cursor(binary=binary) as cur:
+            cur.execute("SELECT id, name, score, active, born, seen FROM pg_people WHERE id = %s", (1,))
+            assert cur.fetchone() == (1, "ann", 1.5, True, datetime.date(1990, 1, 2), datetime.datetime(2024, 5, 6, 7, 8, 9))
+    row = conn.execute("SELECT price, tags FROM pg_people WHERE id = 1").fetchone()
+    assert row == (decimal.Decimal("9.99"), ["a", "b"])
+    assert conn.execute("SELECT count(*) FROM pg_people WHERE score IS NULL").fetchone() == (1,)
+
+
+def test_simple_protocol_multiple_statements(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1; SELECT 2", prepare=False)
+        assert cur.fetchone() == (2,) or cur.fetchone() is None
+
+
+def test_errors_have_sqlstate_and_connection_survives(conn):
+    with pytest.raises(errors.UndefinedTable):
+        conn.execute("SELECT * FROM does_not_exist")
+    with pytest.raises(errors.SyntaxError):
+        conn.execute("SELEC 1")
+    with pytest.raises(errors.DivisionByZero):
+        conn.execute("SELECT 1 / 0")
+    with pytest.raises(errors.InvalidTextRepresentation):
+        conn.execute("SELECT CAST('x' AS INTEGER)")
+    assert conn.execute("SELECT 42").fetchone() == (42,)
+
+
+def test_duplicate_key(conn):
+    conn.execute("CREATE TABLE IF NOT EXISTS pg_dup (id INTEGER PRIMARY KEY)")
+    conn.execute("INSERT INTO pg_dup VALUES (1) ON CONFLICT (id) DO NOTHING")
+    with pytest.raises(errors.UniqueViolation):
+        conn.execute("INSERT INTO pg_dup VALUES (1)")
+
+
+def test_copy_is_reported_missing_not_silently_ignored(conn):
+    with pytest.raises(psycopg.Error):
+        with conn.cursor().copy("COPY pg_dup (id) FROM STDIN") as copy:
+            copy.write_row((5,))
+
+
+def test_explain_shows_pushed_filters(conn):
+    conn.execute("CREATE TABLE IF NOT EXISTS pg_explain (id INTEGER PRIMARY KEY, v TEXT)")
+    plan = "\n".join(r[1] for r in conn.execute("EXPLAIN SELECT v FROM pg_explain WHERE id = 3 AND v = 'x'"))
+    assert "ShardScanExec" in plan
+    assert "pushed_filters" in plan
+    assert "primary_key_lookup" in plan
+
+
+def test_transactions_are_accepted(conn):
+    conn.autocommit = False
+    conn.execute("SELECT 1")
+    conn.commit()
+    conn.execute("SELECT 1")
+    conn.rollback()
+
+
+def test_show_create_table(conn):
+    conn.execute("CREATE TABLE IF NOT EXISTS pg_show (id INTEGER PRIMARY KEY, kind VARCHAR(10)) CLUSTERED BY (id) INTO 3 SHARDS")
+    text = conn.execute("SHOW CREATE TABLE pg_show").fetchone()[0]
+    assert 'CLUSTERED BY ("id") INTO 3 SHARDS' in text
+    assert '"kind" VARCHAR(10)' in text

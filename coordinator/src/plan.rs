@@ -2,6 +2,7 @@
 //! document ids and routing of rows, and views.
 
 pub mod context;
+pub mod decorrelate;
 pub mod naming;
 pub mod routing;
 pub mod views;

@@ -181,11 +181,9 @@ impl Session {
         if let [ParsedStatement::Sql(statement, _)] = statements.as_slice() {
             let ctx = self.context(false);
             let planned = match statement.as_ref() {
-                Statement::Query(_) | Statement::Explain { .. } => Some(
-                    ctx.state()
-                        .statement_to_plan(DfStatement::Statement(statement.clone()))
-                        .await?,
-                ),
+                Statement::Query(_) | Statement::Explain { .. } => {
+                    Some(plan_query(&ctx, statement.clone()).await?)
+                }
                 Statement::Insert(insert) => {
                     let mut stripped = insert.clone();
                     stripped.on = None;
@@ -449,13 +447,8 @@ impl Session {
                 }
             }
             Statement::Query(_) | Statement::Explain { .. } => {
-                let mut statement = statement;
-                crate::plan::naming::alias_subquery_columns(&mut statement);
                 let ctx = self.context(false);
-                let plan = ctx
-                    .state()
-                    .statement_to_plan(DfStatement::Statement(statement))
-                    .await?;
+                let plan = plan_query(&ctx, statement).await?;
                 self.run_query(&ctx, plan, param_values).await
             }
             other => Err(Error::new(
@@ -489,6 +482,15 @@ impl Session {
         let stream = df.execute_stream().await?;
         Ok(Output::Rows { schema, stream })
     }
+}
+
+/// Plans a query (or EXPLAIN) the same way for execution and for extended-protocol Describe.
+async fn plan_query(ctx: &SessionContext, mut statement: Box<Statement>) -> Result<LogicalPlan> {
+    crate::plan::naming::alias_subquery_columns(&mut statement);
+    Ok(ctx
+        .state()
+        .statement_to_plan(DfStatement::Statement(statement))
+        .await?)
 }
 
 fn first_words(sql: &str) -> String {

@@ -4,14 +4,29 @@
 use std::sync::Arc;
 
 use datafusion::execution::SessionStateBuilder;
+use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::provider::CreekCatalogProvider;
 use crate::cluster::Cluster;
+use crate::plan::decorrelate::CorrelatedScalarSubqueryRule;
 use crate::sql::system::register_system_schemas;
 
 /// Name of the catalog holding user schemas.
 pub const CATALOG_NAME: &str = "crate";
+
+/// DataFusion's optimizer rules with Creek's decorrelation right after DataFusion's own
+/// `scalar_subquery_to_join`: it must run before projection pruning, which does not see the
+/// columns that outer references inside subqueries use.
+fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    let mut rules = Optimizer::new().rules;
+    let position = rules
+        .iter()
+        .position(|rule| rule.name() == "scalar_subquery_to_join")
+        .map_or(rules.len(), |index| index + 1);
+    rules.insert(position, Arc::new(CorrelatedScalarSubqueryRule));
+    rules
+}
 
 /// Creates a context whose unqualified names resolve in `default_schema`.
 pub fn session_context(
@@ -29,6 +44,7 @@ pub fn session_context(
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
+        .with_optimizer_rules(optimizer_rules())
         .build();
     let ctx = SessionContext::new_with_state(state);
     ctx.register_catalog(

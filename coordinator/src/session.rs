@@ -429,6 +429,11 @@ impl Session {
             Statement::Commit { .. } => Ok(affected("COMMIT", 0)),
             Statement::Rollback { .. } => Ok(affected("ROLLBACK", 0)),
             Statement::Discard { .. } => Ok(affected("DISCARD ALL", 0)),
+            Statement::Copy { .. } => Ok(Output::CopyIn(crate::sql::copy::copy_from_stdin(
+                &self.cluster,
+                &statement,
+                &default_schema,
+            )?)),
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 let (ctx, hidden_ctx) = (self.context(false), self.context(true));
                 let dml_context = DmlContext {

@@ -1,6 +1,7 @@
 //! SQL: parsing with Creek's extensions, DDL against cluster state, DML routed to shards, and
 //! the system schemas. Queries themselves are planned and executed by DataFusion.
 
+pub mod copy;
 pub mod ddl;
 pub mod dml;
 pub mod parse;
@@ -18,6 +19,8 @@ pub enum Output {
         /// The rows.
         stream: SendableRecordBatchStream,
     },
+    /// `COPY ... FROM STDIN`: the protocol must now receive the rows from the client.
+    CopyIn(copy::CopyFromStdin),
     /// A command that changed `count` rows (or 0), reported with `tag` (e.g. `INSERT`).
     Affected {
         /// The command tag, e.g. `INSERT`, `CREATE TABLE`.

@@ -22,3 +22,14 @@ def test_psql_error_shows_sqlstate(creek):
     result = psql(creek, "SELECT * FROM psql_missing")
     assert result.returncode != 0
     assert "42P01" in result.stderr
+
+
+def test_psql_copy_from_file(creek, tmp_path):
+    data = tmp_path / "rows.csv"
+    data.write_text("id,v\n1,one\n2,\"two, too\"\n")
+    result = psql(creek, "CREATE TABLE psql_copy (id INTEGER PRIMARY KEY, v TEXT)",
+                  f"\\copy psql_copy FROM '{data}' WITH (FORMAT csv, HEADER true)",
+                  "REFRESH TABLE psql_copy",
+                  "SELECT v FROM psql_copy ORDER BY id")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-2:] == ["one", "two, too"]

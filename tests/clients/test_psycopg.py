@@ -59,10 +59,33 @@ def test_duplicate_key(conn):
         conn.execute("INSERT INTO pg_dup VALUES (1)")
 
 
-def test_copy_is_reported_missing_not_silently_ignored(conn):
-    with pytest.raises(psycopg.Error):
-        with conn.cursor().copy("COPY pg_dup (id) FROM STDIN") as copy:
-            copy.write_row((5,))
+def test_copy_from_stdin_text_and_csv(conn):
+    conn.execute("CREATE TABLE pg_copy (id INTEGER PRIMARY KEY, name TEXT, score DOUBLE PRECISION)")
+    with conn.cursor() as cur:
+        with cur.copy("COPY pg_copy (id, name, score) FROM STDIN") as copy:
+            for i in range(2500):
+                copy.write_row((i, f"name {i}", i / 2 if i % 10 else None))
+        assert cur.rowcount == 2500
+        with cur.copy("COPY pg_copy FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
+            copy.write('id,name,score\n10000,"quoted, with comma",1.5\n10001,,\n')
+    conn.execute("REFRESH TABLE pg_copy")
+    assert conn.execute("SELECT count(*), count(score) FROM pg_copy").fetchone() == (2502, 2251)
+    assert conn.execute("SELECT name FROM pg_copy WHERE id = 10000").fetchone() == ("quoted, with comma",)
+    assert conn.execute("SELECT name FROM pg_copy WHERE id = 10001").fetchone() == (None,)
+
+
+def test_copy_errors_are_reported_and_connection_survives(conn):
+    conn.execute("CREATE TABLE IF NOT EXISTS pg_copy_err (id INTEGER PRIMARY KEY, n INTEGER)")
+    with pytest.raises(errors.InvalidTextRepresentation):
+        with conn.cursor().copy("COPY pg_copy_err FROM STDIN") as copy:
+            copy.write("1\tnot a number\n")
+    with pytest.raises(errors.UniqueViolation):
+        with conn.cursor().copy("COPY pg_copy_err FROM STDIN") as copy:
+            copy.write("5\t1\n5\t2\n")
+    with pytest.raises(errors.UndefinedTable):
+        with conn.cursor().copy("COPY no_such_table FROM STDIN") as copy:
+            copy.write("1\n")
+    assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_explain_shows_pushed_filters(conn):

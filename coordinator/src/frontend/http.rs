@@ -173,6 +173,10 @@ async fn sql(
     };
     let with_types = params.types.is_some();
     match output {
+        Output::CopyIn(_) => error_response(
+            ErrorCode::FeatureNotSupported,
+            "COPY FROM STDIN needs the PostgreSQL protocol; over HTTP use bulk_args".into(),
+        ),
         Output::Affected { count, .. } => Json(json!({
             "cols": [],
             "rows": [],

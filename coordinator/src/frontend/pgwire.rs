@@ -1,6 +1,7 @@
 //! PostgreSQL wire protocol (v3) through the `pgwire` crate: simple and extended query, text and
 //! binary formats, cancel requests. Every statement goes through [`Session`].
 
+pub mod copy;
 pub mod encode;
 pub mod error;
 
@@ -8,11 +9,13 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use copy::start_copy;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use futures::Sink;
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
@@ -84,6 +87,10 @@ impl PgWireServerHandlers for PgHandlers {
         self.handler.clone()
     }
 
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        self.handler.clone()
+    }
+
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         self.cancel.clone()
     }
@@ -91,7 +98,7 @@ impl PgWireServerHandlers for PgHandlers {
 
 /// The per-server handler; per-connection state lives in the client's session extensions.
 pub struct PgHandler {
-    cluster: Arc<Cluster>,
+    pub(crate) cluster: Arc<Cluster>,
     manager: Arc<ConnectionManager>,
     parser: Arc<PgQueryParser>,
 }
@@ -164,6 +171,11 @@ fn check_encoding(query: &str) -> PgWireResult<()> {
 
 fn output_to_response(output: Output) -> PgWireResult<Response> {
     Ok(match output {
+        Output::CopyIn(_) => {
+            return Err(PgWireError::ApiError(
+                "COPY must be started with start_copy".into(),
+            ))
+        }
         Output::Rows { schema, stream } => {
             let fields = Arc::new(fields_for_schema(&schema, &Format::UnifiedText));
             Response::Query(encode_stream(fields, stream))
@@ -206,6 +218,11 @@ impl SimpleQueryHandler for PgHandler {
         let mut responses = Vec::with_capacity(statements.len());
         for statement in statements {
             match session.execute_one(statement, &[]).await {
+                Ok(Output::CopyIn(copy)) => {
+                    responses.push(start_copy(client, &self.cluster, copy));
+                    // COPY takes over the connection until CopyDone; later statements do not run.
+                    break;
+                }
                 Ok(output) => responses.push(output_to_response(output)?),
                 Err(error) => {
                     // Later statements of a failed simple query are not run, as in PostgreSQL.
@@ -379,6 +396,7 @@ impl ExtendedQueryHandler for PgHandler {
                 let fields = Arc::new(fields_for_schema(&schema, &portal.result_column_format));
                 Ok(Response::Query(encode_stream(fields, stream)))
             }
+            Output::CopyIn(copy) => Ok(start_copy(client, &self.cluster, copy)),
             other => output_to_response(other),
         }
     }

@@ -12,7 +12,7 @@ use creek_common::schema::{TableSchema, ID_COLUMN};
 use creek_common::types::ColumnType;
 use creek_proto::v1::{RowStatus, WriteMode};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt32Array};
-use datafusion::arrow::compute::{cast, take_record_batch};
+use datafusion::arrow::compute::{cast_with_options, take_record_batch, CastOptions};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ParamValues;
@@ -206,18 +206,29 @@ fn parse_expr(sql: &str) -> Result<ast::Expr> {
         .map_err(|e| Error::new(ErrorCode::SyntaxError, e.to_string()))
 }
 
+/// Casts fail on unparsable values instead of turning them into NULL (no silent data loss).
+const STRICT_CAST: CastOptions<'static> = CastOptions {
+    safe: false,
+    format_options: datafusion::arrow::util::display::FormatOptions::new(),
+};
+
 /// Casts a planned batch to the table's exact column types and checks column constraints.
-fn conform_batch(table: &TableSchema, batch: &RecordBatch) -> Result<RecordBatch> {
+pub(crate) fn conform_batch(table: &TableSchema, batch: &RecordBatch) -> Result<RecordBatch> {
     let mut fields = Vec::with_capacity(table.columns.len());
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(table.columns.len());
     for column in &table.columns {
         let target = column.column_type.arrow_type();
         let array = match batch.column_by_name(&column.name) {
             Some(array) if array.data_type() == &target => array.clone(),
-            Some(array) => cast(array, &target).map_err(|e| {
+            Some(array) => cast_with_options(array, &target, &STRICT_CAST).map_err(|e| {
+                let code = if array.data_type() == &DataType::Utf8 {
+                    ErrorCode::InvalidTextRepresentation
+                } else {
+                    ErrorCode::DatatypeMismatch
+                };
                 Error::new(
-                    ErrorCode::DatatypeMismatch,
-                    format!("cannot store value in column \"{}\": {e}", column.name),
+                    code,
+                    format!("invalid value for column \"{}\": {e}", column.name),
                 )
             })?,
             None => datafusion::arrow::array::new_null_array(&target, batch.num_rows()),
@@ -255,7 +266,7 @@ fn conform_batch(table: &TableSchema, batch: &RecordBatch) -> Result<RecordBatch
 
 /// Writes a conformed batch, grouped by shard. Returns per-row statuses in batch order and the
 /// batch itself.
-async fn write_batch(
+pub(crate) async fn write_batch(
     cluster: &Arc<Cluster>,
     table: &TableSchema,
     batch: &RecordBatch,

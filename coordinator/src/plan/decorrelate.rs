@@ -99,13 +99,7 @@ impl OptimizerRule for CorrelatedScalarSubqueryRule {
                 };
                 let predicate = replace_subquery(filter.predicate, &subquery, &names.value)?;
                 // Keep the filter's output schema: drop the value column again.
-                let original: Vec<Expr> = filter
-                    .input
-                    .schema()
-                    .columns()
-                    .into_iter()
-                    .map(col)
-                    .collect();
+                let original: Vec<Expr> = column_exprs(filter.input.as_ref());
                 let plan = LogicalPlanBuilder::from(new_input)
                     .filter(predicate)?
                     .project(original)?
@@ -195,13 +189,7 @@ fn decorrelate(
     if let Some(local) = conjunction(local) {
         inner = inner.filter(local)?;
     }
-    let mut inner_columns: Vec<Expr> = filter
-        .input
-        .schema()
-        .columns()
-        .into_iter()
-        .map(col)
-        .collect();
+    let mut inner_columns: Vec<Expr> = column_exprs(filter.input.as_ref());
     inner_columns.push(lit(true).alias(&names.match_marker));
     let inner = match inner
         .project(inner_columns)
@@ -215,30 +203,15 @@ fn decorrelate(
         Some(predicate) => requalify(predicate)?,
         None => return Ok(None),
     };
-    let outer_columns: Vec<Expr> = input.schema().columns().into_iter().map(col).collect();
+    let outer_columns: Vec<Expr> = column_exprs(input);
     let numbered = LogicalPlanBuilder::from(input.clone())
         .window(vec![row_number().alias(&names.row_number)])?;
     let joined = numbered.join_on(inner, JoinType::Left, vec![join_predicate])?;
-    let aggregate_expr = match requalify(aggregate.aggr_expr[0].clone())? {
-        Expr::AggregateFunction(mut function) if is_count_star(&function) => {
-            function.params.args = vec![col(Column::new(
-                Some(names.subquery_alias.as_str()),
-                names.match_marker.as_str(),
-            ))];
-            Expr::AggregateFunction(function)
-        }
-        Expr::Alias(alias) => match *alias.expr {
-            Expr::AggregateFunction(mut function) if is_count_star(&function) => {
-                function.params.args = vec![col(Column::new(
-                    Some(names.subquery_alias.as_str()),
-                    names.match_marker.as_str(),
-                ))];
-                Expr::AggregateFunction(function)
-            }
-            other => other,
-        },
-        other => other,
-    };
+    let marker = Column::new(
+        Some(names.subquery_alias.as_str()),
+        names.match_marker.as_str(),
+    );
+    let aggregate_expr = count_matches_only(requalify(aggregate.aggr_expr[0].clone())?, marker);
     let mut group_by = outer_columns.clone();
     group_by.push(col(names.row_number.as_str()));
     let aggregated = joined.aggregate(group_by, vec![aggregate_expr.alias(&names.aggregate)])?;
@@ -275,6 +248,23 @@ fn resolve_outer(input: &LogicalPlan, column: Column) -> Column {
     match schema.qualified_field_with_unqualified_name(&column.name) {
         Ok((qualifier, field)) => Column::new(qualifier.cloned(), field.name()),
         Err(_) => column,
+    }
+}
+
+/// Returns every output column of `plan` as a column expression.
+fn column_exprs(plan: &LogicalPlan) -> Vec<Expr> {
+    plan.schema().columns().into_iter().map(col).collect()
+}
+
+/// Makes `count(*)` count the subquery side's match marker, so outer rows without a match get 0.
+fn count_matches_only(expr: Expr, marker: Column) -> Expr {
+    match expr {
+        Expr::AggregateFunction(mut function) if is_count_star(&function) => {
+            function.params.args = vec![col(marker)];
+            Expr::AggregateFunction(function)
+        }
+        Expr::Alias(alias) => count_matches_only(*alias.expr, marker),
+        other => other,
     }
 }
 

@@ -435,7 +435,13 @@ impl Session {
                 &default_schema,
             )?)),
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-                let (ctx, hidden_ctx) = (self.context(false), self.context(true));
+                let ctx = self.context(false);
+                // Only UPDATE and DELETE read `_id`; an INSERT (the hot path) builds one context.
+                let hidden_ctx = if matches!(*statement, Statement::Insert(_)) {
+                    ctx.clone()
+                } else {
+                    self.context(true)
+                };
                 let dml_context = DmlContext {
                     cluster: &self.cluster,
                     ctx: &ctx,

@@ -3,6 +3,7 @@
 //! Codes are mapped to the outside world (SQLSTATE, CrateDB HTTP codes, HTTP status) only at the
 //! edges, in the coordinator's frontends. This module must stay free of protocol specifics.
 
+use datafusion::error::DataFusionError;
 use serde::{Deserialize, Serialize};
 
 /// Names a kind of failure, independent of the protocol that reports it.
@@ -36,6 +37,10 @@ pub enum ErrorCode {
     NumericOutOfRange,
     /// A NOT NULL column got a null.
     NotNullViolation,
+    /// A scalar subquery returned more than one row.
+    CardinalityViolation,
+    /// An object cannot be dropped because others (views) depend on it.
+    DependentObjectsStillExist,
     /// A parameter or argument is invalid.
     InvalidParameterValue,
     /// The statement is valid SQL but Creek does not support it.
@@ -74,6 +79,8 @@ impl ErrorCode {
             ErrorCode::DatatypeMismatch => "datatype_mismatch",
             ErrorCode::DivisionByZero => "division_by_zero",
             ErrorCode::NumericOutOfRange => "numeric_out_of_range",
+            ErrorCode::CardinalityViolation => "cardinality_violation",
+            ErrorCode::DependentObjectsStillExist => "dependent_objects_still_exist",
             ErrorCode::NotNullViolation => "not_null_violation",
             ErrorCode::InvalidParameterValue => "invalid_parameter_value",
             ErrorCode::FeatureNotSupported => "feature_not_supported",
@@ -91,7 +98,7 @@ impl ErrorCode {
     }
 }
 
-const ALL_CODES: [ErrorCode; 21] = [
+const ALL_CODES: [ErrorCode; 23] = [
     ErrorCode::InvalidEncoding,
     ErrorCode::UndefinedObject,
     ErrorCode::SyntaxError,
@@ -105,6 +112,8 @@ const ALL_CODES: [ErrorCode; 21] = [
     ErrorCode::DatatypeMismatch,
     ErrorCode::DivisionByZero,
     ErrorCode::NumericOutOfRange,
+    ErrorCode::CardinalityViolation,
+    ErrorCode::DependentObjectsStillExist,
     ErrorCode::NotNullViolation,
     ErrorCode::InvalidParameterValue,
     ErrorCode::FeatureNotSupported,
@@ -133,6 +142,109 @@ impl CodedError {
             code,
             message: message.into(),
         }
+    }
+}
+
+impl CodedError {
+    /// Classifies a DataFusion error (by its root cause) and keeps a client-facing message.
+    pub fn from_datafusion(error: &DataFusionError) -> CodedError {
+        let message = match error.find_root() {
+            DataFusionError::External(inner) => match inner.downcast_ref::<CodedError>() {
+                Some(coded) => coded.message.clone(),
+                None => inner.to_string(),
+            },
+            DataFusionError::ArrowError(inner, _) => strip_prefix(&inner.to_string()),
+            DataFusionError::SQL(inner, _) => strip_prefix(&inner.to_string()),
+            other => strip_prefix(&other.to_string()),
+        };
+        CodedError::new(datafusion_code(error), message)
+    }
+}
+
+/// Removes DataFusion's and Arrow's context prefixes from an error message.
+pub fn strip_prefix(message: &str) -> String {
+    let mut text = message.trim();
+    for prefix in [
+        "Error during planning: ",
+        "Schema error: ",
+        "SQL error: ",
+        "Arrow error: ",
+        "Execution error: ",
+        "Optimizer rule ",
+        "This feature is not implemented: ",
+        "Invalid argument error: ",
+        "Compute error: ",
+        "Cast error: ",
+        "Parser error: ",
+        "ParserError(\"",
+        "External error: ",
+    ] {
+        while let Some(rest) = text.strip_prefix(prefix) {
+            text = rest;
+        }
+    }
+    text.trim_end_matches("\")").to_string()
+}
+
+/// Classifies a DataFusion error by walking to its root cause.
+pub fn datafusion_code(error: &DataFusionError) -> ErrorCode {
+    match error.find_root() {
+        DataFusionError::External(inner) => inner
+            .downcast_ref::<CodedError>()
+            .map(|coded| coded.code)
+            .unwrap_or(ErrorCode::Internal),
+        DataFusionError::SQL(_, _) => ErrorCode::SyntaxError,
+        DataFusionError::SchemaError(inner, _) => {
+            let text = inner.to_string();
+            if text.contains("No field named") || text.contains("not found") {
+                ErrorCode::UndefinedColumn
+            } else if text.contains("Duplicate") || text.contains("duplicate") {
+                ErrorCode::DuplicateObject
+            } else {
+                ErrorCode::InvalidParameterValue
+            }
+        }
+        DataFusionError::NotImplemented(_) => ErrorCode::FeatureNotSupported,
+        DataFusionError::ArrowError(inner, _) => arrow_code(&inner.to_string()),
+        DataFusionError::Plan(text) => {
+            if text.contains("table") && text.contains("not found") {
+                ErrorCode::UndefinedTable
+            } else if text.contains("Invalid function") || text.contains("No function matches") {
+                ErrorCode::UndefinedFunction
+            } else if text.contains("Cannot infer common")
+                || text.contains("not supported")
+                || text.contains("Cannot coerce")
+                || text.contains("type_coercion")
+            {
+                ErrorCode::DatatypeMismatch
+            } else {
+                ErrorCode::InvalidParameterValue
+            }
+        }
+        DataFusionError::Execution(text) => arrow_code(text),
+        DataFusionError::ResourcesExhausted(_) => ErrorCode::ProgramLimitExceeded,
+        _ => ErrorCode::Internal,
+    }
+}
+
+/// Classifies an Arrow error by its message.
+pub fn arrow_code(text: &str) -> ErrorCode {
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("divide by zero") || lower.contains("division by zero") {
+        ErrorCode::DivisionByZero
+    } else if lower.contains("overflow") {
+        ErrorCode::NumericOutOfRange
+    } else if lower.contains("cannot cast")
+        || lower.contains("cast error")
+        || lower.contains("parser error")
+        || lower.contains("error parsing")
+        || lower.contains("invalid")
+        || lower.contains("can't parse")
+        || lower.contains("cannot parse")
+    {
+        ErrorCode::InvalidTextRepresentation
+    } else {
+        ErrorCode::Internal
     }
 }
 

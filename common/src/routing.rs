@@ -10,7 +10,9 @@ pub fn shard_for_key(routing_key: &str, num_shards: u32) -> u32 {
     (fnv1a64(routing_key.as_bytes()) % u64::from(num_shards.max(1))) as u32
 }
 
-fn fnv1a64(bytes: &[u8]) -> u64 {
+/// FNV-1a, 64 bit: stable across versions and platforms, so it may name things on disk and in
+/// catalogs.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in bytes {
         hash ^= u64::from(*byte);

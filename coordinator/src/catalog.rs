@@ -5,6 +5,7 @@
 //! replaces [`ClusterState`] persistence with a Raft log among voters. Nothing here talks to data
 //! nodes: DDL that must reach them goes through `sql::ddl`.
 
+pub mod pg_catalog;
 pub mod provider;
 pub mod shard_table;
 

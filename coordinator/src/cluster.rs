@@ -252,6 +252,20 @@ impl Cluster {
     pub async fn drop_table(&self, table: &TableSchema) -> Result<()> {
         let key = crate::catalog::qualified(&table.schema_name, &table.name);
         self.catalog.update(|state| {
+            let target = (table.schema_name.clone(), table.name.clone());
+            if let Some(view) = state
+                .views
+                .values()
+                .find(|view| crate::plan::views::view_dependencies(view).contains(&target))
+            {
+                return Err(Error::new(
+                    ErrorCode::DependentObjectsStillExist,
+                    format!(
+                        "cannot drop table {key} because view {}.{} depends on it",
+                        view.schema_name, view.name
+                    ),
+                ));
+            }
             state.tables.remove(&key);
             state.routing.remove(&table.id.0);
             Ok(())

@@ -3,6 +3,10 @@
 
 pub mod context;
 pub mod decorrelate;
+pub mod fragments;
 pub mod naming;
+pub mod pg_compat;
+pub mod pg_functions;
 pub mod routing;
+pub mod single_row;
 pub mod views;

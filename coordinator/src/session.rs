@@ -4,21 +4,27 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use creek_common::error::ErrorCode;
+use creek_common::error::{CodedError, ErrorCode};
 use datafusion::arrow::array::StringArray;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
+use futures::StreamExt;
 use parking_lot::Mutex;
 use sqlparser::ast::{self, ObjectType, Statement};
+use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::plan::context::session_context;
+use crate::plan::{pg_compat, single_row};
 use crate::sql::ddl::{self, split_name};
 use crate::sql::dml::{self, DmlContext};
 use crate::sql::parse::{parse_sql, ParsedStatement};
@@ -46,6 +52,16 @@ impl Default for SessionSettings {
             ("standard_conforming_strings", "on"),
             ("application_name", ""),
             ("transaction_isolation", "read committed"),
+            (
+                "default_table_access_method",
+                crate::catalog::pg_catalog::ACCESS_METHOD,
+            ),
+            ("integer_datetimes", "on"),
+            ("is_superuser", "on"),
+            (
+                "session_authorization",
+                crate::catalog::pg_catalog::SUPERUSER,
+            ),
         ] {
             other.insert(key.to_string(), value.to_string());
         }
@@ -57,57 +73,21 @@ impl Default for SessionSettings {
     }
 }
 
-/// A client session.
-pub struct Session {
-    cluster: Arc<Cluster>,
-    settings: Mutex<SessionSettings>,
-}
-
-/// A planned query: its logical plan and parameter types, for extended-protocol Describe.
-pub struct PreparedQuery {
-    /// The statement's SQL text.
-    pub sql: String,
-    /// The result schema, if the statement returns rows.
-    pub schema: Option<SchemaRef>,
-    /// Inferred parameter types, by position.
-    pub param_types: Vec<Option<DataType>>,
-}
-
-fn one_column(name: &str, values: Vec<String>) -> Result<Output> {
-    let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]));
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(values))])?;
-    Ok(Output::Rows {
-        schema: schema.clone(),
-        stream: Box::pin(MemoryStream::try_new(vec![batch], schema, None)?),
-    })
-}
-
-fn affected(tag: &str, count: u64) -> Output {
-    Output::Affected {
-        tag: tag.to_string(),
-        count,
-    }
-}
-
-impl Session {
-    /// Creates a session with default settings.
-    pub fn new(cluster: Arc<Cluster>) -> Session {
-        Session {
-            cluster,
-            settings: Mutex::new(SessionSettings::default()),
+impl SessionSettings {
+    /// Returns a setting's value, if it exists.
+    pub fn get(&self, name: &str) -> Option<String> {
+        match name {
+            "search_path" | "schema" => Some(self.schema.clone()),
+            "write_refresh" => Some(self.write_refresh.to_string()),
+            other => self.other.get(other).cloned(),
         }
     }
 
-    /// Returns a copy of the settings.
-    pub fn settings(&self) -> SessionSettings {
-        self.settings.lock().clone()
-    }
-
     /// Sets a setting as a client startup parameter would.
-    pub fn set(&self, name: &str, value: &str) -> Result<()> {
+    pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
         let name = name.to_lowercase();
         let value = value.trim().trim_matches('\'').to_string();
-        let mut settings = self.settings.lock();
+        let settings = self;
         match name.as_str() {
             "search_path" | "schema" => {
                 settings.schema = value
@@ -142,22 +122,80 @@ impl Session {
         }
         Ok(())
     }
+}
 
-    fn show(&self, name: &str) -> Option<String> {
-        let settings = self.settings.lock();
-        match name {
-            "search_path" | "schema" => Some(settings.schema.clone()),
-            "write_refresh" => Some(settings.write_refresh.to_string()),
-            other => settings.other.get(other).cloned(),
+/// A client session.
+pub struct Session {
+    cluster: Arc<Cluster>,
+    settings: Arc<Mutex<SessionSettings>>,
+    /// Cancels the rows stream of the query running now (see [`Session::cancel_query`]).
+    current_query: Mutex<CancellationToken>,
+}
+
+/// A planned query: its logical plan and parameter types, for extended-protocol Describe.
+pub struct PreparedQuery {
+    /// The statement's SQL text.
+    pub sql: String,
+    /// The result schema, if the statement returns rows.
+    pub schema: Option<SchemaRef>,
+    /// Inferred parameter types, by position.
+    pub param_types: Vec<Option<DataType>>,
+}
+
+fn one_column(name: &str, values: Vec<String>) -> Result<Output> {
+    let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, true)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(values))])?;
+    Ok(Output::Rows {
+        schema: schema.clone(),
+        stream: Box::pin(MemoryStream::try_new(vec![batch], schema, None)?),
+    })
+}
+
+fn affected(tag: &str, count: u64) -> Output {
+    Output::Affected {
+        tag: tag.to_string(),
+        count,
+    }
+}
+
+impl Session {
+    /// Creates a session with default settings.
+    pub fn new(cluster: Arc<Cluster>) -> Session {
+        Session {
+            cluster,
+            settings: Arc::new(Mutex::new(SessionSettings::default())),
+            current_query: Mutex::new(CancellationToken::new()),
         }
     }
 
+    /// Cancels the statement running in this session: its row stream ends with 57014 and is
+    /// dropped, which stops DataFusion's operators and the shard scans on the data nodes.
+    pub fn cancel_query(&self) {
+        self.current_query.lock().cancel();
+    }
+
+    fn begin_query(&self) -> CancellationToken {
+        let token = CancellationToken::new();
+        *self.current_query.lock() = token.clone();
+        token
+    }
+
+    /// Returns a copy of the settings.
+    pub fn settings(&self) -> SessionSettings {
+        self.settings.lock().clone()
+    }
+
+    /// Sets a setting as a client startup parameter would.
+    pub fn set(&self, name: &str, value: &str) -> Result<()> {
+        self.settings.lock().set(name, value)
+    }
+
+    fn show(&self, name: &str) -> Option<String> {
+        self.settings.lock().get(name)
+    }
+
     fn context(&self, expose_hidden: bool) -> SessionContext {
-        session_context(
-            self.cluster.clone(),
-            &self.settings.lock().schema,
-            expose_hidden,
-        )
+        session_context(self.cluster.clone(), &self.settings, expose_hidden)
     }
 
     /// Executes every statement of `sql` with the given parameters.
@@ -182,7 +220,13 @@ impl Session {
             let ctx = self.context(false);
             let planned = match statement.as_ref() {
                 Statement::Query(_) | Statement::Explain { .. } => {
-                    Some(plan_query(&ctx, statement.clone()).await?)
+                    match plan_query(&ctx, statement.clone()).await? {
+                        QueryPlan::Plan(plan) => Some(plan),
+                        QueryPlan::Empty(schema) => {
+                            prepared.schema = Some(schema);
+                            None
+                        }
+                    }
                 }
                 Statement::Insert(insert) => {
                     let mut stripped = insert.clone();
@@ -379,11 +423,14 @@ impl Session {
                 )
             }
             Statement::ShowVariable { variable } => {
-                let name = variable
+                let mut name = variable
                     .iter()
                     .map(|i| i.value.to_lowercase())
                     .collect::<Vec<_>>()
                     .join(" ");
+                if name == "transaction isolation level" {
+                    name = "transaction_isolation".to_string();
+                }
                 if name == "all" {
                     let settings = self.settings();
                     let mut rows: Vec<String> = settings
@@ -428,6 +475,9 @@ impl Session {
             Statement::StartTransaction { .. } => Ok(affected("BEGIN", 0)),
             Statement::Commit { .. } => Ok(affected("COMMIT", 0)),
             Statement::Rollback { .. } => Ok(affected("ROLLBACK", 0)),
+            // Transactions are no-ops, so are their savepoints.
+            Statement::Savepoint { .. } => Ok(affected("SAVEPOINT", 0)),
+            Statement::ReleaseSavepoint { .. } => Ok(affected("RELEASE", 0)),
             Statement::Discard { .. } => Ok(affected("DISCARD ALL", 0)),
             Statement::Copy { .. } => Ok(Output::CopyIn(crate::sql::copy::copy_from_stdin(
                 &self.cluster,
@@ -459,8 +509,13 @@ impl Session {
             }
             Statement::Query(_) | Statement::Explain { .. } => {
                 let ctx = self.context(false);
-                let plan = plan_query(&ctx, statement).await?;
-                self.run_query(&ctx, plan, param_values).await
+                match plan_query(&ctx, statement).await? {
+                    QueryPlan::Plan(plan) => self.run_query(&ctx, plan, param_values).await,
+                    QueryPlan::Empty(schema) => Ok(Output::Rows {
+                        schema: schema.clone(),
+                        stream: Box::pin(MemoryStream::try_new(vec![], schema, None)?),
+                    }),
+                }
             }
             other => Err(Error::new(
                 ErrorCode::FeatureNotSupported,
@@ -488,20 +543,60 @@ impl Session {
                 "statement is not supported here",
             ));
         }
+        let token = self.begin_query();
         let df = DataFrame::new(ctx.state(), plan);
         let schema = Arc::new(df.schema().as_arrow().clone());
         let stream = df.execute_stream().await?;
-        Ok(Output::Rows { schema, stream })
+        Ok(Output::Rows {
+            schema: schema.clone(),
+            stream: cancellable(schema, stream, token),
+        })
     }
 }
 
+/// A planned query, or the columns of a query known to return no rows without planning it.
+enum QueryPlan {
+    Plan(LogicalPlan),
+    Empty(SchemaRef),
+}
+
 /// Plans a query (or EXPLAIN) the same way for execution and for extended-protocol Describe.
-async fn plan_query(ctx: &SessionContext, mut statement: Box<Statement>) -> Result<LogicalPlan> {
+async fn plan_query(ctx: &SessionContext, mut statement: Box<Statement>) -> Result<QueryPlan> {
     crate::plan::naming::alias_subquery_columns(&mut statement);
-    Ok(ctx
-        .state()
-        .statement_to_plan(DfStatement::Statement(statement))
-        .await?)
+    pg_compat::rewrite(&mut statement);
+    single_row::wrap_scalar_subqueries(&mut statement);
+    if let Some(columns) = pg_compat::empty_result_columns(&statement) {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|name| Field::new(name, DataType::Utf8, true))
+            .collect();
+        return Ok(QueryPlan::Empty(Arc::new(Schema::new(fields))));
+    }
+    Ok(QueryPlan::Plan(
+        ctx.state()
+            .statement_to_plan(DfStatement::Statement(statement))
+            .await?,
+    ))
+}
+
+/// Ends `stream` with a 57014 error as soon as `token` is cancelled, dropping it so the work
+/// behind it stops.
+fn cancellable(
+    schema: SchemaRef,
+    stream: SendableRecordBatchStream,
+    token: CancellationToken,
+) -> SendableRecordBatchStream {
+    let rows = stream.take_until(token.clone().cancelled_owned());
+    let canceled = futures::stream::once(async move {
+        token.is_cancelled().then(|| {
+            Err(DataFusionError::External(Box::new(CodedError::new(
+                ErrorCode::QueryCanceled,
+                "canceling statement due to user request",
+            ))))
+        })
+    })
+    .filter_map(futures::future::ready);
+    Box::pin(RecordBatchStreamAdapter::new(schema, rows.chain(canceled)))
 }
 
 fn first_words(sql: &str) -> String {

@@ -14,7 +14,7 @@ use creek_proto::arrow_flight::{
 };
 use creek_proto::v1::FragmentTicket;
 use datafusion::error::DataFusionError;
-use datafusion::execution::TaskContext;
+use datafusion::prelude::SessionContext;
 use datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -27,27 +27,28 @@ use crate::node::DataNode;
 /// The Flight service of a data node.
 pub struct FlightFragmentService {
     node: Arc<DataNode>,
+    /// Resolves the functions fragments call: DataFusion's built-in ones, the only ones the
+    /// coordinator sends (see the coordinator's `plan::fragments`).
+    session: SessionContext,
 }
 
 impl FlightFragmentService {
     /// Creates the service for `node`.
     pub fn new(node: Arc<DataNode>) -> FlightFragmentService {
-        FlightFragmentService { node }
+        FlightFragmentService {
+            node,
+            session: SessionContext::new(),
+        }
     }
 }
 
 /// Maps a DataFusion error to a status that keeps Creek's error code.
+/// Fragments evaluate expressions here, so a division by zero or a bad cast is classified as
+/// the coordinator would classify it.
 pub fn status_from_datafusion(error: DataFusionError) -> Status {
-    let coded = match error.find_root() {
-        DataFusionError::External(inner) => inner
-            .downcast_ref::<creek_common::error::CodedError>()
-            .cloned(),
-        _ => None,
-    };
-    match coded {
-        Some(coded) => creek_proto::status::status_from_error(&coded),
-        None => Status::internal(error.to_string()),
-    }
+    creek_proto::status::status_from_error(&creek_common::error::CodedError::from_datafusion(
+        &error,
+    ))
 }
 
 type FlightStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -68,7 +69,7 @@ impl FlightService for FlightFragmentService {
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let ticket = FragmentTicket::decode(request.into_inner().ticket)
             .map_err(|e| Status::invalid_argument(format!("bad fragment ticket: {e}")))?;
-        let task_ctx = Arc::new(TaskContext::default());
+        let task_ctx = self.session.task_ctx();
         let codec = DatanodeCodec::new(self.node.clone());
         let plan = physical_plan_from_bytes_with_extension_codec(&ticket.plan, &task_ctx, &codec)
             .map_err(status_from_datafusion)?;

@@ -109,3 +109,55 @@ def test_show_create_table(conn):
     text = conn.execute("SHOW CREATE TABLE pg_show").fetchone()[0]
     assert 'CLUSTERED BY ("id") INTO 3 SHARDS' in text
     assert '"kind" VARCHAR(10)' in text
+
+
+def test_prepared_statements_and_deallocate_all(creek):
+    """psycopg prepares a query on the server after repeated use; DEALLOCATE ALL drops them."""
+    with psycopg.connect(creek.dsn, prepare_threshold=1) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS prep_t (id INTEGER PRIMARY KEY, v TEXT)")
+        for i in range(3):
+            assert conn.execute("SELECT %s::int + 1", [i]).fetchone() == (i + 1,)
+        assert conn.prepared_max is None or conn.prepared_max > 0
+        conn.execute("DEALLOCATE ALL")
+        # Statements prepared again after DEALLOCATE ALL work as before.
+        for i in range(3):
+            assert conn.execute("SELECT %s::int + 1", [i]).fetchone() == (i + 1,)
+        with pytest.raises(psycopg.errors.SyntaxError):
+            conn.execute("SELEC 1")
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+
+
+def test_cancel_stops_a_running_query(creek):
+    """A CancelRequest ends a long query with 57014; the connection keeps working."""
+    import threading
+    import time
+
+    with psycopg.connect(creek.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS cancel_t (id INTEGER PRIMARY KEY)")
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO cancel_t VALUES (%s)", [(i,) for i in range(2000)])
+        conn.execute("REFRESH TABLE cancel_t")
+        timer = threading.Timer(1.0, conn.cancel_safe)
+        timer.start()
+        started = time.monotonic()
+        # 8 * 10^9 joined rows: hours of work unless the cancel stops it.
+        with pytest.raises(errors.QueryCanceled):
+            conn.execute("SELECT count(*) FROM cancel_t a, cancel_t b, cancel_t c")
+        timer.join()
+        assert time.monotonic() - started < 30
+        assert conn.execute("SELECT count(*) FROM cancel_t").fetchone() == (2000,)
+
+
+def test_explain_shows_work_on_data_nodes(conn):
+    """Partial aggregates, filters and per-shard top-N run next to the shards."""
+    conn.execute("CREATE TABLE IF NOT EXISTS explain_t (id INTEGER PRIMARY KEY, g TEXT, v INTEGER) "
+                  "CLUSTERED INTO 3 SHARDS")
+    plan = "\n".join(r[1] for r in conn.execute(
+        "EXPLAIN SELECT g, count(*), sum(v) FROM explain_t WHERE v > 1 GROUP BY g").fetchall())
+    assert "on_data_nodes=[AggregateExec: mode=Partial" in plan
+    assert "FilterExec: v@1 > 1" in plan
+    assert "mode=FinalPartitioned" in plan
+    plan = "\n".join(r[1] for r in conn.execute(
+        "EXPLAIN SELECT id FROM explain_t ORDER BY v DESC LIMIT 5").fetchall())
+    assert "on_data_nodes=[SortExec: TopK(fetch=5)" in plan
+    assert "SortPreservingMergeExec" in plan

@@ -1,13 +1,13 @@
 //! DataFusion catalog and schema providers backed by cluster state. Every lookup reads the
 //! current state, so DDL from any session is visible to the next statement of every session.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::Result as DfResult;
 
+use super::pg_catalog::{is_catalog_table, schema_names, PgCatalogSchema};
 use super::shard_table::ShardTable;
 use super::Catalog;
 use crate::cluster::Cluster;
@@ -18,15 +18,21 @@ use crate::plan::views::view_provider;
 pub struct CreekCatalogProvider {
     cluster: Arc<Cluster>,
     expose_hidden: bool,
+    settings: Vec<(String, String)>,
 }
 
 impl CreekCatalogProvider {
     /// Creates the provider; with `expose_hidden`, tables also show `_id` and `_seq_no`
-    /// (used by UPDATE and DELETE).
-    pub fn new(cluster: Arc<Cluster>, expose_hidden: bool) -> CreekCatalogProvider {
+    /// (used by UPDATE and DELETE). `settings` are the session's, listed by `pg_settings`.
+    pub fn new(
+        cluster: Arc<Cluster>,
+        expose_hidden: bool,
+        settings: Vec<(String, String)>,
+    ) -> CreekCatalogProvider {
         CreekCatalogProvider {
             cluster,
             expose_hidden,
+            settings,
         }
     }
 }
@@ -37,38 +43,42 @@ impl std::fmt::Debug for Catalog {
     }
 }
 
+impl CreekCatalogProvider {
+    fn pg_catalog(&self) -> PgCatalogSchema {
+        PgCatalogSchema::new(self.cluster.clone(), self.settings.clone())
+    }
+}
+
 impl CatalogProvider for CreekCatalogProvider {
     fn schema_names(&self) -> Vec<String> {
-        let state = self.cluster.catalog().state();
-        let mut names: BTreeSet<String> = state
-            .tables
-            .values()
-            .map(|t| t.schema_name.clone())
-            .chain(state.views.values().map(|v| v.schema_name.clone()))
-            .collect();
-        names.insert("doc".to_string());
-        names.insert("sys".to_string());
+        let mut names = schema_names(&self.cluster.catalog().state());
+        // DataFusion serves `information_schema` itself.
+        names.remove("information_schema");
         names.into_iter().collect()
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        if name == "sys" {
-            return Some(crate::sql::system::sys_schema(self.cluster.clone()));
+        match name {
+            "sys" => Some(crate::sql::system::sys_schema(self.cluster.clone())),
+            "pg_catalog" => Some(Arc::new(self.pg_catalog())),
+            _ => Some(Arc::new(CreekSchemaProvider {
+                cluster: self.cluster.clone(),
+                schema: name.to_string(),
+                expose_hidden: self.expose_hidden,
+                pg_catalog: self.pg_catalog(),
+            })),
         }
-        Some(Arc::new(CreekSchemaProvider {
-            cluster: self.cluster.clone(),
-            schema: name.to_string(),
-            expose_hidden: self.expose_hidden,
-        }))
     }
 }
 
-/// One schema (namespace) of user tables and views; it exists implicitly.
+/// One schema (namespace) of user tables and views; it exists implicitly. As in PostgreSQL,
+/// `pg_catalog` tables are found unqualified too, after the schema's own tables.
 #[derive(Debug)]
 pub struct CreekSchemaProvider {
     cluster: Arc<Cluster>,
     schema: String,
     expose_hidden: bool,
+    pg_catalog: PgCatalogSchema,
 }
 
 #[async_trait]
@@ -105,12 +115,12 @@ impl SchemaProvider for CreekSchemaProvider {
         if let Some(view) = state.views.get(&key) {
             return view_provider(&self.cluster, view).await.map(Some);
         }
-        Ok(None)
+        self.pg_catalog.table(name).await
     }
 
     fn table_exist(&self, name: &str) -> bool {
         let state = self.cluster.catalog().state();
         let key = super::qualified(&self.schema, name);
-        state.tables.contains_key(&key) || state.views.contains_key(&key)
+        state.tables.contains_key(&key) || state.views.contains_key(&key) || is_catalog_table(name)
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use creek_common::routing::shard_for_key;
@@ -18,23 +18,26 @@ use creek_proto::v1::{FragmentTicket, ShardScanNode};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::catalog::Session;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    displayable, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
-use datafusion_proto::bytes::Serializeable;
-use datafusion_proto::protobuf::{
-    physical_plan_node::PhysicalPlanType, PhysicalExtensionNode, PhysicalPlanNode,
+use datafusion::prelude::SessionContext;
+use datafusion_proto::bytes::{
+    physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
+    Serializeable,
 };
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 
@@ -254,7 +257,10 @@ impl TableProvider for ShardTable {
     }
 }
 
-/// Scans shards on data nodes: partition `i` streams shard `shards[i]` over Flight.
+/// Scans shards on data nodes: partition `i` streams shard `shards[i]` over Flight. With a
+/// fragment (see `plan::fragments`), each data node runs the fragment's operators over its
+/// shard and partition `i` streams their output instead.
+#[derive(Clone)]
 pub struct ShardScanExec {
     table: Arc<TableSchema>,
     cluster: Arc<Cluster>,
@@ -265,6 +271,9 @@ pub struct ShardScanExec {
     limit: Option<usize>,
     realtime_ids: Vec<String>,
     properties: Arc<PlanProperties>,
+    /// Operators to run on the data node above this scan; their leaf is this scan without a
+    /// fragment.
+    fragment: Option<Arc<dyn ExecutionPlan>>,
 }
 
 impl fmt::Debug for ShardScanExec {
@@ -301,35 +310,160 @@ impl ShardScanExec {
             limit,
             realtime_ids,
             properties,
+            fragment: None,
         }
     }
 
-    /// Encodes the fragment for one shard: a plan whose leaf is the `ShardScanNode` extension.
-    fn encode_fragment(&self, shard: u32) -> DfResult<Vec<u8>> {
+    /// The operators this scan runs on the data nodes, if any.
+    pub fn fragment(&self) -> Option<&Arc<dyn ExecutionPlan>> {
+        self.fragment.as_ref()
+    }
+
+    /// This scan running `fragment` (operators over this scan) on the data nodes; its output is
+    /// the fragment's, one partition per shard. Fails unless the fragment survives the trip a
+    /// data node makes: encoded, then decoded with only DataFusion's built-in functions (so
+    /// Creek's coordinator-side functions and subquery expressions stay on the coordinator).
+    pub fn with_fragment(&self, fragment: Arc<dyn ExecutionPlan>) -> DfResult<ShardScanExec> {
+        let mut scan = self.clone();
+        scan.schema = fragment.schema();
+        scan.properties = Arc::new(
+            fragment
+                .properties()
+                .as_ref()
+                .clone()
+                .with_partitioning(Partitioning::UnknownPartitioning(self.shards.len().max(1))),
+        );
+        scan.fragment = Some(fragment);
+        if let Some(shard) = self.shards.first() {
+            let ticket = FragmentTicket::decode(scan.encode_fragment(*shard)?.as_slice())
+                .map_err(|e| DataFusionError::Internal(format!("bad fragment ticket: {e}")))?;
+            static DATA_NODE_FUNCTIONS: OnceLock<SessionContext> = OnceLock::new();
+            let task_ctx = DATA_NODE_FUNCTIONS
+                .get_or_init(SessionContext::new)
+                .task_ctx();
+            let codec = ShardLeafCodec {
+                leaf_schema: Some(self.leaf_schema()),
+            };
+            physical_plan_from_bytes_with_extension_codec(&ticket.plan, &task_ctx, &codec)?;
+        }
+        Ok(scan)
+    }
+
+    /// This scan (without fragment) restricted to one shard: the leaf sent for that shard.
+    fn leaf_for_shard(&self, shard: u32) -> ShardScanExec {
+        ShardScanExec::new(
+            self.table.clone(),
+            self.cluster.clone(),
+            self.leaf_schema(),
+            self.columns.clone(),
+            vec![shard],
+            self.filters.clone(),
+            self.limit,
+            self.realtime_ids.clone(),
+        )
+    }
+
+    fn leaf_schema(&self) -> SchemaRef {
+        let leaf = self.fragment.as_ref().and_then(|fragment| {
+            let mut found = None;
+            let _ = fragment.apply(|node| {
+                if let Some(scan) = node.downcast_ref::<ShardScanExec>() {
+                    found = Some(scan.schema.clone());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+            found
+        });
+        leaf.unwrap_or_else(|| self.schema.clone())
+    }
+
+    /// The `ShardScanNode` this (leaf) scan is sent as.
+    fn scan_node(&self) -> DfResult<ShardScanNode> {
         let filters = self
             .filters
             .iter()
             .map(|f| f.to_bytes().map(|b| b.to_vec()))
             .collect::<DfResult<Vec<_>>>()?;
-        let node = ShardScanNode {
+        Ok(ShardScanNode {
             table_json: serde_json::to_vec(self.table.as_ref()).expect("table serialises"),
-            shards: vec![shard],
+            shards: self.shards.clone(),
             columns: self.columns.clone(),
             filters,
             limit: self.limit.map(|l| l as u64),
             realtime_ids: self.realtime_ids.clone(),
+        })
+    }
+
+    /// Encodes the fragment for one shard: the fragment's operators (if any) over a
+    /// `ShardScanNode` leaf for that shard.
+    fn encode_fragment(&self, shard: u32) -> DfResult<Vec<u8>> {
+        let leaf: Arc<dyn ExecutionPlan> = Arc::new(self.leaf_for_shard(shard));
+        let plan = match &self.fragment {
+            Some(fragment) => {
+                Arc::clone(fragment)
+                    .transform_up(|node| {
+                        Ok(if node.is::<ShardScanExec>() {
+                            Transformed::yes(leaf.clone())
+                        } else {
+                            Transformed::no(node)
+                        })
+                    })?
+                    .data
+            }
+            None => leaf,
         };
-        let plan = PhysicalPlanNode {
-            physical_plan_type: Some(PhysicalPlanType::Extension(PhysicalExtensionNode {
-                node: node.encode_to_vec(),
-                inputs: vec![],
-            })),
-        };
+        let plan = physical_plan_to_bytes_with_extension_codec(
+            plan,
+            &ShardLeafCodec { leaf_schema: None },
+        )?;
         Ok(FragmentTicket {
-            plan: plan.encode_to_vec(),
+            plan: plan.to_vec(),
             partition: 0,
         }
         .encode_to_vec())
+    }
+}
+
+/// Encodes a fragment's leaf [`ShardScanExec`] as the `ShardScanNode` extension data nodes
+/// decode. The coordinator only decodes fragments to check them, with an empty leaf of
+/// `leaf_schema` in place of the shard scan.
+#[derive(Debug)]
+struct ShardLeafCodec {
+    leaf_schema: Option<SchemaRef>,
+}
+
+impl PhysicalExtensionCodec for ShardLeafCodec {
+    fn try_decode(
+        &self,
+        _buf: &[u8],
+        _inputs: &[Arc<dyn ExecutionPlan>],
+        _ctx: &TaskContext,
+        _proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        match &self.leaf_schema {
+            Some(schema) => Ok(Arc::new(EmptyExec::new(schema.clone()))),
+            None => Err(DataFusionError::Internal(
+                "the coordinator does not run plan fragments".to_string(),
+            )),
+        }
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        _proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DfResult<()> {
+        let Some(scan) = node.downcast_ref::<ShardScanExec>() else {
+            return Err(DataFusionError::NotImplemented(format!(
+                "{} cannot run on a data node",
+                node.name()
+            )));
+        };
+        scan.scan_node()?
+            .encode(buf)
+            .map_err(|e| DataFusionError::Internal(format!("encoding a shard scan failed: {e}")))
     }
 }
 
@@ -349,6 +483,17 @@ impl DisplayAs for ShardScanExec {
         }
         if !self.realtime_ids.is_empty() {
             write!(f, ", primary_key_lookup")?;
+        }
+        if let Some(fragment) = &self.fragment {
+            let mut steps = Vec::new();
+            let _ = fragment.apply(|node| {
+                if !node.is::<ShardScanExec>() {
+                    steps.push(displayable(node.as_ref()).one_line().to_string());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+            let steps: Vec<&str> = steps.iter().map(|s| s.trim()).collect();
+            write!(f, ", on_data_nodes=[{}]", steps.join(" <- "))?;
         }
         Ok(())
     }

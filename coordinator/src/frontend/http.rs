@@ -63,6 +63,8 @@ pub fn crate_error_code(code: ErrorCode) -> (u32, StatusCode) {
         | ErrorCode::InvalidEncoding
         | ErrorCode::DatatypeMismatch
         | ErrorCode::NumericOutOfRange
+        | ErrorCode::CardinalityViolation
+        | ErrorCode::DependentObjectsStillExist
         | ErrorCode::DivisionByZero
         | ErrorCode::NotNullViolation
         | ErrorCode::ProgramLimitExceeded => (4000, StatusCode::BAD_REQUEST),

@@ -6,15 +6,15 @@ pub mod encode;
 pub mod error;
 
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use copy::start_copy;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
-use futures::Sink;
+use futures::{Sink, SinkExt};
 use pgwire::api::auth::noop::NoopStartupHandler;
-use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -25,12 +25,16 @@ use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type};
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::extendedquery::{Parse, ParseComplete};
+use pgwire::messages::startup::SecretKey;
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::PgWireFrontendMessage;
 use tokio::net::TcpListener;
 
 use crate::cluster::Cluster;
 use crate::session::Session;
+use crate::sql::parse::ParsedStatement;
 use crate::sql::Output;
 use encode::{arrow_to_pg_type, encode_stream, fields_for_schema};
 use error::to_pg_error;
@@ -57,19 +61,24 @@ pub async fn serve(listener: TcpListener, cluster: Arc<Cluster>) {
 /// Handlers shared by all connections.
 pub struct PgHandlers {
     handler: Arc<PgHandler>,
-    cancel: Arc<DefaultCancelHandler>,
+    cancel: Arc<PgCancelHandler>,
 }
 
 impl PgHandlers {
     fn new(cluster: Arc<Cluster>) -> PgHandlers {
         let manager = Arc::new(ConnectionManager::new());
+        let sessions = SessionRegistry::default();
         PgHandlers {
             handler: Arc::new(PgHandler {
                 cluster,
                 manager: manager.clone(),
                 parser: Arc::new(PgQueryParser),
+                sessions: sessions.clone(),
             }),
-            cancel: Arc::new(DefaultCancelHandler::new(manager)),
+            cancel: Arc::new(PgCancelHandler {
+                manager,
+                sessions: sessions.clone(),
+            }),
         }
     }
 }
@@ -101,12 +110,77 @@ pub struct PgHandler {
     pub(crate) cluster: Arc<Cluster>,
     manager: Arc<ConnectionManager>,
     parser: Arc<PgQueryParser>,
+    sessions: SessionRegistry,
+}
+
+/// Sessions by the (process id, secret key) pair their connection was given at start-up, the
+/// pair a CancelRequest names. Weak: a closed connection's session is gone.
+type SessionRegistry = Arc<parking_lot::Mutex<Vec<(i32, SecretKey, Weak<Session>)>>>;
+
+/// Cancels both what pgwire itself watches (the statement's execution until its first row) and
+/// the session's row stream, which pgwire sends after the handler returned.
+pub struct PgCancelHandler {
+    manager: Arc<ConnectionManager>,
+    sessions: SessionRegistry,
+}
+
+#[async_trait]
+impl CancelHandler for PgCancelHandler {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        let session = self
+            .sessions
+            .lock()
+            .iter()
+            .find(|(pid, key, _)| *pid == request.pid && key.eq_value(&request.secret_key))
+            .and_then(|(_, _, session)| session.upgrade());
+        if let Some(session) = session {
+            session.cancel_query();
+        }
+        self.manager.cancel(request.pid, &request.secret_key).await;
+    }
 }
 
 fn session_of<C: ClientInfo>(client: &C, cluster: &Arc<Cluster>) -> Arc<Session> {
     client
         .session_extensions()
         .get_or_insert_with(|| Session::new(cluster.clone()))
+}
+
+/// Names of the statements this connection prepared through the extended protocol, so SQL
+/// `DEALLOCATE ALL` can remove them from the connection's statement store.
+#[derive(Default)]
+struct PreparedNames(parking_lot::Mutex<std::collections::BTreeSet<String>>);
+
+fn prepared_names<C: ClientInfo>(client: &C) -> Arc<PreparedNames> {
+    client
+        .session_extensions()
+        .get_or_insert_with(PreparedNames::default)
+}
+
+/// Runs `DEALLOCATE [PREPARE] name | ALL` against the connection's statement store; `None` if
+/// `statement` is something else.
+fn deallocate<C>(client: &C, statement: &ParsedStatement) -> Option<Response>
+where
+    C: ClientInfo + ClientPortalStore,
+    C::PortalStore: PortalStore,
+{
+    let ParsedStatement::Sql(statement, _) = statement else {
+        return None;
+    };
+    let sqlparser::ast::Statement::Deallocate { name, .. } = statement.as_ref() else {
+        return None;
+    };
+    let names = prepared_names(client);
+    let mut names = names.0.lock();
+    if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
+        for name in std::mem::take(&mut *names) {
+            client.portal_store().rm_statement(&name);
+        }
+        return Some(Response::Execution(Tag::new("DEALLOCATE ALL")));
+    }
+    names.remove(&name.value);
+    client.portal_store().rm_statement(&name.value);
+    Some(Response::Execution(Tag::new("DEALLOCATE")))
 }
 
 #[async_trait]
@@ -126,6 +200,12 @@ impl NoopStartupHandler for PgHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session_of(client, &self.cluster);
+        {
+            let (pid, key) = client.pid_and_secret_key();
+            let mut sessions = self.sessions.lock();
+            sessions.retain(|(_, _, session)| session.strong_count() > 0);
+            sessions.push((pid, key, Arc::downgrade(&session)));
+        }
         let metadata = client.metadata().clone();
         if let Some(options) = metadata.get("options") {
             // `-c name=value` pairs, as libpq's PGOPTIONS sends them.
@@ -217,6 +297,10 @@ impl SimpleQueryHandler for PgHandler {
         let statements = crate::sql::parse::parse_sql(query).map_err(|e| to_pg_error(&e))?;
         let mut responses = Vec::with_capacity(statements.len());
         for statement in statements {
+            if let Some(response) = deallocate(client, &statement) {
+                responses.push(response);
+                continue;
+            }
             match session.execute_one(statement, &[]).await {
                 Ok(Output::CopyIn(copy)) => {
                     responses.push(start_copy(client, &self.cluster, copy));
@@ -321,6 +405,31 @@ impl ExtendedQueryHandler for PgHandler {
         self.parser.clone()
     }
 
+    /// pgwire's own Parse handling, plus remembering the statement's name for `DEALLOCATE ALL`.
+    async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message
+            .name
+            .clone()
+            .unwrap_or_else(|| pgwire::api::DEFAULT_NAME.to_owned());
+        match StoredStatement::parse(client, &message, self.parser.clone()).await? {
+            Some(statement) => client.portal_store().put_statement(Arc::new(statement)),
+            None => client.portal_store().put_empty_statement(&name),
+        }
+        if name != pgwire::api::DEFAULT_NAME {
+            prepared_names(client).0.lock().insert(name);
+        }
+        client
+            .send(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .await?;
+        Ok(())
+    }
+
     async fn do_describe_statement<C>(
         &self,
         _client: &mut C,
@@ -383,6 +492,11 @@ impl ExtendedQueryHandler for PgHandler {
     {
         let session = session_of(client, &self.cluster);
         let statement = &portal.statement.statement;
+        if let Ok([parsed]) = crate::sql::parse::parse_sql(&statement.sql).as_deref() {
+            if let Some(response) = deallocate(client, parsed) {
+                return Ok(response);
+            }
+        }
         let params = decode_params(portal)?;
         let mut outputs = session
             .execute(&statement.sql, &params)

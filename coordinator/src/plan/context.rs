@@ -5,12 +5,17 @@ use std::sync::Arc;
 
 use datafusion::execution::SessionStateBuilder;
 use datafusion::optimizer::{Optimizer, OptimizerRule};
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::provider::CreekCatalogProvider;
 use crate::cluster::Cluster;
 use crate::plan::decorrelate::CorrelatedScalarSubqueryRule;
-use crate::sql::system::register_system_schemas;
+use crate::plan::fragments::PushFragmentsToShards;
+use crate::plan::{pg_functions, single_row};
+use crate::session::SessionSettings;
+use parking_lot::Mutex;
 
 /// Name of the catalog holding user schemas.
 pub const CATALOG_NAME: &str = "crate";
@@ -28,14 +33,24 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     rules
 }
 
-/// Creates a context whose unqualified names resolve in `default_schema`.
+/// DataFusion's physical optimizer rules, then moving per-shard operators into the fragments
+/// data nodes run: last, so it sees the final shape of each shard's operator chain.
+fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = PhysicalOptimizer::new().rules;
+    rules.push(Arc::new(PushFragmentsToShards));
+    rules
+}
+
+/// Creates a context for a session with `settings`: unqualified names resolve in its schema,
+/// and PostgreSQL's catalog functions see its settings.
 pub fn session_context(
     cluster: Arc<Cluster>,
-    default_schema: &str,
+    session_settings: &Arc<Mutex<SessionSettings>>,
     expose_hidden: bool,
 ) -> SessionContext {
+    let settings = session_settings.lock().clone();
     let mut config = SessionConfig::new()
-        .with_default_catalog_and_schema(CATALOG_NAME, default_schema)
+        .with_default_catalog_and_schema(CATALOG_NAME, &settings.schema)
         .with_create_default_catalog_and_schema(false)
         .with_information_schema(true)
         .with_target_partitions(4);
@@ -45,12 +60,24 @@ pub fn session_context(
         .with_config(config)
         .with_default_features()
         .with_optimizer_rules(optimizer_rules())
+        .with_physical_optimizer_rules(physical_optimizer_rules())
         .build();
     let ctx = SessionContext::new_with_state(state);
+    let mut listed: Vec<(String, String)> = settings
+        .other
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    listed.push(("search_path".to_string(), settings.schema.clone()));
     ctx.register_catalog(
         CATALOG_NAME,
-        Arc::new(CreekCatalogProvider::new(cluster.clone(), expose_hidden)),
+        Arc::new(CreekCatalogProvider::new(
+            cluster.clone(),
+            expose_hidden,
+            listed,
+        )),
     );
-    register_system_schemas(&ctx, &cluster);
+    pg_functions::register(&ctx, cluster, session_settings.clone());
+    ctx.register_udaf(single_row::single_row_value());
     ctx
 }

@@ -12,13 +12,8 @@ use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::SessionContext;
 
 use crate::cluster::Cluster;
-
-/// Registers nothing on the context itself: `sys` is served by the catalog provider, which
-/// asks [`sys_schema`] for it.
-pub fn register_system_schemas(_ctx: &SessionContext, _cluster: &Arc<Cluster>) {}
 
 /// Returns the `sys` schema provider.
 pub fn sys_schema(cluster: Arc<Cluster>) -> Arc<dyn SchemaProvider> {

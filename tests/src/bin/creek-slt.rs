@@ -318,6 +318,21 @@ async fn drop_schema_tables(server: &CreekServer, schema: &str) {
         return;
     };
     tokio::spawn(connection);
+    // Views first: a table a view reads cannot be dropped.
+    if let Ok(messages) = client
+        .simple_query("SELECT viewname FROM pg_views WHERE schemaname = current_schema()")
+        .await
+    {
+        for message in messages {
+            if let SimpleQueryMessage::Row(row) = message {
+                if let Some(name) = row.get(0) {
+                    let _ = client
+                        .simple_query(&format!("DROP VIEW \"{schema}\".\"{name}\""))
+                        .await;
+                }
+            }
+        }
+    }
     if let Ok(messages) = client.simple_query("SHOW TABLES").await {
         for message in messages {
             if let SimpleQueryMessage::Row(row) = message {

@@ -138,7 +138,8 @@ fn encode_value(
     let pg_type = field.datatype().clone();
     let format = field.format();
     let format_options = field.format_options().clone();
-    if column.is_null(row) {
+    // A NullArray has no validity buffer, so `is_null` alone says its rows are values.
+    if column.is_null(row) || column.data_type() == &DataType::Null {
         return encoder.encode_field_with_type_and_format(
             &None::<i32>,
             &pg_type,

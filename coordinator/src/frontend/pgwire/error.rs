@@ -21,6 +21,8 @@ pub fn sqlstate(code: ErrorCode) -> &'static str {
         ErrorCode::DatatypeMismatch => "42804",
         ErrorCode::DivisionByZero => "22012",
         ErrorCode::NumericOutOfRange => "22003",
+        ErrorCode::CardinalityViolation => "21000",
+        ErrorCode::DependentObjectsStillExist => "2BP01",
         ErrorCode::NotNullViolation => "23502",
         ErrorCode::InvalidParameterValue => "22023",
         ErrorCode::FeatureNotSupported => "0A000",

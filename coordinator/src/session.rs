@@ -258,6 +258,21 @@ impl Session {
                 for (i, t) in ordered {
                     prepared.param_types[i - 1] = t;
                 }
+                // As in PostgreSQL, `$n::type` declares the parameter's type where nothing
+                // else in the statement decides it.
+                let mut rewritten = statement.clone();
+                pg_compat::rewrite(&mut rewritten);
+                for (index, data_type) in pg_compat::placeholder_casts(&rewritten) {
+                    let Some(slot) = prepared.param_types.get_mut(index - 1) else {
+                        continue;
+                    };
+                    if slot.is_none() {
+                        let probe = format!("SELECT CAST(NULL AS {data_type})");
+                        if let Ok(plan) = ctx.state().create_logical_plan(&probe).await {
+                            *slot = Some(plan.schema().field(0).data_type().clone());
+                        }
+                    }
+                }
                 if matches!(
                     statement.as_ref(),
                     Statement::Query(_) | Statement::Explain { .. }

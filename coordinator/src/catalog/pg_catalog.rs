@@ -18,6 +18,7 @@ use creek_common::schema::TableSchema;
 use creek_common::types::ColumnType;
 use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, Float32Builder, Int64Builder, ListBuilder, StringBuilder,
+    UInt32Builder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -39,8 +40,9 @@ pub const SUPERUSER: &str = "crate";
 /// Name Creek gives its access method in `pg_am`.
 pub const ACCESS_METHOD: &str = "tantivy";
 
-/// Every catalog table with its columns as `name type` pairs. Types: `oid`/`int` (int8),
-/// `text`, `bool`, `float4`, `text[]`, `int[]`.
+/// Every catalog table with its columns as `name type` pairs. Types: `oid` (UInt32, which
+/// pgwire reports as PostgreSQL's oid), `int` (int8), `text`, `bool`, `float4`, `text[]`,
+/// `int[]`.
 const TABLES: &[(&str, &str)] = &[
     (
         "pg_namespace",
@@ -263,7 +265,8 @@ pub fn is_catalog_table(name: &str) -> bool {
 fn column_data_type(spec: &str) -> DataType {
     let list = |item: DataType| DataType::List(Arc::new(Field::new("item", item, true)));
     match spec {
-        "oid" | "int" => DataType::Int64,
+        "oid" => DataType::UInt32,
+        "int" => DataType::Int64,
         "bool" => DataType::Boolean,
         "float4" => DataType::Float32,
         "text[]" => list(DataType::Utf8),
@@ -348,6 +351,17 @@ fn build_batch(schema: &SchemaRef, rows: &[Row]) -> DfResult<RecordBatch> {
                     for row in rows {
                         match cell(row, name) {
                             Some(Cell::Int(v)) => builder.append_value(v),
+                            Some(Cell::Null) => builder.append_null(),
+                            _ => builder.append_value(0),
+                        }
+                    }
+                    Arc::new(builder.finish())
+                }
+                DataType::UInt32 => {
+                    let mut builder = UInt32Builder::new();
+                    for row in rows {
+                        match cell(row, name) {
+                            Some(Cell::Int(v)) => builder.append_value(v as u32),
                             Some(Cell::Null) => builder.append_null(),
                             _ => builder.append_value(0),
                         }

@@ -13,6 +13,11 @@
 //!   DataFusion constructs (lateral set-returning functions, array subscripts by subquery) that
 //!   only ever appear over those catalogs.
 //!
+//! One client query is replaced whole: asyncpg's type introspection (run for every type it has
+//! no built-in codec for, such as `int8[]`) follows domains with a correlated recursive CTE and
+//! composites and ranges with correlated subqueries. Creek has none of those kinds of type, so
+//! the query is answered by an equivalent one that only follows array element types.
+//!
 //! Rewrites never change what a query over user tables means.
 
 use std::ops::ControlFlow;
@@ -28,8 +33,69 @@ use sqlparser::parser::Parser;
 
 use crate::catalog::pg_catalog::EMPTY_TABLES;
 
+/// asyncpg's type introspection over Creek's types (see the module documentation): the same
+/// columns, parameter and order.
+const ASYNCPG_TYPE_INTROSPECTION: &str = "
+WITH RECURSIVE typeinfo_tree(
+    oid, ns, name, kind, basetype, elemtype, elemdelim,
+    range_subtype, attrtypoids, attrnames, depth) AS (
+    SELECT ti.oid, ti.ns, ti.name, ti.kind, ti.basetype, ti.elemtype, ti.elemdelim,
+        ti.range_subtype, ti.attrtypoids, ti.attrnames, 0
+    FROM (SELECT t.oid AS oid, ns.nspname AS ns, t.typname AS name, t.typtype AS kind,
+            CAST(NULL AS oid) AS basetype, t.typelem AS elemtype, elem_t.typdelim AS elemdelim,
+            CAST(NULL AS oid) AS range_subtype, CAST(NULL AS oid[]) AS attrtypoids,
+            CAST(NULL AS text[]) AS attrnames
+        FROM pg_catalog.pg_type AS t
+        INNER JOIN pg_catalog.pg_namespace ns ON ns.oid = t.typnamespace
+        LEFT JOIN pg_catalog.pg_type elem_t
+            ON t.typlen = -1 AND t.typelem != 0 AND t.typelem = elem_t.oid) AS ti
+    WHERE ti.oid = any($1::oid[])
+    UNION ALL
+    SELECT ti.oid, ti.ns, ti.name, ti.kind, ti.basetype, ti.elemtype, ti.elemdelim,
+        ti.range_subtype, ti.attrtypoids, ti.attrnames, tt.depth + 1
+    FROM (SELECT t.oid AS oid, ns.nspname AS ns, t.typname AS name, t.typtype AS kind,
+            CAST(NULL AS oid) AS basetype, t.typelem AS elemtype, elem_t.typdelim AS elemdelim,
+            CAST(NULL AS oid) AS range_subtype, CAST(NULL AS oid[]) AS attrtypoids,
+            CAST(NULL AS text[]) AS attrnames
+        FROM pg_catalog.pg_type AS t
+        INNER JOIN pg_catalog.pg_namespace ns ON ns.oid = t.typnamespace
+        LEFT JOIN pg_catalog.pg_type elem_t
+            ON t.typlen = -1 AND t.typelem != 0 AND t.typelem = elem_t.oid) AS ti,
+        typeinfo_tree tt
+    WHERE tt.elemtype IS NOT NULL AND ti.oid = tt.elemtype
+)
+SELECT DISTINCT *,
+    basetype::regtype::text AS basetype_name,
+    elemtype::regtype::text AS elemtype_name,
+    range_subtype::regtype::text AS range_subtype_name
+FROM typeinfo_tree
+ORDER BY depth DESC";
+
+/// Whether `statement` is asyncpg's type introspection query (all its versions share these).
+fn is_asyncpg_type_introspection(statement: &Statement) -> bool {
+    let Statement::Query(query) = statement else {
+        return false;
+    };
+    let Some(with) = &query.with else {
+        return false;
+    };
+    with.recursive
+        && with
+            .cte_tables
+            .iter()
+            .any(|cte| cte.alias.name.value == "typeinfo_tree")
+        && statement.to_string().contains("typebases")
+}
+
 /// Rewrites PostgreSQL-only syntax in `statement` into what DataFusion plans.
 pub fn rewrite(statement: &mut Statement) {
+    if is_asyncpg_type_introspection(statement) {
+        if let Ok(mut replacement) =
+            Parser::parse_sql(&PostgreSqlDialect {}, ASYNCPG_TYPE_INTROSPECTION)
+        {
+            *statement = replacement.remove(0);
+        }
+    }
     let _ = statement.visit(&mut Rewriter);
     let _ = statement.visit(&mut ProjectedExists);
 }
@@ -110,6 +176,29 @@ fn counting_subquery(subquery: &Query) -> Option<Expr> {
     query.body = Box::new(SetExpr::Select(Box::new(counted)));
     query.order_by = None;
     Some(Expr::Subquery(Box::new(query)))
+}
+
+/// Every `$n::type` (and `CAST($n AS type)`) in `statement`, by parameter number.
+pub fn placeholder_casts(statement: &Statement) -> Vec<(usize, DataType)> {
+    let mut casts = Vec::new();
+    let _ = sqlparser::ast::visit_expressions(statement, |expr| {
+        if let Expr::Cast {
+            expr: inner,
+            data_type,
+            ..
+        } = expr
+        {
+            if let Expr::Value(value) = inner.as_ref() {
+                if let Value::Placeholder(name) = &value.value {
+                    if let Ok(index) = name.trim_start_matches('$').parse::<usize>() {
+                        casts.push((index, data_type.clone()));
+                    }
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    casts
 }
 
 /// If `statement` is a query that provably returns no rows, its output column names.
@@ -287,7 +376,8 @@ fn catalog_type(data_type: &DataType) -> Option<DataType> {
             let qualified = is_pg_catalog_qualified(name);
             Some(match last_part(name)?.as_str() {
                 "regproc" | "regprocedure" | "regrole" | "regoper" => DataType::Text,
-                "oid" | "xid" | "cid" | "regconfig" => DataType::BigInt(None),
+                // `oid` is Arrow's UInt32, which pgwire reports as oid again.
+                "oid" | "xid" | "cid" | "regconfig" => DataType::IntUnsigned(None),
                 "name" | "char" => DataType::Text,
                 "text" | "varchar" | "bpchar" if qualified => DataType::Text,
                 "int2" if qualified => DataType::SmallInt(None),
@@ -543,7 +633,7 @@ mod tests {
         );
         assert_eq!(
             rewritten("SELECT '16384'::pg_catalog.oid, x::oid, $1::oid[]"),
-            "SELECT '16384'::BIGINT, x::BIGINT, $1::BIGINT[]"
+            "SELECT '16384'::INT UNSIGNED, x::INT UNSIGNED, $1::INT UNSIGNED[]"
         );
     }
 

@@ -222,6 +222,14 @@ fn returns_int(_: &[DataType]) -> DataType {
     DataType::Int64
 }
 
+fn returns_oid(_: &[DataType]) -> DataType {
+    DataType::UInt32
+}
+
+fn oid_value(oid: Option<i64>) -> ScalarValue {
+    ScalarValue::UInt32(oid.map(|oid| oid as u32))
+}
+
 fn returns_text_list(_: &[DataType]) -> DataType {
     DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
 }
@@ -229,7 +237,7 @@ fn returns_text_list(_: &[DataType]) -> DataType {
 /// The `reg*` casts: a name becomes an oid, an oid prints as a name.
 fn returns_oid_or_name(args: &[DataType]) -> DataType {
     if args.first().is_some_and(is_text) {
-        DataType::Int64
+        DataType::UInt32
     } else {
         DataType::Utf8
     }
@@ -292,8 +300,8 @@ pub fn register(
         function("pg_backend_pid", returns_int, |_| {
             Ok(ScalarValue::Int64(Some(i64::from(std::process::id()))))
         }),
-        function("to_regtype", returns_int, |args| {
-            Ok(ScalarValue::Int64(
+        function("to_regtype", returns_oid, |args| {
+            Ok(oid_value(
                 args.first()
                     .and_then(text)
                     .and_then(|n| oids::type_by_name(&n)),
@@ -305,20 +313,21 @@ pub fn register(
             };
             if matches!(value, ScalarValue::Utf8(_) | ScalarValue::Utf8View(_)) {
                 let Some(name) = text(value) else {
-                    return Ok(ScalarValue::Int64(None));
+                    return Ok(oid_value(None));
                 };
                 return match oids::type_by_name(&name) {
-                    Some(oid) => Ok(ScalarValue::Int64(Some(oid))),
+                    Some(oid) => Ok(oid_value(Some(oid))),
                     None => Err(coded(
                         ErrorCode::UndefinedObject,
                         format!("type \"{name}\" does not exist"),
                     )),
                 };
             }
-            text_result(
-                integer(value)
-                    .map(|oid| oids::format_type(oid, None).unwrap_or_else(|| oid.to_string())),
-            )
+            // PostgreSQL prints the invalid oid 0 as `-`.
+            text_result(integer(value).map(|oid| match oid {
+                0 => "-".to_string(),
+                oid => oids::format_type(oid, None).unwrap_or_else(|| oid.to_string()),
+            }))
         }),
     ];
     // Creek has no sequences, extended statistics or comments.
@@ -468,8 +477,8 @@ pub fn register(
     }
     {
         let resolver = resolver.clone();
-        functions.push(function("to_regclass", returns_int, move |args| {
-            Ok(ScalarValue::Int64(
+        functions.push(function("to_regclass", returns_oid, move |args| {
+            Ok(oid_value(
                 args.first()
                     .and_then(text)
                     .and_then(|name| resolver.oid_of(&name)),
@@ -487,10 +496,10 @@ pub fn register(
                 };
                 if matches!(value, ScalarValue::Utf8(_) | ScalarValue::Utf8View(_)) {
                     let Some(name) = text(value) else {
-                        return Ok(ScalarValue::Int64(None));
+                        return Ok(oid_value(None));
                     };
                     return match resolver.oid_of(&name) {
-                        Some(oid) => Ok(ScalarValue::Int64(Some(oid))),
+                        Some(oid) => Ok(oid_value(Some(oid))),
                         None => Err(coded(
                             ErrorCode::UndefinedTable,
                             format!("relation \"{name}\" does not exist"),
@@ -515,7 +524,7 @@ pub fn register(
                     let oid = text(value)
                         .filter(|name| names.contains(name))
                         .map(|name| namespace_oid(&name));
-                    return Ok(ScalarValue::Int64(oid));
+                    return Ok(oid_value(oid));
                 }
                 text_result(integer(value).map(|oid| {
                     names

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array,
-    Int32Array, Int64Array, TimestampMicrosecondArray,
+    Int32Array, Int64Array, TimestampMicrosecondArray, UInt32Array,
 };
 use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -22,13 +22,15 @@ use pgwire::messages::data::DataRow;
 
 use super::error::to_pg_error;
 
-/// Returns the PostgreSQL type of an Arrow type.
+/// Returns the PostgreSQL type of an Arrow type. `UInt32` is PostgreSQL's `oid`: catalog
+/// object ids are its only source (table columns never have unsigned types).
 pub fn arrow_to_pg_type(data_type: &DataType) -> Type {
     match data_type {
         DataType::Boolean => Type::BOOL,
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
         DataType::Int32 | DataType::UInt16 => Type::INT4,
-        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => Type::INT8,
+        DataType::UInt32 => Type::OID,
+        DataType::Int64 | DataType::UInt64 => Type::INT8,
         DataType::Float16 | DataType::Float32 => Type::FLOAT4,
         DataType::Float64 => Type::FLOAT8,
         DataType::Decimal128(..) | DataType::Decimal256(..) => Type::NUMERIC,
@@ -43,6 +45,7 @@ pub fn arrow_to_pg_type(data_type: &DataType) -> Type {
                 t if t == Type::INT2 => Type::INT2_ARRAY,
                 t if t == Type::INT4 => Type::INT4_ARRAY,
                 t if t == Type::INT8 => Type::INT8_ARRAY,
+                t if t == Type::OID => Type::OID_ARRAY,
                 t if t == Type::FLOAT4 => Type::FLOAT4_ARRAY,
                 t if t == Type::FLOAT8 => Type::FLOAT8_ARRAY,
                 t if t == Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
@@ -78,6 +81,15 @@ fn binary_supported(pg_type: &Type) -> bool {
         Type::INT2,
         Type::INT4,
         Type::INT8,
+        Type::OID,
+        Type::BOOL_ARRAY,
+        Type::INT2_ARRAY,
+        Type::INT4_ARRAY,
+        Type::INT8_ARRAY,
+        Type::OID_ARRAY,
+        Type::FLOAT4_ARRAY,
+        Type::FLOAT8_ARRAY,
+        Type::TEXT_ARRAY,
         Type::FLOAT4,
         Type::FLOAT8,
         Type::TEXT,
@@ -169,6 +181,10 @@ fn encode_value(
             .as_any()
             .downcast_ref::<Int64Array>()
             .map(|a| a.value(row))),
+        DataType::UInt32 => enc!(column
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .map(|a| a.value(row))),
         DataType::Float32 => enc!(column
             .as_any()
             .downcast_ref::<Float32Array>()
@@ -215,6 +231,7 @@ fn encode_value(
                 DataType::Int16 => typed_vec!(Int16Array),
                 DataType::Int32 => typed_vec!(Int32Array),
                 DataType::Int64 => typed_vec!(Int64Array),
+                DataType::UInt32 => typed_vec!(UInt32Array),
                 DataType::Float32 => typed_vec!(Float32Array),
                 DataType::Float64 => typed_vec!(Float64Array),
                 _ => {
@@ -280,6 +297,9 @@ pub fn decode_param<S: Clone>(
         t if *t == Type::INT8 => {
             ScalarValue::Int64(portal.parameter::<i64>(index, t).map_err(bad)?)
         }
+        t if *t == Type::OID => {
+            ScalarValue::UInt32(portal.parameter::<u32>(index, t).map_err(bad)?)
+        }
         t if *t == Type::FLOAT4 => {
             ScalarValue::Float32(portal.parameter::<f32>(index, t).map_err(bad)?)
         }
@@ -343,6 +363,7 @@ fn decode_array_param<S: Clone>(
         t if *t == Type::INT2_ARRAY => list!(i16, Int16, DataType::Int16),
         t if *t == Type::INT4_ARRAY => list!(i32, Int32, DataType::Int32),
         t if *t == Type::INT8_ARRAY => list!(i64, Int64, DataType::Int64),
+        t if *t == Type::OID_ARRAY => list!(u32, UInt32, DataType::UInt32),
         t if *t == Type::FLOAT4_ARRAY => list!(f32, Float32, DataType::Float32),
         t if *t == Type::FLOAT8_ARRAY => list!(f64, Float64, DataType::Float64),
         _ => list!(String, Utf8, DataType::Utf8),

@@ -284,6 +284,70 @@ impl Session {
         Ok(prepared)
     }
 
+    /// Runs `sql`, a one-row `INSERT ... VALUES (...)` with parameters, once for every
+    /// parameter row in `rows`, as one multi-row INSERT: one plan, one write per shard. Returns
+    /// each row's outcome in order, or `None` if `sql` is not such an INSERT (the caller then
+    /// runs the rows one by one). An error fails the whole batch, so that the caller can
+    /// retry row by row to tell which rows failed.
+    pub async fn bulk_insert(
+        &self,
+        sql: &str,
+        rows: &[Vec<ScalarValue>],
+    ) -> Result<Option<Vec<creek_proto::v1::RowStatus>>> {
+        let mut statements = parse_sql(sql)?;
+        let [ParsedStatement::Sql(statement, _)] = statements.as_mut_slice() else {
+            return Ok(None);
+        };
+        let Statement::Insert(insert) = statement.as_mut() else {
+            return Ok(None);
+        };
+        let Some(values) = insert.source.as_mut().and_then(|q| match q.body.as_mut() {
+            ast::SetExpr::Values(values) => Some(values),
+            _ => None,
+        }) else {
+            return Ok(None);
+        };
+        if insert.returning.is_some() || values.rows.len() != 1 || rows.is_empty() {
+            return Ok(None);
+        }
+        let template = values.rows[0].clone();
+        let width = rows[0].len();
+        if rows.iter().any(|row| row.len() != width) {
+            return Err(Error::new(
+                ErrorCode::InvalidParameterValue,
+                "bulk_args rows differ in length",
+            ));
+        }
+        values.rows = (0..rows.len())
+            .map(|index| {
+                let mut row = template.clone();
+                let _ = ast::visit_expressions_mut(&mut row, |expr| {
+                    if let ast::Expr::Value(value) = expr {
+                        if let ast::Value::Placeholder(name) = &mut value.value {
+                            if let Ok(n) = name.trim_start_matches('$').parse::<usize>() {
+                                *name = format!("${}", index * width + n);
+                            }
+                        }
+                    }
+                    std::ops::ControlFlow::<()>::Continue(())
+                });
+                row
+            })
+            .collect();
+        let params = ParamValues::List(rows.iter().flatten().cloned().map(Into::into).collect());
+        let ctx = self.context(false);
+        let default_schema = self.settings.lock().schema.clone();
+        let dml_context = DmlContext {
+            cluster: &self.cluster,
+            ctx: &ctx,
+            hidden_ctx: &ctx,
+            default_schema: &default_schema,
+            params: &params,
+            write_refresh: self.settings.lock().write_refresh,
+        };
+        Ok(Some(dml::insert_statuses(&dml_context, insert).await?))
+    }
+
     /// Executes one parsed statement.
     pub async fn execute_parsed_statement(
         &self,

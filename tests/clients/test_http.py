@@ -26,6 +26,17 @@ def test_args_bulk_args_and_types(creek):
     status, body = post(creek, {"stmt": "INSERT INTO http_t VALUES (?, ?, ?)", "bulk_args": [[1, "a", "2024-01-01T00:00:01Z"], [1, "dup", None], [2, "b", None]]})
     assert status == 200
     assert [r["rowcount"] for r in body["results"]] == [1, -2, 1]
+    # A row whose value cannot be cast fails alone; the others are written.
+    status, body = post(creek, {"stmt": "INSERT INTO http_t (id, name) VALUES (?, ?)",
+                                "bulk_args": [[10, "x"], ["not a number", "y"], [11, "z"]]})
+    assert status == 200
+    assert [r["rowcount"] for r in body["results"]] == [1, -2, 1]
+    status, body = post(creek, {"stmt": "INSERT INTO http_t (id, name) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                                "bulk_args": [[10, "again"], [12, "new"]]})
+    assert [r["rowcount"] for r in body["results"]] == [0, 1]
+    assert post(creek, {"stmt": "REFRESH TABLE http_t"})[0] == 200
+    status, body = post(creek, {"stmt": "SELECT count(*) FROM http_t WHERE id >= 10"})
+    assert body["rows"] == [[3]]
     status, body = post(creek, {"stmt": "SELECT id, name, ts FROM http_t WHERE id = $1", "args": [1]}, "?types")
     assert status == 200
     assert body["cols"] == ["id", "name", "ts"]

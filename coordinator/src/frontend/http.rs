@@ -21,6 +21,7 @@ use crate::cluster::Cluster;
 use crate::error::Error;
 use crate::session::Session;
 use crate::sql::Output;
+use creek_proto::v1::RowStatus;
 
 /// Builds the HTTP router.
 pub fn router(cluster: Arc<Cluster>) -> Router {
@@ -137,6 +138,37 @@ async fn sql(
                 "\"bulk_args\" must be an array of arrays".into(),
             );
         };
+        let parsed: Vec<Vec<ScalarValue>> = rows
+            .iter()
+            .map(|row| {
+                row.as_array()
+                    .map(|a| a.iter().map(json_to_scalar).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        // One multi-row INSERT for the whole request; row by row only if that fails, to tell
+        // which rows did.
+        let batched = session.bulk_insert(stmt, &parsed).await;
+        if let Err(error) = &batched {
+            tracing::debug!(%error, "bulk_args as one INSERT failed; retrying row by row");
+        }
+        if let Ok(Some(statuses)) = batched {
+            let results: Vec<Value> = statuses
+                .iter()
+                .map(|status| match status {
+                    RowStatus::Ok => json!({"rowcount": 1}),
+                    // ON CONFLICT DO NOTHING skipped the row: nothing written, no failure.
+                    RowStatus::Skipped => json!({"rowcount": 0}),
+                    _ => json!({"rowcount": -2}),
+                })
+                .collect();
+            return Json(json!({
+                "cols": [],
+                "duration": started.elapsed().as_secs_f64() * 1000.0,
+                "results": results,
+            }))
+            .into_response();
+        }
         let mut results = Vec::with_capacity(rows.len());
         for row in rows {
             let args: Vec<ScalarValue> = row

@@ -75,6 +75,42 @@ fn params_empty(params: &ParamValues) -> bool {
 
 /// Executes an INSERT.
 pub async fn insert(dml: &DmlContext<'_>, insert: &ast::Insert) -> Result<Output> {
+    let (table, statuses, written) = write_insert(dml, insert).await?;
+    let inserted = statuses.iter().filter(|s| **s == RowStatus::Ok).count() as u64;
+    let duplicates = statuses
+        .iter()
+        .filter(|s| **s == RowStatus::Duplicate)
+        .count();
+    if duplicates > 0 {
+        return Err(Error::new(
+            ErrorCode::DuplicateKey,
+            format!(
+                "duplicate key value violates unique constraint \"{}_pkey\" ({duplicates} row(s) rejected, {inserted} written)",
+                table.name
+            ),
+        ));
+    }
+    match &insert.returning {
+        Some(items) => returning(&table, written, items).await,
+        None => Ok(Output::Affected {
+            tag: "INSERT".into(),
+            count: inserted,
+        }),
+    }
+}
+
+/// Runs an INSERT (without RETURNING) and reports each row's outcome in input order: what
+/// HTTP `bulk_args` answers per row.
+pub async fn insert_statuses(dml: &DmlContext<'_>, insert: &ast::Insert) -> Result<Vec<RowStatus>> {
+    Ok(write_insert(dml, insert).await?.1)
+}
+
+/// Plans and writes an INSERT; returns the table, every input row's status in order, and the
+/// rows written.
+async fn write_insert(
+    dml: &DmlContext<'_>,
+    insert: &ast::Insert,
+) -> Result<(TableSchema, Vec<RowStatus>, Vec<RecordBatch>)> {
     let ast::TableObject::TableName(table_name) = &insert.table else {
         return Err(Error::new(
             ErrorCode::FeatureNotSupported,
@@ -114,8 +150,7 @@ pub async fn insert(dml: &DmlContext<'_>, insert: &ast::Insert) -> Result<Output
     };
     let batches = collect_plan(dml.ctx, statement.input.as_ref().clone(), dml.params).await?;
     let mut written = Vec::new();
-    let mut inserted = 0u64;
-    let mut duplicates = 0u64;
+    let mut all_statuses = Vec::new();
     for batch in batches {
         if batch.num_rows() == 0 {
             continue;
@@ -130,32 +165,13 @@ pub async fn insert(dml: &DmlContext<'_>, insert: &ast::Insert) -> Result<Output
         let (statuses, rows) =
             write_batch(dml.cluster, &table, &batch, mode, dml.write_refresh).await?;
         for (row, status) in statuses.iter().enumerate() {
-            match status {
-                RowStatus::Ok => {
-                    inserted += 1;
-                    written.push(rows.slice(row, 1));
-                }
-                RowStatus::Duplicate => duplicates += 1,
-                _ => {}
+            if *status == RowStatus::Ok {
+                written.push(rows.slice(row, 1));
             }
         }
+        all_statuses.extend(statuses);
     }
-    if duplicates > 0 {
-        return Err(Error::new(
-            ErrorCode::DuplicateKey,
-            format!(
-                "duplicate key value violates unique constraint \"{}_pkey\" ({duplicates} row(s) rejected, {inserted} written)",
-                table.name
-            ),
-        ));
-    }
-    match &insert.returning {
-        Some(items) => returning(&table, written, items).await,
-        None => Ok(Output::Affected {
-            tag: "INSERT".into(),
-            count: inserted,
-        }),
-    }
+    Ok((table, all_statuses, written))
 }
 
 /// Adds columns with a DEFAULT that an `INSERT (cols) VALUES` leaves out, with their default.

@@ -188,6 +188,17 @@ fn is_index_filter(table: &TableSchema, expr: &Expr) -> bool {
         Expr::IsNull(e) | Expr::IsNotNull(e) => {
             matches!(e.as_ref(), Expr::Column(c) if table.column(&c.name).is_some())
         }
+        // A prefix LIKE on a text column becomes a term range; the data node decides exactly
+        // which patterns qualify and matches everything for the others.
+        Expr::Like(like) => {
+            !like.negated
+                && !like.case_insensitive
+                && matches!(like.expr.as_ref(), Expr::Column(c) if matches!(
+                    table.column(&c.name).map(|c| &c.column_type),
+                    Some(creek_common::types::ColumnType::Text { .. })))
+                && matches!(like.pattern.as_ref(),
+                    Expr::Literal(ScalarValue::Utf8(Some(p)), _) if !p.starts_with(['%', '_']))
+        }
         _ => false,
     }
 }

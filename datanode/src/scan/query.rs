@@ -125,6 +125,34 @@ fn translate(table: &TableSchema, fields: ShardFields, expr: &Expr) -> Option<Bo
             }
             Some(Box::new(TermSetQuery::new(terms)))
         }
+        Expr::Like(like) => {
+            let (column, prefix) = like_prefix(like)?;
+            if !matches!(
+                table.column(column).map(|c| &c.column_type),
+                Some(ColumnType::Text { .. })
+            ) {
+                return None;
+            }
+            let text = |value: String| ScalarValue::Utf8(Some(value));
+            let lower = term_for(table, fields, column, &text(prefix.clone()), true)?;
+            // Every string starting with the prefix sorts below the prefix with its last
+            // character incremented (code point order is UTF-8 byte order).
+            let mut chars: Vec<char> = prefix.chars().collect();
+            let last = chars.pop()?;
+            let upper = (u32::from(last) + 1..=0x10FFFF)
+                .find_map(char::from_u32)
+                .map(|next| {
+                    chars.push(next);
+                    chars.into_iter().collect::<String>()
+                });
+            let upper = match upper {
+                Some(upper) => {
+                    Bound::Excluded(term_for(table, fields, column, &text(upper), true)?)
+                }
+                None => Bound::Unbounded,
+            };
+            Some(Box::new(RangeQuery::new(Bound::Included(lower), upper)))
+        }
         Expr::IsNotNull(inner) => {
             let Expr::Column(column) = inner.as_ref() else {
                 return None;
@@ -151,6 +179,28 @@ fn translate(table: &TableSchema, fields: ShardFields, expr: &Expr) -> Option<Bo
         }
         _ => None,
     }
+}
+
+/// `column LIKE 'prefix%...'` (case-sensitive, not negated, no escapes in the prefix): the
+/// column and the literal text before the first wildcard, if not empty.
+pub fn like_prefix(like: &datafusion::logical_expr::expr::Like) -> Option<(&str, String)> {
+    if like.negated || like.case_insensitive || like.escape_char.is_some() {
+        return None;
+    }
+    let Expr::Column(column) = like.expr.as_ref() else {
+        return None;
+    };
+    let Expr::Literal(ScalarValue::Utf8(Some(pattern)) | ScalarValue::Utf8View(Some(pattern)), _) =
+        like.pattern.as_ref()
+    else {
+        return None;
+    };
+    let end = pattern.find(['%', '_']).unwrap_or(pattern.len());
+    let prefix = &pattern[..end];
+    if prefix.is_empty() || prefix.contains('\\') {
+        return None;
+    }
+    Some((column.name.as_str(), prefix.to_string()))
 }
 
 fn supports_range(table: &TableSchema, column: &str) -> bool {

@@ -164,3 +164,12 @@ def test_explain_shows_work_on_data_nodes(conn):
     plan = "\n".join(r[1] for r in conn.execute(
         "EXPLAIN SELECT id FROM explain_t WHERE g LIKE 'ab%'").fetchall())
     assert "pushed_filters=[g LIKE Utf8(\"ab%\")]" in plan
+
+
+def test_startup_parameters(creek):
+    """ParameterStatus carries Creek's values; start-up options set session settings."""
+    with psycopg.connect(creek.dsn + " options=-csearch_path=startup_schema") as conn:
+        assert conn.info.parameter_status("server_version") == "15.0"
+        assert conn.info.parameter_status("search_path") == "startup_schema"
+        assert conn.info.parameter_status("client_encoding") == "UTF8"
+        assert conn.execute("SHOW search_path").fetchone() == ("startup_schema",)

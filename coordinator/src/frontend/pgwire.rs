@@ -13,7 +13,7 @@ use copy::start_copy;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use futures::{Sink, SinkExt};
-use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::{DefaultServerParameterProvider, StartupHandler};
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
@@ -23,7 +23,10 @@ use pgwire::api::results::{
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, Type};
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, PidSecretKeyGenerator,
+    RandomPidSecretKeyGenerator, Type,
+};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::extendedquery::{Parse, ParseComplete};
@@ -74,6 +77,7 @@ impl PgHandlers {
                 manager: manager.clone(),
                 parser: Arc::new(PgQueryParser),
                 sessions: sessions.clone(),
+                pid_generator: RandomPidSecretKeyGenerator::default(),
             }),
             cancel: Arc::new(PgCancelHandler {
                 manager,
@@ -111,6 +115,7 @@ pub struct PgHandler {
     manager: Arc<ConnectionManager>,
     parser: Arc<PgQueryParser>,
     sessions: SessionRegistry,
+    pid_generator: RandomPidSecretKeyGenerator,
 }
 
 /// Sessions by the (process id, secret key) pair their connection was given at start-up, the
@@ -183,22 +188,49 @@ where
     Some(Response::Execution(Tag::new("DEALLOCATE")))
 }
 
+/// Start-up without authentication (a later issue adds it): pgwire's protocol negotiation and
+/// cancel-key registration, the client's `options` and parameters applied to the session, then
+/// ParameterStatus with Creek's own values (pgwire's defaults name pgwire's version).
 #[async_trait]
-impl NoopStartupHandler for PgHandler {
-    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
-        Some(self.manager.clone())
-    }
-
-    async fn post_startup<C>(
+impl StartupHandler for PgHandler {
+    async fn on_startup<C>(
         &self,
         client: &mut C,
-        _message: PgWireFrontendMessage,
+        message: PgWireFrontendMessage,
     ) -> PgWireResult<()>
     where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        let PgWireFrontendMessage::Startup(startup) = &message else {
+            return Ok(());
+        };
+        pgwire::api::auth::protocol_negotiation(client, startup).await?;
+        pgwire::api::auth::save_startup_parameters_to_metadata(client, startup);
+        let (pid, secret_key) = self.pid_generator.generate(client);
+        client.set_pid_and_secret_key(pid, secret_key.clone());
+        let (handle, guard) = self.manager.register(pid, secret_key);
+        client.session_extensions().insert(handle);
+        client.session_extensions().insert(guard);
+        let session = self.apply_startup_parameters(client)?;
+        let settings = session.settings();
+        let mut parameters = DefaultServerParameterProvider::default();
+        parameters.server_version = crate::frontend::SERVER_VERSION.to_string();
+        parameters.search_path = settings.schema.clone();
+        parameters.time_zone = settings.get("timezone").unwrap_or_else(|| "UTC".into());
+        parameters.date_style = settings
+            .get("datestyle")
+            .unwrap_or_else(|| "ISO, MDY".into());
+        parameters.session_authorization = Some(crate::catalog::pg_catalog::SUPERUSER.to_string());
+        pgwire::api::auth::finish_authentication(client, &parameters).await
+    }
+}
+
+impl PgHandler {
+    /// Creates the connection's session, registers it for cancel requests and applies the
+    /// start-up `options` (`-c name=value`) and parameters to it.
+    fn apply_startup_parameters<C: ClientInfo>(&self, client: &C) -> PgWireResult<Arc<Session>> {
         let session = session_of(client, &self.cluster);
         {
             let (pid, key) = client.pid_and_secret_key();
@@ -211,10 +243,13 @@ impl NoopStartupHandler for PgHandler {
             // `-c name=value` pairs, as libpq's PGOPTIONS sends them.
             let mut words = options.split_whitespace();
             while let Some(word) = words.next() {
+                // `-c name=value`, `-cname=value` or `--name=value`.
                 let pair = if word == "-c" {
                     words.next().unwrap_or("")
+                } else if let Some(pair) = word.strip_prefix("--") {
+                    pair
                 } else {
-                    word.trim_start_matches("--")
+                    word.strip_prefix("-c").unwrap_or(word)
                 };
                 if let Some((name, value)) = pair.split_once('=') {
                     session.set(name, value).map_err(|e| to_pg_error(&e))?;
@@ -232,7 +267,7 @@ impl NoopStartupHandler for PgHandler {
                 session.set(key, value).map_err(|e| to_pg_error(&e))?;
             }
         }
-        Ok(())
+        Ok(session)
     }
 }
 

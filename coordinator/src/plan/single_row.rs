@@ -292,7 +292,9 @@ mod tests {
             rows: 0,
         };
         let one: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from(vec![7]));
-        accumulator.update_batch(&[one.clone()]).expect("one row");
+        accumulator
+            .update_batch(std::slice::from_ref(&one))
+            .expect("one row");
         assert_eq!(
             accumulator.evaluate().expect("value"),
             ScalarValue::Int64(Some(7))

@@ -125,6 +125,17 @@ impl TableSchema {
                     ),
                 ));
             }
+            // Shards keep array columns' exact form under a key starting with DEL; dots
+            // would be read as JSON paths.
+            if column.name.contains(['.', '\u{7f}']) || column.name.is_empty() {
+                return Err(CodedError::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!(
+                        "column name {:?} is invalid: names must not be empty or contain '.' or DEL",
+                        column.name
+                    ),
+                ));
+            }
             if !seen.insert(column.name.as_str()) {
                 return Err(CodedError::new(
                     ErrorCode::DuplicateObject,

@@ -32,10 +32,10 @@ def test_arrays_and_type_introspection(creek):
         conn = await asyncpg.connect(host="127.0.0.1", port=creek.pg_port, user="crate", database="doc")
         try:
             await conn.execute("CREATE TABLE IF NOT EXISTS apg_arr (id BIGINT PRIMARY KEY, tags TEXT[], nums BIGINT[], ints INTEGER[])")
-            await conn.execute("INSERT INTO apg_arr VALUES ($1, $2, $3, $4)", 1, ["a", "b"], [1, 2, 3], [4, 5])
+            await conn.execute("INSERT INTO apg_arr VALUES ($1, $2, $3, $4)", 1, ["a", "b"], [1, 2, 3], [4, None])
             await conn.execute("REFRESH TABLE apg_arr")
             row = await conn.fetchrow("SELECT tags, nums, ints FROM apg_arr WHERE id = $1", 1)
-            assert tuple(row) == (["a", "b"], [1, 2, 3], [4, 5])
+            assert tuple(row) == (["a", "b"], [1, 2, 3], [4, None])
             assert await conn.fetchval("SELECT $1::bigint[]", [7, 8]) == [7, 8]
             types = await conn.fetch(
                 "SELECT typname, typelem FROM pg_catalog.pg_type WHERE oid = any($1::oid[]) ORDER BY 1",

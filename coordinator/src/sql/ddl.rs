@@ -390,6 +390,7 @@ pub async fn add_column(
         not_null,
         default_expr,
     });
+    changed.validate()?;
     cluster.update_table(changed).await
 }
 

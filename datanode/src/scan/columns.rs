@@ -17,7 +17,8 @@ use datafusion::arrow::datatypes::{DataType, Field};
 use tantivy::columnar::{Column, DynamicColumn, NumericalType, StrColumn};
 use tantivy::{DocId, SegmentReader};
 
-use super::super::shard::document::SOURCE_FIELD;
+use super::super::shard::document::{EXACT_ARRAY_PREFIX, SOURCE_FIELD};
+use datafusion::common::ScalarValue;
 
 /// What a scan reads for one output column.
 #[derive(Debug, Clone)]
@@ -63,6 +64,12 @@ pub enum SegmentColumn {
     Bool(Vec<Column<bool>>),
     /// A dictionary-encoded string column.
     Str(Vec<StrColumn>),
+    /// An array column: its exact JSON form where written, and the element values for
+    /// documents written before the exact form existed.
+    Array {
+        exact: Vec<StrColumn>,
+        elements: Box<SegmentColumn>,
+    },
 }
 
 /// Opens the fast-field columns for `spec` in `segment`.
@@ -81,6 +88,17 @@ pub fn open_segment_column(
         }
         ColumnSpec::Table { name, column_type } => (format!("{SOURCE_FIELD}.{name}"), column_type),
     };
+    if let (ColumnType::Array(inner), ColumnSpec::Table { name, .. }) = (column_type, spec) {
+        let exact = fast_fields.str(&format!("{SOURCE_FIELD}.{EXACT_ARRAY_PREFIX}{name}"))?;
+        let element_spec = ColumnSpec::Table {
+            name: name.clone(),
+            column_type: inner.as_ref().clone(),
+        };
+        return Ok(SegmentColumn::Array {
+            exact: exact.into_iter().collect(),
+            elements: Box::new(open_segment_column(segment, &element_spec)?),
+        });
+    }
     let element_type = match column_type {
         ColumnType::Array(inner) => inner.as_ref(),
         other => other,
@@ -191,8 +209,103 @@ pub fn read_column(column: &SegmentColumn, spec: &ColumnSpec, docs: &[DocId]) ->
                 .map(|v| v.map(|v| v as i32))
                 .collect::<Vec<_>>(),
         )),
-        ColumnType::Array(inner) => read_list(column, inner, docs),
+        ColumnType::Array(inner) => match column {
+            SegmentColumn::Array { exact, elements } => read_array(exact, elements, inner, docs),
+            other => read_list(other, inner, docs),
+        },
     }
+}
+
+/// Reads an array column: the exact JSON form where a document has it, else the element
+/// values (documents written before the exact form existed).
+fn read_array(
+    exact: &[StrColumn],
+    elements: &SegmentColumn,
+    inner: &ColumnType,
+    docs: &[DocId],
+) -> ArrayRef {
+    let fallback = read_list(elements, inner, docs);
+    let element_type = inner.arrow_type();
+    let mut text = String::new();
+    let mut values = Vec::with_capacity(docs.len());
+    for (index, doc) in docs.iter().enumerate() {
+        let exact_text = exact.iter().find_map(|column| {
+            let ord = column.ords().first(*doc)?;
+            column
+                .ord_to_str(ord, &mut text)
+                .ok()
+                .filter(|found| *found)
+                .map(|_| text.clone())
+        });
+        let parsed = exact_text
+            .and_then(|json| serde_json::from_str::<Vec<serde_json::Value>>(&json).ok())
+            .and_then(|items| {
+                items
+                    .iter()
+                    .map(|item| element_scalar(inner, item))
+                    .collect::<Option<Vec<_>>>()
+            });
+        values.push(match parsed {
+            Some(items) => ScalarValue::List(ScalarValue::new_list_nullable(&items, &element_type)),
+            None => ScalarValue::try_from_array(&fallback, index).unwrap_or_else(|_| {
+                ScalarValue::try_from(fallback.data_type()).unwrap_or(ScalarValue::Null)
+            }),
+        });
+    }
+    if values.is_empty() {
+        return fallback;
+    }
+    ScalarValue::iter_to_array(values).unwrap_or(fallback)
+}
+
+/// One element of an exact array as the element type's scalar; `None` if it does not fit.
+fn element_scalar(inner: &ColumnType, item: &serde_json::Value) -> Option<ScalarValue> {
+    use serde_json::Value;
+    let null = item.is_null();
+    let int = || item.as_i64();
+    Some(match inner {
+        ColumnType::Boolean => {
+            ScalarValue::Boolean(if null { None } else { Some(item.as_bool()?) })
+        }
+        ColumnType::SmallInt => ScalarValue::Int16(if null { None } else { Some(int()? as i16) }),
+        ColumnType::Integer => ScalarValue::Int32(if null { None } else { Some(int()? as i32) }),
+        ColumnType::BigInt => ScalarValue::Int64(if null { None } else { Some(int()?) }),
+        ColumnType::Timestamp => {
+            ScalarValue::TimestampMicrosecond(if null { None } else { Some(int()?) }, None)
+        }
+        ColumnType::TimestampTz => ScalarValue::TimestampMicrosecond(
+            if null { None } else { Some(int()?) },
+            Some("+00:00".into()),
+        ),
+        ColumnType::Date => ScalarValue::Date32(if null { None } else { Some(int()? as i32) }),
+        ColumnType::Real | ColumnType::Double => {
+            let value = match item {
+                Value::Null => None,
+                Value::String(name) => Some(name.parse::<f64>().ok()?),
+                other => Some(other.as_f64()?),
+            };
+            if matches!(inner, ColumnType::Real) {
+                ScalarValue::Float32(value.map(|v| v as f32))
+            } else {
+                ScalarValue::Float64(value)
+            }
+        }
+        ColumnType::Numeric { precision, scale } => ScalarValue::Decimal128(
+            if null {
+                None
+            } else {
+                Some(item.as_str()?.parse::<i128>().ok()?)
+            },
+            *precision,
+            *scale,
+        ),
+        ColumnType::Text { .. } | ColumnType::Ip => ScalarValue::Utf8(if null {
+            None
+        } else {
+            Some(item.as_str()?.to_string())
+        }),
+        ColumnType::Array(_) => return None,
+    })
 }
 
 fn read_i64(column: &SegmentColumn, docs: &[DocId]) -> Vec<Option<i64>> {

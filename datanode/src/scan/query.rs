@@ -17,7 +17,7 @@ use tantivy::query::{
 use tantivy::schema::IndexRecordOption;
 use tantivy::Term;
 
-use crate::shard::document::{ShardFields, SOURCE_FIELD};
+use crate::shard::document::{ShardFields, EXACT_ARRAY_PREFIX, SOURCE_FIELD};
 
 /// Builds one query that is the conjunction of `filters`; `None` means "every document".
 pub fn query_for_filters(
@@ -157,21 +157,13 @@ fn translate(table: &TableSchema, fields: ShardFields, expr: &Expr) -> Option<Bo
             let Expr::Column(column) = inner.as_ref() else {
                 return None;
             };
-            table.column(&column.name)?;
-            Some(Box::new(ExistsQuery::new(
-                format!("{SOURCE_FIELD}.{}", column.name),
-                false,
-            )))
+            Some(exists_query(table, &column.name)?)
         }
         Expr::IsNull(inner) => {
             let Expr::Column(column) = inner.as_ref() else {
                 return None;
             };
-            table.column(&column.name)?;
-            let exists: Box<dyn Query> = Box::new(ExistsQuery::new(
-                format!("{SOURCE_FIELD}.{}", column.name),
-                false,
-            ));
+            let exists = exists_query(table, &column.name)?;
             Some(Box::new(BooleanQuery::new(vec![
                 (Occur::Must, Box::new(AllQuery) as Box<dyn Query>),
                 (Occur::MustNot, exists),
@@ -201,6 +193,24 @@ pub fn like_prefix(like: &datafusion::logical_expr::expr::Like) -> Option<(&str,
         return None;
     }
     Some((column.name.as_str(), prefix.to_string()))
+}
+
+/// Documents where `column` is not NULL. An empty array, or one of NULLs only, has no element
+/// values, so arrays also count as present when their exact form is.
+fn exists_query(table: &TableSchema, column: &str) -> Option<Box<dyn Query>> {
+    let values: Box<dyn Query> =
+        Box::new(ExistsQuery::new(format!("{SOURCE_FIELD}.{column}"), false));
+    if !matches!(table.column(column)?.column_type, ColumnType::Array(_)) {
+        return Some(values);
+    }
+    let exact: Box<dyn Query> = Box::new(ExistsQuery::new(
+        format!("{SOURCE_FIELD}.{EXACT_ARRAY_PREFIX}{column}"),
+        false,
+    ));
+    Some(Box::new(BooleanQuery::new(vec![
+        (Occur::Should, values),
+        (Occur::Should, exact),
+    ])))
 }
 
 fn supports_range(table: &TableSchema, column: &str) -> bool {

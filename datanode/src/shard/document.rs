@@ -25,6 +25,11 @@ use crate::error::{Error, Result};
 /// Name of the JSON field holding all table columns.
 pub const SOURCE_FIELD: &str = "_source";
 
+/// Prefix of the key under which an array column is also kept exactly, as JSON text: the
+/// columnar values drop NULL elements and cannot tell an empty array from NULL. The DEL
+/// character keeps it apart from any column name DDL accepts.
+pub const EXACT_ARRAY_PREFIX: &str = "\u{7f}exact:";
+
 /// The fixed fields of every shard index.
 #[derive(Debug, Clone, Copy)]
 pub struct ShardFields {
@@ -74,6 +79,14 @@ pub fn documents_from_batch(
     for row in 0..batch.num_rows() {
         let mut object = BTreeMap::new();
         for (name, column_type, array) in &columns {
+            if let ColumnType::Array(inner) = column_type {
+                if let Some(exact) = exact_array(inner, array, row)? {
+                    object.insert(
+                        format!("{EXACT_ARRAY_PREFIX}{name}"),
+                        OwnedValue::Str(exact),
+                    );
+                }
+            }
             if let Some(value) = owned_value(column_type, array, row)? {
                 object.insert((*name).to_string(), value);
             }
@@ -94,6 +107,33 @@ pub fn id_column(batch: &RecordBatch) -> Result<&StringArray> {
         .column_by_name(ID_COLUMN)
         .and_then(|array| array.as_any().downcast_ref::<StringArray>())
         .ok_or_else(|| Error::InvalidRequest("write batch lacks a utf8 _id column".into()))
+}
+
+/// The JSON text of one array value, NULL elements included; `None` for a NULL array.
+fn exact_array(inner: &ColumnType, array: &ArrayRef, row: usize) -> Result<Option<String>> {
+    if array.is_null(row) {
+        return Ok(None);
+    }
+    let list = array
+        .as_any()
+        .downcast_ref::<ListArray>()
+        .ok_or_else(|| Error::InvalidRequest("array column without a list array".into()))?;
+    let values = list.value(row);
+    let mut items = Vec::with_capacity(values.len());
+    for index in 0..values.len() {
+        items.push(match owned_value(inner, &values, index)? {
+            None => serde_json::Value::Null,
+            Some(OwnedValue::Bool(v)) => serde_json::Value::Bool(v),
+            Some(OwnedValue::I64(v)) => serde_json::Value::from(v),
+            // JSON has no NaN or infinities: those travel as their names.
+            Some(OwnedValue::F64(v)) => serde_json::Number::from_f64(v)
+                .map(serde_json::Value::Number)
+                .unwrap_or_else(|| serde_json::Value::String(v.to_string())),
+            Some(OwnedValue::Str(v)) => serde_json::Value::String(v),
+            Some(_) => return Ok(None),
+        });
+    }
+    Ok(Some(serde_json::Value::Array(items).to_string()))
 }
 
 fn owned_value(

@@ -493,6 +493,16 @@ impl Relation {
     }
 }
 
+/// The attribute numbers (1-based column positions) of a table's primary key, in key order.
+fn primary_key_attnums(table: &TableSchema) -> Vec<i64> {
+    table
+        .primary_key
+        .iter()
+        .filter_map(|key| table.columns.iter().position(|c| &c.name == key))
+        .map(|position| position as i64 + 1)
+        .collect()
+}
+
 fn primary_key_name(table: &TableSchema) -> String {
     format!("{}_pkey", table.name)
 }
@@ -756,12 +766,7 @@ impl PgCatalogTable {
                     let Some(table) = &relation.table else {
                         continue;
                     };
-                    let keys: Vec<i64> = table
-                        .primary_key
-                        .iter()
-                        .filter_map(|key| table.columns.iter().position(|c| &c.name == key))
-                        .map(|position| position as i64 + 1)
-                        .collect();
+                    let keys = primary_key_attnums(table);
                     let count = keys.len() as i64;
                     rows.push(vec![
                         ("indexrelid", Cell::Int(relation.oid)),
@@ -789,12 +794,7 @@ impl PgCatalogTable {
                     let Some(table) = &relation.table else {
                         continue;
                     };
-                    let keys: Vec<i64> = table
-                        .primary_key
-                        .iter()
-                        .filter_map(|key| table.columns.iter().position(|c| &c.name == key))
-                        .map(|position| position as i64 + 1)
-                        .collect();
+                    let keys = primary_key_attnums(table);
                     let mut row = row! {
                         "oid" => relation.oid,
                         "conname" => relation.name.clone(),

@@ -140,20 +140,35 @@ fn coded(code: ErrorCode, message: String) -> DataFusionError {
     DataFusionError::External(Box::new(CodedError::new(code, message)))
 }
 
-/// Resolves relation names and oids for the session's search path.
+/// Resolves relation names and oids for the session's search path. The relation list is built
+/// once per cluster-state version, not once per row: these functions are called for every row
+/// of `pg_class`.
 #[derive(Clone)]
 struct Resolver {
     cluster: Arc<Cluster>,
     schema: String,
+    cache: Arc<Mutex<Option<VersionedRelations>>>,
 }
 
+/// The relations of one cluster-state version.
+type VersionedRelations = (u64, Arc<Vec<Relation>>);
+
 impl Resolver {
-    fn relations(&self) -> Vec<Relation> {
-        relations(&self.cluster.catalog().state())
+    fn relations(&self) -> Arc<Vec<Relation>> {
+        let state = self.cluster.catalog().state();
+        let mut cache = self.cache.lock();
+        match cache.as_ref() {
+            Some((version, relations)) if *version == state.version => relations.clone(),
+            _ => {
+                let built = Arc::new(relations(&state));
+                *cache = Some((state.version, built.clone()));
+                built
+            }
+        }
     }
 
     fn by_oid(&self, oid: i64) -> Option<Relation> {
-        self.relations().into_iter().find(|r| r.oid == oid)
+        self.relations().iter().find(|r| r.oid == oid).cloned()
     }
 
     fn visible(&self, relation: &Relation) -> bool {
@@ -188,7 +203,7 @@ impl Resolver {
         }
         let schema = schema.unwrap_or_else(|| self.schema.clone());
         self.relations()
-            .into_iter()
+            .iter()
             .find(|r| r.schema == schema && r.name == relation)
             .map(|r| r.oid)
     }
@@ -266,6 +281,7 @@ pub fn register(
     let resolver = Resolver {
         cluster,
         schema: schema.clone(),
+        cache: Arc::default(),
     };
     let mut functions = vec![
         function("version", returns_text, |_| {

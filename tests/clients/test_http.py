@@ -1,4 +1,5 @@
 """The CrateDB-compatible HTTP endpoint, with raw HTTP and the official `crate` client."""
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -66,3 +67,24 @@ def test_crate_python_client(creek):
     cursor.execute("SELECT v FROM crate_c WHERE id = ?", (1,))
     assert cursor.fetchall() == [["x"]]
     connection.close()
+
+
+def test_large_bulk_body_and_limit(creek):
+    # A bulk request of several MB (wide rows, thousands of them) is one request, as in CrateDB.
+    post(creek, {"stmt": "CREATE TABLE http_wide (id INTEGER PRIMARY KEY, body TEXT)"})
+    rows = [[i, "x" * 400 + str(i)] for i in range(12_000)]
+    status, body = post(creek, {"stmt": "INSERT INTO http_wide VALUES (?, ?)", "bulk_args": rows})
+    assert status == 200 and len(body["results"]) == 12_000
+    assert all(r["rowcount"] == 1 for r in body["results"])
+    # A body over the 100 MB limit is refused from its Content-Length with CrateDB error JSON.
+    host, port = creek.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.putrequest("POST", "/_sql")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(200 * 1024 * 1024))
+    conn.endheaders()
+    conn.send(b'{"stmt": "select 1", "pad": "')
+    response = conn.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read())["error"]["code"] == 4000
+    conn.close()

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -22,6 +23,11 @@ use crate::error::Error;
 use crate::session::Session;
 use crate::sql::Output;
 use creek_proto::v1::RowStatus;
+
+/// The largest request body accepted: CrateDB's default `http.max_content_length`, so bulk
+/// requests sized for CrateDB also fit here. axum's own default (2 MiB) is far too small for
+/// a `bulk_args` batch of wide rows.
+pub const MAX_CONTENT_LENGTH: usize = 100 * 1024 * 1024;
 
 /// Builds the HTTP router.
 pub fn router(cluster: Arc<Cluster>) -> Router {
@@ -109,12 +115,52 @@ fn json_to_scalar(value: &Value) -> ScalarValue {
     }
 }
 
+/// Reads the request body up to [`MAX_CONTENT_LENGTH`]. A body announced as larger is refused
+/// from its `Content-Length` before any of it is read, so the client gets the error instead
+/// of a connection closed under its upload.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let too_large = || {
+        let mut response = error_response(
+            ErrorCode::ProgramLimitExceeded,
+            format!("request body is larger than the {MAX_CONTENT_LENGTH} bytes allowed"),
+        );
+        *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        response
+    };
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > MAX_CONTENT_LENGTH as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_CONTENT_LENGTH)
+        .await
+        .map_err(|error| {
+            let length_limit = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if length_limit {
+                too_large()
+            } else {
+                error_response(
+                    ErrorCode::SyntaxError,
+                    format!("cannot read the request body: {error}"),
+                )
+            }
+        })
+}
+
 async fn sql(
     State(cluster): State<Arc<Cluster>>,
     Query(params): Query<SqlParams>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
     let started = Instant::now();
+    let body = match read_body(&headers, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let request: Value = match serde_json::from_slice(&body) {
         Ok(value) => value,
         Err(error) => {

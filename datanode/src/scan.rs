@@ -205,7 +205,8 @@ fn scan_shard(
                 .iter()
                 .zip(columns)
                 .map(|(column, spec)| read_column(column, spec, chunk))
-                .collect::<Vec<_>>();
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
             let batch = if arrays.is_empty() {
                 RecordBatch::try_new_with_options(
                     schema.clone(),

@@ -208,6 +208,23 @@ impl Session {
         Ok(outputs)
     }
 
+    /// Parameter types of an `INSERT ... VALUES` of literals and parameters, from the target
+    /// columns alone: planning a 50,000-parameter INSERT just to type its parameters would
+    /// cost more than running it.
+    fn values_parameter_types(&self, insert: &ast::Insert) -> Option<Vec<Option<DataType>>> {
+        let ast::TableObject::TableName(name) = &insert.table else {
+            return None;
+        };
+        let default_schema = self.settings.lock().schema.clone();
+        let (schema, table) = split_name(name, &default_schema).ok()?;
+        let table = self
+            .cluster
+            .catalog()
+            .existing_table(&schema, &table)
+            .ok()?;
+        dml::values_parameter_types(&table, insert)
+    }
+
     /// Plans a single statement without running it, for extended-protocol Parse/Describe.
     pub async fn prepare(&self, sql: &str) -> Result<PreparedQuery> {
         let statements = parse_sql(sql)?;
@@ -227,6 +244,10 @@ impl Session {
                             None
                         }
                     }
+                }
+                Statement::Insert(insert) if self.values_parameter_types(insert).is_some() => {
+                    prepared.param_types = self.values_parameter_types(insert).unwrap_or_default();
+                    None
                 }
                 Statement::Insert(insert) => {
                     let mut stripped = insert.clone();

@@ -139,7 +139,9 @@ impl Shard {
             tracing::info!(shard_id = %id, ops = pending.len(), "replaying translog");
             let mut state = shard.state.lock();
             for op in &pending {
-                shard.apply_to_index(&mut state, op)?;
+                // An op may already be in the index (written after the checkpoint but before
+                // a crash), so replay replaces by id.
+                shard.apply_to_index(&mut state, op, true)?;
             }
             drop(state);
             shard.dirty.store(true, Ordering::Release);
@@ -243,7 +245,10 @@ impl Shard {
         };
         if op.num_ops > 0 {
             state.translog.append(&op, table.fsync_per_request())?;
-            self.apply_to_index(&mut state, &op)?;
+            // An accepted INSERT was just checked to be absent, so only an upsert needs to
+            // delete an older version. Deleting per row anyway costs tantivy a delete term for
+            // every document, each applied against every segment at the next commit.
+            self.apply_to_index(&mut state, &op, mode == WriteMode::Upsert)?;
             self.dirty.store(true, Ordering::Release);
         }
         Ok(WriteOutcome {
@@ -336,7 +341,12 @@ impl Shard {
         Ok(count > 0)
     }
 
-    fn apply_to_index(&self, state: &mut WriterState, op: &TranslogOp) -> Result<()> {
+    fn apply_to_index(
+        &self,
+        state: &mut WriterState,
+        op: &TranslogOp,
+        replace: bool,
+    ) -> Result<()> {
         let mode = WriteMode::try_from(op.mode).unwrap_or(WriteMode::Upsert);
         match mode {
             WriteMode::Delete => {
@@ -349,7 +359,7 @@ impl Shard {
             WriteMode::Insert | WriteMode::InsertIgnore | WriteMode::Upsert => {
                 if !op.rows_ipc.is_empty() {
                     let batch = batch_from_ipc(&op.rows_ipc)?;
-                    self.index_batch(state, &batch, op.seq_no, mode == WriteMode::Upsert)?;
+                    self.index_batch(state, &batch, op.seq_no, replace)?;
                 }
             }
         }

@@ -11,11 +11,15 @@ use creek_common::routing::shard_for_key;
 use creek_common::schema::{TableSchema, ID_COLUMN};
 use creek_common::types::ColumnType;
 use creek_proto::v1::{RowStatus, WriteMode};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt32Array};
-use datafusion::arrow::compute::{cast_with_options, take_record_batch, CastOptions};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray, UInt32Array};
+use datafusion::arrow::compute::{
+    cast_with_options, filter_record_batch, take_record_batch, CastOptions,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::common::ParamValues;
+use datafusion::arrow::record_batch::RecordBatchOptions;
+use datafusion::common::metadata::ScalarAndMetadata;
+use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
@@ -135,20 +139,25 @@ async fn write_insert(
     stripped.on = None;
     stripped.returning = None;
     add_default_columns(&table, &mut stripped)?;
-    let plan = dml
-        .ctx
-        .state()
-        .statement_to_plan(DfStatement::Statement(Box::new(Statement::Insert(
-            stripped,
-        ))))
-        .await?;
-    let LogicalPlan::Dml(statement) = plan else {
-        return Err(Error::new(
-            ErrorCode::Internal,
-            "INSERT did not plan as a DML statement",
-        ));
+    let batches = match literal_values_batch(&table, &stripped, dml.params)? {
+        Some(batch) => vec![batch],
+        None => {
+            let plan = dml
+                .ctx
+                .state()
+                .statement_to_plan(DfStatement::Statement(Box::new(Statement::Insert(
+                    stripped,
+                ))))
+                .await?;
+            let LogicalPlan::Dml(statement) = plan else {
+                return Err(Error::new(
+                    ErrorCode::Internal,
+                    "INSERT did not plan as a DML statement",
+                ));
+            };
+            collect_plan(dml.ctx, statement.input.as_ref().clone(), dml.params).await?
+        }
     };
-    let batches = collect_plan(dml.ctx, statement.input.as_ref().clone(), dml.params).await?;
     let mut written = Vec::new();
     let mut all_statuses = Vec::new();
     for batch in batches {
@@ -164,14 +173,201 @@ async fn write_insert(
         };
         let (statuses, rows) =
             write_batch(dml.cluster, &table, &batch, mode, dml.write_refresh).await?;
-        for (row, status) in statuses.iter().enumerate() {
-            if *status == RowStatus::Ok {
-                written.push(rows.slice(row, 1));
-            }
+        if insert.returning.is_some() {
+            let ok = BooleanArray::from_iter(statuses.iter().map(|s| Some(*s == RowStatus::Ok)));
+            written.push(filter_record_batch(&rows, &ok)?);
         }
         all_statuses.extend(statuses);
     }
     Ok((table, all_statuses, written))
+}
+
+/// The rows of an `INSERT ... VALUES` whose every value is a literal or a `$n` parameter,
+/// built straight into a batch named by target column; `None` for anything else, which
+/// DataFusion plans. Planning is the cost that matters here: a 10,000-row bulk request of
+/// 105 columns is a million expressions for DataFusion to type-check and simplify, many times
+/// the cost of writing the rows. Casting to the column types and the constraint checks are
+/// `conform_batch`'s, as for planned rows, so both paths accept and refuse the same values.
+fn literal_values_batch(
+    table: &TableSchema,
+    insert: &ast::Insert,
+    params: &ParamValues,
+) -> Result<Option<RecordBatch>> {
+    let Some((names, values)) = values_target(table, insert) else {
+        return Ok(None);
+    };
+    let ParamValues::List(params) = params else {
+        return Ok(None);
+    };
+    let mut columns: Vec<Vec<ScalarValue>> =
+        vec![Vec::with_capacity(values.rows.len()); names.len()];
+    for row in &values.rows {
+        for (expr, column) in row.iter().zip(columns.iter_mut()) {
+            let Some(value) = literal_value(expr, params) else {
+                return Ok(None);
+            };
+            column.push(value);
+        }
+    }
+    let mut fields = Vec::with_capacity(names.len());
+    let mut arrays = Vec::with_capacity(names.len());
+    for (name, values) in names.iter().zip(columns) {
+        let Some(array) = uniform_array(values)? else {
+            return Ok(None);
+        };
+        fields.push(Field::new(name, array.data_type().clone(), true));
+        arrays.push(array);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(values.rows.len()));
+    let batch = RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)?;
+    conform_batch(table, &batch).map(Some)
+}
+
+/// The target column names and the rows of a plain `INSERT ... VALUES` into existing,
+/// distinct columns; `None` for any other INSERT.
+fn values_target<'a>(
+    table: &TableSchema,
+    insert: &'a ast::Insert,
+) -> Option<(Vec<String>, &'a ast::Values)> {
+    let query = insert.source.as_ref()?;
+    let SetExpr::Values(values) = query.body.as_ref() else {
+        return None;
+    };
+    if query.with.is_some() || query.order_by.is_some() || query.limit_clause.is_some() {
+        return None;
+    }
+    let names: Vec<String> = if insert.columns.is_empty() {
+        table.columns.iter().map(|c| c.name.clone()).collect()
+    } else {
+        let mut names = Vec::with_capacity(insert.columns.len());
+        for column in &insert.columns {
+            let [part] = column.0.as_slice() else {
+                return None;
+            };
+            let ident = part.as_ident()?;
+            names.push(match ident.quote_style {
+                Some(_) => ident.value.clone(),
+                None => ident.value.to_lowercase(),
+            });
+        }
+        names
+    };
+    let distinct: std::collections::HashSet<&String> = names.iter().collect();
+    if values.rows.iter().any(|row| row.len() != names.len())
+        || names.iter().any(|n| table.column(n).is_none())
+        || distinct.len() != names.len()
+    {
+        return None;
+    }
+    Some((names, values))
+}
+
+/// For Parse of an `INSERT ... VALUES` of literals and `$n` parameters: each parameter takes
+/// its target column's type, as PostgreSQL infers it, without planning the statement.
+pub(crate) fn values_parameter_types(
+    table: &TableSchema,
+    insert: &ast::Insert,
+) -> Option<Vec<Option<DataType>>> {
+    let (names, values) = values_target(table, insert)?;
+    let mut types: Vec<Option<DataType>> = Vec::new();
+    for row in &values.rows {
+        for (expr, name) in row.iter().zip(&names) {
+            let Some(index) = placeholder_index(expr) else {
+                literal_value(expr, &[])?;
+                continue;
+            };
+            if types.len() < index {
+                types.resize(index, None);
+            }
+            let column = table.column(name)?;
+            types[index - 1] = Some(column.column_type.arrow_type());
+        }
+    }
+    Some(types)
+}
+
+/// A VALUES item that needs no planning: a constant, a negated number or a `$n` parameter.
+fn literal_value(expr: &ast::Expr, params: &[ScalarAndMetadata]) -> Option<ScalarValue> {
+    match expr {
+        ast::Expr::Value(value) => match &value.value {
+            ast::Value::Number(text, _) => number(text),
+            ast::Value::SingleQuotedString(text) => Some(ScalarValue::Utf8(Some(text.clone()))),
+            ast::Value::Boolean(b) => Some(ScalarValue::Boolean(Some(*b))),
+            ast::Value::Null => Some(ScalarValue::Null),
+            ast::Value::Placeholder(_) => params
+                .get(placeholder_index(expr)? - 1)
+                .map(|p| p.value.clone()),
+            _ => None,
+        },
+        ast::Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
+            ast::Expr::Value(value) => match &value.value {
+                ast::Value::Number(text, _) => number(&format!("-{text}")),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `n` of a `$n` parameter (1-based).
+fn placeholder_index(expr: &ast::Expr) -> Option<usize> {
+    let ast::Expr::Value(value) = expr else {
+        return None;
+    };
+    let ast::Value::Placeholder(name) = &value.value else {
+        return None;
+    };
+    name.strip_prefix('$')?
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+}
+
+fn number(text: &str) -> Option<ScalarValue> {
+    if let Ok(int) = text.parse::<i64>() {
+        return Some(ScalarValue::Int64(Some(int)));
+    }
+    // As DataFusion reads a literal with a point or exponent: a double.
+    text.parse::<f64>()
+        .ok()
+        .map(|f| ScalarValue::Float64(Some(f)))
+}
+
+/// One column's values as an array, if they share a type (NULLs take any; integers widen to
+/// double beside doubles). Mixed types are left to DataFusion's coercion rules.
+fn uniform_array(values: Vec<ScalarValue>) -> Result<Option<ArrayRef>> {
+    let mut data_type = DataType::Null;
+    for value in &values {
+        let this = value.data_type();
+        data_type = match (&data_type, &this) {
+            (_, DataType::Null) => data_type,
+            (DataType::Null, _) => this,
+            (a, b) if a == b => data_type,
+            (DataType::Int64, DataType::Float64) | (DataType::Float64, DataType::Int64) => {
+                DataType::Float64
+            }
+            _ => return Ok(None),
+        };
+    }
+    if data_type == DataType::Null {
+        return Ok(Some(datafusion::arrow::array::new_null_array(
+            &DataType::Null,
+            values.len(),
+        )));
+    }
+    let typed_null = ScalarValue::try_from(&data_type)?;
+    let values = values.into_iter().map(|value| match value {
+        ScalarValue::Null => typed_null.clone(),
+        ScalarValue::Int64(v) if data_type == DataType::Float64 => {
+            ScalarValue::Float64(v.map(|v| v as f64))
+        }
+        other => other,
+    });
+    Ok(Some(ScalarValue::iter_to_array(values)?))
 }
 
 /// Adds columns with a DEFAULT that an `INSERT (cols) VALUES` leaves out, with their default.
@@ -239,6 +435,9 @@ pub(crate) fn conform_batch(table: &TableSchema, batch: &RecordBatch) -> Result<
             Some(array) => cast_with_options(array, &target, &STRICT_CAST).map_err(|e| {
                 let code = if array.data_type() == &DataType::Utf8 {
                     ErrorCode::InvalidTextRepresentation
+                } else if array.data_type().is_numeric() && target.is_numeric() {
+                    // A number that does not fit the column, as PostgreSQL's 22003.
+                    ErrorCode::NumericOutOfRange
                 } else {
                     ErrorCode::DatatypeMismatch
                 };
@@ -299,13 +498,20 @@ pub(crate) async fn write_batch(
     for (row, shard) in shards.iter().enumerate() {
         by_shard.entry(*shard).or_default().push(row as u32);
     }
+    // The shards are written concurrently: each is its own translog and index writer, on its
+    // own core when the data node has one to spare.
+    let writes = by_shard.into_iter().map(|(shard, rows)| {
+        let with_ids = &with_ids;
+        async move {
+            let part = take_record_batch(with_ids, &UInt32Array::from(rows.clone()))?;
+            let shard_statuses = cluster
+                .write_rows(table, shard, mode, &part, refresh)
+                .await?;
+            Ok::<_, Error>((rows, shard_statuses))
+        }
+    });
     let mut statuses = vec![RowStatus::Ok; batch.num_rows()];
-    for (shard, rows) in by_shard {
-        let indices = UInt32Array::from(rows.clone());
-        let part = take_record_batch(&with_ids, &indices)?;
-        let shard_statuses = cluster
-            .write_rows(table, shard, mode, &part, refresh)
-            .await?;
+    for (rows, shard_statuses) in futures::future::try_join_all(writes).await? {
         for (row, status) in rows.iter().zip(shard_statuses) {
             statuses[*row as usize] = status;
         }

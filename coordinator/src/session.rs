@@ -136,6 +136,9 @@ pub struct Session {
 pub struct PreparedQuery {
     /// The statement's SQL text.
     pub sql: String,
+    /// The statements `sql` parses to, kept so Execute does not parse the text again (a
+    /// multi-row INSERT with 50,000 parameters is worth parsing once).
+    pub statements: Arc<Vec<ParsedStatement>>,
     /// The result schema, if the statement returns rows.
     pub schema: Option<SchemaRef>,
     /// Inferred parameter types, by position.
@@ -208,6 +211,22 @@ impl Session {
         Ok(outputs)
     }
 
+    /// Executes statements parsed earlier (by [`Session::prepare`]) with the given parameters.
+    pub async fn execute_statements(
+        &self,
+        statements: &[ParsedStatement],
+        params: &[ScalarValue],
+    ) -> Result<Vec<Output>> {
+        let mut outputs = Vec::with_capacity(statements.len());
+        for statement in statements {
+            outputs.push(
+                self.execute_parsed_statement(statement.clone(), params)
+                    .await?,
+            );
+        }
+        Ok(outputs)
+    }
+
     /// Parameter types of an `INSERT ... VALUES` of literals and parameters, from the target
     /// columns alone: planning a 50,000-parameter INSERT just to type its parameters would
     /// cost more than running it.
@@ -227,9 +246,10 @@ impl Session {
 
     /// Plans a single statement without running it, for extended-protocol Parse/Describe.
     pub async fn prepare(&self, sql: &str) -> Result<PreparedQuery> {
-        let statements = parse_sql(sql)?;
+        let statements = Arc::new(parse_sql(sql)?);
         let mut prepared = PreparedQuery {
             sql: sql.to_string(),
+            statements: statements.clone(),
             schema: None,
             param_types: Vec::new(),
         };

@@ -4,6 +4,7 @@
 Run through `tests/bench/run` (which installs the engines and builds a release Creek):
 
     tests/bench/run [--scale 10k|1m|10m] [--runs 3] [--warmup 1] [--smoke]
+                    [--workloads ingest,analytics,lookups]
 
 Workloads, each on every engine that has the feature:
   * ingest: the `hits` rows through COPY (Creek and PostgreSQL over the wire, DuckDB from
@@ -143,6 +144,8 @@ def ingest(args, rows, csv, creek, clients):
         if count != rows:
             raise SystemExit(f"{client.name} holds {count} hits rows after the load, not {rows}")
 
+    if "ingest" not in args.workloads:
+        return results
     # Creek's other write paths, on a slice of the same rows.
     slice_rows = min(rows, args.slice)
     sample = duck_c.conn.execute(f"SELECT * FROM hits LIMIT {slice_rows}").fetchall()
@@ -354,9 +357,10 @@ def report(args, rows, ingest_rows, query_rows, lookup_rows, versions):
             fmt_cell(row[e], "ms") for e in ("Creek", "PostgreSQL", "DuckDB"))
             + f" | {ratio(row['Creek'], row['PostgreSQL'])} | {ratio(row['Creek'], row['DuckDB'])} |")
     geo = {p: statistics.geometric_mean(v) if v else None for p, v in ratios.items()}
-    lines.append("| ClickBench geometric mean of ratios (queries all engines answered) | | | | "
-                 + " | ".join(f"{geo[p]:.2f}" if geo[p] else "" for p in ("PostgreSQL", "DuckDB"))
-                 + " |")
+    if query_rows:
+        lines.append("| ClickBench geometric mean of ratios (queries all engines answered) "
+                     "| | | | " + " | ".join(f"{geo[p]:.2f}" if geo[p] else ""
+                                            for p in ("PostgreSQL", "DuckDB")) + " |")
     for name, row in lookup_rows:
         for engine, cell in row.items():
             if cell[0] != "ok":
@@ -364,6 +368,7 @@ def report(args, rows, ingest_rows, query_rows, lookup_rows, versions):
         lines.append(f"| {name} | " + " | ".join(
             fmt_cell(row[e], "tps") if e in row else "–" for e in ("Creek", "PostgreSQL", "DuckDB"))
             + f" | {ratio(row.get('Creek'), row.get('PostgreSQL'), True)} | |")
+    lines.append(f"| workloads run: {', '.join(sorted(args.workloads))} | | | | | |")
     lines.append("| full text: top 10 by relevance, 1-3 word queries | not yet supported "
                  "(Creek has no `MATCH`) | | | | |")
     lines.append("| Flight export: `SELECT *` MB/s | not yet supported "
@@ -390,6 +395,10 @@ def main():
     parser.add_argument("--smoke", action="store_true",
                         help="CI: check every query runs and answers agree; record nothing")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--workloads", default="ingest,analytics,lookups",
+                        type=lambda text: set(text.split(",")),
+                        help="comma-separated subset of ingest,analytics,lookups (the COPY "
+                             "load of hits always runs)")
     args = parser.parse_args()
     # SIGTERM (a killed CI job) unwinds like Ctrl-C, so the servers below are stopped.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -419,8 +428,9 @@ def main():
         }
         ingest_rows = ingest(args, rows, csv, creek, clients)
         print(f"loaded: {ingest_rows}", file=sys.stderr, flush=True)
-        query_rows = analytics(args, clients)
-        lookup_rows = point_lookups(args, rows, workdir, [creek, postgres])
+        query_rows = analytics(args, clients) if "analytics" in args.workloads else []
+        lookup_rows = (point_lookups(args, rows, workdir, [creek, postgres])
+                       if "lookups" in args.workloads else [])
     finally:
         for client in clients.values():
             client.close()

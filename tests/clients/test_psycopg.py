@@ -173,3 +173,25 @@ def test_startup_parameters(creek):
         assert conn.info.parameter_status("search_path") == "startup_schema"
         assert conn.info.parameter_status("client_encoding") == "UTF8"
         assert conn.execute("SHOW search_path").fetchone() == ("startup_schema",)
+
+
+def test_wide_multi_row_insert_with_parameters(conn):
+    # One statement, 400 rows x 6 columns = 2,400 parameters; psycopg types each int parameter
+    # by its value (int2, int4, int8), so one column gets several integer types.
+    conn.execute("CREATE TABLE pg_wide (id BIGINT PRIMARY KEY, small SMALLINT, big BIGINT, "
+                 "x DOUBLE PRECISION, ts TIMESTAMP, note TEXT)")
+    base = datetime.datetime(2024, 1, 1)
+    rows = [(i, i % 100 - 50, i * 10_000_000_000 if i % 2 else i, i / 4 if i % 3 else i,
+             base + datetime.timedelta(seconds=i), None if i % 5 == 0 else f"n{i}")
+            for i in range(400)]
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(rows))
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO pg_wide VALUES {values}", [v for r in rows for v in r])
+        assert cur.rowcount == 400
+    conn.execute("REFRESH TABLE pg_wide")
+    got = conn.execute("SELECT id, small, big, x, ts, note FROM pg_wide ORDER BY id").fetchall()
+    assert got == [(i, s, b, float(x), ts, n) for i, s, b, x, ts, n in rows]
+    # A value that does not fit its column fails the statement with PostgreSQL's SQLSTATE.
+    with pytest.raises(errors.NumericValueOutOfRange):
+        conn.execute("INSERT INTO pg_wide (id, small) VALUES (%s, %s), (%s, %s)",
+                     [1000, 1, 1001, 70000])

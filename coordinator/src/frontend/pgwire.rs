@@ -362,7 +362,7 @@ impl SimpleQueryHandler for PgHandler {
 /// A statement prepared through the extended protocol.
 #[derive(Clone)]
 pub struct PgStatement {
-    sql: String,
+    statements: Arc<Vec<ParsedStatement>>,
     fields: Vec<(String, DataType)>,
     param_types: Vec<Option<DataType>>,
 }
@@ -390,7 +390,7 @@ impl QueryParser for PgQueryParser {
         check_encoding(sql)?;
         let prepared = session.prepare(sql).await.map_err(|e| to_pg_error(&e))?;
         Ok(Some(PgStatement {
-            sql: sql.to_string(),
+            statements: prepared.statements,
             fields: prepared
                 .schema
                 .map(|schema| {
@@ -527,14 +527,14 @@ impl ExtendedQueryHandler for PgHandler {
     {
         let session = session_of(client, &self.cluster);
         let statement = &portal.statement.statement;
-        if let Ok([parsed]) = crate::sql::parse::parse_sql(&statement.sql).as_deref() {
+        if let [parsed] = statement.statements.as_slice() {
             if let Some(response) = deallocate(client, parsed) {
                 return Ok(response);
             }
         }
         let params = decode_params(portal)?;
         let mut outputs = session
-            .execute(&statement.sql, &params)
+            .execute_statements(&statement.statements, &params)
             .await
             .map_err(|e| to_pg_error(&e))?;
         let Some(output) = outputs.pop() else {

@@ -269,9 +269,13 @@ pub(crate) fn values_parameter_types(
     insert: &ast::Insert,
 ) -> Option<Vec<Option<DataType>>> {
     let (names, values) = values_target(table, insert)?;
+    let column_types = names
+        .iter()
+        .map(|name| table.column(name).map(|c| c.column_type.arrow_type()))
+        .collect::<Option<Vec<_>>>()?;
     let mut types: Vec<Option<DataType>> = Vec::new();
     for row in &values.rows {
-        for (expr, name) in row.iter().zip(&names) {
+        for (expr, column_type) in row.iter().zip(&column_types) {
             let Some(index) = placeholder_index(expr) else {
                 literal_value(expr, &[])?;
                 continue;
@@ -279,8 +283,7 @@ pub(crate) fn values_parameter_types(
             if types.len() < index {
                 types.resize(index, None);
             }
-            let column = table.column(name)?;
-            types[index - 1] = Some(column.column_type.arrow_type());
+            types[index - 1] = Some(column_type.clone());
         }
     }
     Some(types)
@@ -337,12 +340,22 @@ fn number(text: &str) -> Option<ScalarValue> {
         .map(|f| ScalarValue::Float64(Some(f)))
 }
 
-/// One column's values as an array, if they share a type (NULLs take any; integers widen to
-/// double beside doubles). Mixed types are left to DataFusion's coercion rules.
+/// One column's values as an array, if they share a type: NULLs take any; integers of any
+/// width widen to bigint and meet doubles as double (clients pick a parameter's integer type
+/// per value, so one column gets int2, int4 and int8 parameters). Other mixes are left to
+/// DataFusion's coercion rules.
 fn uniform_array(values: Vec<ScalarValue>) -> Result<Option<ArrayRef>> {
+    fn widened(data_type: DataType) -> DataType {
+        match data_type {
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => DataType::Int64,
+            DataType::UInt8 | DataType::UInt16 | DataType::UInt32 => DataType::Int64,
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => DataType::Float64,
+            other => other,
+        }
+    }
     let mut data_type = DataType::Null;
     for value in &values {
-        let this = value.data_type();
+        let this = widened(value.data_type());
         data_type = match (&data_type, &this) {
             (_, DataType::Null) => data_type,
             (DataType::Null, _) => this,
@@ -360,13 +373,18 @@ fn uniform_array(values: Vec<ScalarValue>) -> Result<Option<ArrayRef>> {
         )));
     }
     let typed_null = ScalarValue::try_from(&data_type)?;
-    let values = values.into_iter().map(|value| match value {
-        ScalarValue::Null => typed_null.clone(),
-        ScalarValue::Int64(v) if data_type == DataType::Float64 => {
-            ScalarValue::Float64(v.map(|v| v as f64))
-        }
-        other => other,
-    });
+    let values = values
+        .into_iter()
+        .map(|value| {
+            if value.is_null() {
+                Ok(typed_null.clone())
+            } else if value.data_type() == data_type {
+                Ok(value)
+            } else {
+                value.cast_to(&data_type)
+            }
+        })
+        .collect::<datafusion::common::Result<Vec<_>>>()?;
     Ok(Some(ScalarValue::iter_to_array(values)?))
 }
 

@@ -7,6 +7,7 @@ pub mod fragments;
 pub mod naming;
 pub mod pg_compat;
 pub mod pg_functions;
+pub mod pk_lookup;
 pub mod routing;
 pub mod single_row;
 pub mod views;

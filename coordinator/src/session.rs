@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::plan::context::session_context;
+use crate::plan::pk_lookup::PkLookup;
 use crate::plan::{pg_compat, single_row};
 use crate::sql::ddl::{self, split_name};
 use crate::sql::dml::{self, DmlContext};
@@ -254,6 +255,12 @@ impl Session {
             param_types: Vec::new(),
         };
         if let [ParsedStatement::Sql(statement, _)] = statements.as_slice() {
+            let default_schema = self.settings.lock().schema.clone();
+            if let Some(lookup) = PkLookup::recognise(&self.cluster, statement, &default_schema) {
+                prepared.schema = Some(lookup.schema());
+                prepared.param_types = lookup.param_types();
+                return Ok(prepared);
+            }
             let ctx = self.context(false);
             let planned = match statement.as_ref() {
                 Statement::Query(_) | Statement::Explain { .. } => {
@@ -628,6 +635,17 @@ impl Session {
                 }
             }
             Statement::Query(_) | Statement::Explain { .. } => {
+                if let Some(lookup) =
+                    PkLookup::recognise(&self.cluster, &statement, &default_schema)
+                {
+                    if let Some(batch) = lookup.run(&self.cluster, params).await? {
+                        let schema = batch.schema();
+                        return Ok(Output::Rows {
+                            schema: schema.clone(),
+                            stream: Box::pin(MemoryStream::try_new(vec![batch], schema, None)?),
+                        });
+                    }
+                }
                 let ctx = self.context(false);
                 match plan_query(&ctx, statement).await? {
                     QueryPlan::Plan(plan) => self.run_query(&ctx, plan, param_values).await,

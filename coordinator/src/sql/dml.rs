@@ -18,7 +18,6 @@ use datafusion::arrow::compute::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::record_batch::RecordBatchOptions;
-use datafusion::common::metadata::ScalarAndMetadata;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::LogicalPlan;
@@ -203,7 +202,8 @@ fn literal_values_batch(
         vec![Vec::with_capacity(values.rows.len()); names.len()];
     for row in &values.rows {
         for (expr, column) in row.iter().zip(columns.iter_mut()) {
-            let Some(value) = literal_value(expr, params) else {
+            let Some(value) = literal_value(expr, |n| params.get(n - 1).map(|p| p.value.clone()))
+            else {
                 return Ok(None);
             };
             column.push(value);
@@ -277,7 +277,7 @@ pub(crate) fn values_parameter_types(
     for row in &values.rows {
         for (expr, column_type) in row.iter().zip(&column_types) {
             let Some(index) = placeholder_index(expr) else {
-                literal_value(expr, &[])?;
+                constant_value(expr, &[])?;
                 continue;
             };
             if types.len() < index {
@@ -289,17 +289,24 @@ pub(crate) fn values_parameter_types(
     Some(types)
 }
 
-/// A VALUES item that needs no planning: a constant, a negated number or a `$n` parameter.
-fn literal_value(expr: &ast::Expr, params: &[ScalarAndMetadata]) -> Option<ScalarValue> {
+/// A constant, a negated number or a bound `$n` parameter, as a value without planning.
+pub(crate) fn constant_value(expr: &ast::Expr, params: &[ScalarValue]) -> Option<ScalarValue> {
+    literal_value(expr, |n| params.get(n - 1).cloned())
+}
+
+/// A VALUES item that needs no planning: a constant, a negated number or a `$n` parameter
+/// (`param(n)` gives its value).
+fn literal_value(
+    expr: &ast::Expr,
+    param: impl Fn(usize) -> Option<ScalarValue>,
+) -> Option<ScalarValue> {
     match expr {
         ast::Expr::Value(value) => match &value.value {
             ast::Value::Number(text, _) => number(text),
             ast::Value::SingleQuotedString(text) => Some(ScalarValue::Utf8(Some(text.clone()))),
             ast::Value::Boolean(b) => Some(ScalarValue::Boolean(Some(*b))),
             ast::Value::Null => Some(ScalarValue::Null),
-            ast::Value::Placeholder(_) => params
-                .get(placeholder_index(expr)? - 1)
-                .map(|p| p.value.clone()),
+            ast::Value::Placeholder(_) => param(placeholder_index(expr)?),
             _ => None,
         },
         ast::Expr::UnaryOp {
@@ -317,7 +324,7 @@ fn literal_value(expr: &ast::Expr, params: &[ScalarAndMetadata]) -> Option<Scala
 }
 
 /// `n` of a `$n` parameter (1-based).
-fn placeholder_index(expr: &ast::Expr) -> Option<usize> {
+pub(crate) fn placeholder_index(expr: &ast::Expr) -> Option<usize> {
     let ast::Expr::Value(value) = expr else {
         return None;
     };

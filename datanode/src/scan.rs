@@ -195,7 +195,7 @@ fn scan_shard(
         }
         let opened = columns
             .iter()
-            .map(|spec| open_segment_column(segment, spec))
+            .map(|spec| open_segment_column(segment, spec, docs.len().min(remaining)))
             .collect::<tantivy::Result<Vec<_>>>()
             .map_err(tantivy_err)?;
         for chunk in docs.chunks(BATCH_ROWS) {

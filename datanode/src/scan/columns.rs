@@ -64,25 +64,104 @@ pub enum SegmentColumn {
     /// A boolean column.
     Bool(Vec<Column<bool>>),
     /// A dictionary-encoded string column.
-    Str(Vec<StrColumn>),
+    Str(StrColumns),
     /// An array column: its exact JSON form where written, and the element values for
     /// documents written before the exact form existed.
     Array {
-        exact: Vec<StrColumn>,
+        exact: StrColumns,
         elements: Box<SegmentColumn>,
     },
 }
 
+/// Below this many documents read from a segment, a string column resolves each batch's
+/// ordinals alone; from it, the whole dictionary may be decoded once (see [`StrColumns`]).
+const PRELOAD_MIN_READS: usize = 16 * 1024;
+
+/// The dictionary-encoded columns of one output column in one segment. When a scan reads at
+/// least half as many documents as a dictionary has terms, the dictionary is decoded once, in
+/// order, up front: resolving each batch's ordinals separately would walk most dictionary
+/// blocks again for every batch of a high-cardinality column (URLs, titles), which dominated
+/// full scans of such columns.
+pub struct StrColumns {
+    columns: Vec<StrColumn>,
+    /// Per column, every term in ordinal order, when decoded up front.
+    all_terms: Vec<Option<Terms>>,
+}
+
+impl StrColumns {
+    fn open(columns: Vec<StrColumn>, reads: usize) -> io::Result<StrColumns> {
+        let all_terms = columns
+            .iter()
+            .map(|column| {
+                let terms = column.num_terms();
+                if reads >= PRELOAD_MIN_READS && terms <= reads.saturating_mul(2) {
+                    let ords: Vec<u64> = (0..terms as u64).collect();
+                    Terms::resolve(column, ords).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(StrColumns { columns, all_terms })
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, StrColumn> {
+        self.columns.iter()
+    }
+}
+
+/// Terms of one dictionary for a sorted set of ordinals, back to back in `bytes`.
+struct Terms {
+    ords: Vec<u64>,
+    ends: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl Terms {
+    fn resolve(column: &StrColumn, ords: Vec<u64>) -> io::Result<Terms> {
+        let mut ends = Vec::with_capacity(ords.len());
+        let mut bytes = Vec::new();
+        let complete = column.dictionary().sorted_ords_to_term_cb(&ords, |term| {
+            bytes.extend_from_slice(term);
+            ends.push(bytes.len());
+        })?;
+        if !complete || ends.len() != ords.len() {
+            // A dictionary that cannot give back its own ordinals is a damaged segment.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a string column's dictionary is missing ordinals its documents use",
+            ));
+        }
+        Ok(Terms { ords, ends, bytes })
+    }
+
+    fn get(&self, ord: u64) -> Option<&[u8]> {
+        // Dense (every ordinal from 0) when the whole dictionary was decoded.
+        let at = if self.ords.len() as u64 > ord && self.ords[ord as usize] == ord {
+            ord as usize
+        } else {
+            self.ords.binary_search(&ord).ok()?
+        };
+        let begin = if at == 0 { 0 } else { self.ends[at - 1] };
+        Some(&self.bytes[begin..self.ends[at]])
+    }
+}
+
 /// Opens the fast-field columns for `spec` in `segment`.
+/// `reads` is how many of the segment's documents the scan will read at most.
 pub fn open_segment_column(
     segment: &SegmentReader,
     spec: &ColumnSpec,
+    reads: usize,
 ) -> tantivy::Result<SegmentColumn> {
     let fast_fields = segment.fast_fields();
     let (path, column_type) = match spec {
         ColumnSpec::Id => {
             let column = fast_fields.str(ID_COLUMN)?;
-            return Ok(SegmentColumn::Str(column.into_iter().collect()));
+            return Ok(SegmentColumn::Str(StrColumns::open(
+                column.into_iter().collect(),
+                reads,
+            )?));
         }
         ColumnSpec::SeqNo => {
             return Ok(SegmentColumn::I64(vec![fast_fields.i64(SEQ_NO_COLUMN)?]));
@@ -96,8 +175,8 @@ pub fn open_segment_column(
             column_type: inner.as_ref().clone(),
         };
         return Ok(SegmentColumn::Array {
-            exact: exact.into_iter().collect(),
-            elements: Box::new(open_segment_column(segment, &element_spec)?),
+            exact: StrColumns::open(exact.into_iter().collect(), reads)?,
+            elements: Box::new(open_segment_column(segment, &element_spec, reads)?),
         });
     }
     let element_type = match column_type {
@@ -145,7 +224,7 @@ pub fn open_segment_column(
         ColumnType::Numeric { .. }
         | ColumnType::Text { .. }
         | ColumnType::Ip
-        | ColumnType::Array(_) => SegmentColumn::Str(
+        | ColumnType::Array(_) => SegmentColumn::Str(StrColumns::open(
             opened
                 .into_iter()
                 .filter_map(|c| match c {
@@ -153,7 +232,8 @@ pub fn open_segment_column(
                     _ => None,
                 })
                 .collect(),
-        ),
+            reads,
+        )?),
     })
 }
 
@@ -224,7 +304,7 @@ pub fn read_column(
 /// Reads an array column: the exact JSON form where a document has it, else the element
 /// values (documents written before the exact form existed).
 fn read_array(
-    exact: &[StrColumn],
+    exact: &StrColumns,
     elements: &SegmentColumn,
     inner: &ColumnType,
     docs: &[DocId],
@@ -355,7 +435,7 @@ fn read_strings(column: &SegmentColumn, docs: &[DocId]) -> io::Result<StringArra
     }
 }
 
-fn read_str_columns(columns: &[StrColumn], docs: &[DocId]) -> io::Result<StringArray> {
+fn read_str_columns(columns: &StrColumns, docs: &[DocId]) -> io::Result<StringArray> {
     // (segment column, ordinal) of the value each document reads: the first column that has
     // one, as for numbers.
     let mut picks: Vec<Option<(usize, u64)>> = vec![None; docs.len()];
@@ -368,45 +448,40 @@ fn read_str_columns(columns: &[StrColumn], docs: &[DocId]) -> io::Result<StringA
             }
         }
     }
-    // Per column: its distinct ordinals in order, and their terms back to back in `bytes`.
-    let mut terms: Vec<(Vec<u64>, Vec<usize>, Vec<u8>)> = Vec::with_capacity(columns.len());
+    // Per column without a decoded dictionary: the distinct ordinals this batch uses.
+    let mut batch_terms: Vec<Option<Terms>> = Vec::with_capacity(columns.columns.len());
     for (index, column) in columns.iter().enumerate() {
+        if columns.all_terms[index].is_some() {
+            batch_terms.push(None);
+            continue;
+        }
         let mut ords: Vec<u64> = picks
             .iter()
             .filter_map(|pick| pick.filter(|(c, _)| *c == index).map(|(_, ord)| ord))
             .collect();
         ords.sort_unstable();
         ords.dedup();
-        let mut ends = Vec::with_capacity(ords.len());
-        let mut bytes = Vec::new();
-        let complete = column.dictionary().sorted_ords_to_term_cb(&ords, |term| {
-            bytes.extend_from_slice(term);
-            ends.push(bytes.len());
-        })?;
-        if !complete || ends.len() != ords.len() {
-            // A dictionary that cannot give back its own ordinals is a damaged segment.
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a string column's dictionary is missing ordinals its documents use",
-            ));
-        }
-        terms.push((ords, ends, bytes));
+        batch_terms.push(Some(Terms::resolve(column, ords)?));
     }
-    let value_bytes: usize = picks.len() * 8;
-    let mut builder = StringBuilder::with_capacity(docs.len(), value_bytes);
+    let mut builder = StringBuilder::with_capacity(docs.len(), docs.len() * 8);
     for pick in &picks {
-        let Some((column, ord)) = pick else {
+        let Some((column, ord)) = *pick else {
             builder.append_null();
             continue;
         };
-        let (ords, ends, bytes) = &terms[*column];
-        let at = ords
-            .binary_search(ord)
-            .expect("every picked ordinal was resolved");
-        let begin = if at == 0 { 0 } else { ends[at - 1] };
-        match std::str::from_utf8(&bytes[begin..ends[at]]) {
+        let terms = columns.all_terms[column]
+            .as_ref()
+            .or(batch_terms[column].as_ref())
+            .expect("every column has its terms resolved");
+        let bytes = terms.get(ord).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a string column's dictionary is missing ordinals its documents use",
+            )
+        })?;
+        match std::str::from_utf8(bytes) {
             Ok(text) => builder.append_value(text),
-            Err(_) => builder.append_value(String::from_utf8_lossy(&bytes[begin..ends[at]])),
+            Err(_) => builder.append_value(String::from_utf8_lossy(bytes)),
         }
     }
     Ok(builder.finish())
@@ -445,7 +520,7 @@ fn read_list(column: &SegmentColumn, inner: &ColumnType, docs: &[DocId]) -> Arra
             let mut text = String::new();
             for doc in docs {
                 let mut any = false;
-                for column in columns {
+                for column in columns.iter() {
                     for ord in column.term_ords(*doc) {
                         if column.ord_to_str(ord, &mut text).unwrap_or(false) {
                             list.values().append_value(&text);

@@ -10,10 +10,12 @@ use std::sync::Arc;
 use creek_common::schema::{ID_COLUMN, SEQ_NO_COLUMN};
 use creek_common::types::ColumnType;
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, BooleanBuilder, Date32Array, Decimal128Array, Float32Array,
-    Float64Array, Float64Builder, Int16Array, Int32Array, Int64Array, Int64Builder, ListBuilder,
-    StringArray, StringBuilder, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Date32Array, Decimal128Array,
+    Float32Array, Float64Array, Float64Builder, Int16Array, Int32Array, Int64Array, Int64Builder,
+    ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray,
 };
+use datafusion::arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use datafusion::arrow::compute::interleave;
 use datafusion::arrow::datatypes::{DataType, Field};
 use tantivy::columnar::{Column, DynamicColumn, NumericalType, StrColumn};
 use tantivy::{DocId, SegmentReader};
@@ -96,7 +98,12 @@ impl StrColumns {
                 let terms = column.num_terms();
                 if reads >= PRELOAD_MIN_READS && terms <= reads.saturating_mul(2) {
                     let ords: Vec<u64> = (0..terms as u64).collect();
-                    Terms::resolve(column, ords).map(Some)
+                    match Terms::resolve(column, ords) {
+                        Ok(terms) => Ok(Some(terms)),
+                        // Too large to hold at once: resolve batch by batch instead.
+                        Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(None),
+                        Err(e) => Err(e),
+                    }
                 } else {
                     Ok(None)
                 }
@@ -110,40 +117,66 @@ impl StrColumns {
     }
 }
 
-/// Terms of one dictionary for a sorted set of ordinals, back to back in `bytes`.
+/// Terms of one dictionary for a sorted set of ordinals, as an Arrow array: batches take
+/// their values from it, so each term is decoded and UTF-8-checked once, not once per row.
 struct Terms {
     ords: Vec<u64>,
-    ends: Vec<usize>,
-    bytes: Vec<u8>,
+    values: StringArray,
 }
 
 impl Terms {
+    /// Fails with `InvalidInput` if the terms do not fit one Arrow string array (2 GiB).
     fn resolve(column: &StrColumn, ords: Vec<u64>) -> io::Result<Terms> {
-        let mut ends = Vec::with_capacity(ords.len());
+        let mut offsets: Vec<i32> = Vec::with_capacity(ords.len() + 1);
+        offsets.push(0);
         let mut bytes = Vec::new();
+        let mut overflow = false;
         let complete = column.dictionary().sorted_ords_to_term_cb(&ords, |term| {
             bytes.extend_from_slice(term);
-            ends.push(bytes.len());
+            match i32::try_from(bytes.len()) {
+                Ok(end) => offsets.push(end),
+                Err(_) => overflow = true,
+            }
         })?;
-        if !complete || ends.len() != ords.len() {
+        if overflow {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "string terms exceed one Arrow array",
+            ));
+        }
+        if !complete || offsets.len() != ords.len() + 1 {
             // A dictionary that cannot give back its own ordinals is a damaged segment.
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "a string column's dictionary is missing ordinals its documents use",
             ));
         }
-        Ok(Terms { ords, ends, bytes })
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+        let values = if std::str::from_utf8(&bytes).is_ok() {
+            StringArray::try_new(offsets, Buffer::from_vec(bytes), None)
+                .map_err(io::Error::other)?
+        } else {
+            // Terms are written from UTF-8 text; should one not be, read it lossily rather
+            // than fail the scan.
+            offsets
+                .windows(2)
+                .map(|w| {
+                    Some(String::from_utf8_lossy(
+                        &bytes[w[0] as usize..w[1] as usize],
+                    ))
+                })
+                .collect()
+        };
+        Ok(Terms { ords, values })
     }
 
-    fn get(&self, ord: u64) -> Option<&[u8]> {
+    /// Position of `ord` in `values`.
+    fn index(&self, ord: u64) -> Option<usize> {
         // Dense (every ordinal from 0) when the whole dictionary was decoded.
-        let at = if self.ords.len() as u64 > ord && self.ords[ord as usize] == ord {
-            ord as usize
-        } else {
-            self.ords.binary_search(&ord).ok()?
-        };
-        let begin = if at == 0 { 0 } else { self.ends[at - 1] };
-        Some(&self.bytes[begin..self.ends[at]])
+        if self.ords.len() as u64 > ord && self.ords[ord as usize] == ord {
+            return Some(ord as usize);
+        }
+        self.ords.binary_search(&ord).ok()
     }
 }
 
@@ -463,28 +496,35 @@ fn read_str_columns(columns: &StrColumns, docs: &[DocId]) -> io::Result<StringAr
         ords.dedup();
         batch_terms.push(Some(Terms::resolve(column, ords)?));
     }
-    let mut builder = StringBuilder::with_capacity(docs.len(), docs.len() * 8);
-    for pick in &picks {
-        let Some((column, ord)) = *pick else {
-            builder.append_null();
-            continue;
-        };
-        let terms = columns.all_terms[column]
-            .as_ref()
-            .or(batch_terms[column].as_ref())
-            .expect("every column has its terms resolved");
-        let bytes = terms.get(ord).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a string column's dictionary is missing ordinals its documents use",
-            )
-        })?;
-        match std::str::from_utf8(bytes) {
-            Ok(text) => builder.append_value(text),
-            Err(_) => builder.append_value(String::from_utf8_lossy(bytes)),
-        }
+    let missing = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a string column's dictionary is missing ordinals its documents use",
+        )
+    };
+    let nulls = StringArray::new_null(1);
+    let mut sources: Vec<&dyn Array> = Vec::with_capacity(columns.columns.len() + 1);
+    for (all, batch) in columns.all_terms.iter().zip(&batch_terms) {
+        let terms = all.as_ref().or(batch.as_ref()).ok_or_else(missing)?;
+        sources.push(&terms.values);
     }
-    Ok(builder.finish())
+    let null_source = sources.len();
+    sources.push(&nulls);
+    let mut indices = Vec::with_capacity(picks.len());
+    for pick in &picks {
+        indices.push(match *pick {
+            None => (null_source, 0),
+            Some((column, ord)) => {
+                let terms = columns.all_terms[column]
+                    .as_ref()
+                    .or(batch_terms[column].as_ref())
+                    .ok_or_else(missing)?;
+                (column, terms.index(ord).ok_or_else(missing)?)
+            }
+        });
+    }
+    let taken = interleave(&sources, &indices).map_err(io::Error::other)?;
+    Ok(taken.as_string::<i32>().clone())
 }
 
 fn read_list(column: &SegmentColumn, inner: &ColumnType, docs: &[DocId]) -> ArrayRef {

@@ -272,21 +272,23 @@ impl Session {
                         }
                     }
                 }
-                Statement::Insert(insert) if self.values_parameter_types(insert).is_some() => {
-                    prepared.param_types = self.values_parameter_types(insert).unwrap_or_default();
-                    None
-                }
-                Statement::Insert(insert) => {
-                    let mut stripped = insert.clone();
-                    stripped.on = None;
-                    stripped.returning = None;
-                    ctx.state()
-                        .statement_to_plan(DfStatement::Statement(Box::new(Statement::Insert(
-                            stripped,
-                        ))))
-                        .await
-                        .ok()
-                }
+                Statement::Insert(insert) => match self.values_parameter_types(insert) {
+                    Some(types) => {
+                        prepared.param_types = types;
+                        None
+                    }
+                    None => {
+                        let mut stripped = insert.clone();
+                        stripped.on = None;
+                        stripped.returning = None;
+                        ctx.state()
+                            .statement_to_plan(DfStatement::Statement(Box::new(Statement::Insert(
+                                stripped,
+                            ))))
+                            .await
+                            .ok()
+                    }
+                },
                 _ => None,
             };
             if let Some(plan) = planned {

@@ -36,32 +36,27 @@ use crate::catalog::pg_catalog::EMPTY_TABLES;
 /// asyncpg's type introspection over Creek's types (see the module documentation): the same
 /// columns, parameter and order.
 const ASYNCPG_TYPE_INTROSPECTION: &str = "
-WITH RECURSIVE typeinfo_tree(
+WITH RECURSIVE ti AS (
+    SELECT t.oid AS oid, ns.nspname AS ns, t.typname AS name, t.typtype AS kind,
+        CAST(NULL AS oid) AS basetype, t.typelem AS elemtype, elem_t.typdelim AS elemdelim,
+        CAST(NULL AS oid) AS range_subtype, CAST(NULL AS oid[]) AS attrtypoids,
+        CAST(NULL AS text[]) AS attrnames
+    FROM pg_catalog.pg_type AS t
+    INNER JOIN pg_catalog.pg_namespace ns ON ns.oid = t.typnamespace
+    LEFT JOIN pg_catalog.pg_type elem_t
+        ON t.typlen = -1 AND t.typelem != 0 AND t.typelem = elem_t.oid
+),
+typeinfo_tree(
     oid, ns, name, kind, basetype, elemtype, elemdelim,
     range_subtype, attrtypoids, attrnames, depth) AS (
     SELECT ti.oid, ti.ns, ti.name, ti.kind, ti.basetype, ti.elemtype, ti.elemdelim,
         ti.range_subtype, ti.attrtypoids, ti.attrnames, 0
-    FROM (SELECT t.oid AS oid, ns.nspname AS ns, t.typname AS name, t.typtype AS kind,
-            CAST(NULL AS oid) AS basetype, t.typelem AS elemtype, elem_t.typdelim AS elemdelim,
-            CAST(NULL AS oid) AS range_subtype, CAST(NULL AS oid[]) AS attrtypoids,
-            CAST(NULL AS text[]) AS attrnames
-        FROM pg_catalog.pg_type AS t
-        INNER JOIN pg_catalog.pg_namespace ns ON ns.oid = t.typnamespace
-        LEFT JOIN pg_catalog.pg_type elem_t
-            ON t.typlen = -1 AND t.typelem != 0 AND t.typelem = elem_t.oid) AS ti
+    FROM ti
     WHERE ti.oid = any($1::oid[])
     UNION ALL
     SELECT ti.oid, ti.ns, ti.name, ti.kind, ti.basetype, ti.elemtype, ti.elemdelim,
         ti.range_subtype, ti.attrtypoids, ti.attrnames, tt.depth + 1
-    FROM (SELECT t.oid AS oid, ns.nspname AS ns, t.typname AS name, t.typtype AS kind,
-            CAST(NULL AS oid) AS basetype, t.typelem AS elemtype, elem_t.typdelim AS elemdelim,
-            CAST(NULL AS oid) AS range_subtype, CAST(NULL AS oid[]) AS attrtypoids,
-            CAST(NULL AS text[]) AS attrnames
-        FROM pg_catalog.pg_type AS t
-        INNER JOIN pg_catalog.pg_namespace ns ON ns.oid = t.typnamespace
-        LEFT JOIN pg_catalog.pg_type elem_t
-            ON t.typlen = -1 AND t.typelem != 0 AND t.typelem = elem_t.oid) AS ti,
-        typeinfo_tree tt
+    FROM ti, typeinfo_tree tt
     WHERE tt.elemtype IS NOT NULL AND ti.oid = tt.elemtype
 )
 SELECT DISTINCT *,

@@ -74,6 +74,13 @@ impl PkLookup {
             return None;
         }
         let (schema, table_name) = split_name(name, default_schema).ok()?;
+        let qualifier = alias
+            .as_ref()
+            .map(|a| normalise(&a.name))
+            .unwrap_or_else(|| table_name.clone());
+        // The WHERE shape first: most queries fail here, before any catalog lookup.
+        let mut keys = Vec::new();
+        collect_equalities(select.selection.as_ref()?, &qualifier, &mut keys)?;
         let table = cluster
             .catalog()
             .existing_table(&schema, &table_name)
@@ -81,10 +88,6 @@ impl PkLookup {
         if table.primary_key.is_empty() {
             return None;
         }
-        let qualifier = alias
-            .as_ref()
-            .map(|a| normalise(&a.name))
-            .unwrap_or_else(|| table.name.clone());
         let mut columns = Vec::new();
         for item in &select.projection {
             match item {
@@ -98,8 +101,6 @@ impl PkLookup {
         if columns.iter().any(|c| table.column(c).is_none()) {
             return None;
         }
-        let mut keys = Vec::new();
-        collect_equalities(select.selection.as_ref()?, &qualifier, &mut keys)?;
         let mut names: Vec<&String> = keys.iter().map(|(name, _)| name).collect();
         names.sort();
         names.dedup();
@@ -254,8 +255,9 @@ fn collect_equalities(
                 Some(column) => (column, right),
                 None => (column_of(right, qualifier)?, left),
             };
-            crate::sql::dml::constant_value(value, &[])
-                .or_else(|| crate::sql::dml::placeholder_index(value).map(|_| ScalarValue::Null))?;
+            if crate::sql::dml::placeholder_index(value).is_none() {
+                crate::sql::dml::constant_value(value, &[])?;
+            }
             out.push((column, value.as_ref().clone()));
             Some(())
         }

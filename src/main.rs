@@ -1,16 +1,21 @@
-//! The `creek` binary: command-line parsing and process start-up only. `creek dev` runs one
-//! coordinator and one data node in one process; they still talk over loopback gRPC/Flight, so
-//! the cluster mode uses the same code paths.
+//! The `creek` binary: command-line parsing and process start-up only. `creek coordinator` and
+//! `creek datanode` are the cluster roles; `creek dev` runs one of each in one process, still
+//! talking over loopback gRPC/Flight (Raft with one voter, a real join), so a cluster and the
+//! embedded default run the same code.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use creek_common::state::{NodeInfo, NodeRole};
 use creek_common::NodeId;
 use creek_coordinator::catalog::Catalog;
 use creek_coordinator::cluster::Cluster;
+use creek_coordinator::consensus::{Consensus, ConsensusConfig};
+use creek_datanode::membership::MembershipConfig;
 use creek_datanode::{DataNode, DatanodeConfig};
 
 /// Creek: one distributed SQL database for rows, documents, search and analytics.
@@ -36,6 +41,10 @@ enum LogFormat {
 enum Command {
     /// Runs one coordinator and one data node in this process, with a local data directory.
     Dev(DevArgs),
+    /// Runs a coordinator: clients connect here; voters (`--voters`) also keep cluster state.
+    Coordinator(CoordinatorArgs),
+    /// Runs a data node, which holds shards and joins the coordinators named by `--join`.
+    Datanode(DatanodeArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -46,6 +55,17 @@ struct DevArgs {
     /// Address to listen on for all client ports.
     #[arg(long, default_value = "127.0.0.1", env = "CREEK_BIND")]
     bind: String,
+    #[command(flatten)]
+    client_ports: ClientPorts,
+    /// Internal transport port of the coordinator (Raft, membership); the embedded data node
+    /// takes a free loopback port of its own.
+    #[arg(long, default_value_t = 4300, env = "CREEK_TRANSPORT_PORT")]
+    transport_port: u16,
+}
+
+/// The ports a coordinator serves clients on.
+#[derive(clap::Args, Debug)]
+struct ClientPorts {
     /// PostgreSQL wire protocol port.
     #[arg(long, default_value_t = 5432, env = "CREEK_PG_PORT")]
     pg_port: u16,
@@ -55,14 +75,91 @@ struct DevArgs {
     /// Arrow Flight SQL port (reserved for Flight SQL clients).
     #[arg(long, default_value_t = 8815, env = "CREEK_FLIGHT_PORT")]
     flight_port: u16,
-    /// Internal transport port (gRPC and Flight between coordinator and data node).
+}
+
+/// What every cluster node is started with.
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    /// This node's id, unique in the cluster.
+    #[arg(long, env = "CREEK_NODE_ID")]
+    node_id: String,
+    /// Where the node keeps its data (Raft log for a voter, shards for a data node).
+    #[arg(long, env = "CREEK_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0", env = "CREEK_BIND")]
+    bind: String,
+    /// Host other nodes reach this one at; defaults to `--bind` unless that is a wildcard,
+    /// then to the host name.
+    #[arg(long, env = "CREEK_ADVERTISE_HOST")]
+    advertise_host: Option<String>,
+    /// Internal transport port: gRPC and Arrow Flight between nodes.
     #[arg(long, default_value_t = 4300, env = "CREEK_TRANSPORT_PORT")]
     transport_port: u16,
+    /// A node attribute, `key=value` (repeatable), for allocation filters such as
+    /// `"routing.allocation.require.tier" = 'hot'`.
+    #[arg(long = "attr", value_parser = parse_attribute)]
+    attributes: Vec<(String, String)>,
+    /// The cluster's name; a node configured for another cluster is refused.
+    #[arg(long, default_value = "creek", env = "CREEK_CLUSTER_NAME")]
+    cluster_name: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct CoordinatorArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// The voting coordinators, `id=host:port,...` (the same list on every voter); this node
+    /// must be one of them. A single entry makes a one-coordinator cluster.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "join",
+        required_unless_present = "join"
+    )]
+    voters: Vec<String>,
+    /// Coordinators to join as a non-voting coordinator, `host:port,...`.
+    #[arg(long, value_delimiter = ',')]
+    join: Vec<String>,
+    #[command(flatten)]
+    client_ports: ClientPorts,
+    /// A node not heard from for this long is marked gone (e.g. `10s`, `500ms`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    node_timeout: Duration,
+}
+
+#[derive(clap::Args, Debug)]
+struct DatanodeArgs {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Coordinators to join, `host:port,...`; names are resolved again on every attempt.
+    #[arg(long, value_delimiter = ',', required = true)]
+    join: Vec<String>,
+}
+
+fn parse_attribute(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!("expected key=value, got '{text}'")),
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    match creek_common::schema::parse_duration_ms(text) {
+        Some(ms) if ms > 0 => Ok(Duration::from_millis(ms as u64)),
+        _ => Err(format!(
+            "expected a duration such as 10s or 500ms, got '{text}'"
+        )),
+    }
 }
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,tantivy=warn,h2=warn,tower=warn,hyper=warn")
+        tracing_subscriber::EnvFilter::new(
+            "info,tantivy=warn,h2=warn,tower=warn,hyper=warn,openraft=warn",
+        )
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -79,6 +176,8 @@ async fn main() -> anyhow::Result<()> {
     init_logging(cli.log_format);
     match cli.command {
         Command::Dev(args) => run_dev(args).await,
+        Command::Coordinator(args) => run_coordinator(args).await,
+        Command::Datanode(args) => run_datanode(args).await,
     }
 }
 
@@ -91,52 +190,226 @@ async fn bind(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> 
         .with_context(|| format!("cannot listen on {address}"))
 }
 
-async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    let data_node = DataNode::open(DatanodeConfig {
-        node_id: "dev-data".into(),
-        data_dir: args.data_dir.join("data"),
-    })
-    .context("opening the data node")?;
-    let transport = bind(&args.bind, args.transport_port).await?;
-    let transport_address = transport.local_addr()?;
-    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
-    let data_server = tokio::spawn(data_node.clone().serve(transport, async {
-        let _ = shutdown_rx.await;
-    }));
+/// The host other nodes reach this one at.
+fn advertised_host(args: &NodeArgs) -> String {
+    if let Some(host) = &args.advertise_host {
+        return host.clone();
+    }
+    if !matches!(args.bind.as_str(), "0.0.0.0" | "::" | "[::]") {
+        return args.bind.clone();
+    }
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "127.0.0.1".to_string())
+}
 
-    let catalog =
-        Catalog::open(args.data_dir.join("cluster"), "creek").context("opening cluster state")?;
-    let cluster = Arc::new(Cluster::new(NodeId("dev".into()), catalog));
-    cluster.add_data_node(NodeId("dev-data".into()), &transport_address.to_string())?;
-    cluster.ensure_shards().await.context("opening shards")?;
-
-    let pg = bind(&args.bind, args.pg_port).await?;
-    let http = bind(&args.bind, args.http_port).await?;
-    tracing::info!(
-        pg = %pg.local_addr()?, http = %http.local_addr()?, transport = %transport_address,
-        data_dir = %args.data_dir.display(), flight_port = args.flight_port,
-        "creek dev is ready"
-    );
-    let pg_server = tokio::spawn(creek_coordinator::frontend::pgwire::serve(
-        pg,
-        cluster.clone(),
-    ));
-    let http_server = tokio::spawn(creek_coordinator::frontend::http::serve(
-        http,
-        cluster.clone(),
-    ));
-
+async fn wait_for_signal() -> anyhow::Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
     tracing::info!("shutting down");
+    Ok(())
+}
+
+/// Serves pgwire and HTTP for `cluster` until a signal arrives.
+async fn serve_clients(
+    cluster: Arc<Cluster>,
+    bind_host: &str,
+    ports: &ClientPorts,
+) -> anyhow::Result<()> {
+    let pg = bind(bind_host, ports.pg_port).await?;
+    let http = bind(bind_host, ports.http_port).await?;
+    tracing::info!(
+        node = %cluster.node_id(), pg = %pg.local_addr()?, http = %http.local_addr()?,
+        flight_port = ports.flight_port, "accepting clients"
+    );
+    let pg_server = tokio::spawn(creek_coordinator::frontend::pgwire::serve(
+        pg,
+        cluster.clone(),
+    ));
+    let http_server = tokio::spawn(creek_coordinator::frontend::http::serve(http, cluster));
+    wait_for_signal().await?;
     pg_server.abort();
     http_server.abort();
+    Ok(())
+}
+
+/// Starts a coordinator's consensus and transport server.
+async fn start_coordinator(
+    config: ConsensusConfig,
+    transport: tokio::net::TcpListener,
+    data_dir: PathBuf,
+) -> anyhow::Result<Arc<Cluster>> {
+    let catalog = Arc::new(Catalog::new(&config.cluster_name));
+    let consensus = Consensus::start(config, catalog)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.client_message()))?;
+    tokio::spawn(creek_coordinator::consensus::service::serve(
+        transport,
+        consensus.clone(),
+        data_dir,
+        std::future::pending(),
+    ));
+    Ok(Arc::new(Cluster::new(consensus)))
+}
+
+fn open_data_node(node_id: &str, data_dir: PathBuf) -> anyhow::Result<Arc<DataNode>> {
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    DataNode::open(DatanodeConfig {
+        node_id: node_id.to_string(),
+        data_dir,
+    })
+    .context("opening the data node")
+}
+
+async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let data_node = open_data_node("dev-data", args.data_dir.join("data"))?;
+    let data_transport = bind(&args.bind, 0).await?;
+    let data_address = data_transport.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let data_server = tokio::spawn(data_node.clone().serve(data_transport, async {
+        let _ = shutdown_rx.await;
+    }));
+
+    let transport = bind(&args.bind, args.transport_port).await?;
+    let transport_address = transport.local_addr()?.to_string();
+    let cluster_dir = args.data_dir.join("cluster");
+    let legacy = cluster_dir.join("state.json");
+    let imported_state = match std::fs::read(&legacy) {
+        Ok(bytes) => Some(
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("cluster state {} is unreadable", legacy.display()))?,
+        ),
+        Err(_) => None,
+    };
+    let me = NodeInfo {
+        id: NodeId("dev".into()),
+        role: NodeRole::Coordinator,
+        address: transport_address.clone(),
+        attributes: Default::default(),
+        voter: true,
+        alive: true,
+    };
+    let cluster = start_coordinator(
+        ConsensusConfig {
+            node: me,
+            cluster_name: "creek".into(),
+            raft_dir: cluster_dir.join("raft"),
+            voters: vec![("dev".into(), transport_address.clone())],
+            join: vec![],
+            node_timeout: Duration::from_secs(10),
+            imported_state,
+        },
+        transport,
+        cluster_dir,
+    )
+    .await?;
+    let membership = tokio::spawn(creek_datanode::membership::run(
+        data_node,
+        MembershipConfig {
+            cluster_name: "creek".into(),
+            join: vec![transport_address.clone()],
+            address: data_address.to_string(),
+            attributes: Default::default(),
+        },
+    ));
+    cluster
+        .consensus()
+        .wait_for_data_node(Duration::from_secs(60))
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.client_message()))?;
+    tracing::info!(
+        transport = %transport_address, data_node = %data_address,
+        data_dir = %args.data_dir.display(), "creek dev is ready"
+    );
+    serve_clients(cluster, &args.bind, &args.client_ports).await?;
+    membership.abort();
     let _ = shutdown_tx.send(());
     let _ = data_server.await;
     Ok(())
+}
+
+async fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
+    let node = &args.node;
+    std::fs::create_dir_all(&node.data_dir)
+        .with_context(|| format!("cannot create {}", node.data_dir.display()))?;
+    let mut voters = Vec::new();
+    for entry in &args.voters {
+        let (name, address) = entry
+            .split_once('=')
+            .with_context(|| format!("--voters entries are id=host:port, got '{entry}'"))?;
+        voters.push((name.trim().to_string(), address.trim().to_string()));
+    }
+    let voter = !voters.is_empty();
+    let address = match voters.iter().find(|(name, _)| *name == node.node_id) {
+        Some((_, address)) => address.clone(),
+        None if voter => anyhow::bail!(
+            "--node-id {} is not among --voters; start a non-voting coordinator with --join",
+            node.node_id
+        ),
+        None => format!("{}:{}", advertised_host(node), node.transport_port),
+    };
+    let transport = bind(&node.bind, node.transport_port).await?;
+    let me = NodeInfo {
+        id: NodeId(node.node_id.clone()),
+        role: NodeRole::Coordinator,
+        address,
+        attributes: node.attributes.iter().cloned().collect(),
+        voter,
+        alive: true,
+    };
+    let cluster = start_coordinator(
+        ConsensusConfig {
+            node: me,
+            cluster_name: node.cluster_name.clone(),
+            raft_dir: node.data_dir.join("raft"),
+            voters,
+            join: args.join.clone(),
+            node_timeout: args.node_timeout,
+            imported_state: None,
+        },
+        transport,
+        node.data_dir.clone(),
+    )
+    .await?;
+    serve_clients(cluster, &node.bind, &args.client_ports).await
+}
+
+async fn run_datanode(args: DatanodeArgs) -> anyhow::Result<()> {
+    let node = &args.node;
+    let data_node = open_data_node(&node.node_id, node.data_dir.clone())?;
+    let transport = bind(&node.bind, node.transport_port).await?;
+    let port = transport.local_addr()?.port();
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(data_node.clone().serve(transport, async {
+        let _ = shutdown_rx.await;
+    }));
+    let membership = creek_datanode::membership::run(
+        data_node,
+        MembershipConfig {
+            cluster_name: node.cluster_name.clone(),
+            join: args.join.clone(),
+            address: format!("{}:{port}", advertised_host(node)),
+            attributes: node.attributes.iter().cloned().collect(),
+        },
+    );
+    tracing::info!(node = %node.node_id, port, "data node started");
+    let outcome = tokio::select! {
+        refused = membership => match refused {
+            Ok(()) => Ok(()),
+            Err(reason) => Err(anyhow::anyhow!("the cluster refused this node: {reason}")),
+        },
+        signal = wait_for_signal() => signal,
+    };
+    let _ = shutdown_tx.send(());
+    let _ = server.await;
+    outcome
 }

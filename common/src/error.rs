@@ -126,7 +126,7 @@ const ALL_CODES: [ErrorCode; 23] = [
 
 /// An error that carries a Creek [`ErrorCode`] through layers that only know `dyn Error`
 /// (DataFusion's `External`, tonic statuses).
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
 #[error("{message}")]
 pub struct CodedError {
     /// The kind of failure.

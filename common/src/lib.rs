@@ -8,6 +8,7 @@ pub mod error;
 pub mod ids;
 pub mod routing;
 pub mod schema;
+pub mod state;
 pub mod types;
 
 pub use error::ErrorCode;

@@ -1,81 +1,45 @@
-//! Cluster state as the coordinator sees it: tables, views and the shard routing table,
-//! versioned and persisted, and exposed to DataFusion as catalog/schema providers.
+//! Cluster state as this coordinator sees it: the latest applied version of the
+//! [`ClusterState`] document, exposed to DataFusion as catalog/schema providers.
 //!
-//! In `creek dev` the single coordinator owns and persists the state itself; the cluster issue
-//! replaces [`ClusterState`] persistence with a Raft log among voters. Nothing here talks to data
-//! nodes: DDL that must reach them goes through `sql::ddl`.
+//! The catalog only holds and hands out versions; it never changes one itself. Changes are
+//! [`commands::Command`]s committed through Raft (`crate::consensus`), which installs each
+//! applied version here; non-voting coordinators install the versions the leader publishes.
 
+pub mod commands;
 pub mod pg_catalog;
 pub mod provider;
 pub mod shard_table;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use creek_common::error::ErrorCode;
-use creek_common::schema::{TableSchema, ViewDef};
-use creek_common::{NodeId, TableId};
+use creek_common::schema::TableSchema;
+pub use creek_common::state::{qualified, ClusterState, NodeInfo, NodeRole};
+use creek_common::NodeId;
+use creek_common::TableId;
 use parking_lot::RwLock;
-use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 
-/// The versioned cluster state document.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ClusterState {
-    /// Incremented on every change.
-    pub version: u64,
-    /// The cluster's name.
-    pub cluster_name: String,
-    /// The next table id to hand out.
-    pub next_table_id: u64,
-    /// Tables by `schema.name`.
-    pub tables: BTreeMap<String, TableSchema>,
-    /// Views by `schema.name`.
-    pub views: BTreeMap<String, ViewDef>,
-    /// For each table id, the node holding each shard (index = shard number).
-    pub routing: BTreeMap<u64, Vec<NodeId>>,
-}
-
-/// Returns the key under which a table or view is stored.
-pub fn qualified(schema: &str, name: &str) -> String {
-    format!("{schema}.{name}")
-}
-
-/// Shared, persisted cluster state.
+/// The latest cluster state version this coordinator knows.
 pub struct Catalog {
-    path: PathBuf,
     state: RwLock<Arc<ClusterState>>,
+    versions: watch::Sender<u64>,
 }
 
 impl Catalog {
-    /// Loads the state from `<dir>/state.json`, or starts empty.
-    pub fn open(dir: PathBuf, cluster_name: &str) -> Result<Catalog> {
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            Error::new(
-                ErrorCode::Internal,
-                format!("cannot create {}: {e}", dir.display()),
-            )
-        })?;
-        let path = dir.join("state.json");
-        let state = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                Error::new(
-                    ErrorCode::DataCorrupted,
-                    format!("cluster state {} is unreadable: {e}", path.display()),
-                )
-            })?,
-            Err(_) => ClusterState {
+    /// Starts with an empty state of cluster `cluster_name` (version 0), until one is installed.
+    pub fn new(cluster_name: &str) -> Catalog {
+        Catalog {
+            state: RwLock::new(Arc::new(ClusterState {
                 cluster_name: cluster_name.to_string(),
                 next_table_id: 1,
                 ..ClusterState::default()
-            },
-        };
-        Ok(Catalog {
-            path,
-            state: RwLock::new(Arc::new(state)),
-        })
+            })),
+            versions: watch::channel(0).0,
+        }
     }
 
     /// Returns the current state.
@@ -83,33 +47,33 @@ impl Catalog {
         self.state.read().clone()
     }
 
-    /// Applies `change` to a copy of the state, persists it durably and publishes it.
-    pub fn update<T>(&self, change: impl FnOnce(&mut ClusterState) -> Result<T>) -> Result<T> {
+    /// Installs `state` if it is newer than the current one; returns whether it was.
+    pub fn install(&self, state: Arc<ClusterState>) -> bool {
         let mut guard = self.state.write();
-        let mut next = (**guard).clone();
-        let result = change(&mut next)?;
-        next.version += 1;
-        let bytes = serde_json::to_vec_pretty(&next).expect("cluster state serialises");
-        let temp = self.path.with_extension("json.tmp");
-        let persist = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&temp, &self.path)?;
-            if let Some(parent) = self.path.parent() {
-                std::fs::File::open(parent)?.sync_all()?;
-            }
-            Ok(())
-        };
-        persist().map_err(|e| {
-            Error::new(
-                ErrorCode::Internal,
-                format!("cannot persist cluster state: {e}"),
-            )
-        })?;
-        *guard = Arc::new(next);
-        Ok(result)
+        if state.version <= guard.version {
+            return false;
+        }
+        let version = state.version;
+        *guard = state;
+        drop(guard);
+        self.versions.send_replace(version);
+        true
+    }
+
+    /// Replaces the state even if it is not newer (a Raft snapshot install is authoritative).
+    pub fn replace(&self, state: Arc<ClusterState>) {
+        let version = state.version;
+        *self.state.write() = state;
+        self.versions.send_replace(version);
+    }
+
+    /// Waits until a version of at least `version` is installed; returns whether it was within
+    /// `timeout`.
+    pub async fn wait_for_version(&self, version: u64, timeout: Duration) -> bool {
+        let mut receiver = self.versions.subscribe();
+        tokio::time::timeout(timeout, receiver.wait_for(|v| *v >= version))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Returns a table by schema and name.
@@ -129,6 +93,11 @@ impl Catalog {
                 format!("relation \"{schema}.{name}\" does not exist"),
             )
         })
+    }
+
+    /// Returns whether `node` is known and alive in the current state.
+    pub fn is_alive(&self, node: &NodeId) -> bool {
+        self.state.read().is_alive(node)
     }
 
     /// Returns the node holding each shard of `table`.

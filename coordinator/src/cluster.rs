@@ -1,34 +1,39 @@
-//! The coordinator's view of the data nodes: gRPC and Flight clients per node, shard
-//! allocation for new tables, and the write/refresh/get calls DDL and DML make.
+//! The coordinator's view of the data nodes: gRPC and Flight clients per node (addresses come
+//! from cluster state), the DDL entry points that commit cluster-state changes, and the
+//! write/refresh/get calls DML makes.
 //!
-//! This is the only module that opens connections to data nodes. Errors coming back keep the
-//! data node's [`ErrorCode`](creek_common::ErrorCode) (see `creek_proto::status`).
+//! This is the only module that opens connections to data nodes for table data. Errors coming
+//! back keep the data node's [`ErrorCode`](creek_common::ErrorCode) (see `creek_proto::status`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use creek_common::error::ErrorCode;
-use creek_common::schema::TableSchema;
+use creek_common::schema::{ColumnDef, TableSchema, ViewDef};
+use creek_common::state::NodeRole;
 use creek_common::{NodeId, TableId};
 use creek_proto::arrow_flight::flight_service_client::FlightServiceClient;
 use creek_proto::ipc::{batch_from_ipc, batch_to_ipc};
 use creek_proto::status::error_from_status;
+use creek_proto::v1::node_service_client::NodeServiceClient;
 use creek_proto::v1::shard_service_client::ShardServiceClient;
 use creek_proto::v1::{
-    CreateShardsRequest, DropTableRequest, GetRequest, RefreshRequest, RowStatus, ShardStats,
-    ShardStatsRequest, UpdateTableRequest, WriteMode, WriteRequest,
+    GetRequest, NodeStatsRequest, NodeStatsResponse, RefreshRequest, RowStatus, ShardStats,
+    ShardStatsRequest, WriteMode, WriteRequest,
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::RwLock;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
+use crate::catalog::commands::Command;
 use crate::catalog::Catalog;
+use crate::consensus::{peer_channel, Consensus};
 use crate::error::{Error, Result};
 
 /// Largest gRPC message exchanged with a data node.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
-/// Clients of one data node.
+/// Clients of one node.
 #[derive(Clone)]
 pub struct NodeClient {
     /// The node's transport address (`host:port`).
@@ -37,18 +42,40 @@ pub struct NodeClient {
     pub shards: ShardServiceClient<Channel>,
     /// Plan fragments.
     pub flight: FlightServiceClient<Channel>,
+    /// Node figures.
+    pub node: NodeServiceClient<Channel>,
+}
+
+impl NodeClient {
+    fn connect(address: &str) -> Result<NodeClient> {
+        let channel = peer_channel(address).ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidParameterValue,
+                format!("bad node address {address}"),
+            )
+        })?;
+        Ok(NodeClient {
+            address: address.to_string(),
+            shards: ShardServiceClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            flight: FlightServiceClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            node: NodeServiceClient::new(channel),
+        })
+    }
 }
 
 /// Cluster membership and data-node access, shared by every session of a coordinator.
 pub struct Cluster {
-    node_id: NodeId,
-    catalog: Catalog,
-    nodes: RwLock<BTreeMap<NodeId, NodeClient>>,
+    consensus: Arc<Consensus>,
+    clients: RwLock<HashMap<NodeId, NodeClient>>,
 }
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Cluster({})", self.node_id)
+        write!(f, "Cluster({})", self.node_id())
     }
 }
 
@@ -57,231 +84,173 @@ fn status_error(status: tonic::Status) -> Error {
 }
 
 impl Cluster {
-    /// Creates the cluster view of coordinator `node_id` over `catalog`.
-    pub fn new(node_id: NodeId, catalog: Catalog) -> Cluster {
+    /// Creates the cluster view of a coordinator taking part in `consensus`.
+    pub fn new(consensus: Arc<Consensus>) -> Cluster {
         Cluster {
-            node_id,
-            catalog,
-            nodes: RwLock::new(BTreeMap::new()),
+            consensus,
+            clients: RwLock::new(HashMap::new()),
         }
     }
 
     /// Returns the coordinator's own id.
     pub fn node_id(&self) -> &NodeId {
-        &self.node_id
+        self.consensus.node_id()
     }
 
-    /// Returns the cluster state store.
+    /// Returns the cluster state this coordinator knows.
     pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+        self.consensus.catalog()
     }
 
-    /// Registers a data node reachable at `address`; connections are made lazily.
-    pub fn add_data_node(&self, node_id: NodeId, address: &str) -> Result<()> {
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| {
-                Error::new(
-                    ErrorCode::InvalidParameterValue,
-                    format!("bad data node address {address}: {e}"),
-                )
-            })?
-            .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
-        let client = NodeClient {
-            address: address.to_string(),
-            shards: ShardServiceClient::new(channel.clone())
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            flight: FlightServiceClient::new(channel)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        };
-        self.nodes.write().insert(node_id, client);
-        Ok(())
+    /// Returns this coordinator's consensus handle (leader, voters).
+    pub fn consensus(&self) -> &Arc<Consensus> {
+        &self.consensus
     }
 
-    /// Returns the registered data nodes.
+    /// Returns clients of any node (coordinator or data node) in cluster state, alive or not.
+    pub fn client(&self, node: &NodeId) -> Result<NodeClient> {
+        let state = self.catalog().state();
+        let info = state.nodes.get(node).ok_or_else(|| {
+            Error::new(ErrorCode::Unavailable, format!("node {node} is not known"))
+        })?;
+        if let Some(client) = self.clients.read().get(node) {
+            if client.address == info.address {
+                return Ok(client.clone());
+            }
+        }
+        let client = NodeClient::connect(&info.address)?;
+        self.clients.write().insert(node.clone(), client.clone());
+        Ok(client)
+    }
+
+    /// Returns the live data nodes.
     pub fn data_nodes(&self) -> Vec<(NodeId, NodeClient)> {
-        self.nodes
-            .read()
-            .iter()
-            .map(|(id, c)| (id.clone(), c.clone()))
+        let state = self.catalog().state();
+        state
+            .nodes
+            .values()
+            .filter(|n| n.role == NodeRole::Data && n.alive)
+            .filter_map(|n| Some((n.id.clone(), self.client(&n.id).ok()?)))
             .collect()
     }
 
-    /// Returns the client of `node`.
+    /// Returns the client of data node `node`, failing if it is gone.
     pub fn node(&self, node: &NodeId) -> Result<NodeClient> {
-        self.nodes.read().get(node).cloned().ok_or_else(|| {
-            Error::new(
+        if !self.catalog().is_alive(node) {
+            return Err(Error::new(
                 ErrorCode::Unavailable,
-                format!("data node {node} is not known"),
-            )
-        })
+                format!("data node {node} is not available"),
+            ));
+        }
+        self.client(node)
     }
 
     /// Returns the client of the node holding `shard` of `table`.
     pub fn node_for_shard(&self, table: TableId, shard: u32) -> Result<NodeClient> {
-        let routing = self.catalog.routing(table);
+        let routing = self.catalog().routing(table);
         let node = routing.get(shard as usize).ok_or_else(|| {
             Error::new(
                 ErrorCode::Unavailable,
                 format!("shard {table}/{shard} has no node"),
             )
         })?;
-        self.node(node)
-    }
-
-    /// Places the shards of a new table over the data nodes (balanced by shard count), creates
-    /// them and records the table and its routing in cluster state.
-    pub async fn create_table(&self, mut table: TableSchema, if_not_exists: bool) -> Result<bool> {
-        let key = crate::catalog::qualified(&table.schema_name, &table.name);
-        let state = self.catalog.state();
-        if state.tables.contains_key(&key) || state.views.contains_key(&key) {
-            if if_not_exists {
-                return Ok(false);
-            }
-            return Err(Error::new(
-                ErrorCode::DuplicateObject,
-                format!("relation {key} already exists"),
-            ));
-        }
-        let nodes: Vec<NodeId> = self.nodes.read().keys().cloned().collect();
-        if nodes.is_empty() {
-            return Err(Error::new(
+        self.node(node).map_err(|e| {
+            Error::new(
                 ErrorCode::Unavailable,
-                "no data nodes are available",
-            ));
-        }
-        let mut load: HashMap<NodeId, usize> = nodes.iter().map(|n| (n.clone(), 0)).collect();
-        for routing in state.routing.values() {
-            for node in routing {
-                if let Some(count) = load.get_mut(node) {
-                    *count += 1;
-                }
-            }
-        }
-        table.id = TableId(state.next_table_id);
-        let mut routing = Vec::with_capacity(table.num_shards as usize);
-        for _ in 0..table.num_shards {
-            let node = nodes
-                .iter()
-                .min_by_key(|n| (load[*n], (*n).clone()))
-                .expect("at least one node")
-                .clone();
-            *load.get_mut(&node).expect("node is loaded") += 1;
-            routing.push(node);
-        }
-        table.validate()?;
-        let table_json = serde_json::to_vec(&table).expect("table serialises");
-        let mut by_node: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
-        for (shard, node) in routing.iter().enumerate() {
-            by_node.entry(node.clone()).or_default().push(shard as u32);
-        }
-        for (node, shards) in by_node {
-            let mut client = self.node(&node)?;
-            client
-                .shards
-                .create_shards(CreateShardsRequest {
-                    table_json: table_json.clone(),
-                    shards,
-                })
-                .await
-                .map_err(status_error)?;
-        }
-        self.catalog.update(|state| {
-            if state.tables.contains_key(&key) {
-                return Err(Error::new(
-                    ErrorCode::DuplicateObject,
-                    format!("relation {key} already exists"),
-                ));
-            }
-            state.next_table_id = state.next_table_id.max(table.id.0 + 1);
-            state.routing.insert(table.id.0, routing);
-            state.tables.insert(key.clone(), table);
-            Ok(())
-        })?;
-        Ok(true)
-    }
-
-    /// Makes sure every data node has the shards cluster state assigns to it (after a restart).
-    pub async fn ensure_shards(&self) -> Result<()> {
-        let state = self.catalog.state();
-        for table in state.tables.values() {
-            let routing = state.routing.get(&table.id.0).cloned().unwrap_or_default();
-            let mut by_node: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
-            for (shard, node) in routing.iter().enumerate() {
-                by_node.entry(node.clone()).or_default().push(shard as u32);
-            }
-            let table_json = serde_json::to_vec(table).expect("table serialises");
-            for (node, shards) in by_node {
-                let mut client = self.node(&node)?;
-                client
-                    .shards
-                    .create_shards(CreateShardsRequest {
-                        table_json: table_json.clone(),
-                        shards,
-                    })
-                    .await
-                    .map_err(status_error)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends a changed table definition to every node and records it.
-    pub async fn update_table(&self, table: TableSchema) -> Result<()> {
-        table.validate()?;
-        let table_json = serde_json::to_vec(&table).expect("table serialises");
-        for (_, mut client) in self.data_nodes() {
-            client
-                .shards
-                .update_table(UpdateTableRequest {
-                    table_json: table_json.clone(),
-                })
-                .await
-                .map_err(status_error)?;
-        }
-        let key = crate::catalog::qualified(&table.schema_name, &table.name);
-        self.catalog.update(|state| {
-            state.tables.insert(key, table);
-            Ok(())
+                format!(
+                    "shard {shard} of table {table} is unavailable: {}",
+                    e.client_message()
+                ),
+            )
         })
     }
 
-    /// Removes a table from cluster state, then deletes its shards everywhere.
-    pub async fn drop_table(&self, table: &TableSchema) -> Result<()> {
-        let key = crate::catalog::qualified(&table.schema_name, &table.name);
-        self.catalog.update(|state| {
-            let target = (table.schema_name.clone(), table.name.clone());
-            if let Some(view) = state
-                .views
-                .values()
-                .find(|view| crate::plan::views::view_dependencies(view).contains(&target))
-            {
-                return Err(Error::new(
-                    ErrorCode::DependentObjectsStillExist,
-                    format!(
-                        "cannot drop table {key} because view {}.{} depends on it",
-                        view.schema_name, view.name
-                    ),
-                ));
-            }
-            state.tables.remove(&key);
-            state.routing.remove(&table.id.0);
-            Ok(())
-        })?;
-        for (node, mut client) in self.data_nodes() {
-            if let Err(status) = client
-                .shards
-                .drop_table(DropTableRequest {
-                    table_id: table.id.0,
-                })
-                .await
-            {
-                tracing::warn!(%node, table_id = table.id.0, %status, "dropping shards failed");
-            }
-        }
-        Ok(())
+    /// Commits `command`; returns whether it changed anything.
+    async fn change(&self, command: Command) -> Result<bool> {
+        self.consensus
+            .propose(command)
+            .await?
+            .outcome
+            .map_err(Error::Coded)
+    }
+
+    /// Creates a table: the leader assigns its id and places its shards over the data nodes;
+    /// answered once committed and acknowledged by the nodes. `false` if it existed already.
+    pub async fn create_table(&self, table: TableSchema, if_not_exists: bool) -> Result<bool> {
+        table.validate()?;
+        self.change(Command::CreateTable {
+            table,
+            if_not_exists,
+        })
+        .await
+    }
+
+    /// Adds a column to a table.
+    pub async fn add_column(
+        &self,
+        table: &TableSchema,
+        column: ColumnDef,
+        if_not_exists: bool,
+    ) -> Result<()> {
+        self.change(Command::AddColumn {
+            schema: table.schema_name.clone(),
+            name: table.name.clone(),
+            column,
+            if_not_exists,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Drops a table; data nodes delete its shards when they apply the new state.
+    pub async fn drop_table(&self, schema: &str, name: &str, if_exists: bool) -> Result<()> {
+        self.change(Command::DropTable {
+            schema: schema.to_string(),
+            name: name.to_string(),
+            if_exists,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Creates or replaces a view.
+    pub async fn create_view(&self, view: ViewDef, or_replace: bool) -> Result<()> {
+        self.change(Command::CreateView { view, or_replace })
+            .await
+            .map(|_| ())
+    }
+
+    /// Drops a view.
+    pub async fn drop_view(&self, schema: &str, name: &str, if_exists: bool) -> Result<()> {
+        self.change(Command::DropView {
+            schema: schema.to_string(),
+            name: name.to_string(),
+            if_exists,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Asks every node in cluster state for its memory and disk figures; a node that does not
+    /// answer is left out.
+    pub async fn node_stats(&self) -> HashMap<NodeId, NodeStatsResponse> {
+        let state = self.catalog().state();
+        let calls = state.nodes.values().filter(|n| n.alive).filter_map(|n| {
+            let mut client = self.client(&n.id).ok()?;
+            let id = n.id.clone();
+            Some(async move {
+                let call = client.node.node_stats(NodeStatsRequest {});
+                match tokio::time::timeout(std::time::Duration::from_secs(2), call).await {
+                    Ok(Ok(response)) => Some((id, response.into_inner())),
+                    _ => None,
+                }
+            })
+        });
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Writes rows (with an `_id` column) to one shard and returns per-row statuses.
@@ -343,7 +312,7 @@ impl Cluster {
 
     /// Refreshes every shard of `table`.
     pub async fn refresh_table(&self, table: &TableSchema) -> Result<()> {
-        let routing = self.catalog.routing(table.id);
+        let routing = self.catalog().routing(table.id);
         let mut by_node: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
         for (shard, node) in routing.iter().enumerate() {
             by_node.entry(node.clone()).or_default().push(shard as u32);

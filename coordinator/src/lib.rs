@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod cluster;
+pub mod consensus;
 pub mod error;
 pub mod frontend;
 pub mod plan;

@@ -445,30 +445,14 @@ impl Session {
                     let (schema, table_name) = split_name(name, &default_schema)?;
                     match object_type {
                         ObjectType::Table => {
-                            match self.cluster.catalog().table(&schema, &table_name) {
-                                Some(table) => self.cluster.drop_table(&table).await?,
-                                None if if_exists => {}
-                                None => {
-                                    return Err(Error::new(
-                                        ErrorCode::UndefinedTable,
-                                        format!(
-                                            "relation \"{schema}.{table_name}\" does not exist"
-                                        ),
-                                    ))
-                                }
-                            }
+                            self.cluster
+                                .drop_table(&schema, &table_name, if_exists)
+                                .await?
                         }
                         ObjectType::View => {
-                            let key = crate::catalog::qualified(&schema, &table_name);
-                            self.cluster.catalog().update(|state| {
-                                if state.views.remove(&key).is_none() && !if_exists {
-                                    return Err(Error::new(
-                                        ErrorCode::UndefinedTable,
-                                        format!("view \"{key}\" does not exist"),
-                                    ));
-                                }
-                                Ok(())
-                            })?;
+                            self.cluster
+                                .drop_view(&schema, &table_name, if_exists)
+                                .await?
                         }
                         ObjectType::Index => {}
                         other => {
@@ -501,7 +485,8 @@ impl Session {
                         query: view.query.to_string(),
                     },
                     view.or_replace,
-                )?;
+                )
+                .await?;
                 Ok(affected("CREATE VIEW", 0))
             }
             Statement::CreateIndex(_) => Ok(affected("CREATE INDEX", 0)),

@@ -14,6 +14,9 @@ use creek_proto::arrow_flight::{
 };
 use creek_proto::v1::FragmentTicket;
 use datafusion::error::DataFusionError;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec;
 use futures::stream::BoxStream;
@@ -51,6 +54,18 @@ pub fn status_from_datafusion(error: DataFusionError) -> Status {
     ))
 }
 
+/// Runs every partition of `plan` as one: merged in order when the plan's output is sorted
+/// (a per-shard top-N), else interleaved as batches arrive.
+fn one_partition(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+    if plan.properties().partitioning.partition_count() <= 1 {
+        return plan;
+    }
+    match plan.properties().output_ordering() {
+        Some(ordering) => Arc::new(SortPreservingMergeExec::new(ordering.clone(), plan)),
+        None => Arc::new(CoalescePartitionsExec::new(plan)),
+    }
+}
+
 type FlightStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
@@ -73,7 +88,11 @@ impl FlightService for FlightFragmentService {
         let codec = DatanodeCodec::new(self.node.clone());
         let plan = physical_plan_from_bytes_with_extension_codec(&ticket.plan, &task_ctx, &codec)
             .map_err(status_from_datafusion)?;
-        let partition = ticket.partition as usize;
+        let (plan, partition) = if ticket.all_partitions {
+            (one_partition(plan), 0)
+        } else {
+            (plan, ticket.partition as usize)
+        };
         let partitions = plan.properties().partitioning.partition_count();
         if partition >= partitions {
             return Err(Status::invalid_argument(format!(

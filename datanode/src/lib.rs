@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod error;
 pub mod flight;
+pub mod membership;
 pub mod node;
 pub mod scan;
 pub mod service;

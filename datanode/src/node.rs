@@ -1,11 +1,17 @@
-//! The data node's registry of tables and open shards, its periodic refresh, and the gRPC
-//! server that exposes `ShardService` and Arrow Flight on one transport port.
+//! The data node's registry of tables and open shards, how it follows cluster state (which
+//! shards it holds), its periodic refresh, and the gRPC server that exposes `ShardService`,
+//! `NodeService` and Arrow Flight on one transport port.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use creek_common::state::ClusterState;
+use creek_common::NodeId;
+use creek_proto::v1::node_service_server::NodeServiceServer;
 
 use creek_common::schema::TableSchema;
 use creek_common::{ShardId, TableId};
@@ -17,6 +23,7 @@ use tokio_stream::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::flight::FlightFragmentService;
+use crate::membership::NodeServiceImpl;
 use crate::service::ShardServiceImpl;
 use crate::shard::Shard;
 
@@ -37,6 +44,11 @@ pub struct DataNode {
     config: DatanodeConfig,
     tables: RwLock<HashMap<TableId, Arc<TableSchema>>>,
     shards: RwLock<HashMap<ShardId, Arc<Shard>>>,
+    /// The cluster state last applied; versions only move forward.
+    state: RwLock<Arc<ClusterState>>,
+    state_version: AtomicU64,
+    /// Serialises state application (a push and a heartbeat answer may race).
+    applying: parking_lot::Mutex<()>,
 }
 
 impl DataNode {
@@ -46,6 +58,9 @@ impl DataNode {
             config,
             tables: RwLock::new(HashMap::new()),
             shards: RwLock::new(HashMap::new()),
+            state: RwLock::new(Arc::new(ClusterState::default())),
+            state_version: AtomicU64::new(0),
+            applying: parking_lot::Mutex::new(()),
         });
         let tables_dir = node.tables_dir();
         std::fs::create_dir_all(&tables_dir).map_err(|source| Error::Io {
@@ -81,6 +96,58 @@ impl DataNode {
     /// Returns the node's id.
     pub fn node_id(&self) -> &str {
         &self.config.node_id
+    }
+
+    /// Returns the node's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    /// Returns the version of the cluster state last applied (0 before the first).
+    pub fn state_version(&self) -> u64 {
+        self.state_version.load(Ordering::Acquire)
+    }
+
+    /// Returns the transport address of node `name` in the last applied state.
+    pub fn coordinator_address(&self, name: &str) -> Option<String> {
+        self.state
+            .read()
+            .nodes
+            .get(&NodeId(name.to_string()))
+            .map(|n| n.address.clone())
+    }
+
+    /// Makes the node hold what `state` assigns to it, if `state` is newer than the last one
+    /// applied: opens (creating if needed) its shards, takes changed table definitions, and
+    /// deletes tables the cluster dropped. Returns the version the node now has.
+    ///
+    /// Only tables whose id the cluster has handed out (below `next_table_id`) are deleted for
+    /// being absent, so a state that knows nothing of this node's tables cannot wipe them.
+    pub fn apply_state(&self, state: &ClusterState) -> Result<u64> {
+        let _guard = self.applying.lock();
+        if state.version <= self.state_version() {
+            return Ok(self.state_version());
+        }
+        let me = NodeId(self.node_id().to_string());
+        for (table, shards) in state.shards_of_node(&me) {
+            let changed = self
+                .table(table.id)
+                .is_some_and(|held| held.as_ref() != table);
+            if changed {
+                self.update_table(table.clone())?;
+            }
+            self.open_shards(table.clone(), &shards)?;
+        }
+        let held: Vec<TableId> = self.tables.read().keys().copied().collect();
+        for table in held {
+            if state.table_by_id(table).is_none() && table.0 < state.next_table_id {
+                tracing::info!(table_id = table.0, "deleting the shards of a dropped table");
+                self.drop_table(table)?;
+            }
+        }
+        *self.state.write() = Arc::new(state.clone());
+        self.state_version.store(state.version, Ordering::Release);
+        Ok(state.version)
     }
 
     fn tables_dir(&self) -> PathBuf {
@@ -202,8 +269,12 @@ impl DataNode {
             }
             stream
         });
+        let node_service = NodeServiceServer::new(NodeServiceImpl::new(self.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let result = tonic::transport::Server::builder()
             .add_service(shard_service)
+            .add_service(node_service)
             .add_service(flight_service)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;

@@ -5,6 +5,7 @@
 //! never on each other.
 
 pub mod ipc;
+pub mod node_stats;
 pub mod status;
 
 /// Generated protobuf and gRPC code for `creek.v1`.

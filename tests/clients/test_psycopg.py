@@ -160,7 +160,8 @@ def test_explain_shows_work_on_data_nodes(conn):
     plan = "\n".join(r[1] for r in conn.execute(
         "EXPLAIN SELECT id FROM explain_t ORDER BY v DESC LIMIT 5").fetchall())
     assert "on_data_nodes=[SortExec: TopK(fetch=5)" in plan
-    assert "SortPreservingMergeExec" in plan
+    # The coordinator merges the nodes' top rows (one data node here: a sort over one stream).
+    assert "SortPreservingMergeExec" in plan or "SortExec: TopK(fetch=5)" in plan.split("ShardScanExec")[0]
     plan = "\n".join(r[1] for r in conn.execute(
         "EXPLAIN SELECT id FROM explain_t WHERE g LIKE 'ab%'").fetchall())
     assert "pushed_filters=[g LIKE Utf8(\"ab%\")]" in plan

@@ -1,5 +1,6 @@
-//! Test harness for end-to-end tests: starts `creek dev` processes on free loopback ports with
-//! their own data directories, waits until they answer, and kills or restarts them.
+//! Test harness for end-to-end tests: starts `creek dev` processes, or clusters of
+//! `creek coordinator` and `creek datanode` processes, on free loopback ports with their own
+//! data directories, waits until they answer, and kills or restarts them.
 //!
 //! Tests talk to Creek only the way users do (pgwire, HTTP); this crate must not link the
 //! server crates.
@@ -34,31 +35,24 @@ pub fn creek_binary() -> anyhow::Result<PathBuf> {
     )
 }
 
-/// A running `creek dev` process.
-pub struct CreekServer {
+/// A `creek` process the harness started: its command line and log file, so it can be killed
+/// and started again with the same arguments. Dropping it stops it (SIGTERM, then SIGKILL).
+pub struct ManagedProcess {
     child: Option<Child>,
-    data_dir: PathBuf,
+    args: Vec<String>,
     log_path: PathBuf,
-    /// pgwire port.
-    pub pg_port: u16,
-    /// HTTP port.
-    pub http_port: u16,
-    transport_port: u16,
 }
 
-impl CreekServer {
-    /// Starts `creek dev` with data in `data_dir` and waits until pgwire accepts connections.
-    pub fn start(data_dir: &Path) -> anyhow::Result<CreekServer> {
-        let mut server = CreekServer {
+impl ManagedProcess {
+    /// Starts `creek <args>` with stderr appended to `log_path`.
+    pub fn start(args: Vec<String>, log_path: PathBuf) -> anyhow::Result<ManagedProcess> {
+        let mut process = ManagedProcess {
             child: None,
-            data_dir: data_dir.to_path_buf(),
-            log_path: data_dir.with_extension("log"),
-            pg_port: free_port()?,
-            http_port: free_port()?,
-            transport_port: free_port()?,
+            args,
+            log_path,
         };
-        server.spawn()?;
-        Ok(server)
+        process.spawn()?;
+        Ok(process)
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
@@ -67,50 +61,32 @@ impl CreekServer {
             .append(true)
             .open(&self.log_path)?;
         let child = Command::new(creek_binary()?)
-            .arg("dev")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(["--pg-port", &self.pg_port.to_string()])
-            .args(["--http-port", &self.http_port.to_string()])
-            .args(["--transport-port", &self.transport_port.to_string()])
-            .args(["--flight-port", "0"])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .context("starting creek dev")?;
+            .with_context(|| format!("starting creek {}", self.args.join(" ")))?;
         self.child = Some(child);
-        self.wait_ready(Duration::from_secs(60))
+        Ok(())
     }
 
-    fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let started = Instant::now();
-        while started.elapsed() < timeout {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!(
-                        "creek dev exited with {status}; log: {}",
-                        self.log_path.display()
-                    );
-                }
+    /// Fails if the process has exited.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        if let Some(child) = self.child.as_mut() {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "creek {} exited with {status}; log: {}",
+                    self.args.first().map(String::as_str).unwrap_or(""),
+                    self.log_path.display()
+                );
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.pg_port)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        bail!(
-            "creek dev did not open port {} in {timeout:?}",
-            self.pg_port
-        )
+        Ok(())
     }
 
-    /// Returns a libpq-style connection string; `options` are `-c name=value` settings.
-    pub fn pg_config(&self, options: &str) -> String {
-        let mut config = format!("host=127.0.0.1 port={} user=crate dbname=doc", self.pg_port);
-        if !options.is_empty() {
-            config.push_str(&format!(" options='{options}'"));
-        }
-        config
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Kills the process with SIGKILL (no shutdown work at all).
@@ -122,19 +98,19 @@ impl CreekServer {
         Ok(())
     }
 
-    /// Starts the process again on the same ports and data directory.
+    /// Starts the process again with the same arguments (after killing it if it runs).
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill_hard()?;
         self.spawn()
     }
 
-    /// Returns the server log so far.
+    /// Returns the log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 }
 
-impl Drop for CreekServer {
+impl Drop for ManagedProcess {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             // SIGTERM first so the server shuts down cleanly; SIGKILL if it does not.
@@ -150,4 +126,315 @@ impl Drop for CreekServer {
             let _ = child.wait();
         }
     }
+}
+
+/// Waits until `port` on loopback accepts connections, failing early if `process` exits.
+fn wait_for_port(process: &mut ManagedProcess, port: u16, timeout: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        process.check_running()?;
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("creek did not open port {port} in {timeout:?}")
+}
+
+/// Returns a libpq-style connection string for `port`; `options` are `-c name=value` settings.
+pub fn pg_config(port: u16, options: &str) -> String {
+    let mut config = format!("host=127.0.0.1 port={port} user=crate dbname=doc");
+    if !options.is_empty() {
+        config.push_str(&format!(" options='{options}'"));
+    }
+    config
+}
+
+/// A running `creek dev` process.
+pub struct CreekServer {
+    process: ManagedProcess,
+    /// pgwire port.
+    pub pg_port: u16,
+    /// HTTP port.
+    pub http_port: u16,
+}
+
+impl CreekServer {
+    /// Starts `creek dev` with data in `data_dir` and waits until pgwire accepts connections.
+    pub fn start(data_dir: &Path) -> anyhow::Result<CreekServer> {
+        let pg_port = free_port()?;
+        let http_port = free_port()?;
+        let args = vec![
+            "dev".to_string(),
+            "--data-dir".to_string(),
+            data_dir.display().to_string(),
+            "--pg-port".to_string(),
+            pg_port.to_string(),
+            "--http-port".to_string(),
+            http_port.to_string(),
+            "--transport-port".to_string(),
+            free_port()?.to_string(),
+            "--flight-port".to_string(),
+            "0".to_string(),
+        ];
+        let mut server = CreekServer {
+            process: ManagedProcess::start(args, data_dir.with_extension("log"))?,
+            pg_port,
+            http_port,
+        };
+        wait_for_port(&mut server.process, pg_port, Duration::from_secs(60))?;
+        Ok(server)
+    }
+
+    /// Returns a libpq-style connection string; `options` are `-c name=value` settings.
+    pub fn pg_config(&self, options: &str) -> String {
+        pg_config(self.pg_port, options)
+    }
+
+    /// Kills the process with SIGKILL (no shutdown work at all).
+    pub fn kill_hard(&mut self) -> anyhow::Result<()> {
+        self.process.kill_hard()
+    }
+
+    /// Starts the process again on the same ports and data directory.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.process.restart()?;
+        wait_for_port(&mut self.process, self.pg_port, Duration::from_secs(60))
+    }
+
+    /// Returns the server log so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+}
+
+/// One node of a [`TestCluster`].
+pub struct ClusterNode {
+    /// `--node-id`.
+    pub id: String,
+    /// The process.
+    pub process: ManagedProcess,
+    /// pgwire port (coordinators only).
+    pub pg_port: Option<u16>,
+    /// HTTP port (coordinators only).
+    pub http_port: Option<u16>,
+    /// Transport port.
+    pub transport_port: u16,
+}
+
+/// A cluster of `creek coordinator` and `creek datanode` processes on loopback ports, each with
+/// its own data directory under one root.
+pub struct TestCluster {
+    /// Voting coordinators `c1..`.
+    pub coordinators: Vec<ClusterNode>,
+    /// Data nodes `d1..`.
+    pub data_nodes: Vec<ClusterNode>,
+}
+
+impl TestCluster {
+    /// Starts `coordinators` voters and `data_nodes` data nodes under `root` and waits until
+    /// every node is alive in cluster state. Data node `i` gets `--attr tier=hot`, except the
+    /// last of three or more, which gets `tier=cold`.
+    pub async fn start(
+        root: &Path,
+        coordinators: usize,
+        data_nodes: usize,
+    ) -> anyhow::Result<TestCluster> {
+        std::fs::create_dir_all(root)?;
+        let transport: Vec<u16> = (0..coordinators)
+            .map(|_| free_port())
+            .collect::<anyhow::Result<_>>()?;
+        let voters = transport
+            .iter()
+            .enumerate()
+            .map(|(i, port)| format!("c{}=127.0.0.1:{port}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let join = transport
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = TestCluster {
+            coordinators: Vec::new(),
+            data_nodes: Vec::new(),
+        };
+        for (i, port) in transport.iter().enumerate() {
+            let id = format!("c{}", i + 1);
+            let (pg_port, http_port) = (free_port()?, free_port()?);
+            let args = [
+                "coordinator",
+                "--node-id",
+                &id,
+                "--data-dir",
+                &root.join(&id).display().to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--voters",
+                &voters,
+                "--transport-port",
+                &port.to_string(),
+                "--pg-port",
+                &pg_port.to_string(),
+                "--http-port",
+                &http_port.to_string(),
+                "--flight-port",
+                "0",
+                "--node-timeout",
+                "3s",
+            ];
+            cluster.coordinators.push(ClusterNode {
+                process: ManagedProcess::start(
+                    args.iter().map(|a| a.to_string()).collect(),
+                    root.join(format!("{id}.log")),
+                )?,
+                id,
+                pg_port: Some(pg_port),
+                http_port: Some(http_port),
+                transport_port: *port,
+            });
+        }
+        for i in 0..data_nodes {
+            let id = format!("d{}", i + 1);
+            let port = free_port()?;
+            let tier = if data_nodes >= 3 && i + 1 == data_nodes {
+                "tier=cold"
+            } else {
+                "tier=hot"
+            };
+            let args = [
+                "datanode",
+                "--node-id",
+                &id,
+                "--data-dir",
+                &root.join(&id).display().to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--join",
+                &join,
+                "--transport-port",
+                &port.to_string(),
+                "--attr",
+                tier,
+            ];
+            cluster.data_nodes.push(ClusterNode {
+                process: ManagedProcess::start(
+                    args.iter().map(|a| a.to_string()).collect(),
+                    root.join(format!("{id}.log")),
+                )?,
+                id,
+                pg_port: None,
+                http_port: None,
+                transport_port: port,
+            });
+        }
+        cluster.wait_ready(Duration::from_secs(60)).await?;
+        Ok(cluster)
+    }
+
+    /// Connection string of coordinator `index` (wrapping around).
+    pub fn pg_config(&self, index: usize, options: &str) -> String {
+        let node = &self.coordinators[index % self.coordinators.len()];
+        pg_config(node.pg_port.expect("coordinators have a pg port"), options)
+    }
+
+    /// Runs `sql` on coordinator `index` and returns the first column of every row as text.
+    pub async fn query(&self, index: usize, sql: &str) -> anyhow::Result<Vec<String>> {
+        query_text(&self.pg_config(index, ""), sql).await
+    }
+
+    /// Waits until every running coordinator answers and sees every running node alive, with
+    /// a leader elected.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut last_error = anyhow::anyhow!("not checked");
+        while started.elapsed() < timeout {
+            for node in self
+                .coordinators
+                .iter_mut()
+                .chain(self.data_nodes.iter_mut())
+            {
+                if node.process.is_running() {
+                    node.process.check_running()?;
+                }
+            }
+            match self.check_ready().await {
+                Ok(()) => return Ok(()),
+                Err(error) => last_error = error,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("cluster not ready in {timeout:?}: {last_error}")
+    }
+
+    async fn check_ready(&self) -> anyhow::Result<()> {
+        let mut expected: Vec<String> = self
+            .coordinators
+            .iter()
+            .chain(self.data_nodes.iter())
+            .filter(|n| n.process.is_running())
+            .map(|n| n.id.clone())
+            .collect();
+        expected.sort();
+        for (index, node) in self.coordinators.iter().enumerate() {
+            if !node.process.is_running() {
+                continue;
+            }
+            let alive = self
+                .query(index, "SELECT id FROM sys.nodes WHERE alive ORDER BY id")
+                .await?;
+            let leader = self
+                .query(index, "SELECT master_node FROM sys.cluster")
+                .await?;
+            if leader.first().is_none_or(|l| l.is_empty()) {
+                bail!("{} knows no leader", node.id);
+            }
+            if !expected.iter().all(|id| alive.contains(id)) {
+                bail!("{} sees {alive:?} alive, expected {expected:?}", node.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Index of the coordinator that is the Raft leader, as coordinator `asked` sees it.
+    pub async fn leader(&self, asked: usize) -> anyhow::Result<usize> {
+        let name = self
+            .query(asked, "SELECT master_node FROM sys.cluster")
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        self.coordinators
+            .iter()
+            .position(|c| c.id == name)
+            .with_context(|| format!("leader '{name}' is not a coordinator"))
+    }
+
+    /// The logs of every node, last lines first, for failure reports.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.coordinators
+            .iter()
+            .chain(self.data_nodes.iter())
+            .map(|n| {
+                let log = n.process.log();
+                let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+                format!("--- {}\n{}", n.id, tail.join("\n"))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Runs `sql` with the simple protocol and returns the first column of every row as text
+/// (NULL as an empty string).
+pub async fn query_text(config: &str, sql: &str) -> anyhow::Result<Vec<String>> {
+    let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let mut rows = Vec::new();
+    for message in client.simple_query(sql).await? {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+            rows.push(row.get(0).unwrap_or("").to_string());
+        }
+    }
+    Ok(rows)
 }

@@ -1,15 +1,17 @@
-//! A sharded table as a DataFusion `TableProvider`. Its scan is a [`ShardScanExec`] whose
-//! partitions are the table's shards; each partition sends the data node holding the shard an
-//! encoded plan fragment (a `ShardScanNode` leaf with the pushed-down projection, filters and
-//! limit) in an Arrow Flight ticket and streams back the batches.
+//! A sharded table as a DataFusion `TableProvider`. Its scan is a [`ShardScanExec`] with one
+//! partition per data node holding shards of the scan; each partition sends its node one
+//! encoded plan fragment for all of that node's shards (a `ShardScanNode` leaf with the
+//! pushed-down projection, filters and limit) in an Arrow Flight ticket and streams back the
+//! batches.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use creek_common::routing::shard_for_key;
 use creek_common::schema::{TableSchema, ID_COLUMN, SEQ_NO_COLUMN};
+use creek_common::NodeId;
 use creek_proto::arrow_flight::decode::FlightRecordBatchStream;
 use creek_proto::arrow_flight::error::FlightError;
 use creek_proto::arrow_flight::Ticket;
@@ -268,9 +270,9 @@ impl TableProvider for ShardTable {
     }
 }
 
-/// Scans shards on data nodes: partition `i` streams shard `shards[i]` over Flight. With a
-/// fragment (see `plan::fragments`), each data node runs the fragment's operators over its
-/// shard and partition `i` streams their output instead.
+/// Scans shards on data nodes: partition `i` streams the shards `groups[i]` of one data node
+/// over Flight. With a fragment (see `plan::fragments`), the data node runs the fragment's
+/// operators over each of its shards and partition `i` streams their combined output instead.
 #[derive(Clone)]
 pub struct ShardScanExec {
     table: Arc<TableSchema>,
@@ -278,6 +280,8 @@ pub struct ShardScanExec {
     schema: SchemaRef,
     columns: Vec<String>,
     shards: Vec<u32>,
+    /// The scan's shards grouped by the node holding them, in node order.
+    groups: Vec<(NodeId, Vec<u32>)>,
     filters: Vec<Expr>,
     limit: Option<usize>,
     realtime_ids: Vec<String>,
@@ -305,9 +309,19 @@ impl ShardScanExec {
         limit: Option<usize>,
         realtime_ids: Vec<String>,
     ) -> ShardScanExec {
+        let routing = cluster.catalog().routing(table.id);
+        let mut by_node: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
+        for shard in &shards {
+            let node = routing
+                .get(*shard as usize)
+                .cloned()
+                .unwrap_or_else(|| NodeId(String::new()));
+            by_node.entry(node).or_default().push(*shard);
+        }
+        let groups: Vec<(NodeId, Vec<u32>)> = by_node.into_iter().collect();
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(shards.len().max(1)),
+            Partitioning::UnknownPartitioning(groups.len().max(1)),
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
@@ -317,6 +331,7 @@ impl ShardScanExec {
             schema,
             columns,
             shards,
+            groups,
             filters,
             limit,
             realtime_ids,
@@ -331,7 +346,7 @@ impl ShardScanExec {
     }
 
     /// This scan running `fragment` (operators over this scan) on the data nodes; its output is
-    /// the fragment's, one partition per shard. Fails unless the fragment survives the trip a
+    /// the fragment's, one partition per data node. Fails unless the fragment survives the trip a
     /// data node makes: encoded, then decoded with only DataFusion's built-in functions (so
     /// Creek's coordinator-side functions and subquery expressions stay on the coordinator).
     pub fn with_fragment(&self, fragment: Arc<dyn ExecutionPlan>) -> DfResult<ShardScanExec> {
@@ -342,11 +357,11 @@ impl ShardScanExec {
                 .properties()
                 .as_ref()
                 .clone()
-                .with_partitioning(Partitioning::UnknownPartitioning(self.shards.len().max(1))),
+                .with_partitioning(Partitioning::UnknownPartitioning(self.groups.len().max(1))),
         );
         scan.fragment = Some(fragment);
-        if let Some(shard) = self.shards.first() {
-            let ticket = FragmentTicket::decode(scan.encode_fragment(*shard)?.as_slice())
+        if let Some((_, shards)) = self.groups.first() {
+            let ticket = FragmentTicket::decode(scan.encode_fragment(shards)?.as_slice())
                 .map_err(|e| DataFusionError::Internal(format!("bad fragment ticket: {e}")))?;
             static DATA_NODE_FUNCTIONS: OnceLock<SessionContext> = OnceLock::new();
             let task_ctx = DATA_NODE_FUNCTIONS
@@ -360,14 +375,14 @@ impl ShardScanExec {
         Ok(scan)
     }
 
-    /// This scan (without fragment) restricted to one shard: the leaf sent for that shard.
-    fn leaf_for_shard(&self, shard: u32) -> ShardScanExec {
+    /// This scan (without fragment) restricted to some shards: the leaf sent to their node.
+    fn leaf_for_shards(&self, shards: &[u32]) -> ShardScanExec {
         ShardScanExec::new(
             self.table.clone(),
             self.cluster.clone(),
             self.leaf_schema(),
             self.columns.clone(),
-            vec![shard],
+            shards.to_vec(),
             self.filters.clone(),
             self.limit,
             self.realtime_ids.clone(),
@@ -406,10 +421,10 @@ impl ShardScanExec {
         })
     }
 
-    /// Encodes the fragment for one shard: the fragment's operators (if any) over a
-    /// `ShardScanNode` leaf for that shard.
-    fn encode_fragment(&self, shard: u32) -> DfResult<Vec<u8>> {
-        let leaf: Arc<dyn ExecutionPlan> = Arc::new(self.leaf_for_shard(shard));
+    /// Encodes the fragment for one node: the fragment's operators (if any) over a
+    /// `ShardScanNode` leaf for the node's shards, all partitions sent as one stream.
+    fn encode_fragment(&self, shards: &[u32]) -> DfResult<Vec<u8>> {
+        let leaf: Arc<dyn ExecutionPlan> = Arc::new(self.leaf_for_shards(shards));
         let plan = match &self.fragment {
             Some(fragment) => {
                 Arc::clone(fragment)
@@ -431,6 +446,7 @@ impl ShardScanExec {
         Ok(FragmentTicket {
             plan: plan.to_vec(),
             partition: 0,
+            all_partitions: true,
         }
         .encode_to_vec())
     }
@@ -543,16 +559,16 @@ impl ExecutionPlan for ShardScanExec {
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let schema = self.schema.clone();
-        let Some(shard) = self.shards.get(partition).copied() else {
+        let Some((_, shards)) = self.groups.get(partition) else {
             return Ok(Box::pin(RecordBatchStreamAdapter::new(
                 schema,
                 futures::stream::empty(),
             )));
         };
-        let ticket = self.encode_fragment(shard)?;
+        let ticket = self.encode_fragment(shards)?;
         let client = self
             .cluster
-            .node_for_shard(self.table.id, shard)
+            .node_for_shard(self.table.id, shards[0])
             .map_err(|e| DataFusionError::External(Box::new(to_coded(e))))?;
         let expected = schema.clone();
         let stream = futures::stream::once(async move {

@@ -19,6 +19,7 @@ use datafusion::config::ConfigOptions;
 use datafusion::error::Result as DfResult;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::limit::LocalLimitExec;
@@ -40,6 +41,9 @@ impl PhysicalOptimizerRule for PushFragmentsToShards {
         _config: &ConfigOptions,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         plan.transform_down(|node| {
+            if let Some(kept) = absorb_copy_of_single_partition_sort(&node)? {
+                return Ok(Transformed::new(kept, true, TreeNodeRecursion::Jump));
+            }
             Ok(match absorb(&node) {
                 Some(scan) => Transformed::new(scan, true, TreeNodeRecursion::Jump),
                 None => Transformed::no(node),
@@ -57,12 +61,41 @@ impl PhysicalOptimizerRule for PushFragmentsToShards {
     }
 }
 
+/// A sort over a single partition (a scan of shards that all live on one data node) is planned
+/// as one global sort, which cannot move. A per-partition copy of it can: each shard sorts (and
+/// keeps its top-N) on the data node, and the coordinator's sort, kept above, then orders at
+/// most N rows per shard.
+fn absorb_copy_of_single_partition_sort(
+    node: &Arc<dyn ExecutionPlan>,
+) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
+    let Some(sort) = node.downcast_ref::<SortExec>() else {
+        return Ok(None);
+    };
+    let input = sort.input();
+    if sort.preserve_partitioning() || input.properties().partitioning.partition_count() != 1 {
+        return Ok(None);
+    }
+    let local: Arc<dyn ExecutionPlan> = Arc::new(
+        SortExec::new(sort.expr().clone(), Arc::clone(input))
+            .with_fetch(sort.fetch())
+            .with_preserve_partitioning(true),
+    );
+    match absorb(&local) {
+        Some(scan) => Ok(Some(Arc::clone(node).replace_children(
+            vec![scan],
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )?)),
+        None => Ok(None),
+    }
+}
+
 /// What an operator in a chain above a shard scan is.
 enum Step {
     /// Runs per partition and can move to the data node.
     Movable,
-    /// A round-robin repartition, only there to spread work over cores; dropped when the
-    /// operators above it move (the data node parallelises by shard instead).
+    /// A round-robin repartition, only there to spread work over cores, or a cooperative
+    /// scheduling wrapper; dropped when the operators above it move (the data node
+    /// parallelises by shard instead).
     Spread,
     /// Neither: the chain stops here.
     Stop,
@@ -85,6 +118,11 @@ fn step(plan: &dyn ExecutionPlan) -> Step {
         } else {
             Step::Stop
         };
+    }
+    if any.is::<CooperativeExec>() {
+        // A scheduling wrapper the coordinator adds above leaves; the data node's own scan
+        // streams need none.
+        return Step::Spread;
     }
     if let Some(repartition) = any.downcast_ref::<RepartitionExec>() {
         if matches!(repartition.partitioning(), Partitioning::RoundRobinBatch(_))

@@ -243,6 +243,9 @@ pub fn table_from_create(
             "number_of_replicas" | "refresh_interval" | "translog.durability" | "column_policy" => {
                 settings.insert(key.clone(), value.clone());
             }
+            key if crate::catalog::commands::is_allocation_setting(key) => {
+                settings.insert(key.to_string(), value.clone());
+            }
             _ => {
                 return Err(Error::new(
                     ErrorCode::InvalidParameterValue,
@@ -383,28 +386,19 @@ pub async fn add_column(
             }
         }
     }
-    let mut changed = table.clone();
-    changed.columns.push(ColumnDef {
+    let column = ColumnDef {
         name,
         column_type: column_type(&column.data_type)?,
         not_null,
         default_expr,
-    });
+    };
+    let mut changed = table.clone();
+    changed.columns.push(column.clone());
     changed.validate()?;
-    cluster.update_table(changed).await
+    cluster.add_column(table, column, if_not_exists).await
 }
 
 /// Creates or replaces a view.
-pub fn create_view(cluster: &Arc<Cluster>, view: ViewDef, or_replace: bool) -> Result<()> {
-    let key = crate::catalog::qualified(&view.schema_name, &view.name);
-    cluster.catalog().update(|state| {
-        if state.tables.contains_key(&key) || (state.views.contains_key(&key) && !or_replace) {
-            return Err(Error::new(
-                ErrorCode::DuplicateObject,
-                format!("relation {key} already exists"),
-            ));
-        }
-        state.views.insert(key.clone(), view);
-        Ok(())
-    })
+pub async fn create_view(cluster: &Arc<Cluster>, view: ViewDef, or_replace: bool) -> Result<()> {
+    cluster.create_view(view, or_replace).await
 }

@@ -1,5 +1,5 @@
-//! The `sys` schema: `sys.cluster`, `sys.nodes` and `sys.shards`, computed from cluster state and
-//! data-node statistics when scanned.
+//! The `sys` schema: `sys.cluster`, `sys.nodes`, `sys.shards` and `sys.health`, computed from
+//! cluster state and node statistics when scanned.
 
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ struct SysSchema {
     cluster: Arc<Cluster>,
 }
 
-const SYS_TABLES: [&str; 3] = ["cluster", "nodes", "shards"];
+const SYS_TABLES: [&str; 4] = ["cluster", "health", "nodes", "shards"];
 
 #[async_trait]
 impl SchemaProvider for SysSchema {
@@ -53,14 +53,32 @@ fn sys_table_schema(name: &str) -> SchemaRef {
     let fields = match name {
         "cluster" => vec![
             Field::new("name", DataType::Utf8, false),
-            Field::new("master_node", DataType::Utf8, false),
+            Field::new("id", DataType::Utf8, false),
+            Field::new("master_node", DataType::Utf8, true),
             Field::new("state_version", DataType::Int64, false),
         ],
         "nodes" => vec![
             Field::new("id", DataType::Utf8, false),
             Field::new("name", DataType::Utf8, false),
             Field::new("role", DataType::Utf8, false),
+            Field::new("attributes", DataType::Utf8, false),
             Field::new("address", DataType::Utf8, false),
+            Field::new("voter", DataType::Boolean, false),
+            Field::new("leader", DataType::Boolean, false),
+            Field::new("alive", DataType::Boolean, false),
+            Field::new("heap_used", DataType::Int64, true),
+            Field::new("heap_max", DataType::Int64, true),
+            Field::new("disk_used", DataType::Int64, true),
+            Field::new("disk_total", DataType::Int64, true),
+            Field::new("disk_available", DataType::Int64, true),
+        ],
+        "health" => vec![
+            Field::new("table_schema", DataType::Utf8, false),
+            Field::new("table_name", DataType::Utf8, false),
+            Field::new("health", DataType::Utf8, false),
+            Field::new("severity", DataType::Int64, false),
+            Field::new("missing_shards", DataType::Int64, false),
+            Field::new("underreplicated_shards", DataType::Int64, false),
         ],
         _ => vec![
             Field::new("schema_name", DataType::Utf8, false),
@@ -86,26 +104,91 @@ impl SysTable {
     async fn rows(&self) -> DfResult<RecordBatch> {
         let strings = |values: Vec<String>| Arc::new(StringArray::from(values)) as ArrayRef;
         let state = self.cluster.catalog().state();
+        let leader = self.cluster.consensus().leader().map(|(name, _)| name);
         let columns: Vec<ArrayRef> = match self.name.as_str() {
             "cluster" => vec![
                 strings(vec![state.cluster_name.clone()]),
-                strings(vec![self.cluster.node_id().to_string()]),
+                strings(vec![state.cluster_uuid.clone()]),
+                Arc::new(StringArray::from(vec![leader.clone()])),
                 Arc::new(Int64Array::from(vec![state.version as i64])),
             ],
             "nodes" => {
-                let mut ids = vec![self.cluster.node_id().to_string()];
-                let mut roles = vec!["coordinator".to_string()];
-                let mut addresses = vec![String::new()];
-                for (id, client) in self.cluster.data_nodes() {
-                    ids.push(id.to_string());
-                    roles.push("data".to_string());
-                    addresses.push(client.address);
-                }
+                let stats = self.cluster.node_stats().await;
+                let nodes: Vec<_> = state.nodes.values().collect();
+                let figure = |f: fn(&creek_proto::v1::NodeStatsResponse) -> u64| {
+                    let values: Vec<Option<i64>> = nodes
+                        .iter()
+                        .map(|n| stats.get(&n.id).map(|s| f(s) as i64))
+                        .collect();
+                    Arc::new(Int64Array::from(values)) as ArrayRef
+                };
+                let ids: Vec<String> = nodes.iter().map(|n| n.id.to_string()).collect();
                 vec![
                     strings(ids.clone()),
                     strings(ids),
-                    strings(roles),
-                    strings(addresses),
+                    strings(nodes.iter().map(|n| n.role.as_str().to_string()).collect()),
+                    strings(
+                        nodes
+                            .iter()
+                            .map(|n| {
+                                serde_json::to_string(&n.attributes).expect("attributes serialise")
+                            })
+                            .collect(),
+                    ),
+                    strings(nodes.iter().map(|n| n.address.clone()).collect()),
+                    Arc::new(BooleanArray::from(
+                        nodes.iter().map(|n| n.voter).collect::<Vec<_>>(),
+                    )),
+                    Arc::new(BooleanArray::from(
+                        nodes
+                            .iter()
+                            .map(|n| leader.as_deref() == Some(n.id.0.as_str()))
+                            .collect::<Vec<_>>(),
+                    )),
+                    Arc::new(BooleanArray::from(
+                        nodes.iter().map(|n| n.alive).collect::<Vec<_>>(),
+                    )),
+                    figure(|s| s.heap_used_bytes),
+                    figure(|s| s.heap_max_bytes),
+                    figure(|s| s.disk_used_bytes),
+                    figure(|s| s.disk_total_bytes),
+                    figure(|s| s.disk_available_bytes),
+                ]
+            }
+            "health" => {
+                let mut schemas = Vec::new();
+                let mut names = Vec::new();
+                let mut health = Vec::new();
+                let mut severity = Vec::new();
+                let mut missing = Vec::new();
+                for table in state.tables.values() {
+                    let routing = state.routing.get(&table.id.0);
+                    let missing_shards = (0..table.num_shards as usize)
+                        .filter(|shard| {
+                            routing
+                                .and_then(|r| r.get(*shard))
+                                .is_none_or(|node| !state.is_alive(node))
+                        })
+                        .count();
+                    let (label, level) = if missing_shards > 0 {
+                        ("RED", 3)
+                    } else {
+                        ("GREEN", 1)
+                    };
+                    schemas.push(table.schema_name.clone());
+                    names.push(table.name.clone());
+                    health.push(label.to_string());
+                    severity.push(level);
+                    missing.push(missing_shards as i64);
+                }
+                let zeros = vec![0i64; names.len()];
+                vec![
+                    strings(schemas),
+                    strings(names),
+                    strings(health),
+                    Arc::new(Int64Array::from(severity)),
+                    Arc::new(Int64Array::from(missing)),
+                    Arc::new(Int64Array::from(zeros)),
                 ]
             }
             _ => {

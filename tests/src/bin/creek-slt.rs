@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use async_trait::async_trait;
 use clap::Parser;
-use creek_tests::CreekServer;
+use creek_tests::{CreekServer, TestCluster};
 use sqllogictest::{DBOutput, DefaultColumnType, Record};
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
@@ -31,6 +31,47 @@ struct Args {
     /// Print each failing record.
     #[arg(long)]
     verbose: bool,
+    /// Run against a cluster of `<coordinators>x<data nodes>` processes (e.g. `3x3`) instead of
+    /// `creek dev`; file `i` runs through coordinator `i mod coordinators`.
+    #[arg(long, value_parser = parse_shape)]
+    cluster: Option<(usize, usize)>,
+}
+
+fn parse_shape(text: &str) -> Result<(usize, usize), String> {
+    let (c, d) = text
+        .split_once('x')
+        .ok_or_else(|| format!("expected <coordinators>x<data nodes>, got '{text}'"))?;
+    let parse = |n: &str| n.parse::<usize>().map_err(|e| format!("{n}: {e}"));
+    Ok((parse(c)?, parse(d)?))
+}
+
+/// What the files run against.
+enum Target {
+    Dev(CreekServer),
+    Cluster(TestCluster),
+}
+
+impl Target {
+    /// The connection string for file number `index`.
+    fn pg_config(&self, index: usize, options: &str) -> String {
+        match self {
+            Target::Dev(server) => server.pg_config(options),
+            Target::Cluster(cluster) => cluster.pg_config(index, options),
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        match self {
+            Target::Dev(server) => server
+                .log()
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Target::Cluster(cluster) => cluster.log_tail(10),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -224,7 +265,8 @@ fn condition_skips(condition: &sqllogictest::Condition) -> bool {
 }
 
 async fn run_file(
-    server: &CreekServer,
+    server: &Target,
+    index: usize,
     path: &Path,
     schema: &str,
     verbose: bool,
@@ -240,7 +282,10 @@ async fn run_file(
     let records =
         sqllogictest::parse_with_name::<DefaultColumnType>(&script, path.display().to_string())
             .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
-    let config = server.pg_config(&format!("-c write_refresh=true -c search_path={schema}"));
+    let config = server.pg_config(
+        index,
+        &format!("-c write_refresh=true -c search_path={schema}"),
+    );
     let make_connection = move || {
         let config = config.clone();
         async move {
@@ -308,9 +353,9 @@ async fn run_file(
     Ok(result)
 }
 
-async fn drop_schema_tables(server: &CreekServer, schema: &str) {
+async fn drop_schema_tables(server: &Target, index: usize, schema: &str) {
     let Ok((client, connection)) = tokio_postgres::connect(
-        &server.pg_config(&format!("-c search_path={schema}")),
+        &server.pg_config(index, &format!("-c search_path={schema}")),
         NoTls,
     )
     .await
@@ -347,7 +392,7 @@ async fn drop_schema_tables(server: &CreekServer, schema: &str) {
 }
 
 async fn run_set(
-    server: &CreekServer,
+    server: &Target,
     files: &[PathBuf],
     offset: usize,
     verbose: bool,
@@ -357,8 +402,8 @@ async fn run_set(
     for (index, file) in files.iter().enumerate() {
         let schema = format!("slt{}", offset + index);
         let started = Instant::now();
-        let result = run_file(server, file, &schema, verbose, corpus).await?;
-        drop_schema_tables(server, &schema).await;
+        let result = run_file(server, offset + index, file, &schema, verbose, corpus).await?;
+        drop_schema_tables(server, offset + index, &schema).await;
         let total = result.passed + result.failed;
         let rate = if total == 0 {
             100.0
@@ -384,7 +429,12 @@ async fn run_set(
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let data = tempfile::tempdir()?;
-    let server = CreekServer::start(&data.path().join("creek"))?;
+    let server = match args.cluster {
+        Some((coordinators, data_nodes)) => Target::Cluster(
+            TestCluster::start(&data.path().join("cluster"), coordinators, data_nodes).await?,
+        ),
+        None => Target::Dev(CreekServer::start(&data.path().join("creek"))?),
+    };
     let required_files = collect_files(&args.require)?;
     let corpus_files = collect_files(&args.corpus)?;
     let required = run_set(&server, &required_files, 0, args.verbose, false).await?;
@@ -418,16 +468,7 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     if !failing_files.is_empty() {
         eprintln!("failing files: {}", failing_files.join(", "));
-        eprintln!(
-            "server log: {}",
-            server
-                .log()
-                .lines()
-                .rev()
-                .take(20)
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
+        eprintln!("server log: {}", server.log_tail());
         std::process::exit(1);
     }
     if corpus_rate < args.min_pass_rate {

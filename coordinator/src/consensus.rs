@@ -76,6 +76,8 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a node tells the leader it is alive.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+/// A leader that has not heard from a majority of voters for this long refuses changes.
+const QUORUM_SILENCE_MS: u64 = 1600;
 /// A pause of the leader's own duties longer than this resets every node's liveness clock.
 const STALL: Duration = Duration::from_secs(1);
 /// Largest gRPC message on the transport port (cluster state and Raft snapshots).
@@ -391,6 +393,20 @@ impl Consensus {
     async fn commit(&self, command: Command) -> Result<(CommandResponse, Arc<ClusterState>)> {
         let raft = self.raft.as_ref().ok_or_else(|| self.no_leader())?;
         let _guard = self.propose_lock.lock().await;
+        // A leader cut off from the other voters would append the change and then time out,
+        // leaving it to be committed whenever the majority returns. Refuse it up front instead.
+        let quorum_silence = raft.metrics().borrow().millis_since_quorum_ack;
+        if let Some(millis) = quorum_silence.filter(|ms| *ms > QUORUM_SILENCE_MS) {
+            return Err(Error::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "cluster state cannot change: the leader has not heard from a majority of the \
+                     {} voting coordinators for {:.1}s",
+                    self.voter_count(),
+                    millis as f64 / 1000.0
+                ),
+            ));
+        }
         let written = tokio::time::timeout(COMMIT_TIMEOUT, raft.client_write(command)).await;
         let response = match written {
             Ok(Ok(written)) => written.data,

@@ -1,17 +1,15 @@
-//! `ShardService` on the data node: shard lifecycle, durable writes, refresh, real-time get and
-//! statistics. Every storage call runs on the blocking pool, never on a tokio worker.
+//! `ShardService` on the data node: durable writes, refresh, real-time get and statistics (which
+//! shards exist follows cluster state, see `membership`). Every storage call runs on the blocking pool, never on a tokio worker.
 
 use std::sync::Arc;
 
-use creek_common::schema::{TableSchema, ID_COLUMN};
+use creek_common::schema::ID_COLUMN;
 use creek_common::{ShardId, TableId};
 use creek_proto::ipc::batch_to_ipc;
 use creek_proto::v1::shard_service_server::ShardService;
 use creek_proto::v1::{
-    CreateShardsRequest, CreateShardsResponse, DropTableRequest, DropTableResponse, GetRequest,
-    GetResponse, RefreshRequest, RefreshResponse, ShardStats, ShardStatsRequest,
-    ShardStatsResponse, UpdateTableRequest, UpdateTableResponse, WriteMode, WriteRequest,
-    WriteResponse,
+    GetRequest, GetResponse, RefreshRequest, RefreshResponse, ShardStats, ShardStatsRequest,
+    ShardStatsResponse, WriteMode, WriteRequest, WriteResponse,
 };
 use datafusion::arrow::compute::concat_batches;
 use datafusion::logical_expr::{col, lit};
@@ -37,11 +35,6 @@ impl ShardServiceImpl {
     }
 }
 
-fn parse_table(bytes: &[u8]) -> Result<TableSchema, Status> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| Status::invalid_argument(format!("bad table definition: {e}")))
-}
-
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Status> {
@@ -53,37 +46,6 @@ async fn blocking<T: Send + 'static>(
 
 #[tonic::async_trait]
 impl ShardService for ShardServiceImpl {
-    async fn create_shards(
-        &self,
-        request: Request<CreateShardsRequest>,
-    ) -> Result<Response<CreateShardsResponse>, Status> {
-        let request = request.into_inner();
-        let table = parse_table(&request.table_json)?;
-        let node = self.node.clone();
-        blocking(move || node.open_shards(table, &request.shards)).await?;
-        Ok(Response::new(CreateShardsResponse {}))
-    }
-
-    async fn update_table(
-        &self,
-        request: Request<UpdateTableRequest>,
-    ) -> Result<Response<UpdateTableResponse>, Status> {
-        let table = parse_table(&request.into_inner().table_json)?;
-        let node = self.node.clone();
-        blocking(move || node.update_table(table)).await?;
-        Ok(Response::new(UpdateTableResponse {}))
-    }
-
-    async fn drop_table(
-        &self,
-        request: Request<DropTableRequest>,
-    ) -> Result<Response<DropTableResponse>, Status> {
-        let table = TableId(request.into_inner().table_id);
-        let node = self.node.clone();
-        blocking(move || node.drop_table(table)).await?;
-        Ok(Response::new(DropTableResponse {}))
-    }
-
     async fn write(
         &self,
         request: Request<WriteRequest>,

@@ -113,6 +113,9 @@ impl ManagedProcess {
 impl Drop for ManagedProcess {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
             // SIGTERM first so the server shuts down cleanly; SIGKILL if it does not.
             let _ = Command::new("kill").arg(child.id().to_string()).status();
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -330,6 +333,15 @@ impl TestCluster {
         }
         cluster.wait_ready(Duration::from_secs(60)).await?;
         Ok(cluster)
+    }
+
+    /// The voters' transport addresses, as `--join` takes them.
+    pub fn join_addresses(&self) -> String {
+        self.coordinators
+            .iter()
+            .map(|c| format!("127.0.0.1:{}", c.transport_port))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Connection string of coordinator `index` (wrapping around).

@@ -380,7 +380,18 @@ async fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         node.data_dir.clone(),
     )
     .await?;
-    serve_clients(cluster, &node.bind, &args.client_ports).await
+    let consensus = cluster.consensus().clone();
+    if !consensus.wait_joined(Duration::from_secs(30)).await {
+        tracing::warn!(
+            "not joined to the cluster after 30 s; serving clients with the state known"
+        );
+    }
+    tokio::select! {
+        served = serve_clients(cluster, &node.bind, &args.client_ports) => served,
+        reason = consensus.refused() => {
+            Err(anyhow::anyhow!("the cluster refused this coordinator: {reason}"))
+        }
+    }
 }
 
 async fn run_datanode(args: DatanodeArgs) -> anyhow::Result<()> {

@@ -105,7 +105,7 @@ pub fn peer_channel(address: &str) -> Option<Channel> {
     )
 }
 
-fn cluster_client(address: &str) -> Result<ClusterServiceClient<Channel>> {
+fn connect_cluster_client(address: &str) -> Result<ClusterServiceClient<Channel>> {
     let channel = peer_channel(address).ok_or_else(|| {
         Error::new(
             ErrorCode::InvalidParameterValue,
@@ -155,6 +155,11 @@ pub struct Consensus {
     acked: Mutex<HashMap<NodeId, u64>>,
     publishing: Mutex<std::collections::HashSet<NodeId>>,
     registered: AtomicBool,
+    /// Clients of other coordinators by address; a channel reconnects (and re-resolves the
+    /// name) by itself when its connection breaks.
+    clients: Mutex<HashMap<String, ClusterServiceClient<Channel>>>,
+    /// Set when the cluster refuses this coordinator (another cluster's name or id).
+    refused: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl std::fmt::Debug for Consensus {
@@ -222,6 +227,8 @@ impl Consensus {
             acked: Mutex::new(HashMap::new()),
             publishing: Mutex::new(Default::default()),
             registered: AtomicBool::new(false),
+            clients: Mutex::new(HashMap::new()),
+            refused: tokio::sync::watch::channel(None).0,
         });
         tokio::spawn(consensus.clone().member_loop());
         if consensus.raft.is_some() {
@@ -369,7 +376,7 @@ impl Consensus {
         }
         let mut last_error = None;
         for address in candidates {
-            match call(cluster_client(&address)?).await {
+            match call(self.cluster_client(&address)?).await {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) if status.code() == tonic::Code::Unavailable => {
                     last_error = Some(Error::new(
@@ -387,6 +394,28 @@ impl Consensus {
             }
         }
         Err(last_error.unwrap_or_else(|| self.no_leader()))
+    }
+
+    fn cluster_client(&self, address: &str) -> Result<ClusterServiceClient<Channel>> {
+        if let Some(client) = self.clients.lock().get(address) {
+            return Ok(client.clone());
+        }
+        let client = connect_cluster_client(address)?;
+        self.clients
+            .lock()
+            .insert(address.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Resolves with the reason once the cluster refuses this coordinator (configured for
+    /// another cluster); the process should then stop.
+    pub async fn refused(&self) -> String {
+        let mut receiver = self.refused.subscribe();
+        let reason = match receiver.wait_for(|reason| reason.is_some()).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        };
+        reason
     }
 
     /// Commits `command` as leader, then publishes the new version and waits for the nodes.
@@ -613,6 +642,11 @@ impl Consensus {
                         self.registered.store(true, Ordering::Release);
                         tracing::info!(node = %self.config.node.id, "joined the cluster");
                     }
+                    Err(error) if error.code() == ErrorCode::InvalidParameterValue => {
+                        tracing::error!(%error, "the cluster refused this coordinator");
+                        self.refused.send_replace(Some(error.client_message()));
+                        return;
+                    }
                     Err(error) => {
                         tracing::debug!(%error, "joining the cluster failed; retrying");
                     }
@@ -770,6 +804,20 @@ impl Consensus {
             });
         }
         Ok(())
+    }
+
+    /// Waits until this coordinator has joined the cluster, which also brings its state up to
+    /// the leader's; returns whether it did within `timeout`. A coordinator serves clients
+    /// only after this, so a restarted one never answers from the state it had before.
+    pub async fn wait_joined(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.registered.load(Ordering::Acquire) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
     }
 
     /// Waits until this coordinator has joined and the state lists a live data node, or fails

@@ -2,6 +2,7 @@
 //! document ids and routing of rows, and views.
 
 pub mod context;
+pub mod cooperative;
 pub mod decorrelate;
 pub mod fragments;
 pub mod naming;

@@ -671,7 +671,9 @@ impl Session {
         let token = self.begin_query();
         let df = DataFrame::new(ctx.state(), plan);
         let schema = Arc::new(df.schema().as_arrow().clone());
-        let stream = df.execute_stream().await?;
+        let task_context = Arc::new(df.task_ctx());
+        let physical = df.create_physical_plan().await?;
+        let stream = creek_proto::exec::execute_stream(physical, None, task_context)?;
         Ok(Output::Rows {
             schema: schema.clone(),
             stream: cancellable(schema, stream, token),

@@ -99,8 +99,7 @@ impl FlightService for FlightFragmentService {
                 "partition {partition} out of range, fragment has {partitions}"
             )));
         }
-        let stream = plan
-            .execute(partition, task_ctx)
+        let stream = creek_proto::exec::execute_stream(plan, Some(partition), task_ctx)
             .map_err(status_from_datafusion)?;
         let schema = stream.schema();
         let batches = stream.map_err(|e| FlightError::Tonic(Box::new(status_from_datafusion(e))));

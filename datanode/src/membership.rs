@@ -6,7 +6,7 @@
 //! a refused join stops the node with the coordinator's reason. This module must not decide
 //! placement; it follows the routing table it is given.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use creek_proto::v1::{
     StateMessage,
 };
 use serde::{Deserialize, Serialize};
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::node::{DataNode, MAX_MESSAGE_BYTES};
@@ -68,7 +68,7 @@ fn write_identity(data_dir: &Path, identity: &ClusterIdentity) -> std::io::Resul
     std::fs::rename(&temp, &path)
 }
 
-fn client(address: &str) -> Option<ClusterServiceClient<tonic::transport::Channel>> {
+fn connect(address: &str) -> Option<ClusterServiceClient<Channel>> {
     let channel = Endpoint::from_shared(format!("http://{address}"))
         .ok()?
         .tcp_nodelay(true)
@@ -107,6 +107,15 @@ pub async fn run(node: Arc<DataNode>, config: MembershipConfig) -> Result<(), St
     let mut ticker = tokio::time::interval(HEARTBEAT_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut logged_waiting = false;
+    // One lazily connected channel per coordinator address; it reconnects, resolving the name
+    // again, whenever its connection breaks.
+    let mut clients: HashMap<String, ClusterServiceClient<Channel>> = HashMap::new();
+    let mut client = |address: &str| -> Option<ClusterServiceClient<Channel>> {
+        if !clients.contains_key(address) {
+            clients.insert(address.to_string(), connect(address)?);
+        }
+        clients.get(address).cloned()
+    };
     loop {
         ticker.tick().await;
         // The leader first, then every --join address in turn.

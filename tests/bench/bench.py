@@ -5,6 +5,7 @@ Run through `tests/bench/run` (which installs the engines and builds a release C
 
     tests/bench/run [--scale 10k|1m|10m] [--runs 3] [--warmup 1] [--smoke]
                     [--workloads ingest,analytics,lookups]
+    tests/bench/run --cluster [--scale ...]   # creek dev against a 3+3 cluster instead
 
 Workloads, each on every engine that has the feature:
   * ingest: the `hits` rows through COPY (Creek and PostgreSQL over the wire, DuckDB from
@@ -39,6 +40,7 @@ import psycopg
 
 import answers
 import clickbench
+import cluster_bench
 import hits_data
 import servers
 
@@ -235,8 +237,9 @@ def check_groups(duck, q, got, expected):
     return None
 
 
-def point_lookups(args, rows, workdir, engines):
-    """pgbench with a primary-key SELECT on Creek and PostgreSQL, simple and extended."""
+def point_lookups(args, rows, workdir, engines, clients=(8,)):
+    """pgbench with a primary-key SELECT on every engine (named by `engine.name`), simple and
+    extended protocol, with each number of clients in `clients`."""
     size = max(1_000, min(rows // 10, 1_000_000))
     csv = workdir / "lookup.csv"
     duckdb.execute(f"COPY (SELECT i AS id, 'name-' || i AS name, (i * 7919) % 1000 AS score, "
@@ -251,23 +254,24 @@ def point_lookups(args, rows, workdir, engines):
         client.query("CREATE TABLE lookup (id BIGINT PRIMARY KEY, name TEXT, score INTEGER, "
                      "ts TIMESTAMP)", args.timeout)
         client.copy_file("lookup", csv)
-        client.query("REFRESH TABLE lookup" if engine.name == "Creek" else "ANALYZE lookup",
-                     args.timeout)
+        client.query("REFRESH TABLE lookup" if engine.name.startswith("Creek")
+                     else "ANALYZE lookup", args.timeout)
         lookups[engine.name] = [client.query(f"SELECT id, name, score, ts FROM lookup "
                                              f"WHERE id = {i}", args.timeout)
                                 for i in (0, size // 2, size - 1, size)]
         client.close()
-    if lookups["Creek"] != lookups["PostgreSQL"]:
+    if any(answer != lookups[engines[0].name] for answer in lookups.values()):
         raise SystemExit(f"point lookups differ: {lookups}")
     results = []
-    for mode in ("simple", "extended"):
+    for mode, n in [(mode, n) for n in clients for mode in ("simple", "extended")]:
         row = {}
         for engine in engines:
-            logs = workdir / f"pgbench-{engine.name}-{mode}"
+            logs = workdir / f"pgbench-{engine.name.replace(' ', '-')}-{mode}-{n}"
             logs.mkdir()
             done = subprocess.run(
                 ["pgbench", "-n", "-h", "127.0.0.1", "-p", str(engine.port), "-U", engine.user,
-                 "-c", "8", "-j", str(min(8, os.cpu_count() or 2)), "-T", str(args.pgbench_seconds),
+                 "-c", str(n), "-j", str(min(n, os.cpu_count() or 2)),
+                 "-T", str(args.pgbench_seconds),
                  "-M", mode, "-f", str(script), "-l", f"--log-prefix={logs}/tx", engine.dbname],
                 capture_output=True, text=True)
             tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
@@ -279,7 +283,8 @@ def point_lookups(args, rows, workdir, engines):
                                for line in log.read_text().splitlines())
             p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] / 1000
             row[engine.name] = ("ok", float(tps.group(1)), p99)
-        results.append((f"point lookup, pgbench -M {mode}, 8 clients, {size:,} rows", row))
+        results.append((f"point lookup, pgbench -M {mode}, {n} client{'s' * (n > 1)}, "
+                        f"{size:,} rows", row))
     return results
 
 
@@ -395,6 +400,9 @@ def main():
     parser.add_argument("--smoke", action="store_true",
                         help="CI: check every query runs and answers agree; record nothing")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--cluster", action="store_true",
+                        help="instead of the engine comparison: creek dev against a cluster of "
+                             "3 coordinators and 3 data nodes (see cluster_bench.py)")
     parser.add_argument("--workloads", default="ingest,analytics,lookups",
                         type=lambda text: set(text.split(",")),
                         help="comma-separated subset of ingest,analytics,lookups (the COPY "
@@ -408,6 +416,19 @@ def main():
     workdir = Path(tempfile.mkdtemp(prefix="creek-bench-"))
     cores, memory = machine()
     engines, clients = [], {}
+    if args.cluster:
+        try:
+            csv = workdir / "hits.csv"
+            hits_data.generate_csv(csv, rows, args.seed)
+            text, problems = cluster_bench.run(args, rows, workdir, csv, sys.modules[__name__])
+        finally:
+            if not args.keep:
+                servers.remove(workdir)
+        print(text)
+        if not args.smoke:
+            with open(RESULTS, "a") as out:
+                out.write("\n" + text)
+        sys.exit(1 if problems else 0)
     try:
         csv = workdir / "hits.csv"
         seconds, _ = timed(lambda: hits_data.generate_csv(csv, rows, args.seed))

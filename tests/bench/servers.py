@@ -1,5 +1,6 @@
-"""The servers a benchmark run starts and stops: a fresh `creek dev` and a throw-away
-PostgreSQL, each on free loopback ports with its data under one temp dir.
+"""The servers a benchmark run starts and stops: a fresh `creek dev`, a Creek cluster of
+separate coordinator and data-node processes, and a throw-away PostgreSQL, each on free
+loopback ports with its data under one temp dir.
 
 Nothing here measures anything; it only gets the engines up, tells how to connect, and
 tears them down even when the run fails.
@@ -85,6 +86,107 @@ class Creek:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+class CreekCluster:
+    """`coordinators` voting coordinators and `data_nodes` data nodes, each its own `creek`
+    process on loopback. Clients use coordinator c1; `kill_leader` measures failover."""
+
+    name = "Creek"
+    user, dbname = "crate", "doc"
+
+    def __init__(self, binary, workdir, coordinators=3, data_nodes=3):
+        self.binary = binary
+        self.dir = Path(workdir) / "creek-cluster"
+        self.dir.mkdir(parents=True)
+        self.transport = [free_port() for _ in range(coordinators)]
+        self.pg_ports = [free_port() for _ in range(coordinators)]
+        self.http_ports = [free_port() for _ in range(coordinators)]
+        voters = ",".join(f"c{i + 1}=127.0.0.1:{p}" for i, p in enumerate(self.transport))
+        join = ",".join(f"127.0.0.1:{p}" for p in self.transport)
+        self.procs = {}
+        self.args = {}
+        for i in range(coordinators):
+            self.args[f"c{i + 1}"] = [
+                "coordinator", "--node-id", f"c{i + 1}", "--data-dir", str(self.dir / f"c{i + 1}"),
+                "--bind", "127.0.0.1", "--voters", voters,
+                "--transport-port", str(self.transport[i]), "--pg-port", str(self.pg_ports[i]),
+                "--http-port", str(self.http_ports[i]), "--flight-port", "0"]
+        for i in range(data_nodes):
+            self.args[f"d{i + 1}"] = [
+                "datanode", "--node-id", f"d{i + 1}", "--data-dir", str(self.dir / f"d{i + 1}"),
+                "--bind", "127.0.0.1", "--join", join, "--transport-port", str(free_port())]
+        for name in self.args:
+            self.start(name)
+        self.wait_ready(len(self.args))
+
+    def start(self, name):
+        log = open(self.dir / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen([self.binary, *self.args[name]],
+                                            stdout=subprocess.DEVNULL, stderr=log)
+
+    def wait_ready(self, nodes, seconds=120):
+        import psycopg
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"creek {name} exited with {proc.returncode}")
+            try:
+                with psycopg.connect(self.dsn(), autocommit=True, connect_timeout=2) as conn:
+                    alive = conn.execute("SELECT count(*) FROM sys.nodes WHERE alive").fetchone()[0]
+                    leader = conn.execute("SELECT master_node FROM sys.cluster").fetchone()[0]
+                    if alive >= nodes and leader:
+                        return
+            except psycopg.Error:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the Creek cluster was not ready in {seconds} s")
+
+    @property
+    def port(self):
+        return self.pg_ports[0]
+
+    def dsn(self, index=0):
+        return (f"host=127.0.0.1 port={self.pg_ports[index]} user={self.user} "
+                f"dbname={self.dbname}")
+
+    def kill_leader(self):
+        """Kills the leader with SIGKILL and returns the seconds until another coordinator
+        accepts DDL again; the killed coordinator is restarted afterwards."""
+        import psycopg
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            leader = conn.execute("SELECT master_node FROM sys.cluster").fetchone()[0]
+        index = int(leader[1:]) - 1
+        other = (index + 1) % len(self.pg_ports)
+        self.procs[leader].kill()
+        self.procs[leader].wait()
+        started = time.perf_counter()
+        table = f"failover_{int(time.time() * 1000)}"
+        while True:
+            try:
+                with psycopg.connect(self.dsn(other), autocommit=True, connect_timeout=2) as conn:
+                    conn.execute(f"CREATE TABLE {table} (a INT)")
+                    break
+            except psycopg.Error:
+                if time.perf_counter() - started > 60:
+                    raise RuntimeError("no DDL accepted within 60 s of killing the leader")
+                time.sleep(0.02)
+        seconds = time.perf_counter() - started
+        self.start(leader)
+        self.wait_ready(len(self.args))
+        return seconds
+
+    def stop(self):
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 class Postgres:

@@ -355,8 +355,8 @@ impl TestCluster {
         query_text(&self.pg_config(index, ""), sql).await
     }
 
-    /// Waits until every running coordinator answers and sees every running node alive, with
-    /// a leader elected.
+    /// Waits until every running coordinator answers, sees every running node alive and a
+    /// leader, and all are at the same cluster-state version.
     pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut last_error = anyhow::anyhow!("not checked");
@@ -388,6 +388,7 @@ impl TestCluster {
             .map(|n| n.id.clone())
             .collect();
         expected.sort();
+        let mut versions = Vec::new();
         for (index, node) in self.coordinators.iter().enumerate() {
             if !node.process.is_running() {
                 continue;
@@ -404,6 +405,14 @@ impl TestCluster {
             if !expected.iter().all(|id| alive.contains(id)) {
                 bail!("{} sees {alive:?} alive, expected {expected:?}", node.id);
             }
+            versions.push(
+                self.query(index, "SELECT state_version FROM sys.cluster")
+                    .await?
+                    .join(""),
+            );
+        }
+        if versions.windows(2).any(|pair| pair[0] != pair[1]) {
+            bail!("coordinators are at different state versions: {versions:?}");
         }
         Ok(())
     }

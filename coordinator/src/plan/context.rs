@@ -11,6 +11,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::provider::CreekCatalogProvider;
 use crate::cluster::Cluster;
+use crate::plan::cooperative::YieldAfterJoins;
 use crate::plan::decorrelate::CorrelatedScalarSubqueryRule;
 use crate::plan::fragments::PushFragmentsToShards;
 use crate::plan::{pg_functions, single_row};
@@ -38,6 +39,7 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
 fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
     let mut rules = PhysicalOptimizer::new().rules;
     rules.push(Arc::new(PushFragmentsToShards));
+    rules.push(Arc::new(YieldAfterJoins));
     rules
 }
 

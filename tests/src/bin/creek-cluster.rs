@@ -227,6 +227,34 @@ async fn scenario(cluster: &mut TestCluster, root: &std::path::Path) -> anyhow::
     }
     eprintln!("queries: identical answers through c1, c2, c3 (group by, top-n, lookup, joins)");
 
+    // Cancelling a query that fans out to every data node ends it and frees the session.
+    let long = coordinator(cluster, 1).await?;
+    let token = long.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        token.cancel_query(NoTls).await
+    });
+    let started = Instant::now();
+    let cancelled = long
+        .simple_query("SELECT count(*) FROM t a, t b, t c")
+        .await
+        .err()
+        .context("a 2*10^11-row join must not finish")?;
+    canceller.await??;
+    ensure!(
+        cancelled.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+        "cancel must end the query with 57014: {cancelled:?}"
+    );
+    ensure!(
+        started.elapsed() < Duration::from_secs(30),
+        "cancel took too long"
+    );
+    ensure!(rows(&long, "SELECT count(*) FROM t").await? == [["6000"]]);
+    eprintln!(
+        "cancel: a query over all data nodes ended with 57014 after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
     // A non-voting coordinator joins, serves queries and forwards DDL.
     let (pg, http, transport) = (free_port()?, free_port()?, free_port()?);
     let follower_args = [

@@ -1,14 +1,17 @@
 """`creek dev` against a Creek cluster (3 voting coordinators, 3 data nodes, separate
 processes on this machine), on the same `hits` rows: what distribution costs or gains.
 
-Measures, on both: the COPY load, a few GROUP BY queries over every row (median of
-`--runs` after `--warmup`, answers compared), and pgbench point lookups (8 clients and 1
+Measures, on both: the COPY load, a few GROUP BY queries over every row once both have
+finished merging segments in the background (median of `--runs` after `--warmup`, answers
+compared), and pgbench point lookups (8 clients and 1
 client); on the cluster also leader failover (kill -9 the leader, time until another
 coordinator accepts DDL; median of 3). Run through `tests/bench/run --cluster`.
 """
 import datetime
+import os
 import statistics
 import sys
+import time
 
 import answers
 import clickbench
@@ -18,6 +21,29 @@ import servers
 # and a filtered one on AdvEngineID; Q0/Q2 are plain aggregates.
 QUERIES = [0, 2, 8, 9, 15, 16, 7]
 FAILOVERS = 3
+
+
+def settle(pids, busy=0.05, limit=180):
+    """Waits until the processes `pids` together use less than `busy` of one core over a
+    second, or `limit` seconds pass; returns the seconds waited."""
+    hz = os.sysconf("SC_CLK_TCK")
+
+    def ticks():
+        total = 0
+        for pid in pids:
+            try:
+                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+            except OSError:
+                pass
+        return total
+    started = time.time()
+    while time.time() - started < limit:
+        before = ticks()
+        time.sleep(1)
+        if (ticks() - before) / hz < busy:
+            break
+    return time.time() - started
 
 
 def run(args, rows, workdir, csv, bench):
@@ -42,6 +68,10 @@ def run(args, rows, workdir, csv, bench):
             count = client.query("SELECT count(*) FROM hits", args.timeout)[0][0]
             if count != rows:
                 raise SystemExit(f"{name} holds {count} rows after the load, not {rows}")
+        # Both loads leave tantivy merging segments in the background; timing queries while
+        # either engine still merges would measure the merges.
+        waited = settle([dev.proc.pid] + [p.pid for p in cluster.procs.values()])
+        print(f"background merges settled after {waited:.0f} s", file=sys.stderr)
         shards = clients["Creek cluster"].query(
             "SELECT node_id, count(*) FROM sys.shards WHERE table_name = 'hits' "
             "GROUP BY node_id ORDER BY node_id", args.timeout)

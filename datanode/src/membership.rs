@@ -246,10 +246,8 @@ impl NodeService for NodeServiceImpl {
         &self,
         _request: Request<NodeStatsRequest>,
     ) -> Result<Response<NodeStatsResponse>, Status> {
-        let dir = self.node.data_dir().to_path_buf();
-        let stats = tokio::task::spawn_blocking(move || creek_proto::node_stats::collect(&dir))
+        creek_proto::node_stats::collect_blocking(self.node.data_dir().to_path_buf())
             .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(stats))
+            .map(Response::new)
     }
 }

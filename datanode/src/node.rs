@@ -18,8 +18,6 @@ use creek_common::{ShardId, TableId};
 use creek_proto::arrow_flight::flight_service_server::FlightServiceServer;
 use creek_proto::v1::shard_service_server::ShardServiceServer;
 use parking_lot::RwLock;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::flight::FlightFragmentService;
@@ -261,14 +259,6 @@ impl DataNode {
         let flight_service = FlightServiceServer::new(FlightFragmentService::new(self.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        // tonic's own `tcp_nodelay` does not apply to a listener we pass in. Without it, small
-        // responses (a point lookup, a partial aggregate) wait ~40 ms for delayed ACKs.
-        let incoming = TcpListenerStream::new(listener).map(|stream| {
-            if let Ok(stream) = &stream {
-                let _ = stream.set_nodelay(true);
-            }
-            stream
-        });
         let node_service = NodeServiceServer::new(NodeServiceImpl::new(self.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -276,7 +266,10 @@ impl DataNode {
             .add_service(shard_service)
             .add_service(node_service)
             .add_service(flight_service)
-            .serve_with_incoming_shutdown(incoming, shutdown)
+            .serve_with_incoming_shutdown(
+                creek_proto::transport::nodelay_incoming(listener),
+                shutdown,
+            )
             .await;
         refresher.abort();
         // Make everything acknowledged durable in the index before the process exits.

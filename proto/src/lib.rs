@@ -8,6 +8,7 @@ pub mod exec;
 pub mod ipc;
 pub mod node_stats;
 pub mod status;
+pub mod transport;
 
 /// Generated protobuf and gRPC code for `creek.v1`.
 #[allow(clippy::all, missing_docs)]

@@ -1,9 +1,16 @@
 //! The figures a node reports in `NodeService.NodeStats` (memory and disk), read from the
 //! operating system. Both roles answer the same message, so it is built here, once.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::v1::NodeStatsResponse;
+
+/// [`collect`] on the blocking pool, for a `NodeStats` handler.
+pub async fn collect_blocking(data_dir: PathBuf) -> Result<NodeStatsResponse, tonic::Status> {
+    tokio::task::spawn_blocking(move || collect(&data_dir))
+        .await
+        .map_err(|e| tonic::Status::internal(format!("collecting node figures failed: {e}")))
+}
 
 /// Collects this process's resident memory, the machine's memory, and the size and free space
 /// of `data_dir`. Figures the system does not give are 0.

@@ -225,6 +225,22 @@ pub struct ClusterNode {
     pub transport_port: u16,
 }
 
+impl ClusterNode {
+    /// Starts `creek <args>` as node `id`, logging to `<root>/<id>.log`.
+    fn start(root: &Path, id: String, args: &[&str], transport_port: u16) -> anyhow::Result<Self> {
+        Ok(ClusterNode {
+            process: ManagedProcess::start(
+                args.iter().map(|a| a.to_string()).collect(),
+                root.join(format!("{id}.log")),
+            )?,
+            id,
+            pg_port: None,
+            http_port: None,
+            transport_port,
+        })
+    }
+}
+
 /// A cluster of `creek coordinator` and `creek datanode` processes on loopback ports, each with
 /// its own data directory under one root.
 pub struct TestCluster {
@@ -286,16 +302,9 @@ impl TestCluster {
                 "--node-timeout",
                 "3s",
             ];
-            cluster.coordinators.push(ClusterNode {
-                process: ManagedProcess::start(
-                    args.iter().map(|a| a.to_string()).collect(),
-                    root.join(format!("{id}.log")),
-                )?,
-                id,
-                pg_port: Some(pg_port),
-                http_port: Some(http_port),
-                transport_port: *port,
-            });
+            let mut node = ClusterNode::start(root, id.clone(), &args, *port)?;
+            (node.pg_port, node.http_port) = (Some(pg_port), Some(http_port));
+            cluster.coordinators.push(node);
         }
         for i in 0..data_nodes {
             let id = format!("d{}", i + 1);
@@ -320,16 +329,9 @@ impl TestCluster {
                 "--attr",
                 tier,
             ];
-            cluster.data_nodes.push(ClusterNode {
-                process: ManagedProcess::start(
-                    args.iter().map(|a| a.to_string()).collect(),
-                    root.join(format!("{id}.log")),
-                )?,
-                id,
-                pg_port: None,
-                http_port: None,
-                transport_port: port,
-            });
+            cluster
+                .data_nodes
+                .push(ClusterNode::start(root, id.clone(), &args, port)?);
         }
         cluster.wait_ready(Duration::from_secs(60)).await?;
         Ok(cluster)

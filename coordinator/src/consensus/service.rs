@@ -15,8 +15,6 @@ use creek_proto::v1::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use super::{parse_state, to_coded, Consensus, MAX_MESSAGE_BYTES};
@@ -135,11 +133,9 @@ impl NodeService for NodeServiceImpl {
         &self,
         _request: Request<NodeStatsRequest>,
     ) -> Result<Response<NodeStatsResponse>, Status> {
-        let dir = self.data_dir.clone();
-        let stats = tokio::task::spawn_blocking(move || creek_proto::node_stats::collect(&dir))
+        creek_proto::node_stats::collect_blocking(self.data_dir.clone())
             .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(stats))
+            .map(Response::new)
     }
 }
 
@@ -161,15 +157,9 @@ pub async fn serve(
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let incoming = TcpListenerStream::new(listener).map(|stream| {
-        if let Ok(stream) = &stream {
-            let _ = stream.set_nodelay(true);
-        }
-        stream
-    });
     tonic::transport::Server::builder()
         .add_service(cluster)
         .add_service(node)
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(creek_proto::transport::nodelay_incoming(listener), shutdown)
         .await
 }

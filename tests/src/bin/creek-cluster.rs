@@ -417,7 +417,7 @@ async fn scenario(cluster: &mut TestCluster, root: &std::path::Path) -> anyhow::
     cluster.wait_ready(Duration::from_secs(30)).await?;
     ensure!(answers(&c1).await? == expected, "d2's rows must be back");
     eprintln!(
-        "data node: marked gone {:.1} s after kill -9 (timeout 3 s); health RED, clear errors; \
+        "data node: marked gone {:.1} s after kill -9 (3 s after its last heartbeat); health RED, clear errors; \
          back with its rows after restart",
         gone.as_secs_f64()
     );

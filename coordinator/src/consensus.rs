@@ -105,18 +105,6 @@ pub fn peer_channel(address: &str) -> Option<Channel> {
     )
 }
 
-fn connect_cluster_client(address: &str) -> Result<ClusterServiceClient<Channel>> {
-    let channel = peer_channel(address).ok_or_else(|| {
-        Error::new(
-            ErrorCode::InvalidParameterValue,
-            format!("bad coordinator address {address}"),
-        )
-    })?;
-    Ok(ClusterServiceClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
-}
-
 fn coded(error: Error) -> CodedError {
     CodedError::new(error.code(), error.client_message())
 }
@@ -155,9 +143,9 @@ pub struct Consensus {
     acked: Mutex<HashMap<NodeId, u64>>,
     publishing: Mutex<std::collections::HashSet<NodeId>>,
     registered: AtomicBool,
-    /// Clients of other coordinators by address; a channel reconnects (and re-resolves the
-    /// name) by itself when its connection breaks.
-    clients: Mutex<HashMap<String, ClusterServiceClient<Channel>>>,
+    /// Channels to other nodes by address, shared by Raft-free calls (forwarding, publishing);
+    /// a channel reconnects (and re-resolves the name) by itself when its connection breaks.
+    channels: Mutex<HashMap<String, Channel>>,
     /// Set when the cluster refuses this coordinator (another cluster's name or id).
     refused: tokio::sync::watch::Sender<Option<String>>,
 }
@@ -227,7 +215,7 @@ impl Consensus {
             acked: Mutex::new(HashMap::new()),
             publishing: Mutex::new(Default::default()),
             registered: AtomicBool::new(false),
-            clients: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
             refused: tokio::sync::watch::channel(None).0,
         });
         tokio::spawn(consensus.clone().member_loop());
@@ -396,15 +384,26 @@ impl Consensus {
         Err(last_error.unwrap_or_else(|| self.no_leader()))
     }
 
-    fn cluster_client(&self, address: &str) -> Result<ClusterServiceClient<Channel>> {
-        if let Some(client) = self.clients.lock().get(address) {
-            return Ok(client.clone());
+    fn channel(&self, address: &str) -> Result<Channel> {
+        if let Some(channel) = self.channels.lock().get(address) {
+            return Ok(channel.clone());
         }
-        let client = connect_cluster_client(address)?;
-        self.clients
+        let channel = peer_channel(address).ok_or_else(|| {
+            Error::new(
+                ErrorCode::InvalidParameterValue,
+                format!("bad node address {address}"),
+            )
+        })?;
+        self.channels
             .lock()
-            .insert(address.to_string(), client.clone());
-        Ok(client)
+            .insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    fn cluster_client(&self, address: &str) -> Result<ClusterServiceClient<Channel>> {
+        Ok(ClusterServiceClient::new(self.channel(address)?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 
     /// Resolves with the reason once the cluster refuses this coordinator (configured for
@@ -493,7 +492,7 @@ impl Consensus {
 
     /// Pushes `state` to one node; records the version it acknowledges.
     async fn publish_to(&self, node: &NodeInfo, state: &ClusterState) {
-        let Some(channel) = peer_channel(&node.address) else {
+        let Ok(channel) = self.channel(&node.address) else {
             return;
         };
         let mut client = NodeServiceClient::new(channel)

@@ -268,10 +268,13 @@ fn open_data_node(node_id: &str, data_dir: PathBuf) -> anyhow::Result<Arc<DataNo
     .context("opening the data node")
 }
 
+/// The id of `creek dev`'s data node.
+const DEV_DATA_NODE: &str = "dev-data";
+
 async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    let data_node = open_data_node("dev-data", args.data_dir.join("data"))?;
+    let data_node = open_data_node(DEV_DATA_NODE, args.data_dir.join("data"))?;
     let data_transport = bind(&args.bind, 0).await?;
     let data_address = data_transport.local_addr()?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
@@ -323,7 +326,11 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     ));
     cluster
         .consensus()
-        .wait_for_data_node(Duration::from_secs(60))
+        .wait_for_data_node(
+            &NodeId(DEV_DATA_NODE.into()),
+            &data_address.to_string(),
+            Duration::from_secs(60),
+        )
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.client_message()))?;
     tracing::info!(

@@ -819,23 +819,32 @@ impl Consensus {
         false
     }
 
-    /// Waits until this coordinator has joined and the state lists a live data node, or fails
-    /// after `timeout` (start-up of `creek dev`).
-    pub async fn wait_for_data_node(&self, timeout: Duration) -> Result<()> {
+    /// Waits until data node `node` has joined at `address` and is alive in this
+    /// coordinator's state, or fails after `timeout` (start-up of `creek dev`).
+    pub async fn wait_for_data_node(
+        &self,
+        node: &NodeId,
+        address: &str,
+        timeout: Duration,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            let state = self.catalog.state();
-            if state
+            // The state restored from disk after a restart still holds the node as it was
+            // (alive, at the address it had then); only its join at this address says the
+            // running process is the one the state points clients at.
+            let joined = self
+                .catalog
+                .state()
                 .nodes
-                .values()
-                .any(|n| n.role == NodeRole::Data && n.alive)
-            {
+                .get(node)
+                .is_some_and(|n| n.role == NodeRole::Data && n.alive && n.address == address);
+            if joined {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(Error::new(
                     ErrorCode::Unavailable,
-                    "no data node joined in time",
+                    format!("data node {node} did not join at {address} in time"),
                 ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

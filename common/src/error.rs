@@ -53,6 +53,14 @@ pub enum ErrorCode {
     Unavailable,
     /// A request is larger than the configured limit.
     ProgramLimitExceeded,
+    /// A `$n` parameter is out of range or has no value.
+    UndefinedParameter,
+    /// A date or timestamp is outside the range its type can represent.
+    DatetimeOverflow,
+    /// A prepared statement of that name exists already.
+    DuplicatePreparedStatement,
+    /// No prepared statement of that name exists.
+    UndefinedPreparedStatement,
     /// Any failure that is a bug or an unexpected environment problem.
     Internal,
 }
@@ -88,6 +96,10 @@ impl ErrorCode {
             ErrorCode::DataCorrupted => "data_corrupted",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::ProgramLimitExceeded => "program_limit_exceeded",
+            ErrorCode::UndefinedParameter => "undefined_parameter",
+            ErrorCode::DatetimeOverflow => "datetime_overflow",
+            ErrorCode::DuplicatePreparedStatement => "duplicate_prepared_statement",
+            ErrorCode::UndefinedPreparedStatement => "undefined_prepared_statement",
             ErrorCode::Internal => "internal",
         }
     }
@@ -98,7 +110,7 @@ impl ErrorCode {
     }
 }
 
-const ALL_CODES: [ErrorCode; 23] = [
+const ALL_CODES: [ErrorCode; 27] = [
     ErrorCode::InvalidEncoding,
     ErrorCode::UndefinedObject,
     ErrorCode::SyntaxError,
@@ -121,6 +133,10 @@ const ALL_CODES: [ErrorCode; 23] = [
     ErrorCode::DataCorrupted,
     ErrorCode::Unavailable,
     ErrorCode::ProgramLimitExceeded,
+    ErrorCode::UndefinedParameter,
+    ErrorCode::DatetimeOverflow,
+    ErrorCode::DuplicatePreparedStatement,
+    ErrorCode::UndefinedPreparedStatement,
     ErrorCode::Internal,
 ];
 

@@ -52,7 +52,23 @@ pub struct TableSchema {
     pub num_shards: u32,
     /// Table settings from `WITH (...)`, as given (e.g. `number_of_replicas`).
     pub settings: BTreeMap<String, String>,
+    /// Indexes declared with `CREATE INDEX`. Every column is indexed anyway; these are kept so
+    /// that they are listed like PostgreSQL's and can be dropped again.
+    #[serde(default)]
+    pub indexes: Vec<IndexDef>,
 }
+
+/// An index declared with `CREATE INDEX`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexDef {
+    /// The index name, unique among the relations of its schema.
+    pub name: String,
+    /// The indexed columns, in order.
+    pub columns: Vec<String>,
+}
+
+/// The most shards a table may have.
+pub const MAX_SHARDS: u32 = 1024;
 
 /// A view: a named query kept in cluster state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +120,12 @@ impl TableSchema {
             self.settings.get("translog.durability").map(String::as_str),
             Some("async") | Some("ASYNC")
         )
+    }
+
+    /// Returns the name of the index of the table's primary key (`<table>_pkey`), if it has
+    /// one.
+    pub fn primary_key_index_name(&self) -> Option<String> {
+        (!self.primary_key.is_empty()).then(|| format!("{}_pkey", self.name))
     }
 
     /// Checks the invariants a table must satisfy before it is stored.
@@ -168,11 +190,11 @@ impl TableSchema {
                 ));
             }
         }
-        if self.num_shards == 0 || self.num_shards > 1024 {
+        if self.num_shards == 0 || self.num_shards > MAX_SHARDS {
             return Err(CodedError::new(
                 ErrorCode::InvalidParameterValue,
                 format!(
-                    "number of shards must be between 1 and 1024, got {}",
+                    "number of shards must be between 1 and {MAX_SHARDS}, got {}",
                     self.num_shards
                 ),
             ));
@@ -196,7 +218,8 @@ pub fn parse_duration_ms(text: &str) -> Option<i64> {
         "h" => 3_600_000,
         _ => return None,
     };
-    Some(value * factor)
+    // A duration too long to count in milliseconds is no duration at all, not a wrapped one.
+    value.checked_mul(factor)
 }
 
 #[cfg(test)]
@@ -221,6 +244,7 @@ mod tests {
             clustered_by: None,
             num_shards: 4,
             settings: BTreeMap::new(),
+            indexes: Vec::new(),
         }
     }
 
@@ -236,6 +260,9 @@ mod tests {
             ErrorCode::UndefinedColumn
         );
         assert!(table(&["_x"], &[]).validate().is_err());
+        let mut no_shards = table(&["a"], &[]);
+        no_shards.num_shards = 0;
+        assert!(no_shards.validate().is_err());
     }
 
     #[test]
@@ -245,5 +272,7 @@ mod tests {
         assert_eq!(parse_duration_ms("'2m'"), Some(120_000));
         assert_eq!(parse_duration_ms("-1"), Some(-1));
         assert_eq!(parse_duration_ms("x"), None);
+        assert_eq!(parse_duration_ms("9223372036854775807h"), None);
+        assert_eq!(parse_duration_ms("-9223372036854775808ms"), Some(i64::MIN));
     }
 }

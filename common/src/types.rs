@@ -53,6 +53,31 @@ pub const DEFAULT_NUMERIC_PRECISION: u8 = 38;
 /// Default scale of a `numeric` declared without one.
 pub const DEFAULT_NUMERIC_SCALE: i8 = 10;
 
+/// Microseconds (a timestamp's unit) in one millisecond.
+const MICROS_PER_MILLI: i64 = 1_000;
+/// Milliseconds in one day.
+const MILLIS_PER_DAY: i64 = 86_400_000;
+
+/// A number written for a timestamp read as epoch milliseconds (CrateDB's rule), as the
+/// timestamp's microseconds; `None` beyond the range of a timestamp.
+pub fn timestamp_micros_from_epoch_millis(millis: i64) -> Option<i64> {
+    millis.checked_mul(MICROS_PER_MILLI)
+}
+
+/// A fractional number written for a timestamp read as epoch seconds (CrateDB's rule), as the
+/// timestamp's microseconds (truncated); `None` if not finite or beyond the range.
+pub fn timestamp_micros_from_epoch_seconds(seconds: f64) -> Option<i64> {
+    let micros = (seconds * 1_000_000.0).trunc();
+    // `as` would saturate; the range check keeps a saturated value from being stored.
+    (micros.is_finite() && micros >= i64::MIN as f64 && micros < i64::MAX as f64)
+        .then_some(micros as i64)
+}
+
+/// A number written for a date read as epoch milliseconds, as days since the epoch.
+pub fn date_days_from_epoch_millis(millis: i64) -> Option<i32> {
+    i32::try_from(millis.div_euclid(MILLIS_PER_DAY)).ok()
+}
+
 impl ColumnType {
     /// Returns the Arrow type a scan of this column produces.
     pub fn arrow_type(&self) -> DataType {
@@ -133,6 +158,20 @@ impl fmt::Display for ColumnType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epoch_numbers_convert_or_refuse() {
+        assert_eq!(
+            timestamp_micros_from_epoch_millis(1_704_164_645_123),
+            Some(1_704_164_645_123_000)
+        );
+        assert_eq!(timestamp_micros_from_epoch_millis(i64::MAX), None);
+        assert_eq!(timestamp_micros_from_epoch_seconds(1.5), Some(1_500_000));
+        assert_eq!(timestamp_micros_from_epoch_seconds(f64::NAN), None);
+        assert_eq!(timestamp_micros_from_epoch_seconds(1e300), None);
+        assert_eq!(date_days_from_epoch_millis(-1), Some(-1));
+        assert_eq!(date_days_from_epoch_millis(i64::MAX), None);
+    }
 
     #[test]
     fn arrow_round_trip_keeps_the_type() {

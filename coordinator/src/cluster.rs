@@ -213,6 +213,35 @@ impl Cluster {
         .map(|_| ())
     }
 
+    /// Declares an index on a table.
+    pub async fn create_index(
+        &self,
+        schema: &str,
+        table: &str,
+        index: creek_common::schema::IndexDef,
+        if_not_exists: bool,
+    ) -> Result<()> {
+        self.change(Command::CreateIndex {
+            schema: schema.to_string(),
+            table: table.to_string(),
+            index,
+            if_not_exists,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Drops a declared index.
+    pub async fn drop_index(&self, schema: &str, name: &str, if_exists: bool) -> Result<()> {
+        self.change(Command::DropIndex {
+            schema: schema.to_string(),
+            name: name.to_string(),
+            if_exists,
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Creates or replaces a view.
     pub async fn create_view(&self, view: ViewDef, or_replace: bool) -> Result<()> {
         self.change(Command::CreateView { view, or_replace })

@@ -36,6 +36,18 @@ impl Error {
         }
     }
 
+    /// Converts into a DataFusion error that keeps the code, for failures inside DataFusion
+    /// operators and functions (downcast again at the edge).
+    pub fn into_datafusion(self) -> DataFusionError {
+        match self {
+            Error::DataFusion(error) => error,
+            other => DataFusionError::External(Box::new(CodedError::new(
+                other.code(),
+                other.client_message(),
+            ))),
+        }
+    }
+
     /// Returns whether retrying may succeed.
     pub fn is_retryable(&self) -> bool {
         self.code().is_retryable()

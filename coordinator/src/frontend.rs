@@ -1,8 +1,8 @@
 //! Client protocols. Each one only decodes requests, calls [`crate::session::Session::execute`]
 //! and encodes the answer; error codes are mapped to the protocol's own codes here and only here.
 
+pub mod float_text;
 pub mod http;
-pub mod http_values;
 pub mod pgwire;
 
 /// The PostgreSQL version Creek reports to clients.

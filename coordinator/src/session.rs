@@ -1,13 +1,12 @@
 //! A client session: its settings (`SET`/`SHOW`) and the one entry point every protocol calls,
 //! [`Session::execute`], which runs each statement of a SQL text in order.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use creek_common::error::{CodedError, ErrorCode};
 use datafusion::arrow::array::StringArray;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
@@ -21,9 +20,16 @@ use parking_lot::Mutex;
 use sqlparser::ast::{self, ObjectType, Statement};
 use tokio_util::sync::CancellationToken;
 
+mod prepare;
+mod settings;
+
+pub use prepare::PreparedQuery;
+pub use settings::SessionSettings;
+
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::plan::context::session_context;
+use crate::plan::output_names::{NamingRules, OutputNames};
 use crate::plan::pk_lookup::PkLookup;
 use crate::plan::{pg_compat, single_row};
 use crate::sql::ddl::{self, split_name};
@@ -31,119 +37,16 @@ use crate::sql::dml::{self, DmlContext};
 use crate::sql::parse::{parse_sql, ParsedStatement};
 use crate::sql::Output;
 
-/// Per-session settings changed with `SET` and read with `SHOW`.
-#[derive(Debug, Clone)]
-pub struct SessionSettings {
-    /// Schema of unqualified names (`search_path`).
-    pub schema: String,
-    /// Refresh written shards before acknowledging, so the next query sees the writes.
-    pub write_refresh: bool,
-    /// Other settings, kept and shown as given.
-    pub other: BTreeMap<String, String>,
-}
-
-impl Default for SessionSettings {
-    fn default() -> SessionSettings {
-        let mut other = BTreeMap::new();
-        for (key, value) in [
-            ("server_version", crate::frontend::SERVER_VERSION),
-            ("client_encoding", "UTF8"),
-            ("datestyle", "ISO, MDY"),
-            ("timezone", "UTC"),
-            ("standard_conforming_strings", "on"),
-            ("application_name", ""),
-            ("transaction_isolation", "read committed"),
-            (
-                "default_table_access_method",
-                crate::catalog::pg_catalog::ACCESS_METHOD,
-            ),
-            ("integer_datetimes", "on"),
-            ("is_superuser", "on"),
-            (
-                "session_authorization",
-                crate::catalog::pg_catalog::SUPERUSER,
-            ),
-        ] {
-            other.insert(key.to_string(), value.to_string());
-        }
-        SessionSettings {
-            schema: "doc".to_string(),
-            write_refresh: false,
-            other,
-        }
-    }
-}
-
-impl SessionSettings {
-    /// Returns a setting's value, if it exists.
-    pub fn get(&self, name: &str) -> Option<String> {
-        match name {
-            "search_path" | "schema" => Some(self.schema.clone()),
-            "write_refresh" => Some(self.write_refresh.to_string()),
-            other => self.other.get(other).cloned(),
-        }
-    }
-
-    /// Sets a setting as a client startup parameter would.
-    pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
-        let name = name.to_lowercase();
-        let value = value.trim().trim_matches('\'').to_string();
-        let settings = self;
-        match name.as_str() {
-            "search_path" | "schema" => {
-                settings.schema = value
-                    .split(',')
-                    .next()
-                    .unwrap_or("doc")
-                    .trim()
-                    .trim_matches('"')
-                    .to_string();
-                if settings.schema.is_empty()
-                    || settings.schema == "public"
-                    || settings.schema == "\"$user\""
-                {
-                    settings.schema = "doc".to_string();
-                }
-            }
-            "write_refresh" => {
-                settings.write_refresh = match value.to_lowercase().as_str() {
-                    "true" | "on" | "1" | "yes" => true,
-                    "false" | "off" | "0" | "no" => false,
-                    _ => {
-                        return Err(Error::new(
-                            ErrorCode::InvalidParameterValue,
-                            format!("invalid value for write_refresh: {value}"),
-                        ))
-                    }
-                }
-            }
-            _ => {
-                settings.other.insert(name, value);
-            }
-        }
-        Ok(())
-    }
-}
-
 /// A client session.
 pub struct Session {
     cluster: Arc<Cluster>,
+    /// Whose rules name result columns: the protocol's (PostgreSQL's or CrateDB's).
+    naming: NamingRules,
     settings: Arc<Mutex<SessionSettings>>,
+    /// Statements prepared with SQL `PREPARE`.
+    sql_prepared: prepare::SqlPreparedStatements,
     /// Cancels the rows stream of the query running now (see [`Session::cancel_query`]).
     current_query: Mutex<CancellationToken>,
-}
-
-/// A planned query: its logical plan and parameter types, for extended-protocol Describe.
-pub struct PreparedQuery {
-    /// The statement's SQL text.
-    pub sql: String,
-    /// The statements `sql` parses to, kept so Execute does not parse the text again (a
-    /// multi-row INSERT with 50,000 parameters is worth parsing once).
-    pub statements: Arc<Vec<ParsedStatement>>,
-    /// The result schema, if the statement returns rows.
-    pub schema: Option<SchemaRef>,
-    /// Inferred parameter types, by position.
-    pub param_types: Vec<Option<DataType>>,
 }
 
 fn one_column(name: &str, values: Vec<String>) -> Result<Output> {
@@ -163,11 +66,19 @@ fn affected(tag: &str, count: u64) -> Output {
 }
 
 impl Session {
-    /// Creates a session with default settings.
+    /// Creates a session with default settings whose result columns are named by PostgreSQL's
+    /// rules.
     pub fn new(cluster: Arc<Cluster>) -> Session {
+        Session::with_naming(cluster, NamingRules::Postgres)
+    }
+
+    /// Creates a session with default settings whose result columns are named by `naming`.
+    pub fn with_naming(cluster: Arc<Cluster>, naming: NamingRules) -> Session {
         Session {
             cluster,
+            naming,
             settings: Arc::new(Mutex::new(SessionSettings::default())),
+            sql_prepared: Default::default(),
             current_query: Mutex::new(CancellationToken::new()),
         }
     }
@@ -226,112 +137,6 @@ impl Session {
             );
         }
         Ok(outputs)
-    }
-
-    /// Parameter types of an `INSERT ... VALUES` of literals and parameters, from the target
-    /// columns alone: planning a 50,000-parameter INSERT just to type its parameters would
-    /// cost more than running it.
-    fn values_parameter_types(&self, insert: &ast::Insert) -> Option<Vec<Option<DataType>>> {
-        let ast::TableObject::TableName(name) = &insert.table else {
-            return None;
-        };
-        let default_schema = self.settings.lock().schema.clone();
-        let (schema, table) = split_name(name, &default_schema).ok()?;
-        let table = self
-            .cluster
-            .catalog()
-            .existing_table(&schema, &table)
-            .ok()?;
-        dml::values_parameter_types(&table, insert)
-    }
-
-    /// Plans a single statement without running it, for extended-protocol Parse/Describe.
-    pub async fn prepare(&self, sql: &str) -> Result<PreparedQuery> {
-        let statements = Arc::new(parse_sql(sql)?);
-        let mut prepared = PreparedQuery {
-            sql: sql.to_string(),
-            statements: statements.clone(),
-            schema: None,
-            param_types: Vec::new(),
-        };
-        if let [ParsedStatement::Sql(statement, _)] = statements.as_slice() {
-            let default_schema = self.settings.lock().schema.clone();
-            if let Some(lookup) = PkLookup::recognise(&self.cluster, statement, &default_schema) {
-                prepared.schema = Some(lookup.schema());
-                prepared.param_types = lookup.param_types();
-                return Ok(prepared);
-            }
-            let ctx = self.context(false);
-            let planned = match statement.as_ref() {
-                Statement::Query(_) | Statement::Explain { .. } => {
-                    match plan_query(&ctx, statement.clone()).await? {
-                        QueryPlan::Plan(plan) => Some(plan),
-                        QueryPlan::Empty(schema) => {
-                            prepared.schema = Some(schema);
-                            None
-                        }
-                    }
-                }
-                Statement::Insert(insert) => match self.values_parameter_types(insert) {
-                    Some(types) => {
-                        prepared.param_types = types;
-                        None
-                    }
-                    None => {
-                        let mut stripped = insert.clone();
-                        stripped.on = None;
-                        stripped.returning = None;
-                        ctx.state()
-                            .statement_to_plan(DfStatement::Statement(Box::new(Statement::Insert(
-                                stripped,
-                            ))))
-                            .await
-                            .ok()
-                    }
-                },
-                _ => None,
-            };
-            if let Some(plan) = planned {
-                let types = plan.get_parameter_types()?;
-                let mut ordered: Vec<(usize, Option<DataType>)> = types
-                    .into_iter()
-                    .filter_map(|(name, t)| {
-                        name.trim_start_matches('$')
-                            .parse::<usize>()
-                            .ok()
-                            .map(|i| (i, t))
-                    })
-                    .collect();
-                ordered.sort_by_key(|(i, _)| *i);
-                let count = ordered.last().map(|(i, _)| *i).unwrap_or(0);
-                prepared.param_types = vec![None; count];
-                for (i, t) in ordered {
-                    prepared.param_types[i - 1] = t;
-                }
-                // As in PostgreSQL, `$n::type` declares the parameter's type where nothing
-                // else in the statement decides it.
-                let mut rewritten = statement.clone();
-                pg_compat::rewrite(&mut rewritten);
-                for (index, data_type) in pg_compat::placeholder_casts(&rewritten) {
-                    let Some(slot) = prepared.param_types.get_mut(index - 1) else {
-                        continue;
-                    };
-                    if slot.is_none() {
-                        let probe = format!("SELECT CAST(NULL AS {data_type})");
-                        if let Ok(plan) = ctx.state().create_logical_plan(&probe).await {
-                            *slot = Some(plan.schema().field(0).data_type().clone());
-                        }
-                    }
-                }
-                if matches!(
-                    statement.as_ref(),
-                    Statement::Query(_) | Statement::Explain { .. }
-                ) {
-                    prepared.schema = Some(Arc::new(plan.schema().as_arrow().clone()));
-                }
-            }
-        }
-        Ok(prepared)
     }
 
     /// Runs `sql`, a one-row `INSERT ... VALUES (...)` with parameters, once for every
@@ -454,7 +259,9 @@ impl Session {
                                 .drop_view(&schema, &table_name, if_exists)
                                 .await?
                         }
-                        ObjectType::Index => {}
+                        ObjectType::Index => {
+                            ddl::drop_index(&self.cluster, name, if_exists, &default_schema).await?
+                        }
                         other => {
                             return Err(Error::new(
                                 ErrorCode::FeatureNotSupported,
@@ -489,7 +296,10 @@ impl Session {
                 .await?;
                 Ok(affected("CREATE VIEW", 0))
             }
-            Statement::CreateIndex(_) => Ok(affected("CREATE INDEX", 0)),
+            Statement::CreateIndex(create) => {
+                ddl::create_index(&self.cluster, &create, &default_schema).await?;
+                Ok(affected("CREATE INDEX", 0))
+            }
             Statement::AlterTable(alter) => {
                 let (schema, name) = split_name(&alter.name, &default_schema)?;
                 self.cluster.catalog().existing_table(&schema, &name)?;
@@ -586,6 +396,18 @@ impl Session {
                 }
                 Ok(affected("SET", 0))
             }
+            Statement::Prepare {
+                name,
+                data_types,
+                statement: prepared,
+            } => self.prepare_sql(&name, &data_types, &prepared).await,
+            Statement::Execute {
+                name: Some(name),
+                parameters,
+                immediate: false,
+                ..
+            } => self.execute_sql(&name, &parameters, params).await,
+            Statement::Deallocate { name, .. } => self.deallocate_sql(&name),
             Statement::StartTransaction { .. } => Ok(affected("BEGIN", 0)),
             Statement::Commit { .. } => Ok(affected("COMMIT", 0)),
             Statement::Rollback { .. } => Ok(affected("ROLLBACK", 0)),
@@ -593,12 +415,14 @@ impl Session {
             Statement::Savepoint { .. } => Ok(affected("SAVEPOINT", 0)),
             Statement::ReleaseSavepoint { .. } => Ok(affected("RELEASE", 0)),
             Statement::Discard { .. } => Ok(affected("DISCARD ALL", 0)),
-            Statement::Copy { .. } => Ok(Output::CopyIn(crate::sql::copy::copy_from_stdin(
-                &self.cluster,
-                &statement,
-                &default_schema,
-            )?)),
+            Statement::Copy { .. } => Ok(Output::CopyIn(Box::new(
+                crate::sql::copy::copy_from_stdin(&self.cluster, &statement, &default_schema)?,
+            ))),
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                // The same PostgreSQL syntax (`'{a,b}'::text[]`, catalog casts) as in queries.
+                let mut statement = statement;
+                pg_compat::rewrite(&mut statement);
+                crate::sql::parse::check_query_nesting(&statement)?;
                 let ctx = self.context(false);
                 // Only UPDATE and DELETE read `_id`; an INSERT (the hot path) builds one context.
                 let hidden_ctx = if matches!(*statement, Statement::Insert(_)) {
@@ -622,25 +446,16 @@ impl Session {
                 }
             }
             Statement::Query(_) | Statement::Explain { .. } => {
-                if let Some(lookup) =
-                    PkLookup::recognise(&self.cluster, &statement, &default_schema)
-                {
-                    if let Some(batch) = lookup.run(&self.cluster, params).await? {
-                        let schema = batch.schema();
-                        return Ok(Output::Rows {
-                            schema: schema.clone(),
-                            stream: Box::pin(MemoryStream::try_new(vec![batch], schema, None)?),
-                        });
+                let names = OutputNames::of(&statement, self.naming);
+                let output = self
+                    .run_select(statement, &default_schema, params, param_values)
+                    .await?;
+                Ok(match (output, names) {
+                    (Output::Rows { schema, stream }, Some(names)) => {
+                        renamed_rows(&names, schema, stream)
                     }
-                }
-                let ctx = self.context(false);
-                match plan_query(&ctx, statement).await? {
-                    QueryPlan::Plan(plan) => self.run_query(&ctx, plan, param_values).await,
-                    QueryPlan::Empty(schema) => Ok(Output::Rows {
-                        schema: schema.clone(),
-                        stream: Box::pin(MemoryStream::try_new(vec![], schema, None)?),
-                    }),
-                }
+                    (output, _) => output,
+                })
             }
             other => Err(Error::new(
                 ErrorCode::FeatureNotSupported,
@@ -649,6 +464,33 @@ impl Session {
                     first_words(&other.to_string())
                 ),
             )),
+        }
+    }
+
+    /// Runs a query or EXPLAIN: by primary key if it is a key lookup, else planned.
+    async fn run_select(
+        &self,
+        statement: Box<Statement>,
+        default_schema: &str,
+        params: &[ScalarValue],
+        param_values: ParamValues,
+    ) -> Result<Output> {
+        if let Some(lookup) = PkLookup::recognise(&self.cluster, &statement, default_schema) {
+            if let Some(batch) = lookup.run(&self.cluster, params).await? {
+                let schema = batch.schema();
+                return Ok(Output::Rows {
+                    schema: schema.clone(),
+                    stream: Box::pin(MemoryStream::try_new(vec![batch], schema, None)?),
+                });
+            }
+        }
+        let ctx = self.context(false);
+        match plan_query(&ctx, statement).await? {
+            QueryPlan::Plan(plan) => self.run_query(&ctx, plan, param_values).await,
+            QueryPlan::Empty(schema) => Ok(Output::Rows {
+                schema: schema.clone(),
+                stream: Box::pin(MemoryStream::try_new(vec![], schema, None)?),
+            }),
         }
     }
 
@@ -681,6 +523,46 @@ impl Session {
     }
 }
 
+/// `schema` named by `names`, where they map onto it.
+fn named(names: Option<&OutputNames>, schema: SchemaRef) -> SchemaRef {
+    names
+        .and_then(|names| names.apply(&schema))
+        .unwrap_or(schema)
+}
+
+/// A query's rows with its result columns named for the client (see `plan::output_names`).
+fn renamed_rows(
+    names: &OutputNames,
+    schema: SchemaRef,
+    stream: SendableRecordBatchStream,
+) -> Output {
+    let Some(renamed) = names.apply(&schema) else {
+        return Output::Rows { schema, stream };
+    };
+    let names: Vec<String> = renamed.fields().iter().map(|f| f.name().clone()).collect();
+    let batches = stream.map(move |batch| {
+        let batch = batch?;
+        // Named by position over the batch's own fields: operators may produce another
+        // physical type than planned (Utf8View for Utf8), which the encoders accept.
+        let fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .zip(&names)
+            .map(|(field, name)| field.as_ref().clone().with_name(name))
+            .collect();
+        Ok(RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            batch.columns().to_vec(),
+            &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )?)
+    });
+    Output::Rows {
+        schema: renamed.clone(),
+        stream: Box::pin(RecordBatchStreamAdapter::new(renamed, batches)),
+    }
+}
+
 /// A planned query, or the columns of a query known to return no rows without planning it.
 enum QueryPlan {
     Plan(LogicalPlan),
@@ -691,6 +573,8 @@ enum QueryPlan {
 async fn plan_query(ctx: &SessionContext, mut statement: Box<Statement>) -> Result<QueryPlan> {
     crate::plan::naming::alias_subquery_columns(&mut statement);
     pg_compat::rewrite(&mut statement);
+    // The rewrites nest queries of their own (`IN (subquery)` in a select list).
+    crate::sql::parse::check_query_nesting(&statement)?;
     single_row::wrap_scalar_subqueries(&mut statement);
     if let Some(columns) = pg_compat::empty_result_columns(&statement) {
         let fields: Vec<Field> = columns

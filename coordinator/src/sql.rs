@@ -20,7 +20,7 @@ pub enum Output {
         stream: SendableRecordBatchStream,
     },
     /// `COPY ... FROM STDIN`: the protocol must now receive the rows from the client.
-    CopyIn(copy::CopyFromStdin),
+    CopyIn(Box<copy::CopyFromStdin>),
     /// A command that changed `count` rows (or 0), reported with `tag` (e.g. `INSERT`).
     Affected {
         /// The command tag, e.g. `INSERT`, `CREATE TABLE`.

@@ -1,6 +1,7 @@
 """Hostile and malformed input gets an error, never a crash or a hang, and other clients go on."""
 import socket
 import struct
+import time
 
 import psycopg
 
@@ -53,3 +54,123 @@ def test_deeply_nested_expression(creek):
             assert error.sqlstate in ("54000", "54001", "42601")
         assert conn.execute("SELECT 1").fetchone() == (1,)
     assert creek.alive()
+
+
+def read_until_ready(sock):
+    """Reads backend messages until ReadyForQuery; returns them as (type, body) pairs."""
+    sock.settimeout(20)
+    data = b""
+    messages = []
+    while True:
+        while len(data) >= 5:
+            kind = data[:1]
+            length = struct.unpack("!i", data[1:5])[0]
+            if len(data) < 1 + length:
+                break
+            messages.append((kind, data[5:1 + length]))
+            data = data[1 + length:]
+            if kind == b"Z":
+                return messages
+        chunk = sock.recv(65536)
+        assert chunk, f"server closed the connection; got {messages}"
+        data += chunk
+
+
+def sqlstate(body):
+    """The SQLSTATE field of an ErrorResponse body."""
+    for field in body.split(b"\0"):
+        if field[:1] == b"C":
+            return field[1:].decode()
+    return None
+
+
+def parse_message(query):
+    body = b"\0" + query.encode() + b"\0" + struct.pack("!h", 0)
+    return b"P" + struct.pack("!i", len(body) + 4) + body
+
+
+SYNC = b"S" + struct.pack("!i", 4)
+
+
+def assert_second_client_served(creek):
+    assert creek.alive(), "creek dev died"
+    with psycopg.connect(creek.dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT 41 + 1").fetchone() == (42,)
+
+
+def test_parse_with_absurd_parameter_numbers_is_refused(creek):
+    """A Parse of `SELECT $4000000000` used to size a parameter list by the number and abort
+    the process on a 96 GB allocation."""
+    for query in ["SELECT $4000000000", "SELECT $18446744073709551615",
+                  "SELECT $99999999999999999999999", "SELECT $0", "SELECT $65536"]:
+        with socket.create_connection(("127.0.0.1", creek.pg_port)) as sock:
+            startup(sock)
+            sock.sendall(parse_message(query) + SYNC)
+            messages = read_until_ready(sock)
+            errors = [body for kind, body in messages if kind == b"E"]
+            assert errors and sqlstate(errors[0]) == "42P02", (query, messages)
+        assert_second_client_served(creek)
+    with psycopg.connect(creek.dsn, autocommit=True) as conn:
+        # Ordinary parameters are untouched by the limit.
+        assert conn.execute("SELECT %s::int + 1", (1,)).fetchone() == (2,)
+
+
+def test_invalid_numeric_and_varchar_types_are_refused(creek):
+    with psycopg.connect(creek.dsn, autocommit=True) as conn:
+        for ddl in ["CREATE TABLE bad_num1 (x numeric(5,10))",
+                    "CREATE TABLE bad_num2 (x numeric(266))",
+                    "CREATE TABLE bad_num3 (x numeric(0))",
+                    "CREATE TABLE bad_num4 (x numeric(39, 2))",
+                    "CREATE TABLE bad_vc (x varchar(0))",
+                    "CREATE TABLE bad_vc2 (x varchar(4294967297))",
+                    "CREATE TABLE bad_float (x float(54))",
+                    "CREATE TABLE bad_shards (x int) CLUSTERED INTO 0 SHARDS"]:
+            try:
+                conn.execute(ddl)
+                raise AssertionError(f"{ddl} was accepted")
+            except psycopg.Error as error:
+                assert error.sqlstate in ("22023", "42601"), (ddl, error.sqlstate, str(error))
+        conn.execute("CREATE TABLE good_num (id int PRIMARY KEY, x numeric(5,2))")
+        conn.execute("INSERT INTO good_num VALUES (1, 123.45)")
+        conn.execute("REFRESH TABLE good_num")
+        assert str(conn.execute("SELECT x FROM good_num").fetchone()[0]) == "123.45"
+    assert_second_client_served(creek)
+
+
+def test_integer_overflows_are_errors(creek):
+    with psycopg.connect(creek.dsn, autocommit=True) as conn:
+        try:
+            conn.execute("SELECT CAST(2147483000 AS DATE)").fetchall()
+            raise AssertionError("a date 5.8 million years away was answered")
+        except psycopg.Error as error:
+            assert error.sqlstate == "22008", error
+        for setting in ["'9223372036854775807h'", "'99999999999999999999s'"]:
+            try:
+                conn.execute(f"CREATE TABLE bad_refresh (x int) WITH (refresh_interval = {setting})")
+                raise AssertionError(f"refresh_interval {setting} was accepted")
+            except psycopg.Error as error:
+                assert error.sqlstate == "22023", error
+    assert_second_client_served(creek)
+
+
+def test_nested_in_subqueries_stay_bounded(creek):
+    """Each `IN (subquery)` in a select list is rewritten with copies of its subquery, and
+    DataFusion plans nested queries in time exponential in their depth: twenty nested INs must
+    be answered or refused at once, not hold a core for minutes."""
+    query = "SELECT true"
+    for _ in range(20):
+        query = f"SELECT true IN ({query})"
+    started = time.monotonic()
+    with psycopg.connect(creek.dsn, autocommit=True) as conn:
+        try:
+            assert conn.execute(query).fetchall() == [(True,)]
+        except psycopg.Error as error:
+            # Too deep: refused rather than planned for minutes.
+            assert error.sqlstate in ("0A000", "54001", "54000"), error
+        assert time.monotonic() - started < 30
+        # Eight levels, the depth real queries stay well within, are answered.
+        shallow = "SELECT true"
+        for _ in range(7):
+            shallow = f"SELECT true IN ({shallow})"
+        assert conn.execute(shallow).fetchall() == [(True,)]
+    assert_second_client_served(creek)

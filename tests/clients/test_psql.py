@@ -85,3 +85,86 @@ def test_psql_describe_commands(creek):
 
     missing = psql_table(creek, "\\d psql_nope")
     assert "Did not find any relation named" in missing.stderr
+
+
+TAGS = ("CREATE", "INSERT", "REFRESH", "PREPARE", "DEALLOCATE", "DROP", "SET")
+
+
+def values(result):
+    """The value lines of a psql -A -t run, without the command tags."""
+    return [line for line in result.stdout.split("\n") if line and not line.startswith(TAGS)]
+
+
+def test_sql_prepare_execute_deallocate(creek):
+    result = psql(creek, "CREATE TABLE psql_prep (id INTEGER PRIMARY KEY, v TEXT)",
+                  "INSERT INTO psql_prep VALUES (1, 'one'), (2, 'two')",
+                  "REFRESH TABLE psql_prep",
+                  "PREPARE q(int) AS SELECT v FROM psql_prep WHERE id = $1; EXECUTE q(2); EXECUTE q('1')",
+                  "PREPARE ins(int, text) AS INSERT INTO psql_prep VALUES ($1, $2); EXECUTE ins(3, 'three'); "
+                  "DEALLOCATE ins; REFRESH TABLE psql_prep; SELECT count(*) FROM psql_prep")
+    assert result.returncode == 0, result.stderr
+    assert values(result) == ["two", "one", "3"]
+    missing = psql(creek, "EXECUTE nothing_here(1)")
+    assert missing.returncode != 0 and "26000" in missing.stderr
+    wrong = psql(creek, "PREPARE two(int) AS SELECT $1; EXECUTE two(1, 2)")
+    assert wrong.returncode != 0 and "42601" in wrong.stderr
+    dup = psql(creek, "PREPARE d AS SELECT 1; PREPARE d AS SELECT 2")
+    assert dup.returncode != 0 and "42P05" in dup.stderr
+    gone = psql(creek, "DEALLOCATE never_prepared")
+    assert gone.returncode != 0 and "26000" in gone.stderr
+
+
+def test_float_output_matches_postgresql(creek):
+    result = psql(creek, "SELECT 10000000000::double precision, 1e20::float8, 123456789012345678::float8, "
+                         "'Infinity'::float8, '-Infinity'::float8, 'NaN'::float8, '-0'::float8, 0.1::float8 + 0.2, "
+                         "1.5e-7::float8, 1e6::real, ARRAY[1.5, 1e20]::float8[]")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ("10000000000|1e+20|1.2345678901234568e+17|Infinity|-Infinity|NaN|-0|"
+                                     "0.30000000000000004|1.5e-07|1e+06|{1.5,1e+20}")
+    fewer = psql(creek, "SET extra_float_digits = 0", "SELECT 0.1::float8 + 0.2")
+    assert fewer.stdout.strip().splitlines()[-1] == "0.3"
+
+
+def test_column_names_follow_postgresql(creek):
+    args = ["psql", "-X", "-h", "127.0.0.1", "-p", str(creek.pg_port), "-U", "crate", "-d", "doc",
+            "--no-psqlrc", "-A", "-c", "SELECT 1, 'a'::text, count(*), sum(2), '1'::int, abs(-1), CASE WHEN true THEN 1 END"]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "?column?|text|count|sum|int4|abs|case"
+
+
+def test_in_subquery_in_select_list(creek):
+    result = psql(creek, "CREATE TABLE psql_in (a INTEGER)",
+                  "CREATE TABLE psql_in_null (a INTEGER)",
+                  "CREATE TABLE psql_in_empty (a INTEGER)",
+                  "INSERT INTO psql_in VALUES (1), (2), (3)",
+                  "INSERT INTO psql_in_null VALUES (1), (NULL)",
+                  "REFRESH TABLE psql_in, psql_in_null, psql_in_empty",
+                  "SELECT 1 IN (SELECT a FROM psql_in), 4 IN (SELECT a FROM psql_in), "
+                  "3 NOT IN (SELECT a FROM psql_in), 4 NOT IN (SELECT a FROM psql_in), "
+                  "NULL IN (SELECT a FROM psql_in), NULL IN (SELECT a FROM psql_in_empty), "
+                  "2 IN (SELECT a FROM psql_in_null), 1 IN (SELECT a FROM psql_in_null), "
+                  "2 NOT IN (SELECT a FROM psql_in_null), 1 NOT IN (SELECT a FROM psql_in_empty)",
+                  "SELECT a, a + 1 IN (SELECT a FROM psql_in) FROM psql_in ORDER BY a")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-4] == "t|f|f|t||f||t||t"
+    assert lines[-3:] == ["1|t", "2|t", "3|f"]
+
+
+def test_drop_index(creek):
+    ok = psql(creek, "CREATE TABLE psql_idx (id INTEGER PRIMARY KEY, v TEXT)",
+              "CREATE INDEX psql_idx_v ON psql_idx (v)",
+              "CREATE INDEX ON psql_idx (v)",
+              "SELECT indexname FROM pg_indexes WHERE tablename = 'psql_idx' ORDER BY 1",
+              "DROP INDEX psql_idx_v",
+              "DROP INDEX IF EXISTS psql_idx_v",
+              "DROP INDEX psql_idx_v_idx")
+    assert ok.returncode == 0, ok.stderr
+    assert values(ok) == ["psql_idx_pkey", "psql_idx_v", "psql_idx_v_idx"]
+    missing = psql(creek, "DROP INDEX psql_idx_v")
+    assert missing.returncode != 0 and "42704" in missing.stderr
+    pkey = psql(creek, "DROP INDEX psql_idx_pkey")
+    assert pkey.returncode != 0 and "2BP01" in pkey.stderr
+    unique = psql(creek, "CREATE UNIQUE INDEX psql_idx_u ON psql_idx (v)")
+    assert unique.returncode != 0 and "0A000" in unique.stderr

@@ -196,3 +196,23 @@ def test_wide_multi_row_insert_with_parameters(conn):
     with pytest.raises(errors.NumericValueOutOfRange):
         conn.execute("INSERT INTO pg_wide (id, small) VALUES (%s, %s), (%s, %s)",
                      [1000, 1, 1001, 70000])
+
+
+def test_client_side_binding_sends_array_literals(creek):
+    """psycopg's ClientCursor binds a list as the PostgreSQL literal '{a,b}', which must be read
+    as an array, quoting, escapes and NULLs included."""
+    with psycopg.connect(creek.dsn, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
+        conn.execute("CREATE TABLE pg_client_arr (id INT PRIMARY KEY, tags TEXT[], nums BIGINT[])")
+        tags = ["a", "b c", 'quote"d', "back\\slash", "comma,", None, "NULL", ""]
+        conn.execute("INSERT INTO pg_client_arr (id, tags, nums) VALUES (%s, %s, %s)", (1, tags, [1, None, 3]))
+        conn.execute("INSERT INTO pg_client_arr (id, tags) VALUES (2, '{x,\"y z\"}')")
+        conn.execute("REFRESH TABLE pg_client_arr")
+        rows = conn.execute("SELECT id, tags, nums FROM pg_client_arr ORDER BY id").fetchall()
+        assert rows == [(1, tags, [1, None, 3]), (2, ["x", "y z"], None)]
+        assert conn.execute("SELECT '{1,2,3}'::int[]").fetchone() == ([1, 2, 3],)
+        assert conn.execute("SELECT cardinality('{{1,2},{3,4}}'::int[][])").fetchone() is not None
+        try:
+            conn.execute("SELECT '{1,2'::int[]")
+            raise AssertionError("a malformed array literal was accepted")
+        except psycopg.Error as error:
+            assert error.sqlstate == "22P02", error

@@ -7,10 +7,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use creek_common::error::{CodedError, ErrorCode};
-use creek_common::schema::{ColumnDef, TableSchema, ViewDef};
+use creek_common::schema::{ColumnDef, IndexDef, TableSchema, ViewDef};
 use creek_common::state::{qualified, ClusterState, NodeInfo, NodeRole};
 use creek_common::{NodeId, TableId};
 use serde::{Deserialize, Serialize};
+
+mod index;
+
+pub use index::{index_exists, relation_exists};
 
 /// One change of cluster state, as stored in the Raft log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +48,19 @@ pub enum Command {
     CreateView { view: ViewDef, or_replace: bool },
     /// Drops a view.
     DropView {
+        schema: String,
+        name: String,
+        if_exists: bool,
+    },
+    /// Declares an index on a table's columns (`CREATE INDEX`).
+    CreateIndex {
+        schema: String,
+        table: String,
+        index: IndexDef,
+        if_not_exists: bool,
+    },
+    /// Drops a declared index (`DROP INDEX`).
+    DropIndex {
         schema: String,
         name: String,
         if_exists: bool,
@@ -157,7 +174,10 @@ pub fn apply(state: &mut ClusterState, command: &Command) -> Result<bool, CodedE
         }
         Command::CreateView { view, or_replace } => {
             let key = qualified(&view.schema_name, &view.name);
-            if state.tables.contains_key(&key) || (state.views.contains_key(&key) && !or_replace) {
+            if state.tables.contains_key(&key)
+                || index_exists(state, &view.schema_name, &view.name)
+                || (state.views.contains_key(&key) && !or_replace)
+            {
                 return Err(refused(
                     ErrorCode::DuplicateObject,
                     format!("relation {key} already exists"),
@@ -183,6 +203,17 @@ pub fn apply(state: &mut ClusterState, command: &Command) -> Result<bool, CodedE
             }
             Ok(true)
         }
+        Command::CreateIndex {
+            schema,
+            table,
+            index,
+            if_not_exists,
+        } => index::create_index(state, schema, table, index, *if_not_exists),
+        Command::DropIndex {
+            schema,
+            name,
+            if_exists,
+        } => index::drop_index(state, schema, name, *if_exists),
         Command::NodeJoined { node } => {
             if state.nodes.get(&node.id) == Some(node) {
                 return Ok(false);
@@ -218,7 +249,7 @@ fn create_table(
     if_not_exists: bool,
 ) -> Result<bool, CodedError> {
     let key = qualified(&table.schema_name, &table.name);
-    if state.tables.contains_key(&key) || state.views.contains_key(&key) {
+    if relation_exists(state, &table.schema_name, &table.name) {
         if if_not_exists {
             return Ok(false);
         }
@@ -445,6 +476,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            indexes: Vec::new(),
         }
     }
 

@@ -9,12 +9,17 @@
 //! them. This module computes rows; it must not change state.
 
 pub mod oids;
+mod relations;
+mod tables;
 
-use std::collections::BTreeSet;
+use relations::attnums;
+pub use relations::{relations, schema_names, Relation, RelationKind};
+use tables::TABLES;
+pub use tables::{is_catalog_table, EMPTY_TABLES};
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use creek_common::schema::TableSchema;
 use creek_common::types::ColumnType;
 use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, Float32Builder, Int64Builder, ListBuilder, StringBuilder,
@@ -29,7 +34,6 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use self::oids::*;
-use super::ClusterState;
 use crate::cluster::Cluster;
 use crate::plan::views::view_provider;
 
@@ -39,228 +43,6 @@ pub const DATABASE_NAME: &str = "crate";
 pub const SUPERUSER: &str = "crate";
 /// Name Creek gives its access method in `pg_am`.
 pub const ACCESS_METHOD: &str = "tantivy";
-
-/// Every catalog table with its columns as `name type` pairs. Types: `oid` (UInt32, which
-/// pgwire reports as PostgreSQL's oid), `int` (int8), `text`, `bool`, `float4`, `text[]`,
-/// `int[]`.
-const TABLES: &[(&str, &str)] = &[
-    (
-        "pg_namespace",
-        "oid oid, nspname text, nspowner oid, nspacl text[]",
-    ),
-    (
-        "pg_class",
-        "oid oid, relname text, relnamespace oid, reltype oid, reloftype oid, relowner oid, \
-         relam oid, relfilenode oid, reltablespace oid, relpages int, reltuples float4, \
-         relallvisible int, reltoastrelid oid, relhasindex bool, relisshared bool, \
-         relpersistence text, relkind text, relnatts int, relchecks int, relhasrules bool, \
-         relhastriggers bool, relhassubclass bool, relrowsecurity bool, \
-         relforcerowsecurity bool, relispopulated bool, relreplident text, relispartition bool, \
-         relrewrite oid, relfrozenxid int, relminmxid int, relacl text[], reloptions text[], \
-         relpartbound text",
-    ),
-    (
-        "pg_attribute",
-        "attrelid oid, attname text, atttypid oid, attstattarget int, attlen int, attnum int, \
-         attndims int, attcacheoff int, atttypmod int, attbyval bool, attalign text, \
-         attstorage text, attcompression text, attnotnull bool, atthasdef bool, \
-         atthasmissing bool, attidentity text, attgenerated text, attisdropped bool, \
-         attislocal bool, attinhcount int, attcollation oid, attacl text[], attoptions text[], \
-         attfdwoptions text[]",
-    ),
-    (
-        "pg_type",
-        "oid oid, typname text, typnamespace oid, typowner oid, typlen int, typbyval bool, \
-         typtype text, typcategory text, typispreferred bool, typisdefined bool, typdelim text, \
-         typrelid oid, typsubscript text, typelem oid, typarray oid, typinput text, \
-         typoutput text, typreceive text, typsend text, typmodin text, typmodout text, \
-         typanalyze text, typalign text, typstorage text, typnotnull bool, typbasetype oid, \
-         typtypmod int, typndims int, typcollation oid, typdefaultbin text, typdefault text, \
-         typacl text[]",
-    ),
-    (
-        "pg_database",
-        "oid oid, datname text, datdba oid, encoding int, datlocprovider text, \
-         datistemplate bool, datallowconn bool, datconnlimit int, datfrozenxid int, \
-         datminmxid int, dattablespace oid, datcollate text, datctype text, daticulocale text, \
-         datcollversion text, datacl text[]",
-    ),
-    (
-        "pg_index",
-        "indexrelid oid, indrelid oid, indnatts int, indnkeyatts int, indisunique bool, \
-         indnullsnotdistinct bool, indisprimary bool, indisexclusion bool, indimmediate bool, \
-         indisclustered bool, indisvalid bool, indcheckxmin bool, indisready bool, \
-         indislive bool, indisreplident bool, indkey int[], indcollation int[], indclass int[], \
-         indoption int[], indexprs text, indpred text",
-    ),
-    (
-        "pg_constraint",
-        "oid oid, conname text, connamespace oid, contype text, condeferrable bool, \
-         condeferred bool, convalidated bool, conrelid oid, contypid oid, conindid oid, \
-         conparentid oid, confrelid oid, confupdtype text, confdeltype text, \
-         confmatchtype text, conislocal bool, coninhcount int, connoinherit bool, conkey int[], \
-         confkey int[], conbin text",
-    ),
-    ("pg_attrdef", "oid oid, adrelid oid, adnum int, adbin text"),
-    ("pg_am", "oid oid, amname text, amhandler text, amtype text"),
-    (
-        "pg_roles",
-        "oid oid, rolname text, rolsuper bool, rolinherit bool, rolcreaterole bool, \
-         rolcreatedb bool, rolcanlogin bool, rolreplication bool, rolconnlimit int, \
-         rolpassword text, rolvaliduntil text, rolbypassrls bool, rolconfig text[]",
-    ),
-    (
-        "pg_user",
-        "usename text, usesysid oid, usecreatedb bool, usesuper bool, userepl bool, \
-         usebypassrls bool, passwd text, valuntil text, useconfig text[]",
-    ),
-    (
-        "pg_tablespace",
-        "oid oid, spcname text, spcowner oid, spcacl text[], spcoptions text[]",
-    ),
-    (
-        "pg_tables",
-        "schemaname text, tablename text, tableowner text, tablespace text, hasindexes bool, \
-         hasrules bool, hastriggers bool, rowsecurity bool",
-    ),
-    (
-        "pg_views",
-        "schemaname text, viewname text, viewowner text, definition text",
-    ),
-    (
-        "pg_settings",
-        "name text, setting text, unit text, category text, short_desc text, vartype text, \
-         source text",
-    ),
-    (
-        "pg_description",
-        "objoid oid, classoid oid, objsubid int, description text",
-    ),
-    (
-        "pg_shdescription",
-        "objoid oid, classoid oid, description text",
-    ),
-    (
-        "pg_inherits",
-        "inhrelid oid, inhparent oid, inhseqno int, inhdetachpending bool",
-    ),
-    (
-        "pg_policy",
-        "oid oid, polname text, polrelid oid, polcmd text, polpermissive bool, polroles int[], \
-         polqual text, polwithcheck text",
-    ),
-    (
-        "pg_statistic_ext",
-        "oid oid, stxrelid oid, stxname text, stxnamespace oid, stxowner oid, \
-         stxstattarget int, stxkeys int[], stxkind text[], stxexprs text",
-    ),
-    (
-        "pg_publication",
-        "oid oid, pubname text, pubowner oid, puballtables bool, pubinsert bool, \
-         pubupdate bool, pubdelete bool, pubtruncate bool, pubviaroot bool",
-    ),
-    (
-        "pg_publication_namespace",
-        "oid oid, pnpubid oid, pnnspid oid",
-    ),
-    (
-        "pg_publication_rel",
-        "oid oid, prpubid oid, prrelid oid, prqual text, prattrs int[]",
-    ),
-    (
-        "pg_sequence",
-        "seqrelid oid, seqtypid oid, seqstart int, seqincrement int, seqmax int, seqmin int, \
-         seqcache int, seqcycle bool",
-    ),
-    (
-        "pg_collation",
-        "oid oid, collname text, collnamespace oid, collowner oid, collprovider text, \
-         collisdeterministic bool, collencoding int, collcollate text, collctype text",
-    ),
-    (
-        "pg_opclass",
-        "oid oid, opcmethod oid, opcname text, opcnamespace oid, opcowner oid, opcfamily oid, \
-         opcintype oid, opcdefault bool, opckeytype oid",
-    ),
-    (
-        "pg_trigger",
-        "oid oid, tgrelid oid, tgparentid oid, tgname text, tgfoid oid, tgtype int, \
-         tgenabled text, tgisinternal bool, tgconstrrelid oid, tgconstrindid oid, \
-         tgconstraint oid, tgdeferrable bool, tginitdeferred bool, tgnargs int, tgattr int[], \
-         tgqual text, tgoldtable text, tgnewtable text",
-    ),
-    (
-        "pg_rewrite",
-        "oid oid, rulename text, ev_class oid, ev_type text, ev_enabled text, is_instead bool, \
-         ev_qual text, ev_action text",
-    ),
-    (
-        "pg_proc",
-        "oid oid, proname text, pronamespace oid, proowner oid, prolang oid, prokind text, \
-         prorettype oid, proargtypes int[], proretset bool, prosrc text",
-    ),
-    (
-        "pg_enum",
-        "oid oid, enumtypid oid, enumsortorder float4, enumlabel text",
-    ),
-    (
-        "pg_range",
-        "rngtypid oid, rngsubtype oid, rngmultitypid oid, rngcollation oid, rngsubopc oid",
-    ),
-    (
-        "pg_extension",
-        "oid oid, extname text, extowner oid, extnamespace oid, extrelocatable bool, \
-         extversion text",
-    ),
-    (
-        "pg_depend",
-        "classid oid, objid oid, objsubid int, refclassid oid, refobjid oid, \
-         refobjsubid int, deptype text",
-    ),
-    (
-        "pg_foreign_table",
-        "ftrelid oid, ftserver oid, ftoptions text[]",
-    ),
-    (
-        "pg_partitioned_table",
-        "partrelid oid, partstrat text, partnatts int, partdefid oid, partattrs int[]",
-    ),
-    (
-        "pg_matviews",
-        "schemaname text, matviewname text, matviewowner text, definition text",
-    ),
-];
-
-/// Catalog tables that never have rows in Creek. A query that inner-joins one of them is empty
-/// whatever else it computes, which `plan::pg_compat` uses to answer it without planning.
-pub const EMPTY_TABLES: &[&str] = &[
-    "pg_description",
-    "pg_shdescription",
-    "pg_inherits",
-    "pg_policy",
-    "pg_statistic_ext",
-    "pg_publication",
-    "pg_publication_namespace",
-    "pg_publication_rel",
-    "pg_sequence",
-    "pg_collation",
-    "pg_opclass",
-    "pg_trigger",
-    "pg_rewrite",
-    "pg_proc",
-    "pg_enum",
-    "pg_range",
-    "pg_extension",
-    "pg_depend",
-    "pg_foreign_table",
-    "pg_partitioned_table",
-    "pg_matviews",
-];
-
-/// Returns whether `name` is a `pg_catalog` table.
-pub fn is_catalog_table(name: &str) -> bool {
-    TABLES.iter().any(|(table, _)| *table == name)
-}
 
 fn column_data_type(spec: &str) -> DataType {
     let list = |item: DataType| DataType::List(Arc::new(Field::new("item", item, true)));
@@ -426,137 +208,6 @@ fn build_batch(schema: &SchemaRef, rows: &[Row]) -> DfResult<RecordBatch> {
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-/// What kind of relation a `pg_class` row is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelationKind {
-    /// A table (`r`).
-    Table,
-    /// A view (`v`).
-    View,
-    /// A table's primary-key index (`i`).
-    PrimaryKey,
-}
-
-impl RelationKind {
-    fn relkind(self) -> &'static str {
-        match self {
-            RelationKind::Table => "r",
-            RelationKind::View => "v",
-            RelationKind::PrimaryKey => "i",
-        }
-    }
-}
-
-/// A relation as the catalogs list it.
-#[derive(Debug, Clone)]
-pub struct Relation {
-    /// `pg_class.oid`.
-    pub oid: i64,
-    /// The relation's name.
-    pub name: String,
-    /// The schema it lives in.
-    pub schema: String,
-    /// Table, view or primary-key index.
-    pub kind: RelationKind,
-    /// The table it belongs to (itself for a table, the indexed table for an index).
-    pub table: Option<TableSchema>,
-    /// A view's defining query.
-    pub view_query: Option<String>,
-}
-
-impl Relation {
-    /// The relation's name qualified by its schema, as `::regclass` prints it when the schema
-    /// is not searched.
-    pub fn qualified_name(&self) -> String {
-        format!("{}.{}", self.schema, self.name)
-    }
-
-    /// `pg_get_indexdef` of a primary-key index.
-    pub fn index_definition(&self) -> Option<String> {
-        let table = self.table.as_ref()?;
-        (self.kind == RelationKind::PrimaryKey).then(|| {
-            format!(
-                "CREATE UNIQUE INDEX {} ON {}.{} USING {ACCESS_METHOD} ({})",
-                self.name,
-                table.schema_name,
-                table.name,
-                table.primary_key.join(", ")
-            )
-        })
-    }
-
-    /// `pg_get_constraintdef` of a primary-key constraint.
-    pub fn constraint_definition(&self) -> Option<String> {
-        let table = self.table.as_ref()?;
-        (self.kind == RelationKind::PrimaryKey)
-            .then(|| format!("PRIMARY KEY ({})", table.primary_key.join(", ")))
-    }
-}
-
-/// The attribute numbers (1-based column positions) of a table's primary key, in key order.
-fn primary_key_attnums(table: &TableSchema) -> Vec<i64> {
-    table
-        .primary_key
-        .iter()
-        .filter_map(|key| table.columns.iter().position(|c| &c.name == key))
-        .map(|position| position as i64 + 1)
-        .collect()
-}
-
-fn primary_key_name(table: &TableSchema) -> String {
-    format!("{}_pkey", table.name)
-}
-
-/// Every relation in cluster state: tables, their primary-key indexes and views.
-pub fn relations(state: &ClusterState) -> Vec<Relation> {
-    let mut relations = Vec::new();
-    for table in state.tables.values() {
-        relations.push(Relation {
-            oid: table_oid(table.id.0),
-            name: table.name.clone(),
-            schema: table.schema_name.clone(),
-            kind: RelationKind::Table,
-            table: Some(table.clone()),
-            view_query: None,
-        });
-        if !table.primary_key.is_empty() {
-            relations.push(Relation {
-                oid: primary_key_oid(table.id.0),
-                name: primary_key_name(table),
-                schema: table.schema_name.clone(),
-                kind: RelationKind::PrimaryKey,
-                table: Some(table.clone()),
-                view_query: None,
-            });
-        }
-    }
-    for view in state.views.values() {
-        relations.push(Relation {
-            oid: view_oid(&view.schema_name, &view.name),
-            name: view.name.clone(),
-            schema: view.schema_name.clone(),
-            kind: RelationKind::View,
-            table: None,
-            view_query: Some(view.query.clone()),
-        });
-    }
-    relations
-}
-
-/// Schemas that exist: implicit ones plus every schema holding a table or view.
-pub fn schema_names(state: &ClusterState) -> BTreeSet<String> {
-    let mut names: BTreeSet<String> = state
-        .tables
-        .values()
-        .map(|t| t.schema_name.clone())
-        .chain(state.views.values().map(|v| v.schema_name.clone()))
-        .collect();
-    for builtin in ["doc", "sys", "pg_catalog", "information_schema"] {
-        names.insert(builtin.to_string());
-    }
-    names
-}
-
 /// A column as `pg_attribute` lists it.
 struct Attribute {
     name: String,
@@ -627,14 +278,14 @@ impl PgCatalogTable {
                     default: c.default_expr.clone(),
                 })
                 .collect()),
-            (RelationKind::PrimaryKey, Some(table)) => Ok(table
-                .primary_key
+            (RelationKind::PrimaryKey | RelationKind::Index, Some(table)) => Ok(relation
+                .index_columns
                 .iter()
                 .filter_map(|key| table.columns.iter().find(|c| &c.name == key))
                 .map(|c| Attribute {
                     name: c.name.clone(),
                     column_type: c.column_type.clone(),
-                    not_null: true,
+                    not_null: relation.kind == RelationKind::PrimaryKey || c.not_null,
                     default: None,
                 })
                 .collect()),
@@ -682,17 +333,17 @@ impl PgCatalogTable {
                 for relation in &relations {
                     let natts = match &relation.table {
                         Some(t) if relation.kind == RelationKind::Table => t.columns.len() as i64,
-                        Some(t) => t.primary_key.len() as i64,
+                        Some(_) => relation.index_columns.len() as i64,
                         None => 0,
                     };
                     let has_index = relation.kind == RelationKind::Table
                         && relation
                             .table
                             .as_ref()
-                            .is_some_and(|t| !t.primary_key.is_empty());
+                            .is_some_and(|t| !t.primary_key.is_empty() || !t.indexes.is_empty());
                     let am = match relation.kind {
                         RelationKind::Table => TABLE_AM_OID,
-                        RelationKind::PrimaryKey => INDEX_AM_OID,
+                        RelationKind::PrimaryKey | RelationKind::Index => INDEX_AM_OID,
                         RelationKind::View => 0,
                     };
                     rows.push(row! {
@@ -759,22 +410,20 @@ impl PgCatalogTable {
                 }
             }
             "pg_index" => {
-                for relation in relations
-                    .iter()
-                    .filter(|r| r.kind == RelationKind::PrimaryKey)
-                {
+                for relation in relations.iter().filter(|r| r.kind.is_index()) {
                     let Some(table) = &relation.table else {
                         continue;
                     };
-                    let keys = primary_key_attnums(table);
+                    let keys = attnums(table, &relation.index_columns);
                     let count = keys.len() as i64;
+                    let primary = relation.kind == RelationKind::PrimaryKey;
                     rows.push(vec![
                         ("indexrelid", Cell::Int(relation.oid)),
                         ("indrelid", Cell::Int(table_oid(table.id.0))),
                         ("indnatts", Cell::Int(count)),
                         ("indnkeyatts", Cell::Int(count)),
-                        ("indisunique", Cell::Bool(true)),
-                        ("indisprimary", Cell::Bool(true)),
+                        ("indisunique", Cell::Bool(primary)),
+                        ("indisprimary", Cell::Bool(primary)),
                         ("indimmediate", Cell::Bool(true)),
                         ("indisvalid", Cell::Bool(true)),
                         ("indisready", Cell::Bool(true)),
@@ -794,7 +443,7 @@ impl PgCatalogTable {
                     let Some(table) = &relation.table else {
                         continue;
                     };
-                    let keys = primary_key_attnums(table);
+                    let keys = attnums(table, &table.primary_key);
                     let mut row = row! {
                         "oid" => relation.oid,
                         "conname" => relation.name.clone(),
@@ -869,7 +518,20 @@ impl PgCatalogTable {
                         "schemaname" => relation.schema.clone(),
                         "tablename" => relation.name.clone(),
                         "tableowner" => SUPERUSER,
-                        "hasindexes" => relation.table.as_ref().is_some_and(|t| !t.primary_key.is_empty()),
+                        "hasindexes" => relation.table.as_ref().is_some_and(|t| !t.primary_key.is_empty() || !t.indexes.is_empty()),
+                    });
+                }
+            }
+            "pg_indexes" => {
+                for relation in relations.iter().filter(|r| r.kind.is_index()) {
+                    let Some(table) = &relation.table else {
+                        continue;
+                    };
+                    rows.push(row! {
+                        "schemaname" => relation.schema.clone(),
+                        "tablename" => table.name.clone(),
+                        "indexname" => relation.name.clone(),
+                        "indexdef" => relation.index_definition(),
                     });
                 }
             }

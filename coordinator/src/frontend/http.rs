@@ -1,25 +1,39 @@
 //! CrateDB-compatible HTTP endpoint: `GET /` and `POST /_sql` with `args` or `bulk_args`.
 //! Errors answer `{"error": {"message", "code"}}` with CrateDB's codes and an HTTP status.
+//! Arguments become parameter values in `http/args.rs`, result rows JSON in `http/rows.rs`.
+//!
+//! A result is encoded as it streams from the query. Up to [`BUFFERED_RESPONSE_BYTES`] of it
+//! is held back, so a result that fits (nearly all) is answered whole with its length and an
+//! error anywhere in it is answered as an error, as CrateDB does. A larger result is sent on
+//! in chunks as it is produced, holding no more than one batch; an error after that point
+//! can no longer change the status already sent, so the response is cut off mid-body and
+//! the client sees a truncated response, never a complete-looking wrong one.
+
+mod args;
+mod rows;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use creek_common::ErrorCode;
-use datafusion::arrow::json::ArrayWriter;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
-use futures::TryStreamExt;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::cluster::Cluster;
 use crate::error::Error;
+use crate::plan::output_names::NamingRules;
 use crate::session::Session;
 use crate::sql::Output;
 use creek_proto::v1::RowStatus;
@@ -28,6 +42,10 @@ use creek_proto::v1::RowStatus;
 /// requests sized for CrateDB also fit here. axum's own default (2 MiB) is far too small for
 /// a `bulk_args` batch of wide rows.
 pub const MAX_CONTENT_LENGTH: usize = 100 * 1024 * 1024;
+
+/// How much of an encoded result is held back before the response starts (see the module
+/// documentation).
+pub const BUFFERED_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 /// Builds the HTTP router.
 pub fn router(cluster: Arc<Cluster>) -> Router {
@@ -74,7 +92,11 @@ pub fn crate_error_code(code: ErrorCode) -> (u32, StatusCode) {
         | ErrorCode::DependentObjectsStillExist
         | ErrorCode::DivisionByZero
         | ErrorCode::NotNullViolation
-        | ErrorCode::ProgramLimitExceeded => (4000, StatusCode::BAD_REQUEST),
+        | ErrorCode::ProgramLimitExceeded
+        | ErrorCode::UndefinedParameter
+        | ErrorCode::DatetimeOverflow => (4000, StatusCode::BAD_REQUEST),
+        ErrorCode::UndefinedPreparedStatement => (4046, StatusCode::NOT_FOUND),
+        ErrorCode::DuplicatePreparedStatement => (4093, StatusCode::CONFLICT),
         ErrorCode::UndefinedColumn => (4043, StatusCode::NOT_FOUND),
         ErrorCode::UndefinedTable => (4041, StatusCode::NOT_FOUND),
         ErrorCode::UndefinedSchema => (4045, StatusCode::NOT_FOUND),
@@ -99,20 +121,6 @@ fn error_response(code: ErrorCode, message: String) -> Response {
 
 fn creek_error(error: &Error) -> Response {
     error_response(error.code(), error.client_message())
-}
-
-/// Converts a JSON argument to a SQL parameter value.
-fn json_to_scalar(value: &Value) -> ScalarValue {
-    match value {
-        Value::Null => ScalarValue::Null,
-        Value::Bool(b) => ScalarValue::Boolean(Some(*b)),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => ScalarValue::Int64(Some(i)),
-            None => ScalarValue::Float64(n.as_f64()),
-        },
-        Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
-        other => ScalarValue::Utf8(Some(other.to_string())),
-    }
 }
 
 /// Reads the request body up to [`MAX_CONTENT_LENGTH`]. A body announced as larger is refused
@@ -150,6 +158,39 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
         })
 }
 
+/// The parameter types of `stmt`, if any argument's meaning depends on them and the
+/// statement plans; otherwise none (every argument is then read by its JSON type alone).
+async fn parameter_hints<'a>(
+    session: &Session,
+    stmt: &str,
+    mut args: impl Iterator<Item = &'a Value>,
+) -> Option<crate::session::PreparedQuery> {
+    if !args.any(args::needs_parameter_types) {
+        return None;
+    }
+    session.prepare(stmt).await.ok()
+}
+
+fn scalars(
+    values: &[Value],
+    hints: Option<&crate::session::PreparedQuery>,
+) -> Result<Vec<ScalarValue>, Error> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| {
+            let hint = hints
+                .and_then(|prepared| prepared.param_types.get(index))
+                .and_then(Option::as_ref);
+            args::json_to_scalar(value, hint)
+        })
+        .collect()
+}
+
+fn elapsed_ms(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
 async fn sql(
     State(cluster): State<Arc<Cluster>>,
     Query(params): Query<SqlParams>,
@@ -176,82 +217,37 @@ async fn sql(
             "request body must have a \"stmt\" string".into(),
         );
     };
-    let session = Session::new(cluster);
+    let session = Session::with_naming(cluster, NamingRules::Crate);
     if let Some(bulk) = request.get("bulk_args") {
-        let Some(rows) = bulk.as_array() else {
-            return error_response(
-                ErrorCode::SyntaxError,
-                "\"bulk_args\" must be an array of arrays".into(),
-            );
-        };
-        let parsed: Vec<Vec<ScalarValue>> = rows
-            .iter()
-            .map(|row| {
-                row.as_array()
-                    .map(|a| a.iter().map(json_to_scalar).collect())
-                    .unwrap_or_default()
-            })
-            .collect();
-        // One multi-row INSERT for the whole request; row by row only if that fails, to tell
-        // which rows did.
-        let batched = session.bulk_insert(stmt, &parsed).await;
-        if let Err(error) = &batched {
-            tracing::debug!(%error, "bulk_args as one INSERT failed; retrying row by row");
-        }
-        if let Ok(Some(statuses)) = batched {
-            let results: Vec<Value> = statuses
-                .iter()
-                .map(|status| match status {
-                    RowStatus::Ok => json!({"rowcount": 1}),
-                    // ON CONFLICT DO NOTHING skipped the row: nothing written, no failure.
-                    RowStatus::Skipped => json!({"rowcount": 0}),
-                    _ => json!({"rowcount": -2}),
-                })
-                .collect();
-            return Json(json!({
-                "cols": [],
-                "duration": started.elapsed().as_secs_f64() * 1000.0,
-                "results": results,
-            }))
-            .into_response();
-        }
-        let mut results = Vec::with_capacity(rows.len());
-        for row in rows {
-            let args: Vec<ScalarValue> = row
-                .as_array()
-                .map(|a| a.iter().map(json_to_scalar).collect())
-                .unwrap_or_default();
-            let count = match session.execute(stmt, &args).await {
-                Ok(outputs) => match outputs.into_iter().last() {
-                    Some(Output::Affected { count, .. }) => count as i64,
-                    _ => -2,
-                },
-                Err(_) => -2,
-            };
-            results.push(json!({"rowcount": count}));
-        }
-        return Json(json!({
-            "cols": [],
-            "duration": started.elapsed().as_secs_f64() * 1000.0,
-            "results": results,
-        }))
-        .into_response();
+        return bulk_request(&session, stmt, bulk, started).await;
     }
-    let args: Vec<ScalarValue> = match request.get("args") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(args)) => args.iter().map(json_to_scalar).collect(),
+    let args: &[Value] = match request.get("args") {
+        None | Some(Value::Null) => &[],
+        Some(Value::Array(args)) => args,
         Some(_) => {
             return error_response(ErrorCode::SyntaxError, "\"args\" must be an array".into())
         }
     };
-    let outputs = match session.execute(stmt, &args).await {
+    let prepared = parameter_hints(&session, stmt, args.iter()).await;
+    let values = match scalars(args, prepared.as_ref()) {
+        Ok(values) => values,
+        Err(error) => return creek_error(&error),
+    };
+    let outputs = match &prepared {
+        Some(prepared) => {
+            session
+                .execute_statements(&prepared.statements, &values)
+                .await
+        }
+        None => session.execute(stmt, &values).await,
+    };
+    let outputs = match outputs {
         Ok(outputs) => outputs,
         Err(error) => return creek_error(&error),
     };
     let Some(output) = outputs.into_iter().last() else {
         return error_response(ErrorCode::SyntaxError, "empty statement".into());
     };
-    let with_types = params.types.is_some();
     match output {
         Output::CopyIn(_) => error_response(
             ErrorCode::FeatureNotSupported,
@@ -261,51 +257,177 @@ async fn sql(
             "cols": [],
             "rows": [],
             "rowcount": count,
-            "duration": started.elapsed().as_secs_f64() * 1000.0,
+            "duration": elapsed_ms(started),
         }))
         .into_response(),
         Output::Rows { schema, stream } => {
-            let batches: Vec<_> = match stream.try_collect().await {
-                Ok(batches) => batches,
-                Err(error) => return creek_error(&Error::DataFusion(error)),
-            };
-            let cols: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-            let mut rows: Vec<Value> = Vec::new();
-            for batch in &batches {
-                let batch = match crate::frontend::http_values::epoch_millis(batch) {
-                    Ok(batch) => batch,
-                    Err(error) => return error_response(ErrorCode::Internal, error.to_string()),
-                };
-                let mut writer = ArrayWriter::new(Vec::new());
-                if let Err(error) = writer.write(&batch).and_then(|_| writer.finish()) {
-                    return error_response(ErrorCode::Internal, error.to_string());
-                }
-                let objects: Vec<serde_json::Map<String, Value>> =
-                    serde_json::from_slice(&writer.into_inner()).unwrap_or_default();
-                for object in objects {
-                    rows.push(Value::Array(
-                        cols.iter()
-                            .map(|c| object.get(c).cloned().unwrap_or(Value::Null))
-                            .collect(),
-                    ));
-                }
-            }
-            let mut body = json!({
-                "cols": cols,
-                "rows": rows,
-                "rowcount": rows.len(),
-                "duration": started.elapsed().as_secs_f64() * 1000.0,
-            });
-            if with_types {
-                body["col_types"] = Value::Array(
-                    schema
-                        .fields()
-                        .iter()
-                        .map(|f| json!(crate::frontend::http_values::crate_type_id(f.data_type())))
-                        .collect(),
-                );
-            }
-            Json(body).into_response()
+            rows_response(schema, stream, params.types.is_some(), started).await
         }
     }
+}
+
+/// `bulk_args`: one multi-row INSERT for the whole request; row by row only if that fails, to
+/// tell which rows did. Each row gets its own `rowcount` (-2 for a failed row).
+async fn bulk_request(session: &Session, stmt: &str, bulk: &Value, started: Instant) -> Response {
+    let Some(rows) = bulk.as_array() else {
+        return error_response(
+            ErrorCode::SyntaxError,
+            "\"bulk_args\" must be an array of arrays".into(),
+        );
+    };
+    let mut arg_rows: Vec<&[Value]> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match row.as_array() {
+            Some(values) => arg_rows.push(values),
+            None => {
+                return error_response(
+                    ErrorCode::SyntaxError,
+                    "\"bulk_args\" must be an array of arrays".into(),
+                )
+            }
+        }
+    }
+    let prepared = parameter_hints(session, stmt, arg_rows.iter().flat_map(|row| row.iter())).await;
+    let converted: Vec<Result<Vec<ScalarValue>, Error>> = arg_rows
+        .iter()
+        .map(|row| scalars(row, prepared.as_ref()))
+        .collect();
+    let all_converted: Option<Vec<Vec<ScalarValue>>> = converted
+        .iter()
+        .map(|row| row.as_ref().ok().cloned())
+        .collect();
+    if let Some(parsed) = &all_converted {
+        match session.bulk_insert(stmt, parsed).await {
+            Ok(Some(statuses)) => {
+                let results: Vec<Value> = statuses
+                    .iter()
+                    .map(|status| match status {
+                        RowStatus::Ok => json!({"rowcount": 1}),
+                        // ON CONFLICT DO NOTHING skipped the row: nothing written, no failure.
+                        RowStatus::Skipped => json!({"rowcount": 0}),
+                        _ => json!({"rowcount": -2}),
+                    })
+                    .collect();
+                return Json(json!({
+                    "cols": [],
+                    "duration": elapsed_ms(started),
+                    "results": results,
+                }))
+                .into_response();
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(%error, "bulk_args as one INSERT failed; retrying row by row")
+            }
+        }
+    }
+    let mut results = Vec::with_capacity(rows.len());
+    for row in converted {
+        let outcome = match row {
+            Ok(values) => match &prepared {
+                Some(prepared) => {
+                    session
+                        .execute_statements(&prepared.statements, &values)
+                        .await
+                }
+                None => session.execute(stmt, &values).await,
+            },
+            Err(error) => Err(error),
+        };
+        let result = match outcome {
+            Ok(outputs) => match outputs.into_iter().last() {
+                Some(Output::Affected { count, .. }) => json!({"rowcount": count}),
+                _ => json!({"rowcount": -2}),
+            },
+            Err(error) => {
+                let (code, _) = crate_error_code(error.code());
+                json!({"rowcount": -2, "error": {"code": code, "message": error.client_message()}})
+            }
+        };
+        results.push(result);
+    }
+    Json(json!({
+        "cols": [],
+        "duration": elapsed_ms(started),
+        "results": results,
+    }))
+    .into_response()
+}
+
+/// The start of a result document: `{"cols":[...],["col_types":[...],]"rows":[`.
+fn rows_prefix(schema: &SchemaRef, with_types: bool) -> Vec<u8> {
+    let cols: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
+    let mut out = br#"{"cols":"#.to_vec();
+    serde_json::to_writer(&mut out, &cols).expect("writing to a Vec cannot fail");
+    if with_types {
+        let types: Vec<Value> = schema
+            .fields()
+            .iter()
+            .map(|f| rows::crate_type_id(f.data_type()))
+            .collect();
+        out.extend_from_slice(br#","col_types":"#);
+        serde_json::to_writer(&mut out, &types).expect("writing to a Vec cannot fail");
+    }
+    out.extend_from_slice(br#","rows":["#);
+    out
+}
+
+fn rows_suffix(count: usize, started: Instant) -> Vec<u8> {
+    format!(
+        r#"],"rowcount":{count},"duration":{}}}"#,
+        elapsed_ms(started)
+    )
+    .into_bytes()
+}
+
+/// Encodes a result (see the module documentation for when it is buffered or streamed).
+async fn rows_response(
+    schema: SchemaRef,
+    mut stream: SendableRecordBatchStream,
+    with_types: bool,
+    started: Instant,
+) -> Response {
+    let mut out = rows_prefix(&schema, with_types);
+    let mut first_row = true;
+    let mut count = 0usize;
+    while out.len() < BUFFERED_RESPONSE_BYTES {
+        match stream.next().await {
+            Some(Ok(batch)) => {
+                count += batch.num_rows();
+                rows::write_rows(&mut out, &batch, &mut first_row);
+            }
+            Some(Err(error)) => return creek_error(&Error::DataFusion(error)),
+            None => {
+                out.extend_from_slice(&rows_suffix(count, started));
+                return json_bytes_response(Body::from(out));
+            }
+        }
+    }
+    let head = futures::stream::once(async move { Ok::<_, Error>(Bytes::from(out)) });
+    let rest = futures::stream::unfold(Some((stream, first_row, count)), move |state| async move {
+        let (mut stream, mut first_row, mut count) = state?;
+        match stream.next().await {
+            Some(Ok(batch)) => {
+                count += batch.num_rows();
+                let mut chunk = Vec::new();
+                rows::write_rows(&mut chunk, &batch, &mut first_row);
+                Some((Ok(Bytes::from(chunk)), Some((stream, first_row, count))))
+            }
+            Some(Err(error)) => {
+                tracing::warn!(%error, "query failed after its result started streaming; cutting the response off");
+                Some((Err(Error::DataFusion(error)), None))
+            }
+            None => Some((Ok(Bytes::from(rows_suffix(count, started))), None)),
+        }
+    });
+    json_bytes_response(Body::from_stream(head.chain(rest)))
+}
+
+fn json_bytes_response(body: Body) -> Response {
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }

@@ -162,9 +162,14 @@ fn prepared_names<C: ClientInfo>(client: &C) -> Arc<PreparedNames> {
         .get_or_insert_with(PreparedNames::default)
 }
 
-/// Runs `DEALLOCATE [PREPARE] name | ALL` against the connection's statement store; `None` if
+/// Runs `DEALLOCATE [PREPARE] name | ALL` against the connection's statement store and the
+/// session's SQL-level prepared statements (one namespace, as in PostgreSQL); `None` if
 /// `statement` is something else.
-fn deallocate<C>(client: &C, statement: &ParsedStatement) -> Option<Response>
+fn deallocate<C>(
+    client: &C,
+    session: &Session,
+    statement: &ParsedStatement,
+) -> Option<PgWireResult<Response>>
 where
     C: ClientInfo + ClientPortalStore,
     C::PortalStore: PortalStore,
@@ -181,11 +186,24 @@ where
         for name in std::mem::take(&mut *names) {
             client.portal_store().rm_statement(&name);
         }
-        return Some(Response::Execution(Tag::new("DEALLOCATE ALL")));
+        session.forget_prepared(None);
+        return Some(Ok(Response::Execution(Tag::new("DEALLOCATE ALL"))));
     }
-    names.remove(&name.value);
-    client.portal_store().rm_statement(&name.value);
-    Some(Response::Execution(Tag::new("DEALLOCATE")))
+    let folded = crate::plan::identifiers::ident_name(name);
+    let mut found = session.forget_prepared(Some(&folded));
+    for candidate in [&name.value, &folded] {
+        if names.remove(candidate.as_str()) {
+            client.portal_store().rm_statement(candidate);
+            found = true;
+        }
+    }
+    if !found {
+        return Some(Err(to_pg_error(&crate::error::Error::new(
+            creek_common::ErrorCode::UndefinedPreparedStatement,
+            format!("prepared statement \"{folded}\" does not exist"),
+        ))));
+    }
+    Some(Ok(Response::Execution(Tag::new("DEALLOCATE"))))
 }
 
 /// Start-up without authentication (a later issue adds it): pgwire's protocol negotiation and
@@ -262,6 +280,7 @@ impl PgHandler {
             "datestyle",
             "timezone",
             "write_refresh",
+            "extra_float_digits",
         ] {
             if let Some(value) = metadata.get(key) {
                 session.set(key, value).map_err(|e| to_pg_error(&e))?;
@@ -284,7 +303,7 @@ fn check_encoding(query: &str) -> PgWireResult<()> {
     Ok(())
 }
 
-fn output_to_response(output: Output) -> PgWireResult<Response> {
+fn output_to_response(output: Output, extra_float_digits: i32) -> PgWireResult<Response> {
     Ok(match output {
         Output::CopyIn(_) => {
             return Err(PgWireError::ApiError(
@@ -293,7 +312,7 @@ fn output_to_response(output: Output) -> PgWireResult<Response> {
         }
         Output::Rows { schema, stream } => {
             let fields = Arc::new(fields_for_schema(&schema, &Format::UnifiedText));
-            Response::Query(encode_stream(fields, stream))
+            Response::Query(encode_stream(fields, stream, extra_float_digits))
         }
         Output::Affected { tag, count } => {
             if tag.is_empty() {
@@ -332,17 +351,30 @@ impl SimpleQueryHandler for PgHandler {
         let statements = crate::sql::parse::parse_sql(query).map_err(|e| to_pg_error(&e))?;
         let mut responses = Vec::with_capacity(statements.len());
         for statement in statements {
-            if let Some(response) = deallocate(client, &statement) {
-                responses.push(response);
-                continue;
+            match deallocate(client, &session, &statement) {
+                Some(Ok(response)) => {
+                    responses.push(response);
+                    continue;
+                }
+                Some(Err(error)) if responses.is_empty() => return Err(error),
+                Some(Err(error)) => {
+                    if let PgWireError::UserError(info) = error {
+                        responses.push(Response::Error(info));
+                    }
+                    break;
+                }
+                None => {}
             }
             match session.execute_one(statement, &[]).await {
                 Ok(Output::CopyIn(copy)) => {
-                    responses.push(start_copy(client, &self.cluster, copy));
+                    responses.push(start_copy(client, &self.cluster, *copy));
                     // COPY takes over the connection until CopyDone; later statements do not run.
                     break;
                 }
-                Ok(output) => responses.push(output_to_response(output)?),
+                Ok(output) => responses.push(output_to_response(
+                    output,
+                    session.settings().extra_float_digits,
+                )?),
                 Err(error) => {
                     // Later statements of a failed simple query are not run, as in PostgreSQL.
                     if responses.is_empty() {
@@ -528,8 +560,8 @@ impl ExtendedQueryHandler for PgHandler {
         let session = session_of(client, &self.cluster);
         let statement = &portal.statement.statement;
         if let [parsed] = statement.statements.as_slice() {
-            if let Some(response) = deallocate(client, parsed) {
-                return Ok(response);
+            if let Some(response) = deallocate(client, &session, parsed) {
+                return response;
             }
         }
         let params = decode_params(portal)?;
@@ -543,10 +575,14 @@ impl ExtendedQueryHandler for PgHandler {
         match output {
             Output::Rows { schema, stream } => {
                 let fields = Arc::new(fields_for_schema(&schema, &portal.result_column_format));
-                Ok(Response::Query(encode_stream(fields, stream)))
+                Ok(Response::Query(encode_stream(
+                    fields,
+                    stream,
+                    session.settings().extra_float_digits,
+                )))
             }
-            Output::CopyIn(copy) => Ok(start_copy(client, &self.cluster, copy)),
-            other => output_to_response(other),
+            Output::CopyIn(copy) => Ok(start_copy(client, &self.cluster, *copy)),
+            other => output_to_response(other, session.settings().extra_float_digits),
         }
     }
 }

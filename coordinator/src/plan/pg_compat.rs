@@ -4,8 +4,8 @@
 //! - `pg_catalog.`-qualified function and type names, `OPERATOR(pg_catalog.~)`, `COLLATE`;
 //! - the `::regclass`, `::regtype`, `::regnamespace` casts (to `plan::pg_functions`), `::oid`;
 //! - `ARRAY(subquery)`, `generate_subscripts`, `array_upper`;
-//! - `EXISTS (subquery)` in a select list, which DataFusion only plans in filters, as the
-//!   equivalent `(SELECT count(*) > 0 FROM ...)`;
+//! - `EXISTS (subquery)` and `x [NOT] IN (subquery)` in a select list, which DataFusion only
+//!   plans in filters (`plan::projected_subqueries`);
 //! - empty relations: a query that inner-joins a catalog Creek never fills (`pg_policy`,
 //!   `pg_inherits`, ...) and does not aggregate without grouping returns no rows, so a scalar
 //!   subquery of that shape is NULL, `EXISTS` false, `IN` false, and a whole statement of that
@@ -92,85 +92,7 @@ pub fn rewrite(statement: &mut Statement) {
         }
     }
     let _ = statement.visit(&mut Rewriter);
-    let _ = statement.visit(&mut ProjectedExists);
-}
-
-/// Turns `EXISTS (SELECT ... FROM f WHERE w)` in select lists into
-/// `(SELECT count(*) > 0 FROM f WHERE w)`.
-struct ProjectedExists;
-
-impl VisitorMut for ProjectedExists {
-    type Break = ();
-
-    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        if let SetExpr::Select(select) = query.body.as_mut() {
-            for item in &mut select.projection {
-                if let SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } = item
-                {
-                    replace_exists(expr);
-                }
-            }
-        }
-        ControlFlow::Continue(())
-    }
-}
-
-/// Replaces EXISTS in `expr` outside nested subqueries (those are visited as queries).
-fn replace_exists(expr: &mut Expr) {
-    match expr {
-        Expr::Exists { subquery, negated } => {
-            if let Some(counted) = counting_subquery(subquery) {
-                *expr = if *negated {
-                    Expr::UnaryOp {
-                        op: sqlparser::ast::UnaryOperator::Not,
-                        expr: Box::new(counted),
-                    }
-                } else {
-                    counted
-                };
-            }
-        }
-        Expr::BinaryOp { left, right, .. } => {
-            replace_exists(left);
-            replace_exists(right);
-        }
-        Expr::UnaryOp { expr, .. } | Expr::Nested(expr) => replace_exists(expr),
-        Expr::Case {
-            conditions,
-            else_result,
-            ..
-        } => {
-            for when in conditions {
-                replace_exists(&mut when.condition);
-                replace_exists(&mut when.result);
-            }
-            if let Some(result) = else_result {
-                replace_exists(result);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn counting_subquery(subquery: &Query) -> Option<Expr> {
-    let SetExpr::Select(select) = subquery.body.as_ref() else {
-        return None;
-    };
-    let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(e, _) if e.is_empty());
-    if grouped || select.having.is_some() || aggregates(select) || subquery.limit_clause.is_some() {
-        return None;
-    }
-    let mut counted = select.as_ref().clone();
-    counted.projection = vec![SelectItem::UnnamedExpr(Expr::BinaryOp {
-        left: Box::new(count_star()),
-        op: BinaryOperator::Gt,
-        right: Box::new(Expr::value(Value::Number("0".into(), false))),
-    })];
-    counted.distinct = None;
-    let mut query = subquery.clone();
-    query.body = Box::new(SetExpr::Select(Box::new(counted)));
-    query.order_by = None;
-    Some(Expr::Subquery(Box::new(query)))
+    crate::plan::projected_subqueries::rewrite(statement);
 }
 
 /// Every `$n::type` (and `CAST($n AS type)`) in `statement`, by parameter number.
@@ -183,12 +105,8 @@ pub fn placeholder_casts(statement: &Statement) -> Vec<(usize, DataType)> {
             ..
         } = expr
         {
-            if let Expr::Value(value) = inner.as_ref() {
-                if let Value::Placeholder(name) = &value.value {
-                    if let Ok(index) = name.trim_start_matches('$').parse::<usize>() {
-                        casts.push((index, data_type.clone()));
-                    }
-                }
+            if let Some(index) = crate::plan::params::placeholder_index(inner) {
+                casts.push((index, data_type.clone()));
             }
         }
         ControlFlow::<()>::Continue(())
@@ -261,8 +179,9 @@ impl VisitorMut for Rewriter {
             Expr::Cast {
                 expr: inner,
                 data_type,
+                kind,
                 ..
-            } => rewrite_cast(inner, data_type),
+            } => rewrite_cast(inner, data_type, kind),
             Expr::Function(function) => rewrite_function(function),
             _ => None,
         };
@@ -306,7 +225,7 @@ fn builtin_operator(parts: &[String]) -> Option<BinaryOperator> {
     })
 }
 
-fn call(name: &str, args: Vec<Expr>) -> Expr {
+pub(crate) fn call(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
         name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,
@@ -326,7 +245,7 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
     })
 }
 
-fn count_star() -> Expr {
+pub(crate) fn count_star() -> Expr {
     let mut count = call("count", vec![]);
     if let Expr::Function(Function {
         args: FunctionArguments::List(list),
@@ -348,7 +267,35 @@ fn cast(expr: &Expr, data_type: DataType) -> Expr {
     }
 }
 
-fn rewrite_cast(expr: &Expr, data_type: &DataType) -> Option<Expr> {
+/// A cast of text to an array type reads the text as an array literal, as PostgreSQL does;
+/// DataFusion's own cast would make the whole text one element. `ARRAY[...]` and parameters
+/// (typed by the cast, see [`placeholder_casts`]) keep the plain cast.
+fn text_to_array_cast(expr: &Expr, data_type: &DataType, kind: &CastKind) -> Option<Expr> {
+    if !matches!(data_type, DataType::Array(_))
+        || matches!(expr, Expr::Array(_))
+        || matches!(expr, Expr::Value(value) if value.value == Value::Null)
+        || crate::plan::params::placeholder_index(expr).is_some()
+    {
+        return None;
+    }
+    let target = catalog_type(data_type).unwrap_or_else(|| data_type.clone());
+    // TRY_CAST answers NULL for text that is no array literal.
+    let function = match kind {
+        CastKind::TryCast | CastKind::SafeCast => {
+            crate::plan::array_literal::TRY_TEXT_TO_ARRAY_FUNCTION
+        }
+        _ => crate::plan::array_literal::TEXT_TO_ARRAY_FUNCTION,
+    };
+    Some(call(
+        function,
+        vec![expr.clone(), cast(&Expr::value(Value::Null), target)],
+    ))
+}
+
+fn rewrite_cast(expr: &Expr, data_type: &DataType, kind: &CastKind) -> Option<Expr> {
+    if let Some(parsed) = text_to_array_cast(expr, data_type, kind) {
+        return Some(parsed);
+    }
     let name = match data_type {
         DataType::Regclass => "regclass".to_string(),
         DataType::Custom(name, _) => last_part(name)?,
@@ -532,7 +479,7 @@ const AGGREGATES: &[&str] = &[
 ];
 
 /// Whether the select list calls an aggregate function outside any subquery.
-fn aggregates(select: &Select) -> bool {
+pub(crate) fn aggregates(select: &Select) -> bool {
     struct Finder {
         depth: usize,
         found: bool,

@@ -138,11 +138,9 @@ impl PkLookup {
     pub fn param_types(&self) -> Vec<Option<DataType>> {
         let mut types = Vec::new();
         for (name, expr) in &self.keys {
-            if let Some(index) = crate::sql::dml::placeholder_index(expr) {
-                if types.len() < index {
-                    types.resize(index, None);
-                }
-                types[index - 1] = self.table.column(name).map(|c| c.column_type.arrow_type());
+            if let Some(index) = crate::plan::params::placeholder_index(expr) {
+                let column_type = self.table.column(name).map(|c| c.column_type.arrow_type());
+                crate::plan::params::set_parameter_type(&mut types, index, column_type);
             }
         }
         types
@@ -255,7 +253,7 @@ fn collect_equalities(
                 Some(column) => (column, right),
                 None => (column_of(right, qualifier)?, left),
             };
-            if crate::sql::dml::placeholder_index(value).is_none() {
+            if crate::plan::params::placeholder_index(value).is_none() {
                 crate::sql::dml::constant_value(value, &[])?;
             }
             out.push((column, value.as_ref().clone()));

@@ -13,6 +13,10 @@ use sqlparser::ast::{
     self, ColumnOption, CreateTable, DataType, ExactNumberInfo, ObjectName, TableConstraint,
 };
 
+mod index;
+
+pub use index::{create_index, drop_index};
+
 use super::parse::TableClauses;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
@@ -20,14 +24,7 @@ use crate::error::{Error, Result};
 /// Default shard count per data node for tables without `INTO n SHARDS`.
 pub const DEFAULT_SHARDS_PER_NODE: u32 = 2;
 
-/// Normalises an identifier: unquoted names are lowercase.
-pub fn ident_name(ident: &ast::Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_lowercase()
-    }
-}
+pub use crate::plan::identifiers::ident_name;
 
 /// Splits `[schema.]name` into (schema, name), using `default_schema` when unqualified.
 pub fn split_name(name: &ObjectName, default_schema: &str) -> Result<(String, String)> {
@@ -51,6 +48,65 @@ pub fn split_name(name: &ObjectName, default_schema: &str) -> Result<(String, St
     }
 }
 
+/// The longest `varchar(n)` PostgreSQL accepts.
+const MAX_VARCHAR_LENGTH: u64 = 10_485_760;
+
+/// `numeric(precision, scale)`, checked as PostgreSQL checks it, within what a 128-bit decimal
+/// holds: 1 to 38 digits, and a scale from 0 to the precision (PostgreSQL 15 also allows a
+/// negative scale and one above the precision; Creek refuses both rather than store them
+/// differently).
+fn numeric_type(precision: u64, scale: i64) -> Result<ColumnType> {
+    let max_precision = u64::from(DEFAULT_NUMERIC_PRECISION);
+    if !(1..=max_precision).contains(&precision) {
+        return Err(Error::new(
+            ErrorCode::InvalidParameterValue,
+            format!("NUMERIC precision {precision} must be between 1 and {max_precision}"),
+        ));
+    }
+    if scale < 0 || scale as u64 > precision {
+        return Err(Error::new(
+            ErrorCode::InvalidParameterValue,
+            format!("NUMERIC scale {scale} must be between 0 and precision {precision}"),
+        ));
+    }
+    Ok(ColumnType::Numeric {
+        precision: u8::try_from(precision).expect("checked to be at most 38"),
+        scale: i8::try_from(scale).expect("checked to be at most the precision"),
+    })
+}
+
+/// `float(p)`: as in PostgreSQL, 1 to 24 bits is `real`, 25 to 53 `double precision`.
+fn float_of_precision(bits: u64) -> Result<ColumnType> {
+    match bits {
+        0 => Err(Error::new(
+            ErrorCode::InvalidParameterValue,
+            "precision for type float must be at least 1 bit",
+        )),
+        1..=24 => Ok(ColumnType::Real),
+        25..=53 => Ok(ColumnType::Double),
+        _ => Err(Error::new(
+            ErrorCode::InvalidParameterValue,
+            "precision for type float must be less than 54 bits",
+        )),
+    }
+}
+
+fn varchar_length(length: u64) -> Result<u32> {
+    if length == 0 {
+        return Err(Error::new(
+            ErrorCode::InvalidParameterValue,
+            "length for type varchar must be at least 1",
+        ));
+    }
+    if length > MAX_VARCHAR_LENGTH {
+        return Err(Error::new(
+            ErrorCode::InvalidParameterValue,
+            format!("length for type varchar cannot exceed {MAX_VARCHAR_LENGTH}"),
+        ));
+    }
+    Ok(u32::try_from(length).expect("checked to be at most 10485760"))
+}
+
 /// Maps a SQL type to a Creek column type.
 pub fn column_type(data_type: &DataType) -> Result<ColumnType> {
     use DataType as D;
@@ -62,26 +118,25 @@ pub fn column_type(data_type: &DataType) -> Result<ColumnType> {
         D::Real | D::Float4 | D::Float32 => ColumnType::Real,
         D::Double(_) | D::DoublePrecision | D::Float8 | D::Float64 => ColumnType::Double,
         D::Float(info) => match info {
-            ExactNumberInfo::Precision(p) | ExactNumberInfo::PrecisionAndScale(p, _)
-                if *p <= 24 =>
-            {
-                ColumnType::Real
+            ExactNumberInfo::None => ColumnType::Double,
+            ExactNumberInfo::Precision(bits) => float_of_precision(*bits)?,
+            ExactNumberInfo::PrecisionAndScale(..) => {
+                return Err(Error::new(
+                    ErrorCode::SyntaxError,
+                    "type float takes at most one argument, its precision in bits",
+                ))
             }
-            _ => ColumnType::Double,
         },
         D::Numeric(info) | D::Decimal(info) | D::Dec(info) => {
             let (precision, scale) = match info {
-                ExactNumberInfo::None => (DEFAULT_NUMERIC_PRECISION, DEFAULT_NUMERIC_SCALE),
-                ExactNumberInfo::Precision(p) => (*p as u8, 0),
-                ExactNumberInfo::PrecisionAndScale(p, s) => (*p as u8, *s as i8),
+                ExactNumberInfo::None => (
+                    u64::from(DEFAULT_NUMERIC_PRECISION),
+                    i64::from(DEFAULT_NUMERIC_SCALE),
+                ),
+                ExactNumberInfo::Precision(p) => (*p, 0),
+                ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s),
             };
-            if precision == 0 || precision > 38 {
-                return Err(Error::new(
-                    ErrorCode::InvalidParameterValue,
-                    format!("numeric precision {precision} must be between 1 and 38"),
-                ));
-            }
-            ColumnType::Numeric { precision, scale }
+            numeric_type(precision, scale)?
         }
         D::Text | D::String(_) | D::Char(_) | D::Character(_) | D::Nvarchar(_) => {
             ColumnType::Text { max_len: None }
@@ -90,7 +145,7 @@ pub fn column_type(data_type: &DataType) -> Result<ColumnType> {
             ColumnType::Text {
                 max_len: match length {
                     Some(ast::CharacterLength::IntegerLength { length, .. }) => {
-                        Some(*length as u32)
+                        Some(varchar_length(*length)?)
                     }
                     _ => None,
                 },
@@ -277,10 +332,14 @@ pub fn table_from_create(
         columns,
         primary_key,
         clustered_by: clauses.clustered_by.clone(),
-        num_shards: clauses
-            .num_shards
-            .unwrap_or(DEFAULT_SHARDS_PER_NODE * data_nodes.max(1) as u32),
+        num_shards: clauses.num_shards.unwrap_or_else(|| {
+            let per_node = u32::try_from(data_nodes.max(1)).unwrap_or(u32::MAX);
+            DEFAULT_SHARDS_PER_NODE
+                .saturating_mul(per_node)
+                .min(creek_common::schema::MAX_SHARDS)
+        }),
         settings,
+        indexes: Vec::new(),
     };
     table.validate()?;
     Ok(table)

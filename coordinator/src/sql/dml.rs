@@ -1,26 +1,35 @@
 //! INSERT, UPDATE and DELETE. DataFusion plans the rows to write (casts, defaults, `INSERT ...
 //! SELECT`, the WHERE of an UPDATE); this module turns them into per-shard write requests and
-//! reports per-row outcomes. UPDATE and DELETE first refresh the table so they act on every
-//! acknowledged write, not only on refreshed ones.
+//! reports per-row outcomes. INSERT lives here with what all three share; UPDATE and DELETE
+//! (`dml/update.rs`, `dml/delete.rs`) first refresh the table so they act on every
+//! acknowledged write, not only on refreshed ones. `dml/conform.rs` owns how values become a
+//! column's type.
+
+mod conform;
+mod delete;
+mod update;
+
+pub(crate) use conform::{conform_batch, convert_value};
+pub use delete::delete;
+pub(crate) use delete::delete_parameter_types;
+pub use update::update;
+pub(crate) use update::update_parameter_types;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use creek_common::error::ErrorCode;
-use creek_common::routing::shard_for_key;
 use creek_common::schema::{TableSchema, ID_COLUMN};
-use creek_common::types::ColumnType;
 use creek_proto::v1::{RowStatus, WriteMode};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray, UInt32Array};
-use datafusion::arrow::compute::{
-    cast_with_options, filter_record_batch, take_record_batch, CastOptions,
-};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray, UInt32Array};
+use datafusion::arrow::compute::{filter_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::record_batch::RecordBatchOptions;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::MemTable;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::expr::{Alias, Cast};
+use datafusion::logical_expr::{Expr, LogicalPlan, Projection};
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use sqlparser::ast::{self, OnConflictAction, OnInsert, SetExpr, Statement};
@@ -29,7 +38,8 @@ use super::ddl::split_name;
 use super::Output;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::plan::routing::{array_key_texts, ids_and_shards};
+use crate::plan::params::{placeholder_index, set_parameter_type};
+use crate::plan::routing::ids_and_shards;
 
 /// What a statement needs from its session.
 pub struct DmlContext<'a> {
@@ -67,6 +77,17 @@ async fn collect_plan(
         plan.with_param_values(params.clone())?
     };
     Ok(DataFrame::new(ctx.state(), plan).collect().await?)
+}
+
+/// Returns the parameter types a plan infers, by position.
+pub(crate) fn plan_parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
+    let mut types = Vec::new();
+    for (name, data_type) in plan.get_parameter_types()? {
+        if let Ok(Some(index)) = crate::plan::params::parameter_number(&name) {
+            set_parameter_type(&mut types, index, data_type);
+        }
+    }
+    Ok(types)
 }
 
 fn params_empty(params: &ParamValues) -> bool {
@@ -140,6 +161,9 @@ async fn write_insert(
     add_default_columns(&table, &mut stripped)?;
     let batches = match literal_values_batch(&table, &stripped, dml.params)? {
         Some(batch) => vec![batch],
+        None if values_target(&table, &stripped).is_some() => {
+            planned_values(dml, &table, &stripped).await?
+        }
         None => {
             let plan = dml
                 .ctx
@@ -154,7 +178,8 @@ async fn write_insert(
                     "INSERT did not plan as a DML statement",
                 ));
             };
-            collect_plan(dml.ctx, statement.input.as_ref().clone(), dml.params).await?
+            let rows = without_target_casts(statement.input.as_ref().clone())?;
+            collect_plan(dml.ctx, rows, dml.params).await?
         }
     };
     let mut written = Vec::new();
@@ -179,6 +204,116 @@ async fn write_insert(
         all_statuses.extend(statuses);
     }
     Ok((table, all_statuses, written))
+}
+
+/// The rows of an `INSERT ... VALUES` with expressions, planned as a plain `VALUES` query and
+/// named by target column: planned as an INSERT, DataFusion would cast each value to its
+/// column's type inside the VALUES, by its own rules rather than [`conform_batch`]'s.
+async fn planned_values(
+    dml: &DmlContext<'_>,
+    table: &TableSchema,
+    insert: &ast::Insert,
+) -> Result<Vec<RecordBatch>> {
+    let (names, values) = values_target(table, insert).expect("checked by the caller");
+    let source = insert.source.clone().expect("VALUES has a source query");
+    let batches = match plan_values_query(dml, source.clone()).await {
+        Ok(batches) => batches,
+        // Rows whose values differ in type (an epoch number in one row, `now()` in the
+        // next) have no common type as one VALUES; each row is planned alone then, and
+        // conformed to the column types like any other.
+        Err(error) if values.rows.len() > 1 && rows_differ_in_type(&error) => {
+            let mut batches = Vec::with_capacity(values.rows.len());
+            for row in &values.rows {
+                let mut single = source.clone();
+                single.body = Box::new(SetExpr::Values(ast::Values {
+                    explicit_row: values.explicit_row,
+                    value_keyword: values.value_keyword,
+                    rows: vec![row.clone()],
+                }));
+                batches.extend(plan_values_query(dml, single).await?);
+            }
+            batches
+        }
+        Err(error) => return Err(error),
+    };
+    batches
+        .into_iter()
+        .map(|batch| {
+            let fields: Vec<Field> = batch
+                .schema()
+                .fields()
+                .iter()
+                .zip(&names)
+                .map(|(field, name)| field.as_ref().clone().with_name(name))
+                .collect();
+            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            Ok(RecordBatch::try_new_with_options(
+                Arc::new(Schema::new(fields)),
+                batch.columns().to_vec(),
+                &options,
+            )?)
+        })
+        .collect()
+}
+
+/// Whether planning a VALUES failed because its rows have no common type per column. The
+/// kind is only told by DataFusion's message; should that change, the statement fails with
+/// DataFusion's error instead of being planned row by row.
+fn rows_differ_in_type(error: &Error) -> bool {
+    matches!(error, Error::DataFusion(inner)
+        if inner.to_string().contains("Inconsistent data type across values list"))
+}
+
+async fn plan_values_query(
+    dml: &DmlContext<'_>,
+    query: Box<ast::Query>,
+) -> Result<Vec<RecordBatch>> {
+    let plan = dml
+        .ctx
+        .state()
+        .statement_to_plan(DfStatement::Statement(Box::new(Statement::Query(query))))
+        .await?;
+    collect_plan(dml.ctx, plan, dml.params).await
+}
+
+/// Removes the casts to the target columns' types that DataFusion puts on top of a planned
+/// INSERT's rows, leaving them to [`conform_batch`]: every INSERT then converts values by
+/// Creek's rules (a number for a timestamp is epoch milliseconds, text for an array an array
+/// literal), however its rows were produced.
+fn without_target_casts(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let LogicalPlan::Projection(projection) = plan else {
+        return Ok(plan);
+    };
+    let exprs = projection
+        .expr
+        .into_iter()
+        .map(|expr| match expr {
+            Expr::Alias(Alias {
+                expr: inner,
+                relation,
+                name,
+                metadata,
+            }) => match *inner {
+                Expr::Cast(Cast { expr: source, .. }) => Expr::Alias(Alias {
+                    expr: source,
+                    relation,
+                    name,
+                    metadata,
+                }),
+                other => Expr::Alias(Alias {
+                    expr: Box::new(other),
+                    relation,
+                    name,
+                    metadata,
+                }),
+            },
+            other => other,
+        })
+        .collect();
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        projection.input,
+    )?))
 }
 
 /// The rows of an `INSERT ... VALUES` whose every value is a literal or a `$n` parameter,
@@ -280,13 +415,49 @@ pub(crate) fn values_parameter_types(
                 constant_value(expr, &[])?;
                 continue;
             };
-            if types.len() < index {
-                types.resize(index, None);
-            }
-            types[index - 1] = Some(column_type.clone());
+            set_parameter_type(&mut types, index, Some(column_type.clone()));
         }
     }
     Some(types)
+}
+
+/// The column an `ON CONFLICT DO UPDATE SET` assignment writes, normalised.
+fn assignment_column(target: &ast::AssignmentTarget) -> Option<String> {
+    match target {
+        ast::AssignmentTarget::ColumnName(name) => Some(crate::plan::identifiers::last_name(name)),
+        ast::AssignmentTarget::Tuple(_) => None,
+    }
+}
+
+/// For Parse of an `INSERT ... ON CONFLICT DO UPDATE SET column = $n`: parameter `n` takes the
+/// column's type (the assignments are not part of the planned INSERT).
+pub(crate) fn on_conflict_parameter_types(
+    cluster: &Cluster,
+    default_schema: &str,
+    insert: &ast::Insert,
+) -> Vec<(usize, DataType)> {
+    let Some(OnInsert::OnConflict(ast::OnConflict {
+        action: OnConflictAction::DoUpdate(update),
+        ..
+    })) = &insert.on
+    else {
+        return Vec::new();
+    };
+    let ast::TableObject::TableName(name) = &insert.table else {
+        return Vec::new();
+    };
+    let Ok(table) = lookup_table(cluster, name, default_schema) else {
+        return Vec::new();
+    };
+    update
+        .assignments
+        .iter()
+        .filter_map(|assignment| {
+            let index = placeholder_index(&assignment.value)?;
+            let column = table.column(&assignment_column(&assignment.target)?)?;
+            Some((index, column.column_type.arrow_type()))
+        })
+        .collect()
 }
 
 /// A constant, a negated number or a bound `$n` parameter, as a value without planning.
@@ -321,20 +492,6 @@ fn literal_value(
         },
         _ => None,
     }
-}
-
-/// `n` of a `$n` parameter (1-based).
-pub(crate) fn placeholder_index(expr: &ast::Expr) -> Option<usize> {
-    let ast::Expr::Value(value) = expr else {
-        return None;
-    };
-    let ast::Value::Placeholder(name) = &value.value else {
-        return None;
-    };
-    name.strip_prefix('$')?
-        .parse::<usize>()
-        .ok()
-        .filter(|n| *n > 0)
 }
 
 fn number(text: &str) -> Option<ScalarValue> {
@@ -421,7 +578,7 @@ fn add_default_columns(table: &TableSchema, insert: &mut ast::Insert) -> Result<
     };
     for column in missing {
         let default = column.default_expr.as_deref().unwrap_or("NULL");
-        let expr = parse_expr(default)?;
+        let expr = parse_default(default)?;
         insert
             .columns
             .push(ast::ObjectName::from(vec![ast::Ident::with_quote(
@@ -435,73 +592,26 @@ fn add_default_columns(table: &TableSchema, insert: &mut ast::Insert) -> Result<
     Ok(())
 }
 
-fn parse_expr(sql: &str) -> Result<ast::Expr> {
+/// A column's DEFAULT as an expression, with the same PostgreSQL rewrites as the statement
+/// it is added to (`'{}'::text[]` reads as an array literal).
+fn parse_default(sql: &str) -> Result<ast::Expr> {
     let dialect = sqlparser::dialect::PostgreSqlDialect {};
-    sqlparser::parser::Parser::new(&dialect)
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_expr())
-        .map_err(|e| Error::new(ErrorCode::SyntaxError, e.to_string()))
-}
-
-/// Casts fail on unparsable values instead of turning them into NULL (no silent data loss).
-const STRICT_CAST: CastOptions<'static> = CastOptions {
-    safe: false,
-    format_options: datafusion::arrow::util::display::FormatOptions::new(),
-};
-
-/// Casts a planned batch to the table's exact column types and checks column constraints.
-pub(crate) fn conform_batch(table: &TableSchema, batch: &RecordBatch) -> Result<RecordBatch> {
-    let mut fields = Vec::with_capacity(table.columns.len());
-    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(table.columns.len());
-    for column in &table.columns {
-        let target = column.column_type.arrow_type();
-        let array = match batch.column_by_name(&column.name) {
-            Some(array) if array.data_type() == &target => array.clone(),
-            Some(array) => cast_with_options(array, &target, &STRICT_CAST).map_err(|e| {
-                let code = if array.data_type() == &DataType::Utf8 {
-                    ErrorCode::InvalidTextRepresentation
-                } else if array.data_type().is_numeric() && target.is_numeric() {
-                    // A number that does not fit the column, as PostgreSQL's 22003.
-                    ErrorCode::NumericOutOfRange
-                } else {
-                    ErrorCode::DatatypeMismatch
-                };
-                Error::new(
-                    code,
-                    format!("invalid value for column \"{}\": {e}", column.name),
-                )
-            })?,
-            None => datafusion::arrow::array::new_null_array(&target, batch.num_rows()),
-        };
-        if column.not_null && array.null_count() > 0 {
-            return Err(Error::new(
-                ErrorCode::NotNullViolation,
-                format!(
-                    "null value in column \"{}\" violates not-null constraint",
-                    column.name
-                ),
-            ));
-        }
-        if let ColumnType::Text { max_len: Some(max) } = column.column_type {
-            let strings = array.as_string::<i32>();
-            if strings
-                .iter()
-                .flatten()
-                .any(|s| s.chars().count() > max as usize)
-            {
-                return Err(Error::new(
-                    ErrorCode::InvalidParameterValue,
-                    format!(
-                        "value too long for type character varying({max}) in column \"{}\"",
-                        column.name
-                    ),
-                ));
+    let mut statement = sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(&format!("SELECT {sql}"))
+        .and_then(|mut parser| parser.parse_statement())
+        .map_err(|e| Error::new(ErrorCode::SyntaxError, e.to_string()))?;
+    crate::plan::pg_compat::rewrite(&mut statement);
+    if let Statement::Query(query) = statement {
+        if let SetExpr::Select(select) = *query.body {
+            if let Some(ast::SelectItem::UnnamedExpr(expr)) = select.projection.into_iter().next() {
+                return Ok(expr);
             }
         }
-        fields.push(Field::new(&column.name, target, true));
-        arrays.push(array);
     }
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+    Err(Error::new(
+        ErrorCode::SyntaxError,
+        format!("invalid DEFAULT expression {sql}"),
+    ))
 }
 
 /// Writes a conformed batch, grouped by shard. Returns per-row statuses in batch order and the
@@ -577,6 +687,7 @@ async fn merge_on_conflict(
     }
     // Evaluate: SELECT <merged columns> FROM excluded LEFT JOIN <table> ON _id.
     let ctx = SessionContext::new();
+    ctx.register_udf(crate::plan::array_literal::text_to_array_function());
     let mut excluded_fields = vec![Field::new(ID_COLUMN, DataType::Utf8, false)];
     excluded_fields.extend(batch.schema().fields().iter().map(|f| f.as_ref().clone()));
     let mut excluded_arrays: Vec<ArrayRef> = vec![Arc::new(StringArray::from(ids.clone()))];
@@ -597,12 +708,7 @@ async fn merge_on_conflict(
     let assignments: BTreeMap<String, String> = update
         .assignments
         .iter()
-        .map(|a| {
-            (
-                a.target.to_string().trim_matches('"').to_lowercase(),
-                a.value.to_string(),
-            )
-        })
+        .filter_map(|a| Some((assignment_column(&a.target)?, a.value.to_string())))
         .collect();
     let t = format!("\"{}\"", table.name);
     let select: Vec<String> = table
@@ -617,7 +723,8 @@ async fn merge_on_conflict(
         "SELECT {} FROM excluded LEFT JOIN {t} ON excluded.\"_id\" = {t}.\"_id\"",
         select.join(", ")
     );
-    let merged = ctx.sql(&sql).await?.collect().await?;
+    let plan = ctx.state().create_logical_plan(&sql).await?;
+    let merged = collect_plan(&ctx, plan, dml.params).await?;
     let schema = merged
         .first()
         .map(|b| b.schema())
@@ -651,205 +758,4 @@ async fn returning(
     let schema = Arc::new(df.schema().as_arrow().clone());
     let stream = df.execute_stream().await?;
     Ok(Output::Rows { schema, stream })
-}
-
-/// Executes an UPDATE.
-pub async fn update(dml: &DmlContext<'_>, update: &ast::Update) -> Result<Output> {
-    let ast::TableFactor::Table { name, alias, .. } = &update.table.relation else {
-        return Err(Error::new(
-            ErrorCode::FeatureNotSupported,
-            "UPDATE of this relation is not supported",
-        ));
-    };
-    if update.from.is_some() || !update.table.joins.is_empty() {
-        return Err(Error::new(
-            ErrorCode::FeatureNotSupported,
-            "UPDATE ... FROM is not supported",
-        ));
-    }
-    let table = lookup_table(dml.cluster, name, dml.default_schema)?;
-    let assignments: BTreeMap<String, String> = update
-        .assignments
-        .iter()
-        .map(|a| {
-            let target = match &a.target {
-                ast::AssignmentTarget::ColumnName(n) => {
-                    n.0.last().map(|p| p.to_string()).unwrap_or_default()
-                }
-                other => other.to_string(),
-            };
-            (target.trim_matches('"').to_lowercase(), a.value.to_string())
-        })
-        .collect();
-    for column in assignments.keys() {
-        if table.column(column).is_none() {
-            return Err(Error::new(
-                ErrorCode::UndefinedColumn,
-                format!("column \"{column}\" does not exist"),
-            ));
-        }
-        if table.primary_key.contains(column)
-            || table.clustered_by.as_deref() == Some(column.as_str())
-        {
-            return Err(Error::new(
-                ErrorCode::FeatureNotSupported,
-                format!("updating primary key or routing column \"{column}\" is not supported"),
-            ));
-        }
-    }
-    dml.cluster.refresh_table(&table).await?;
-    let select: Vec<String> = std::iter::once(format!("\"{ID_COLUMN}\""))
-        .chain(
-            table
-                .columns
-                .iter()
-                .map(|c| match assignments.get(&c.name) {
-                    Some(expr) => format!("{expr} AS \"{}\"", c.name),
-                    None => format!("\"{}\"", c.name),
-                }),
-        )
-        .collect();
-    let relation = match alias {
-        Some(alias) => format!("{name} AS {alias}"),
-        None => name.to_string(),
-    };
-    let mut sql = format!("SELECT {} FROM {relation}", select.join(", "));
-    if let Some(selection) = &update.selection {
-        sql.push_str(&format!(" WHERE {selection}"));
-    }
-    let plan = dml.hidden_ctx.state().create_logical_plan(&sql).await?;
-    let batches = collect_plan(dml.hidden_ctx, plan, dml.params).await?;
-    let mut count = 0u64;
-    for batch in batches {
-        if batch.num_rows() == 0 {
-            continue;
-        }
-        let conformed = conform_batch(&table, &batch)?;
-        let ids = batch
-            .column_by_name(ID_COLUMN)
-            .and_then(|a| a.as_any().downcast_ref::<StringArray>())
-            .ok_or_else(|| Error::new(ErrorCode::Internal, "update lost the _id column"))?
-            .clone();
-        let routing_texts = routing_texts(&table, &conformed, &ids)?;
-        let mut by_shard: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-        for (row, text) in routing_texts.iter().enumerate() {
-            by_shard
-                .entry(shard_for_key(text, table.num_shards))
-                .or_default()
-                .push(row as u32);
-        }
-        let mut fields = vec![Field::new(ID_COLUMN, DataType::Utf8, false)];
-        fields.extend(
-            conformed
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone()),
-        );
-        let mut arrays: Vec<ArrayRef> = vec![Arc::new(ids.clone())];
-        arrays.extend(conformed.columns().iter().cloned());
-        let with_ids = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
-        for (shard, rows) in by_shard {
-            let part = take_record_batch(&with_ids, &UInt32Array::from(rows))?;
-            let statuses = dml
-                .cluster
-                .write_rows(&table, shard, WriteMode::Upsert, &part, dml.write_refresh)
-                .await?;
-            count += statuses.iter().filter(|s| **s == RowStatus::Ok).count() as u64;
-        }
-    }
-    Ok(Output::Affected {
-        tag: "UPDATE".into(),
-        count,
-    })
-}
-
-fn routing_texts(
-    table: &TableSchema,
-    batch: &RecordBatch,
-    ids: &StringArray,
-) -> Result<Vec<String>> {
-    match &table.clustered_by {
-        Some(column) => {
-            let array = batch
-                .column_by_name(column)
-                .ok_or_else(|| Error::new(ErrorCode::Internal, "routing column missing"))?;
-            Ok(array_key_texts(array)?
-                .into_iter()
-                .enumerate()
-                .map(|(row, text)| text.unwrap_or_else(|| ids.value(row).to_string()))
-                .collect())
-        }
-        None => Ok((0..ids.len())
-            .map(|row| ids.value(row).to_string())
-            .collect()),
-    }
-}
-
-/// Executes a DELETE.
-pub async fn delete(dml: &DmlContext<'_>, delete: &ast::Delete) -> Result<Output> {
-    let tables = match &delete.from {
-        ast::FromTable::WithFromKeyword(tables) | ast::FromTable::WithoutKeyword(tables) => tables,
-    };
-    let [relation] = tables.as_slice() else {
-        return Err(Error::new(
-            ErrorCode::FeatureNotSupported,
-            "DELETE from several tables is not supported",
-        ));
-    };
-    let ast::TableFactor::Table { name, alias, .. } = &relation.relation else {
-        return Err(Error::new(
-            ErrorCode::FeatureNotSupported,
-            "DELETE of this relation is not supported",
-        ));
-    };
-    let table = lookup_table(dml.cluster, name, dml.default_schema)?;
-    dml.cluster.refresh_table(&table).await?;
-    let routing_column = table.clustered_by.clone();
-    let mut sql = format!(
-        "SELECT \"{ID_COLUMN}\"{} FROM {name}{}",
-        routing_column
-            .as_ref()
-            .map(|c| format!(", \"{c}\""))
-            .unwrap_or_default(),
-        alias
-            .as_ref()
-            .map(|a| format!(" AS {a}"))
-            .unwrap_or_default()
-    );
-    if let Some(selection) = &delete.selection {
-        sql.push_str(&format!(" WHERE {selection}"));
-    }
-    let plan = dml.hidden_ctx.state().create_logical_plan(&sql).await?;
-    let batches = collect_plan(dml.hidden_ctx, plan, dml.params).await?;
-    let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for batch in batches {
-        let ids = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| Error::new(ErrorCode::Internal, "delete lost the _id column"))?
-            .clone();
-        let texts = match &routing_column {
-            Some(_) => array_key_texts(batch.column(1))?,
-            None => vec![None; ids.len()],
-        };
-        for (row, text) in texts.into_iter().enumerate() {
-            let id = ids.value(row).to_string();
-            let shard = shard_for_key(text.as_deref().unwrap_or(&id), table.num_shards);
-            by_shard.entry(shard).or_default().push(id);
-        }
-    }
-    let mut count = 0u64;
-    for (shard, ids) in by_shard {
-        let statuses = dml
-            .cluster
-            .delete_ids(&table, shard, ids, dml.write_refresh)
-            .await?;
-        count += statuses.iter().filter(|s| **s == RowStatus::Ok).count() as u64;
-    }
-    Ok(Output::Affected {
-        tag: "DELETE".into(),
-        count,
-    })
 }

@@ -5,15 +5,57 @@
 use std::collections::BTreeMap;
 
 use creek_common::error::ErrorCode;
-use sqlparser::ast::{ObjectName, Statement};
+use sqlparser::ast::{self, ObjectName, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer, Whitespace, Word};
 
 use crate::error::{Error, Result};
+use crate::plan::params::parameter_number;
 
 /// Nesting depth beyond which a statement is rejected instead of parsed.
-const MAX_RECURSION: usize = 200;
+pub const MAX_RECURSION: usize = 200;
+
+/// How deeply queries may nest (subqueries, derived tables, CTE bodies). DataFusion's
+/// optimizer takes time exponential in this depth (about twice as long per level: 14 levels
+/// took 7.6 s here), so a short statement nesting deeper would hold a core for minutes.
+pub const MAX_QUERY_NESTING: usize = 16;
+
+/// Refuses a statement whose queries nest deeper than [`MAX_QUERY_NESTING`].
+pub fn check_query_nesting(statement: &Statement) -> Result<()> {
+    struct Depth {
+        current: usize,
+        deepest: usize,
+    }
+    impl ast::Visitor for Depth {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &ast::Query) -> std::ops::ControlFlow<()> {
+            self.current += 1;
+            self.deepest = self.deepest.max(self.current);
+            if self.deepest > MAX_QUERY_NESTING {
+                return std::ops::ControlFlow::Break(());
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _: &ast::Query) -> std::ops::ControlFlow<()> {
+            self.current -= 1;
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut depth = Depth {
+        current: 0,
+        deepest: 0,
+    };
+    if ast::Visit::visit(statement, &mut depth).is_break() {
+        return Err(Error::new(
+            ErrorCode::ProgramLimitExceeded,
+            format!(
+                "statement is too complex: its queries nest more than {MAX_QUERY_NESTING} levels deep"
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// Creek clauses of `CREATE TABLE` that sqlparser does not know.
 #[derive(Debug, Default, Clone)]
@@ -64,11 +106,14 @@ pub fn parse_sql(sql: &str) -> Result<Vec<ParsedStatement>> {
         }
         if matches!(&token, Token::Question) || matches!(&token, Token::Placeholder(p) if p == "?")
         {
-            {
-                question_marks += 1;
-                current.push(Token::Placeholder(format!("${question_marks}")));
-                continue;
-            }
+            question_marks += 1;
+            let numbered = format!("${question_marks}");
+            parameter_number(&numbered)?;
+            current.push(Token::Placeholder(numbered));
+            continue;
+        }
+        if let Token::Placeholder(placeholder) = &token {
+            parameter_number(placeholder)?;
         }
         current.push(token);
     }
@@ -139,6 +184,7 @@ fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
             parser.peek_token().token
         )));
     }
+    check_query_nesting(&statement)?;
     Ok(ParsedStatement::Sql(Box::new(statement), clauses))
 }
 

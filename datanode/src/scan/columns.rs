@@ -310,10 +310,12 @@ pub fn read_column(
                 .iter()
                 .map(|value| value.and_then(|text| text.parse::<i128>().ok()))
                 .collect();
+            // A table created before precision and scale were validated may declare a pair
+            // Arrow refuses; its scan fails with Arrow's reason instead of panicking.
             Arc::new(
                 Decimal128Array::from(values)
                     .with_precision_and_scale(*precision, *scale)
-                    .expect("declared precision and scale are valid"),
+                    .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?,
             )
         }
         ColumnType::Text { .. } | ColumnType::Ip => Arc::new(read_strings(column, docs)?),

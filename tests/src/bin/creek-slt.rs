@@ -105,7 +105,7 @@ fn is_query(sql: &str) -> bool {
         .to_ascii_lowercase();
     matches!(
         first.as_str(),
-        "select" | "with" | "values" | "explain" | "show" | "table"
+        "select" | "with" | "values" | "explain" | "show" | "table" | "execute"
     ) || sql.to_ascii_lowercase().contains(" returning ")
 }
 

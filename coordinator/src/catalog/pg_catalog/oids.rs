@@ -59,6 +59,11 @@ pub fn view_oid(schema: &str, name: &str) -> i64 {
     hashed_oid("view", &format!("{schema}.{name}"))
 }
 
+/// The oid of an index declared with `CREATE INDEX`.
+pub fn index_oid(schema: &str, name: &str) -> i64 {
+    hashed_oid("index", &format!("{schema}.{name}"))
+}
+
 /// A built-in type as `pg_type` lists it.
 #[derive(Debug, Clone, Copy)]
 pub struct PgType {

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Date32Array, Float32Array, Float64Array, Int16Array,
     Int32Array, Int64Array, TimestampMicrosecondArray, UInt32Array,
 };
-use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type, Schema, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::ScalarValue;
@@ -21,6 +21,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 
 use super::error::to_pg_error;
+use crate::frontend::float_text::{float4_text, float8_text};
 
 /// Returns the PostgreSQL type of an Arrow type. `UInt32` is PostgreSQL's `oid`: catalog
 /// object ids are its only source (table columns never have unsigned types).
@@ -100,16 +101,18 @@ fn binary_supported(pg_type: &Type) -> bool {
     .contains(pg_type)
 }
 
-/// Encodes a batch stream into pgwire data rows.
+/// Encodes a batch stream into pgwire data rows; floats in text format print with
+/// `extra_float_digits` as PostgreSQL's session setting of that name says.
 pub fn encode_stream(
     fields: Arc<Vec<FieldInfo>>,
     stream: SendableRecordBatchStream,
+    extra_float_digits: i32,
 ) -> QueryResponse {
     let row_fields = fields.clone();
     let rows = stream
         .map(move |batch| -> Vec<PgWireResult<DataRow>> {
             match batch {
-                Ok(batch) => encode_batch(&row_fields, &batch),
+                Ok(batch) => encode_batch(&row_fields, &batch, extra_float_digits),
                 Err(error) => vec![Err(to_pg_error(&crate::error::Error::DataFusion(error)))],
             }
         })
@@ -117,7 +120,11 @@ pub fn encode_stream(
     QueryResponse::new(fields, rows)
 }
 
-fn encode_batch(fields: &Arc<Vec<FieldInfo>>, batch: &RecordBatch) -> Vec<PgWireResult<DataRow>> {
+fn encode_batch(
+    fields: &Arc<Vec<FieldInfo>>,
+    batch: &RecordBatch,
+    extra_float_digits: i32,
+) -> Vec<PgWireResult<DataRow>> {
     let options = FormatOptions::default().with_null("");
     let formatters: Vec<Option<ArrayFormatter>> = batch
         .columns()
@@ -130,14 +137,101 @@ fn encode_batch(fields: &Arc<Vec<FieldInfo>>, batch: &RecordBatch) -> Vec<PgWire
         let mut result = Ok(());
         for (index, column) in batch.columns().iter().enumerate() {
             let field = &fields[index];
-            result = encode_value(&mut encoder, column, row, field, formatters[index].as_ref());
+            result = encode_value(
+                &mut encoder,
+                column,
+                row,
+                field,
+                formatters[index].as_ref(),
+                extra_float_digits,
+            );
             if result.is_err() {
                 break;
             }
         }
+        let failed = result.is_err();
         rows.push(result.map(|_| encoder.take_row()));
+        // The row stream ends at its first error; the rows after it are not encoded.
+        if failed {
+            break;
+        }
     }
     rows
+}
+
+/// The error of a date or timestamp a PostgreSQL client cannot be sent (chrono, and with it
+/// the wire encoding, covers years -262143 to 262142; PostgreSQL itself stops earlier).
+fn datetime_out_of_range(what: &str) -> PgWireError {
+    to_pg_error(&crate::error::Error::new(
+        creek_common::ErrorCode::DatetimeOverflow,
+        format!("{what} out of range"),
+    ))
+}
+
+/// Returns the date `days` after 1970-01-01, if chrono can represent it.
+fn date_from_epoch_days(days: i32) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(1970, 1, 1)?
+        .checked_add_signed(chrono::Duration::try_days(i64::from(days))?)
+}
+
+/// PostgreSQL's text form of a date (`DateStyle` ISO): years before 1 as `0044-03-15 BC`.
+fn pg_date_text(date: NaiveDate) -> String {
+    let year = date.year();
+    let (shown, era) = if year <= 0 {
+        (1 - year, " BC")
+    } else {
+        (year, "")
+    };
+    format!("{shown:04}-{:02}-{:02}{era}", date.month(), date.day())
+}
+
+/// PostgreSQL's text form of a timestamp (`DateStyle` ISO, time zone UTC): fractional seconds
+/// only as far as they are non-zero, `+00` for `with time zone`, `BC` last.
+fn pg_timestamp_text(timestamp: NaiveDateTime, with_zone: bool) -> String {
+    let year = timestamp.year();
+    let (shown, era) = if year <= 0 {
+        (1 - year, " BC")
+    } else {
+        (year, "")
+    };
+    let mut text = format!(
+        "{shown:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        timestamp.month(),
+        timestamp.day(),
+        timestamp.hour(),
+        timestamp.minute(),
+        timestamp.second()
+    );
+    let micros = timestamp.nanosecond() / 1000;
+    if micros > 0 {
+        let fraction = format!("{micros:06}");
+        text.push('.');
+        text.push_str(fraction.trim_end_matches('0'));
+    }
+    if with_zone {
+        text.push_str("+00");
+    }
+    text.push_str(era);
+    text
+}
+
+/// PostgreSQL's text form of a float array: `{1.5,NaN,NULL}`.
+fn float_array_text(values: &ArrayRef, extra_float_digits: i32) -> String {
+    let mut text = String::from("{");
+    for index in 0..values.len() {
+        if index > 0 {
+            text.push(',');
+        }
+        if values.is_null(index) {
+            text.push_str("NULL");
+        } else if let Some(floats) = values.as_any().downcast_ref::<Float64Array>() {
+            text.push_str(&float8_text(floats.value(index), extra_float_digits));
+        } else if let Some(floats) = values.as_any().downcast_ref::<Float32Array>() {
+            text.push_str(&float4_text(floats.value(index), extra_float_digits));
+        }
+    }
+    text.push('}');
+    text
 }
 
 fn encode_value(
@@ -146,6 +240,7 @@ fn encode_value(
     row: usize,
     field: &FieldInfo,
     formatter: Option<&ArrayFormatter>,
+    extra_float_digits: i32,
 ) -> PgWireResult<()> {
     let pg_type = field.datatype().clone();
     let format = field.format();
@@ -164,7 +259,35 @@ fn encode_value(
             encoder.encode_field_with_type_and_format(&$value, &pg_type, format, &format_options)
         };
     }
+    // Text-format values Creek spells itself (floats, dates, timestamps) go out as TEXT
+    // bytes; the row description still names their own type.
+    macro_rules! enc_text {
+        ($text:expr) => {
+            encoder.encode_field_with_type_and_format(
+                &Some($text),
+                &Type::TEXT,
+                FieldFormat::Text,
+                &format_options,
+            )
+        };
+    }
+    let text_format = format == FieldFormat::Text;
     match column.data_type() {
+        DataType::Float32 if text_format => {
+            let value = column.as_primitive::<Float32Type>().value(row);
+            enc_text!(float4_text(value, extra_float_digits))
+        }
+        DataType::Float64 if text_format => {
+            let value = column.as_primitive::<Float64Type>().value(row);
+            enc_text!(float8_text(value, extra_float_digits))
+        }
+        DataType::List(element)
+            if text_format
+                && matches!(element.data_type(), DataType::Float32 | DataType::Float64) =>
+        {
+            let values = column.as_list::<i32>().value(row);
+            enc_text!(float_array_text(&values, extra_float_digits))
+        }
         DataType::Boolean => enc!(column
             .as_any()
             .downcast_ref::<BooleanArray>()
@@ -200,8 +323,12 @@ fn encode_value(
                 .downcast_ref::<Date32Array>()
                 .map(|a| a.value(row))
                 .unwrap_or(0);
-            let date = NaiveDate::from_num_days_from_ce_opt(days + 719_163);
-            enc!(date)
+            let date = date_from_epoch_days(days).ok_or_else(|| datetime_out_of_range("date"))?;
+            if text_format {
+                enc_text!(pg_date_text(date))
+            } else {
+                enc!(Some(date))
+            }
         }
         DataType::Timestamp(TimeUnit::Microsecond, tz) => {
             let micros = column
@@ -209,7 +336,14 @@ fn encode_value(
                 .downcast_ref::<TimestampMicrosecondArray>()
                 .map(|a| a.value(row))
                 .unwrap_or(0);
-            let utc = DateTime::<Utc>::from_timestamp_micros(micros);
+            let utc = Some(
+                DateTime::<Utc>::from_timestamp_micros(micros)
+                    .ok_or_else(|| datetime_out_of_range("timestamp"))?,
+            );
+            if text_format {
+                let naive = utc.map(|t| t.naive_utc()).expect("set above");
+                return enc_text!(pg_timestamp_text(naive, tz.is_some()));
+            }
             if tz.is_some() {
                 enc!(utc)
             } else {

@@ -30,6 +30,10 @@ pub fn sqlstate(code: ErrorCode) -> &'static str {
         ErrorCode::DataCorrupted => "XX001",
         ErrorCode::Unavailable => "58000",
         ErrorCode::ProgramLimitExceeded => "54000",
+        ErrorCode::UndefinedParameter => "42P02",
+        ErrorCode::DatetimeOverflow => "22008",
+        ErrorCode::DuplicatePreparedStatement => "42P05",
+        ErrorCode::UndefinedPreparedStatement => "26000",
         ErrorCode::Internal => "XX000",
     }
 }

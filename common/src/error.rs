@@ -61,6 +61,8 @@ pub enum ErrorCode {
     DuplicatePreparedStatement,
     /// No prepared statement of that name exists.
     UndefinedPreparedStatement,
+    /// Rows changed concurrently more often than a read-modify-write retries.
+    SerializationFailure,
     /// Any failure that is a bug or an unexpected environment problem.
     Internal,
 }
@@ -68,7 +70,10 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Returns whether retrying the same request may succeed.
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorCode::Unavailable)
+        matches!(
+            self,
+            ErrorCode::Unavailable | ErrorCode::SerializationFailure
+        )
     }
 
     /// Returns a stable lowercase name used in metadata headers between nodes.
@@ -100,6 +105,7 @@ impl ErrorCode {
             ErrorCode::DatetimeOverflow => "datetime_overflow",
             ErrorCode::DuplicatePreparedStatement => "duplicate_prepared_statement",
             ErrorCode::UndefinedPreparedStatement => "undefined_prepared_statement",
+            ErrorCode::SerializationFailure => "serialization_failure",
             ErrorCode::Internal => "internal",
         }
     }
@@ -110,7 +116,7 @@ impl ErrorCode {
     }
 }
 
-const ALL_CODES: [ErrorCode; 27] = [
+const ALL_CODES: [ErrorCode; 28] = [
     ErrorCode::InvalidEncoding,
     ErrorCode::UndefinedObject,
     ErrorCode::SyntaxError,
@@ -137,6 +143,7 @@ const ALL_CODES: [ErrorCode; 27] = [
     ErrorCode::DatetimeOverflow,
     ErrorCode::DuplicatePreparedStatement,
     ErrorCode::UndefinedPreparedStatement,
+    ErrorCode::SerializationFailure,
     ErrorCode::Internal,
 ];
 

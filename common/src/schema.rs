@@ -19,6 +19,9 @@ use crate::types::ColumnType;
 pub const ID_COLUMN: &str = "_id";
 /// Name of the hidden column holding the sequence number of the operation that wrote a row.
 pub const SEQ_NO_COLUMN: &str = "_seq_no";
+/// Name of the hidden column holding the primary term under which a row was written; with
+/// `_seq_no` it is the row's version, which conditional writes compare.
+pub const PRIMARY_TERM_COLUMN: &str = "_primary_term";
 
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +59,11 @@ pub struct TableSchema {
     /// that they are listed like PostgreSQL's and can be dropped again.
     #[serde(default)]
     pub indexes: Vec<IndexDef>,
+    /// Grows with every change of the definition (a column added, ...). A write carries the
+    /// version it was planned with; a data node holding an older one waits for the newer
+    /// definition instead of dropping the values it does not know.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// An index declared with `CREATE INDEX`.
@@ -245,6 +253,7 @@ mod tests {
             num_shards: 4,
             settings: BTreeMap::new(),
             indexes: Vec::new(),
+            version: 0,
         }
     }
 

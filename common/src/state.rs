@@ -73,6 +73,11 @@ pub struct ClusterState {
     /// Every node that has joined, by id.
     #[serde(default)]
     pub nodes: BTreeMap<NodeId, NodeInfo>,
+    /// The Raft term of the leader that sent this copy (0 in a voter's own state machine, which
+    /// sends nothing). A node refuses a copy from a leader older than one it has heard from,
+    /// so a deposed leader cannot push states after its successor has.
+    #[serde(default)]
+    pub leader_term: u64,
 }
 
 /// Returns the key under which a table or view is stored.
@@ -102,6 +107,29 @@ impl ClusterState {
                 (!shards.is_empty()).then_some((table, shards))
             })
             .collect()
+    }
+
+    /// Checks that `incoming`, a copy sent to a node whose latest state is `self`, may be
+    /// installed: it must belong to the same cluster, come from a leader at least as recent
+    /// as the one `self` came from, and be newer. `Ok(false)` for a copy that is merely not
+    /// newer; an error for one that must never be installed.
+    pub fn accepts(&self, incoming: &ClusterState) -> Result<bool, String> {
+        if !self.cluster_uuid.is_empty()
+            && !incoming.cluster_uuid.is_empty()
+            && self.cluster_uuid != incoming.cluster_uuid
+        {
+            return Err(format!(
+                "cluster state of another cluster (uuid {}, this node is in {})",
+                incoming.cluster_uuid, self.cluster_uuid
+            ));
+        }
+        if incoming.leader_term < self.leader_term {
+            return Err(format!(
+                "cluster state version {} from a leader of term {}, older than term {} already heard from",
+                incoming.version, incoming.leader_term, self.leader_term
+            ));
+        }
+        Ok(incoming.version > self.version)
     }
 
     /// Returns whether `node` is known and alive.

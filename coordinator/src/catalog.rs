@@ -27,6 +27,9 @@ use crate::error::{Error, Result};
 pub struct Catalog {
     state: RwLock<Arc<ClusterState>>,
     versions: watch::Sender<u64>,
+    /// The highest leader term a copy was installed from; kept apart from the state, which a
+    /// voter's own state machine replaces with term 0.
+    leader_term: std::sync::atomic::AtomicU64,
 }
 
 impl Catalog {
@@ -39,6 +42,7 @@ impl Catalog {
                 ..ClusterState::default()
             })),
             versions: watch::channel(0).0,
+            leader_term: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -47,8 +51,37 @@ impl Catalog {
         self.state.read().clone()
     }
 
-    /// Installs `state` if it is newer than the current one; returns whether it was.
+    /// Installs `state`, a copy another node sent, if it is newer than the current one and
+    /// may be installed at all (same cluster, a leader not older than one heard from before:
+    /// see [`ClusterState::accepts`]); returns whether it was.
     pub fn install(&self, state: Arc<ClusterState>) -> bool {
+        use std::sync::atomic::Ordering;
+        let mut guard = self.state.write();
+        let mut current = guard.as_ref().clone();
+        current.leader_term = self.leader_term.load(Ordering::Acquire);
+        match current.accepts(&state) {
+            Err(reason) => {
+                tracing::warn!(%reason, "refusing a cluster state");
+                return false;
+            }
+            Ok(newer) => {
+                self.leader_term
+                    .fetch_max(state.leader_term, Ordering::AcqRel);
+                if !newer {
+                    return false;
+                }
+            }
+        }
+        let version = state.version;
+        *guard = state;
+        drop(guard);
+        self.versions.send_replace(version);
+        true
+    }
+
+    /// Installs a state this coordinator's own Raft state machine produced (authoritative: no
+    /// cluster or term check), if it is newer than the current one.
+    pub fn install_applied(&self, state: Arc<ClusterState>) -> bool {
         let mut guard = self.state.write();
         if state.version <= guard.version {
             return false;

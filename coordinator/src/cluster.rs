@@ -297,16 +297,57 @@ impl Cluster {
             .await
     }
 
-    /// Deletes rows by id from one shard and returns per-id statuses.
-    pub async fn delete_ids(
+    /// Replaces rows (with an `_id` column) of one shard, each only if its document still has
+    /// the version it was read at (`versions`, by row); returns per-row statuses
+    /// (`VersionConflict` for a row changed since, `NotFound` for one deleted since).
+    pub async fn update_rows_if_version(
+        &self,
+        table: &TableSchema,
+        shard: u32,
+        rows: &RecordBatch,
+        versions: &[(u64, u64)],
+        refresh: bool,
+    ) -> Result<Vec<RowStatus>> {
+        let rows_ipc =
+            batch_to_ipc(rows).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+        self.write_request(
+            table,
+            shard,
+            WriteRequest {
+                mode: WriteMode::UpdateIfVersion as i32,
+                rows_ipc,
+                refresh,
+                expected_seq_nos: versions.iter().map(|v| v.0).collect(),
+                expected_primary_terms: versions.iter().map(|v| v.1).collect(),
+                ..WriteRequest::default()
+            },
+        )
+        .await
+    }
+
+    /// Deletes rows by id from one shard, each only if its document still has the version it
+    /// was read at; returns per-id statuses.
+    pub async fn delete_ids_if_version(
         &self,
         table: &TableSchema,
         shard: u32,
         ids: Vec<String>,
+        versions: &[(u64, u64)],
         refresh: bool,
     ) -> Result<Vec<RowStatus>> {
-        self.write(table, shard, WriteMode::Delete, Vec::new(), ids, refresh)
-            .await
+        self.write_request(
+            table,
+            shard,
+            WriteRequest {
+                mode: WriteMode::DeleteIfVersion as i32,
+                delete_ids: ids,
+                refresh,
+                expected_seq_nos: versions.iter().map(|v| v.0).collect(),
+                expected_primary_terms: versions.iter().map(|v| v.1).collect(),
+                ..WriteRequest::default()
+            },
+        )
+        .await
     }
 
     async fn write(
@@ -318,25 +359,51 @@ impl Cluster {
         delete_ids: Vec<String>,
         refresh: bool,
     ) -> Result<Vec<RowStatus>> {
+        self.write_request(
+            table,
+            shard,
+            WriteRequest {
+                mode: mode as i32,
+                rows_ipc,
+                delete_ids,
+                refresh,
+                ..WriteRequest::default()
+            },
+        )
+        .await
+    }
+
+    /// Sends one write to the shard's node; the table, shard and schema version are filled in.
+    async fn write_request(
+        &self,
+        table: &TableSchema,
+        shard: u32,
+        request: WriteRequest,
+    ) -> Result<Vec<RowStatus>> {
         let mut client = self.node_for_shard(table.id, shard)?;
         let response = client
             .shards
             .write(WriteRequest {
                 table_id: table.id.0,
                 shard,
-                mode: mode as i32,
-                rows_ipc,
-                delete_ids,
-                refresh,
+                schema_version: table.version,
+                ..request
             })
             .await
             .map_err(status_error)?
             .into_inner();
-        Ok(response
+        response
             .statuses
             .into_iter()
-            .map(|s| RowStatus::try_from(s).unwrap_or(RowStatus::Ok))
-            .collect())
+            .map(|s| {
+                RowStatus::try_from(s).map_err(|_| {
+                    Error::new(
+                        ErrorCode::Internal,
+                        format!("unknown row status {s} from a data node"),
+                    )
+                })
+            })
+            .collect()
     }
 
     /// Refreshes every shard of `table`.

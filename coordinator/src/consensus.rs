@@ -470,6 +470,18 @@ impl Consensus {
         Ok((response, state))
     }
 
+    /// `state` as JSON for another node, stamped with this leader's Raft term so receivers can
+    /// refuse copies from a leader older than one they have heard from.
+    pub(crate) fn stamped(&self, state: &ClusterState) -> Vec<u8> {
+        let mut copy = state.clone();
+        copy.leader_term = self
+            .raft
+            .as_ref()
+            .map(|raft| raft.metrics().borrow().current_term)
+            .unwrap_or(state.leader_term);
+        serde_json::to_vec(&copy).expect("state serialises")
+    }
+
     /// Pushes `state` to every other live node and waits (bounded) until they acknowledge it.
     async fn publish_and_wait(&self, state: &Arc<ClusterState>) {
         let targets: Vec<NodeInfo> = state
@@ -499,7 +511,7 @@ impl Consensus {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let message = StateMessage {
-            state_json: serde_json::to_vec(state).expect("state serialises"),
+            state_json: self.stamped(state),
         };
         match client.publish_state(message).await {
             Ok(response) => {
@@ -568,7 +580,7 @@ impl Consensus {
         let (response, state) = self.commit(Command::NodeJoined { node }).await?;
         response.outcome.map_err(Error::Coded)?;
         Ok(JoinResponse {
-            state_json: serde_json::to_vec(state.as_ref()).expect("state serialises"),
+            state_json: self.stamped(&state),
         })
     }
 
@@ -621,7 +633,7 @@ impl Consensus {
             leader,
             state_version: state.version,
             state_json: if behind {
-                serde_json::to_vec(state.as_ref()).expect("state serialises")
+                self.stamped(&state)
             } else {
                 Vec::new()
             },

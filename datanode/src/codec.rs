@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use creek_common::schema::{TableSchema, ID_COLUMN, SEQ_NO_COLUMN};
+use creek_common::schema::{TableSchema, ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
 use creek_common::ShardId;
 use creek_proto::v1::ShardScanNode;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -103,6 +103,7 @@ pub fn column_spec(table: &TableSchema, name: &str) -> DfResult<ColumnSpec> {
     match name {
         ID_COLUMN => Ok(ColumnSpec::Id),
         SEQ_NO_COLUMN => Ok(ColumnSpec::SeqNo),
+        PRIMARY_TERM_COLUMN => Ok(ColumnSpec::PrimaryTerm),
         _ => table
             .column(name)
             .map(|column| ColumnSpec::Table {

@@ -24,6 +24,16 @@ pub enum Error {
         shard_id: ShardId,
         source: tantivy::TantivyError,
     },
+    /// The shard failed a storage step and acknowledges nothing until it is opened again.
+    #[error("shard {shard_id} has failed and accepts no writes until it is recovered: {reason}")]
+    ShardFailed { shard_id: ShardId, reason: String },
+    /// A write was planned with a newer table definition than this node has learnt yet.
+    #[error("shard {shard_id} has table definition version {have}, the write needs {want}; retry")]
+    TableBehind {
+        shard_id: ShardId,
+        have: u64,
+        want: u64,
+    },
     /// A request could not be decoded or is inconsistent with the table.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -39,7 +49,9 @@ impl Error {
     /// Returns the stable code of this failure.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Error::ShardNotFound { .. } => ErrorCode::Unavailable,
+            Error::ShardNotFound { .. } | Error::ShardFailed { .. } | Error::TableBehind { .. } => {
+                ErrorCode::Unavailable
+            }
             Error::ShardCorrupted { .. } => ErrorCode::DataCorrupted,
             Error::Io { .. } | Error::Index { .. } | Error::Arrow(_) => ErrorCode::Internal,
             Error::InvalidRequest(_) => ErrorCode::InvalidParameterValue,

@@ -6,6 +6,7 @@
 //! Arrow Flight only (see `creek-proto`).
 
 pub mod codec;
+pub mod durable_file;
 pub mod error;
 pub mod flight;
 pub mod membership;

@@ -58,14 +58,10 @@ fn read_identity(data_dir: &Path) -> Option<ClusterIdentity> {
 }
 
 fn write_identity(data_dir: &Path, identity: &ClusterIdentity) -> std::io::Result<()> {
-    let path = identity_path(data_dir);
-    let temp = path.with_extension("json.tmp");
-    std::fs::write(
-        &temp,
-        serde_json::to_vec_pretty(identity).expect("identity serialises"),
-    )?;
-    std::fs::File::open(&temp)?.sync_all()?;
-    std::fs::rename(&temp, &path)
+    crate::durable_file::write(
+        &identity_path(data_dir),
+        &serde_json::to_vec_pretty(identity).expect("identity serialises"),
+    )
 }
 
 fn connect(address: &str) -> Option<ClusterServiceClient<Channel>> {
@@ -130,6 +126,7 @@ pub async fn run(node: Arc<DataNode>, config: MembershipConfig) -> Result<(), St
         if !joined {
             let identity = read_identity(&data_dir);
             if let Some(identity) = &identity {
+                node.bind_cluster(&identity.cluster_uuid);
                 if identity.cluster_name != config.cluster_name {
                     return Err(format!(
                         "this data directory belongs to cluster '{}', not '{}'",
@@ -164,6 +161,7 @@ pub async fn run(node: Arc<DataNode>, config: MembershipConfig) -> Result<(), St
                         if let Err(e) = write_identity(&data_dir, &identity) {
                             return Err(format!("cannot record the cluster joined: {e}"));
                         }
+                        node.bind_cluster(&identity.cluster_uuid);
                         if let Err(status) = apply(&node, state).await {
                             tracing::warn!(%status, "applying cluster state failed");
                         }

@@ -47,6 +47,9 @@ pub struct DataNode {
     state_version: AtomicU64,
     /// Serialises state application (a push and a heartbeat answer may race).
     applying: parking_lot::Mutex<()>,
+    /// Shards that could not be opened, with the reason; they serve nothing until the node
+    /// opens them again (each state version retries), and never keep the others from serving.
+    failed: RwLock<HashMap<ShardId, String>>,
 }
 
 impl DataNode {
@@ -59,6 +62,7 @@ impl DataNode {
             state: RwLock::new(Arc::new(ClusterState::default())),
             state_version: AtomicU64::new(0),
             applying: parking_lot::Mutex::new(()),
+            failed: RwLock::new(HashMap::new()),
         });
         let tables_dir = node.tables_dir();
         std::fs::create_dir_all(&tables_dir).map_err(|source| Error::Io {
@@ -77,18 +81,42 @@ impl DataNode {
             let Ok(bytes) = std::fs::read(&table_file) else {
                 continue;
             };
-            let table: TableSchema = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::InvalidRequest(format!("unreadable {}: {e}", table_file.display()))
-            })?;
+            let table: TableSchema = match serde_json::from_slice(&bytes) {
+                Ok(table) => table,
+                Err(error) => {
+                    // Its shards stay on disk; the cluster state names the table again.
+                    tracing::error!(path = %table_file.display(), %error, "unreadable table definition");
+                    continue;
+                }
+            };
             let shard_numbers: Vec<u32> = std::fs::read_dir(entry.path())
                 .into_iter()
                 .flatten()
                 .flatten()
                 .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
                 .collect();
-            node.open_shards(table, &shard_numbers)?;
+            node.open_shards(table, &shard_numbers);
         }
         Ok(node)
+    }
+
+    /// Binds the node to the cluster it belongs to: states of another cluster are refused.
+    pub fn bind_cluster(&self, cluster_uuid: &str) {
+        let mut state = self.state.write();
+        if state.cluster_uuid.is_empty() {
+            let mut bound = state.as_ref().clone();
+            bound.cluster_uuid = cluster_uuid.to_string();
+            *state = Arc::new(bound);
+        }
+    }
+
+    /// Returns the shards that failed to open, with the reason.
+    pub fn failed_shards(&self) -> Vec<(ShardId, String)> {
+        self.failed
+            .read()
+            .iter()
+            .map(|(id, reason)| (*id, reason.clone()))
+            .collect()
     }
 
     /// Returns the node's id.
@@ -121,10 +149,24 @@ impl DataNode {
     ///
     /// Only tables whose id the cluster has handed out (below `next_table_id`) are deleted for
     /// being absent, so a state that knows nothing of this node's tables cannot wipe them.
+    ///
+    /// A copy of another cluster or from a leader older than one heard from is refused. A
+    /// table or shard that fails here is logged and skipped (retried with the next version);
+    /// the version is installed regardless, so one bad shard never blocks later versions.
     pub fn apply_state(&self, state: &ClusterState) -> Result<u64> {
         let _guard = self.applying.lock();
-        if state.version <= self.state_version() {
-            return Ok(self.state_version());
+        let current = self.state.read().clone();
+        match current.accepts(state) {
+            Err(reason) => return Err(Error::InvalidRequest(reason)),
+            Ok(false) => {
+                if state.leader_term > current.leader_term {
+                    let mut newer_term = current.as_ref().clone();
+                    newer_term.leader_term = state.leader_term;
+                    *self.state.write() = Arc::new(newer_term);
+                }
+                return Ok(self.state_version());
+            }
+            Ok(true) => {}
         }
         let me = NodeId(self.node_id().to_string());
         for (table, shards) in state.shards_of_node(&me) {
@@ -132,15 +174,20 @@ impl DataNode {
                 .table(table.id)
                 .is_some_and(|held| held.as_ref() != table);
             if changed {
-                self.update_table(table.clone())?;
+                if let Err(error) = self.update_table(table.clone()) {
+                    tracing::error!(table_id = table.id.0, %error, "updating a table definition failed");
+                    continue;
+                }
             }
-            self.open_shards(table.clone(), &shards)?;
+            self.open_shards(table.clone(), &shards);
         }
         let held: Vec<TableId> = self.tables.read().keys().copied().collect();
         for table in held {
             if state.table_by_id(table).is_none() && table.0 < state.next_table_id {
                 tracing::info!(table_id = table.0, "deleting the shards of a dropped table");
-                self.drop_table(table)?;
+                if let Err(error) = self.drop_table(table) {
+                    tracing::error!(table_id = table.0, %error, "deleting a dropped table failed");
+                }
             }
         }
         *self.state.write() = Arc::new(state.clone());
@@ -156,24 +203,49 @@ impl DataNode {
         self.tables_dir().join(table.0.to_string())
     }
 
-    /// Creates or opens shards of `table`; already open shards are left as they are.
-    pub fn open_shards(&self, table: TableSchema, shard_numbers: &[u32]) -> Result<()> {
+    /// Creates or opens shards of `table`; already open shards are left as they are. A shard
+    /// that cannot be opened is recorded as failed (see [`DataNode::failed_shards`]) and the
+    /// others are opened regardless.
+    pub fn open_shards(&self, table: TableSchema, shard_numbers: &[u32]) {
         let table_dir = self.table_dir(table.id);
         let table = Arc::new(table);
-        write_table_file(&table_dir, &table)?;
+        if let Err(error) = write_table_file(&table_dir, &table) {
+            tracing::error!(table_id = table.id.0, %error, "writing the table definition failed");
+            for number in shard_numbers {
+                let shard_id = ShardId {
+                    table: table.id,
+                    shard: *number,
+                };
+                self.failed.write().insert(shard_id, error.to_string());
+            }
+            return;
+        }
         self.tables.write().insert(table.id, table.clone());
         for number in shard_numbers {
             let shard_id = ShardId {
                 table: table.id,
                 shard: *number,
             };
-            if self.shards.read().contains_key(&shard_id) {
-                continue;
+            let open = self.shards.read().get(&shard_id).cloned();
+            if let Some(shard) = open {
+                if shard.failure().is_none() {
+                    continue;
+                }
+                // A failed shard is opened afresh, replaying its translog.
+                self.shards.write().remove(&shard_id);
+                drop(shard);
             }
-            let shard = Shard::open(shard_id, &table_dir.join(number.to_string()), table.clone())?;
-            self.shards.write().insert(shard_id, Arc::new(shard));
+            match Shard::open(shard_id, &table_dir.join(number.to_string()), table.clone()) {
+                Ok(shard) => {
+                    self.failed.write().remove(&shard_id);
+                    self.shards.write().insert(shard_id, Arc::new(shard));
+                }
+                Err(error) => {
+                    tracing::error!(%shard_id, %error, "opening a shard failed; it serves nothing");
+                    self.failed.write().insert(shard_id, error.to_string());
+                }
+            }
         }
-        Ok(())
     }
 
     /// Replaces a table's definition on this node and in its shards.
@@ -296,12 +368,9 @@ fn write_table_file(table_dir: &Path, table: &TableSchema) -> Result<()> {
         source,
     };
     std::fs::create_dir_all(table_dir).map_err(io_err)?;
-    let temp = table_dir.join("table.json.tmp");
-    std::fs::write(
-        &temp,
-        serde_json::to_vec_pretty(table).expect("table serialises"),
+    crate::durable_file::write(
+        &table_dir.join("table.json"),
+        &serde_json::to_vec_pretty(table).expect("table serialises"),
     )
-    .map_err(io_err)?;
-    std::fs::rename(&temp, table_dir.join("table.json")).map_err(io_err)?;
-    Ok(())
+    .map_err(io_err)
 }

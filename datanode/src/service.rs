@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::flight::status_from_datafusion;
 use crate::node::DataNode;
 use crate::scan::TantivyScanExec;
+use crate::shard::Version;
 
 /// The gRPC service over a [`DataNode`].
 pub struct ShardServiceImpl {
@@ -44,6 +45,27 @@ async fn blocking<T: Send + 'static>(
         .map_err(Status::from)
 }
 
+/// How long a write waits for this node to learn a table definition newer than its own.
+const TABLE_VERSION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits until `shard` has the table definition `version` (or newer): the coordinator planned
+/// the write with it, and an older definition would not know all of its columns. The node
+/// gets the new version published, or with its next heartbeat answer.
+async fn wait_for_table_version(shard: &crate::shard::Shard, version: u64) -> Result<(), Status> {
+    let deadline = tokio::time::Instant::now() + TABLE_VERSION_WAIT;
+    while shard.table().version < version {
+        if tokio::time::Instant::now() > deadline {
+            return Err(Status::from(Error::TableBehind {
+                shard_id: shard.id(),
+                have: shard.table().version,
+                want: version,
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl ShardService for ShardServiceImpl {
     async fn write(
@@ -57,8 +79,23 @@ impl ShardService for ShardServiceImpl {
         })?;
         let mode = WriteMode::try_from(request.mode)
             .map_err(|_| Status::invalid_argument("unknown write mode"))?;
+        wait_for_table_version(&shard, request.schema_version).await?;
+        if request.expected_seq_nos.len() != request.expected_primary_terms.len() {
+            return Err(Status::invalid_argument(
+                "expected versions need a sequence number and a primary term each",
+            ));
+        }
+        let expected: Vec<Version> = request
+            .expected_seq_nos
+            .iter()
+            .zip(&request.expected_primary_terms)
+            .map(|(seq_no, primary_term)| Version {
+                seq_no: *seq_no,
+                primary_term: *primary_term,
+            })
+            .collect();
         let outcome = blocking(move || {
-            let outcome = shard.write(mode, &request.rows_ipc, &request.delete_ids)?;
+            let outcome = shard.write(mode, &request.rows_ipc, &request.delete_ids, &expected)?;
             if request.refresh {
                 shard.refresh()?;
             }
@@ -138,11 +175,13 @@ impl ShardService for ShardServiceImpl {
         _request: Request<ShardStatsRequest>,
     ) -> Result<Response<ShardStatsResponse>, Status> {
         let shards = self.node.shards();
+        let failed = self.node.failed_shards();
         let stats = blocking(move || {
-            Ok(shards
+            let mut stats: Vec<ShardStats> = shards
                 .iter()
                 .map(|shard| {
                     let (num_docs, size_bytes, max_seq_no) = shard.stats();
+                    let failure = shard.failure();
                     ShardStats {
                         table_id: shard.id().table.0,
                         shard: shard.id().shard,
@@ -150,9 +189,25 @@ impl ShardService for ShardServiceImpl {
                         size_bytes,
                         primary: true,
                         max_seq_no,
+                        state: if failure.is_some() {
+                            "FAILED"
+                        } else {
+                            "STARTED"
+                        }
+                        .to_string(),
+                        failure: failure.unwrap_or_default(),
                     }
                 })
-                .collect())
+                .collect();
+            stats.extend(failed.into_iter().map(|(shard_id, reason)| ShardStats {
+                table_id: shard_id.table.0,
+                shard: shard_id.shard,
+                primary: true,
+                state: "FAILED".to_string(),
+                failure: reason,
+                ..ShardStats::default()
+            }));
+            Ok(stats)
         })
         .await?;
         Ok(Response::new(ShardStatsResponse { shards: stats }))

@@ -12,11 +12,11 @@ pub mod translog;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use creek_common::schema::TableSchema;
+use creek_common::schema::{TableSchema, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
 use creek_common::ShardId;
 use creek_proto::ipc::{batch_from_ipc, batch_to_ipc};
 use creek_proto::v1::{RowStatus, TranslogOp, WriteMode};
@@ -25,11 +25,11 @@ use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use tantivy::collector::Count;
 use tantivy::directory::MmapDirectory;
-use tantivy::query::TermQuery;
 use tantivy::schema::IndexRecordOption;
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term};
+use tantivy::{
+    DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term, TERMINATED,
+};
 
 use crate::error::{Error, Result};
 use document::{documents_from_batch, id_column, shard_schema, ShardFields};
@@ -50,6 +50,16 @@ struct CommitPayload {
     max_seq_no: u64,
 }
 
+/// A document's version: the sequence number and primary term of the operation that wrote
+/// it. A conditional write succeeds only if the document still has the version it read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Version {
+    /// `_seq_no`.
+    pub seq_no: u64,
+    /// `_primary_term`.
+    pub primary_term: u64,
+}
+
 /// The outcome of one write request.
 #[derive(Debug)]
 pub struct WriteOutcome {
@@ -64,8 +74,9 @@ struct WriterState {
     translog: Translog,
     /// The next sequence number to assign.
     next_seq_no: u64,
-    /// Ids written since the last refresh, mapped to whether the row exists now.
-    live: HashMap<String, bool>,
+    /// Ids written since the last refresh, mapped to the version of the row now (`None`:
+    /// deleted). The index reader lags until the next refresh; this map does not.
+    live: HashMap<String, Option<Version>>,
 }
 
 /// An open shard.
@@ -78,6 +89,13 @@ pub struct Shard {
     state: Mutex<WriterState>,
     dirty: AtomicBool,
     last_refresh: Mutex<Instant>,
+    /// Set by the first storage error the shard cannot account for (a translog append or
+    /// index write that may have half happened, a failed commit): from then on the shard
+    /// acknowledges nothing, so it never acknowledges a write it might not replay. It is
+    /// opened afresh (replaying and cutting its translog) to serve again.
+    failed: Mutex<Option<String>>,
+    /// The primary term operations are written under (1 until replication assigns terms).
+    primary_term: AtomicU64,
 }
 
 impl Shard {
@@ -134,6 +152,8 @@ impl Shard {
             }),
             dirty: AtomicBool::new(false),
             last_refresh: Mutex::new(Instant::now()),
+            failed: Mutex::new(None),
+            primary_term: AtomicU64::new(1),
         };
         if !pending.is_empty() {
             tracing::info!(shard_id = %id, ops = pending.len(), "replaying translog");
@@ -175,80 +195,170 @@ impl Shard {
         self.reader.searcher()
     }
 
-    /// Applies a write request durably and returns per-row statuses.
+    /// Returns why the shard failed, if it did (see [`Shard::fail`]).
+    pub fn failure(&self) -> Option<String> {
+        self.failed.lock().clone()
+    }
+
+    /// Marks the shard failed: it acknowledges nothing from now on.
+    fn fail(&self, error: &Error) {
+        let mut failed = self.failed.lock();
+        if failed.is_none() {
+            tracing::error!(shard_id = %self.id, %error, "shard failed; it acknowledges no more writes");
+            *failed = Some(error.to_string());
+        }
+    }
+
+    fn check_not_failed(&self) -> Result<()> {
+        match self.failed.lock().as_ref() {
+            Some(reason) => Err(Error::ShardFailed {
+                shard_id: self.id,
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a storage step whose failure leaves the shard in an unknown state: any error
+    /// fails the shard as a unit.
+    fn or_fail<T>(&self, result: Result<T>) -> Result<T> {
+        result.inspect_err(|error| self.fail(error))
+    }
+
+    /// Applies a write request durably and returns per-row statuses. For the `*_IF_VERSION`
+    /// modes, `expected` holds the version each row (or delete id) was read at; a document
+    /// whose version differs now gets `VersionConflict`, one that is gone `NotFound`.
     pub fn write(
         &self,
         mode: WriteMode,
         rows_ipc: &[u8],
         delete_ids: &[String],
+        expected: &[Version],
     ) -> Result<WriteOutcome> {
         let table = self.table();
         let mut state = self.state.lock();
+        self.check_not_failed()?;
         let searcher = self.reader.searcher();
+        let term = self.primary_term();
+        let conditional = matches!(
+            mode,
+            WriteMode::UpdateIfVersion | WriteMode::DeleteIfVersion
+        );
+        let expected_len = if matches!(mode, WriteMode::DeleteIfVersion) {
+            delete_ids.len()
+        } else {
+            0
+        };
+        if conditional && mode == WriteMode::DeleteIfVersion && expected.len() != expected_len {
+            return Err(Error::InvalidRequest(
+                "a conditional delete needs one expected version per id".into(),
+            ));
+        }
+        // What this request does to each id, applied to the live map only once the operation
+        // is in the translog: a failed append must leave no trace. The version an accepted
+        // row gets is its position among the accepted rows after the operation's seq_no.
+        let mut changes: HashMap<String, Option<Version>> = HashMap::new();
+        let first_seq_no = state.next_seq_no;
         let (op, statuses) = match mode {
-            WriteMode::Delete => {
+            WriteMode::Delete | WriteMode::DeleteIfVersion => {
                 let mut statuses = Vec::with_capacity(delete_ids.len());
                 let mut deleted = Vec::new();
-                for id in delete_ids {
-                    if self.exists(&state, &searcher, id)? {
-                        state.live.insert(id.clone(), false);
+                for (index, id) in delete_ids.iter().enumerate() {
+                    let current = self.current_version(&state, &changes, &searcher, id)?;
+                    let status = match (current, conditional) {
+                        (None, _) => RowStatus::NotFound,
+                        (Some(version), true) if version != expected[index] => {
+                            RowStatus::VersionConflict
+                        }
+                        (Some(_), _) => RowStatus::Ok,
+                    };
+                    if status == RowStatus::Ok {
+                        changes.insert(id.clone(), None);
                         deleted.push(id.clone());
-                        statuses.push(RowStatus::Ok);
-                    } else {
-                        statuses.push(RowStatus::NotFound);
                     }
+                    statuses.push(status);
                 }
                 let op = TranslogOp {
-                    seq_no: state.next_seq_no,
+                    seq_no: first_seq_no,
                     mode: WriteMode::Delete as i32,
                     rows_ipc: Vec::new(),
                     num_ops: deleted.len() as u64,
                     delete_ids: deleted,
+                    primary_term: term,
                 };
                 (op, statuses)
             }
-            WriteMode::Insert | WriteMode::InsertIgnore | WriteMode::Upsert => {
+            WriteMode::Insert
+            | WriteMode::InsertIgnore
+            | WriteMode::Upsert
+            | WriteMode::UpdateIfVersion => {
                 let batch = batch_from_ipc(rows_ipc)?;
                 let ids = id_column(&batch)?;
+                if mode == WriteMode::UpdateIfVersion && expected.len() != batch.num_rows() {
+                    return Err(Error::InvalidRequest(
+                        "a conditional update needs one expected version per row".into(),
+                    ));
+                }
                 let mut keep = Vec::with_capacity(batch.num_rows());
                 let mut statuses = Vec::with_capacity(batch.num_rows());
+                let mut accepted_count = 0u64;
                 for row in 0..batch.num_rows() {
                     let id = ids.value(row);
-                    let accepted =
-                        mode == WriteMode::Upsert || !self.exists(&state, &searcher, id)?;
+                    let status = match mode {
+                        WriteMode::Upsert => RowStatus::Ok,
+                        WriteMode::UpdateIfVersion => {
+                            match self.current_version(&state, &changes, &searcher, id)? {
+                                None => RowStatus::NotFound,
+                                Some(version) if Some(&version) != expected.get(row) => {
+                                    RowStatus::VersionConflict
+                                }
+                                Some(_) => RowStatus::Ok,
+                            }
+                        }
+                        _ => match self.document_exists(&state, &changes, &searcher, id)? {
+                            false => RowStatus::Ok,
+                            true if mode == WriteMode::Insert => RowStatus::Duplicate,
+                            true => RowStatus::Skipped,
+                        },
+                    };
+                    let accepted = status == RowStatus::Ok;
                     if accepted {
-                        state.live.insert(id.to_string(), true);
-                        statuses.push(RowStatus::Ok);
-                    } else if mode == WriteMode::Insert {
-                        statuses.push(RowStatus::Duplicate);
-                    } else {
-                        statuses.push(RowStatus::Skipped);
+                        let version = Version {
+                            seq_no: first_seq_no + accepted_count,
+                            primary_term: term,
+                        };
+                        changes.insert(id.to_string(), Some(version));
+                        accepted_count += 1;
                     }
+                    statuses.push(status);
                     keep.push(accepted);
                 }
-                let num_accepted = keep.iter().filter(|k| **k).count() as u64;
-                let accepted_rows = if num_accepted == keep.len() as u64 {
+                let accepted_rows = if accepted_count == keep.len() as u64 {
                     rows_ipc.to_vec()
                 } else {
                     batch_to_ipc(&filter_record_batch(&batch, &BooleanArray::from(keep))?)?
                 };
                 // Replay replaces by id, so a replayed insert is idempotent.
                 let op = TranslogOp {
-                    seq_no: state.next_seq_no,
+                    seq_no: first_seq_no,
                     mode: WriteMode::Upsert as i32,
                     rows_ipc: accepted_rows,
                     delete_ids: Vec::new(),
-                    num_ops: num_accepted,
+                    num_ops: accepted_count,
+                    primary_term: term,
                 };
                 (op, statuses)
             }
         };
         if op.num_ops > 0 {
-            state.translog.append(&op, table.fsync_per_request())?;
-            // An accepted INSERT was just checked to be absent, so only an upsert needs to
-            // delete an older version. Deleting per row anyway costs tantivy a delete term for
-            // every document, each applied against every segment at the next commit.
-            self.apply_to_index(&mut state, &op, mode == WriteMode::Upsert)?;
+            self.or_fail(state.translog.append(&op, table.fsync_per_request()))?;
+            state.live.extend(changes);
+            // An accepted INSERT was just checked to be absent, so only upserts and updates
+            // need to delete an older version. Deleting per row anyway costs tantivy a delete
+            // term for every document, each applied against every segment at the next commit.
+            let replace = matches!(mode, WriteMode::Upsert | WriteMode::UpdateIfVersion);
+            let applied = self.apply_to_index(&mut state, &op, replace);
+            self.or_fail(applied)?;
             self.dirty.store(true, Ordering::Release);
         }
         Ok(WriteOutcome {
@@ -257,10 +367,16 @@ impl Shard {
         })
     }
 
+    /// The primary term this shard writes under.
+    pub fn primary_term(&self) -> u64 {
+        self.primary_term.load(Ordering::Acquire)
+    }
+
     /// Makes every applied write visible to new searchers and durable in the index, then drops
     /// the translog generations the commit covers.
     pub fn refresh(&self) -> Result<()> {
         let mut state = self.state.lock();
+        self.check_not_failed()?;
         if !self.dirty.swap(false, Ordering::AcqRel) {
             *self.last_refresh.lock() = Instant::now();
             return Ok(());
@@ -269,17 +385,23 @@ impl Shard {
             shard_id: self.id,
             source,
         };
-        // Async-durability writes must be on disk before the commit makes the log disposable.
-        state.translog.sync()?;
-        let payload = serde_json::to_string(&CommitPayload {
-            max_seq_no: state.next_seq_no.saturating_sub(1),
-        })
-        .expect("payload serialises");
-        let mut prepared = state.writer.prepare_commit().map_err(index_err)?;
-        prepared.set_payload(&payload);
-        prepared.commit().map_err(index_err)?;
-        state.translog.roll_after_commit()?;
-        self.reader.reload().map_err(index_err)?;
+        let committed = (|| {
+            // Async-durability writes must be on disk before the commit makes the log
+            // disposable.
+            state.translog.sync()?;
+            let payload = serde_json::to_string(&CommitPayload {
+                max_seq_no: state.next_seq_no.saturating_sub(1),
+            })
+            .expect("payload serialises");
+            let mut prepared = state.writer.prepare_commit().map_err(index_err)?;
+            prepared.set_payload(&payload);
+            prepared.commit().map_err(index_err)?;
+            state.translog.roll_after_commit()?;
+            self.reader.reload().map_err(index_err)
+        })();
+        // A commit that failed half way is not retried in place: the shard fails, and opening
+        // it again replays the translog, which still holds every write.
+        self.or_fail(committed)?;
         state.live.clear();
         *self.last_refresh.lock() = Instant::now();
         Ok(())
@@ -311,7 +433,10 @@ impl Shard {
 
     /// Syncs the translog of an async-durability shard.
     pub fn sync_translog(&self) -> Result<()> {
-        self.state.lock().translog.sync()
+        let mut state = self.state.lock();
+        self.check_not_failed()?;
+        let synced = state.translog.sync();
+        self.or_fail(synced)
     }
 
     /// Returns (live documents, bytes on disk, highest sequence number).
@@ -326,19 +451,84 @@ impl Shard {
         )
     }
 
-    fn exists(&self, state: &WriterState, searcher: &Searcher, id: &str) -> Result<bool> {
-        if let Some(exists) = state.live.get(id) {
-            return Ok(*exists);
-        }
+    /// The live document with `id` in the searcher's segments, read straight from the id
+    /// field's postings (the hot path of every insert's duplicate check).
+    fn find_document(&self, searcher: &Searcher, id: &str) -> Result<Option<DocAddress>> {
         let term = Term::from_field_text(self.fields.id, id);
-        let query = TermQuery::new(term, IndexRecordOption::Basic);
-        let count = searcher
-            .search(&query, &Count)
-            .map_err(|source| Error::Index {
-                shard_id: self.id,
-                source,
-            })?;
-        Ok(count > 0)
+        for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
+            let inverted =
+                segment
+                    .inverted_index(self.fields.id)
+                    .map_err(|source| Error::Index {
+                        shard_id: self.id,
+                        source,
+                    })?;
+            let postings = inverted
+                .read_postings(&term, IndexRecordOption::Basic)
+                .map_err(|source| Error::Io {
+                    shard_id: self.id,
+                    source,
+                })?;
+            let Some(mut postings) = postings else {
+                continue;
+            };
+            let alive = segment.alive_bitset();
+            let mut doc = postings.doc();
+            while doc != TERMINATED {
+                if alive.is_none_or(|bits| bits.is_alive(doc)) {
+                    return Ok(Some(DocAddress::new(ordinal as u32, doc)));
+                }
+                doc = postings.advance();
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether document `id` exists now, as [`Shard::current_version`] sees it, without reading
+    /// its version.
+    fn document_exists(
+        &self,
+        state: &WriterState,
+        changes: &HashMap<String, Option<Version>>,
+        searcher: &Searcher,
+        id: &str,
+    ) -> Result<bool> {
+        if let Some(version) = changes.get(id).or_else(|| state.live.get(id)) {
+            return Ok(version.is_some());
+        }
+        Ok(self.find_document(searcher, id)?.is_some())
+    }
+
+    /// The version of document `id` now: as changed by this request (`changes`), as written
+    /// since the last refresh (the live map), or as the index has it; `None` if it does not
+    /// exist.
+    fn current_version(
+        &self,
+        state: &WriterState,
+        changes: &HashMap<String, Option<Version>>,
+        searcher: &Searcher,
+        id: &str,
+    ) -> Result<Option<Version>> {
+        if let Some(version) = changes.get(id).or_else(|| state.live.get(id)) {
+            return Ok(*version);
+        }
+        let index_err = |source| Error::Index {
+            shard_id: self.id,
+            source,
+        };
+        let Some(address) = self.find_document(searcher, id)? else {
+            return Ok(None);
+        };
+        let fast_fields = searcher.segment_reader(address.segment_ord).fast_fields();
+        let read = |name: &str| -> Result<u64> {
+            let column = fast_fields.i64(name).map_err(index_err)?;
+            Ok(column.first(address.doc_id).unwrap_or(0).max(0) as u64)
+        };
+        Ok(Some(Version {
+            seq_no: read(SEQ_NO_COLUMN)?,
+            // Documents written before primary terms were recorded read 0: term 1.
+            primary_term: read(PRIMARY_TERM_COLUMN)?.max(1),
+        }))
     }
 
     fn apply_to_index(
@@ -347,19 +537,31 @@ impl Shard {
         op: &TranslogOp,
         replace: bool,
     ) -> Result<()> {
-        let mode = WriteMode::try_from(op.mode).unwrap_or(WriteMode::Upsert);
+        // Translog operations are only ever deletes and upserts (conditional writes are
+        // logged as what they did); an unknown mode is corruption, not a guess.
+        let mode = WriteMode::try_from(op.mode).map_err(|_| Error::ShardCorrupted {
+            shard_id: self.id,
+            detail: format!(
+                "translog operation {} has unknown mode {}",
+                op.seq_no, op.mode
+            ),
+        })?;
         match mode {
-            WriteMode::Delete => {
+            WriteMode::Delete | WriteMode::DeleteIfVersion => {
                 for id in &op.delete_ids {
                     state
                         .writer
                         .delete_term(Term::from_field_text(self.fields.id, id));
                 }
             }
-            WriteMode::Insert | WriteMode::InsertIgnore | WriteMode::Upsert => {
+            WriteMode::Insert
+            | WriteMode::InsertIgnore
+            | WriteMode::Upsert
+            | WriteMode::UpdateIfVersion => {
                 if !op.rows_ipc.is_empty() {
                     let batch = batch_from_ipc(&op.rows_ipc)?;
-                    self.index_batch(state, &batch, op.seq_no, replace)?;
+                    let term = op.primary_term.max(1);
+                    self.index_batch(state, &batch, op.seq_no, term, replace)?;
                 }
             }
         }
@@ -372,10 +574,12 @@ impl Shard {
         state: &mut WriterState,
         batch: &RecordBatch,
         first_seq_no: u64,
+        primary_term: u64,
         replace: bool,
     ) -> Result<()> {
         let table = self.table();
-        let documents = documents_from_batch(&table, self.fields, batch, first_seq_no)?;
+        let documents =
+            documents_from_batch(&table, self.fields, batch, first_seq_no, primary_term)?;
         for (id, document) in documents {
             if replace {
                 state

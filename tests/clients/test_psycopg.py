@@ -216,3 +216,44 @@ def test_client_side_binding_sends_array_literals(creek):
             raise AssertionError("a malformed array literal was accepted")
         except psycopg.Error as error:
             assert error.sqlstate == "22P02", error
+
+
+def test_concurrent_read_modify_writes_lose_nothing(creek):
+    """`SET n = n + 1` and `ON CONFLICT DO UPDATE SET n = t.n + 1` from several clients at
+    once: every increment counts (writes are conditional on the version they read)."""
+    import threading
+
+    with psycopg.connect(creek.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE occ_counter (id INT PRIMARY KEY, n BIGINT)")
+        conn.execute("INSERT INTO occ_counter VALUES (1, 0)")
+    errors = []
+
+    def increment(statement, times):
+        try:
+            with psycopg.connect(creek.dsn, autocommit=True) as conn:
+                for _ in range(times):
+                    conn.execute(statement)
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    statements = [
+        "UPDATE occ_counter SET n = n + 1 WHERE id = 1",
+        "INSERT INTO occ_counter (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = occ_counter.n + 1",
+    ]
+    threads = [threading.Thread(target=increment, args=(statements[i % 2], 15)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    with psycopg.connect(creek.dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT n FROM occ_counter WHERE id = 1").fetchone() == (60,)
+        # An upsert's WHERE decides whether the existing row is updated.
+        conn.execute("INSERT INTO occ_counter VALUES (2, 5)")
+        cur = conn.execute(
+            "INSERT INTO occ_counter (id, n) VALUES (2, 3), (3, 7) "
+            "ON CONFLICT (id) DO UPDATE SET n = excluded.n WHERE occ_counter.n < excluded.n")
+        assert cur.rowcount == 1
+        conn.execute("REFRESH TABLE occ_counter")
+        rows = conn.execute("SELECT id, n FROM occ_counter ORDER BY id").fetchall()
+        assert rows == [(1, 60), (2, 5), (3, 7)]

@@ -40,15 +40,26 @@ pub fn creek_binary() -> anyhow::Result<PathBuf> {
 pub struct ManagedProcess {
     child: Option<Child>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     log_path: PathBuf,
 }
 
 impl ManagedProcess {
     /// Starts `creek <args>` with stderr appended to `log_path`.
     pub fn start(args: Vec<String>, log_path: PathBuf) -> anyhow::Result<ManagedProcess> {
+        ManagedProcess::start_with_env(args, Vec::new(), log_path)
+    }
+
+    /// Starts `creek <args>` with extra environment variables (kept for restarts).
+    pub fn start_with_env(
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        log_path: PathBuf,
+    ) -> anyhow::Result<ManagedProcess> {
         let mut process = ManagedProcess {
             child: None,
             args,
+            env,
             log_path,
         };
         process.spawn()?;
@@ -62,6 +73,7 @@ impl ManagedProcess {
             .open(&self.log_path)?;
         let child = Command::new(creek_binary()?)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -165,6 +177,15 @@ pub struct CreekServer {
 impl CreekServer {
     /// Starts `creek dev` with data in `data_dir` and waits until pgwire accepts connections.
     pub fn start(data_dir: &Path) -> anyhow::Result<CreekServer> {
+        CreekServer::start_with_env(data_dir, Vec::new())
+    }
+
+    /// Like [`CreekServer::start`], with extra environment variables for the process (an
+    /// `LD_PRELOAD` fault library, say), kept for restarts.
+    pub fn start_with_env(
+        data_dir: &Path,
+        env: Vec<(String, String)>,
+    ) -> anyhow::Result<CreekServer> {
         let pg_port = free_port()?;
         let http_port = free_port()?;
         let args = vec![
@@ -181,7 +202,7 @@ impl CreekServer {
             "0".to_string(),
         ];
         let mut server = CreekServer {
-            process: ManagedProcess::start(args, data_dir.with_extension("log"))?,
+            process: ManagedProcess::start_with_env(args, env, data_dir.with_extension("log"))?,
             pg_port,
             http_port,
         };

@@ -135,6 +135,7 @@ pub fn apply(state: &mut ClusterState, command: &Command) -> Result<bool, CodedE
                 ));
             }
             table.columns.push(column.clone());
+            table.version += 1;
             table.validate()?;
             Ok(true)
         }
@@ -260,6 +261,7 @@ fn create_table(
     }
     let mut table = table.clone();
     table.id = TableId(state.next_table_id.max(1));
+    table.version = 1;
     table.validate()?;
     let routing = allocate(state, &table)?;
     state.next_table_id = table.id.0 + 1;
@@ -477,6 +479,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             indexes: Vec::new(),
+            version: 0,
         }
     }
 

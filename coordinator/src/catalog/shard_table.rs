@@ -9,8 +9,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use creek_common::routing::shard_for_key;
-use creek_common::schema::{TableSchema, ID_COLUMN, SEQ_NO_COLUMN};
+use creek_common::schema::{TableSchema, ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
 use creek_common::NodeId;
 use creek_proto::arrow_flight::decode::FlightRecordBatchStream;
 use creek_proto::arrow_flight::error::FlightError;
@@ -60,7 +59,8 @@ impl ShardTable {
         ShardTable::build(table, cluster, false)
     }
 
-    /// Creates the provider that also exposes `_id` and `_seq_no` (for UPDATE and DELETE).
+    /// Creates the provider that also exposes `_id`, `_seq_no` and `_primary_term` (for UPDATE
+    /// and DELETE).
     pub fn with_hidden_columns(table: Arc<TableSchema>, cluster: Arc<Cluster>) -> ShardTable {
         ShardTable::build(table, cluster, true)
     }
@@ -75,6 +75,7 @@ impl ShardTable {
         if include_hidden {
             fields.push(Field::new(ID_COLUMN, DataType::Utf8, false));
             fields.push(Field::new(SEQ_NO_COLUMN, DataType::Int64, false));
+            fields.push(Field::new(PRIMARY_TERM_COLUMN, DataType::Int64, false));
         }
         ShardTable {
             schema: Arc::new(Schema::new(fields)),
@@ -124,14 +125,15 @@ impl ShardTable {
                 texts.push(scalar_to_key_text(value, &column.column_type.arrow_type())?);
             }
             let id = id_for_key_values(&texts);
-            let routing_text = match &table.clustered_by {
+            let routing_value = match &table.clustered_by {
                 Some(column) => {
                     let index = table.primary_key.iter().position(|k| k == column)?;
-                    texts[index].clone()
+                    Some(texts[index].clone())
                 }
-                None => id.clone(),
+                None => None,
             };
-            lookups.push((id, shard_for_key(&routing_text, table.num_shards)));
+            let shard = crate::plan::routing::shard_of(table, &id, routing_value.as_deref());
+            lookups.push((id, shard));
         }
         Some(lookups)
     }

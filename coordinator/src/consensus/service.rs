@@ -86,7 +86,7 @@ impl ClusterService for ClusterServiceImpl {
             .map_err(status)?;
         Ok(Response::new(ProposeResponse {
             response_json: serde_json::to_vec(&response).expect("response serialises"),
-            state_json: serde_json::to_vec(state.as_ref()).expect("state serialises"),
+            state_json: self.consensus.stamped(&state),
         }))
     }
 

@@ -421,7 +421,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             });
         }
         if changed {
-            self.catalog.install(Arc::new(self.state.clone()));
+            self.catalog.install_applied(Arc::new(self.state.clone()));
         }
         Ok(responses)
     }

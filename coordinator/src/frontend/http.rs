@@ -101,7 +101,7 @@ pub fn crate_error_code(code: ErrorCode) -> (u32, StatusCode) {
         ErrorCode::UndefinedTable => (4041, StatusCode::NOT_FOUND),
         ErrorCode::UndefinedSchema => (4045, StatusCode::NOT_FOUND),
         ErrorCode::UndefinedFunction | ErrorCode::UndefinedObject => (4046, StatusCode::NOT_FOUND),
-        ErrorCode::DuplicateKey => (4091, StatusCode::CONFLICT),
+        ErrorCode::DuplicateKey | ErrorCode::SerializationFailure => (4091, StatusCode::CONFLICT),
         ErrorCode::DuplicateObject => (4093, StatusCode::CONFLICT),
         ErrorCode::FeatureNotSupported => (4004, StatusCode::BAD_REQUEST),
         ErrorCode::QueryCanceled => (5030, StatusCode::INTERNAL_SERVER_ERROR),

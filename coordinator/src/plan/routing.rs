@@ -1,15 +1,15 @@
 //! Document ids and shard routing of rows. A row's `_id` is its primary key in canonical text
 //! form (a JSON array for composite keys), or a generated id; its shard is the hash of the
 //! `CLUSTERED BY` value, or of the `_id`. Inserts and primary-key lookups must compute the
-//! same text for the same value, so both go through [`array_key_texts`] / [`scalar_to_key_text`].
+//! same text for the same value, so both go through [`array_key_texts`] / [`scalar_to_key_text`],
+//! and every row's shard comes from [`shard_of`].
 
 use creek_common::error::ErrorCode;
-use creek_common::routing::shard_for_key;
+use creek_common::routing::{key_texts, shard_for_key};
 use creek_common::schema::TableSchema;
-use datafusion::arrow::array::{Array, ArrayRef};
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::ScalarValue;
 
 use crate::error::{Error, Result};
@@ -23,14 +23,34 @@ pub fn id_for_key_values(texts: &[String]) -> String {
     }
 }
 
-/// Returns the canonical text of every value of `array` (`None` for nulls).
+/// Returns the canonical text of every value of `array` (`None` for nulls), Creek's own key
+/// encoding (`creek_common::routing::key_texts`).
 pub fn array_key_texts(array: &ArrayRef) -> Result<Vec<Option<String>>> {
-    let options = FormatOptions::default();
-    let formatter = ArrayFormatter::try_new(array.as_ref(), &options)
-        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-    Ok((0..array.len())
-        .map(|row| (!array.is_null(row)).then(|| formatter.value(row).to_string()))
-        .collect())
+    Ok(key_texts(array.as_ref())?)
+}
+
+/// The shard of a row: the hash of its `CLUSTERED BY` value when the table has one and the
+/// row's value is not NULL, otherwise of its `_id`. The one routing rule: inserts, updates,
+/// deletes and key lookups all call it.
+pub fn shard_of(table: &TableSchema, id: &str, routing_value: Option<&str>) -> u32 {
+    let key = match (&table.clustered_by, routing_value) {
+        (Some(_), Some(value)) => value,
+        _ => id,
+    };
+    shard_for_key(key, table.num_shards)
+}
+
+/// The canonical `CLUSTERED BY` value text of every row of `batch` (all `None` when the table
+/// has no routing column or the batch lacks it).
+pub fn routing_values(table: &TableSchema, batch: &RecordBatch) -> Result<Vec<Option<String>>> {
+    match table
+        .clustered_by
+        .as_ref()
+        .and_then(|column| batch.column_by_name(column))
+    {
+        Some(array) => array_key_texts(array),
+        None => Ok(vec![None; batch.num_rows()]),
+    }
 }
 
 /// Returns the canonical text of `value` after casting it to the key column's type.
@@ -79,26 +99,24 @@ pub fn ids_and_shards(table: &TableSchema, batch: &RecordBatch) -> Result<(Vec<S
         }
         ids
     };
-    let shards = match &table.clustered_by {
-        Some(column) if !table.primary_key.is_empty() || batch.column_by_name(column).is_some() => {
-            let array = batch.column_by_name(column).ok_or_else(|| {
-                Error::new(
-                    ErrorCode::Internal,
-                    format!("routing column {column} missing"),
-                )
-            })?;
-            let texts = array_key_texts(array)?;
-            texts
-                .into_iter()
-                .zip(&ids)
-                .map(|(text, id)| shard_for_key(text.as_deref().unwrap_or(id), table.num_shards))
-                .collect()
-        }
-        _ => ids
-            .iter()
-            .map(|id| shard_for_key(id, table.num_shards))
-            .collect(),
-    };
+    if table.clustered_by.is_some()
+        && !table.primary_key.is_empty()
+        && table
+            .clustered_by
+            .as_ref()
+            .is_some_and(|column| batch.column_by_name(column).is_none())
+    {
+        return Err(Error::new(
+            ErrorCode::Internal,
+            "routing column missing from row batch",
+        ));
+    }
+    let values = routing_values(table, batch)?;
+    let shards = ids
+        .iter()
+        .zip(&values)
+        .map(|(id, value)| shard_of(table, id, value.as_deref()))
+        .collect();
     Ok((ids, shards))
 }
 

@@ -340,6 +340,7 @@ pub fn table_from_create(
         }),
         settings,
         indexes: Vec::new(),
+        version: 0,
     };
     table.validate()?;
     Ok(table)

@@ -8,6 +8,7 @@
 mod conform;
 mod delete;
 mod update;
+mod upsert;
 
 pub(crate) use conform::{conform_batch, convert_value};
 pub use delete::delete;
@@ -189,12 +190,14 @@ async fn write_insert(
             continue;
         }
         let batch = conform_batch(&table, &batch)?;
-        let batch = match (&insert.on, mode) {
-            (Some(OnInsert::OnConflict(on_conflict)), WriteMode::Upsert) => {
-                merge_on_conflict(dml, &table, &batch, on_conflict).await?
+        if let (Some(OnInsert::OnConflict(on_conflict)), WriteMode::Upsert) = (&insert.on, mode) {
+            let (statuses, rows) = upsert::upsert(dml, &table, &batch, on_conflict).await?;
+            if insert.returning.is_some() {
+                written.push(rows);
             }
-            _ => batch,
-        };
+            all_statuses.extend(statuses);
+            continue;
+        }
         let (statuses, rows) =
             write_batch(dml.cluster, &table, &batch, mode, dml.write_refresh).await?;
         if insert.returning.is_some() {
@@ -422,7 +425,7 @@ pub(crate) fn values_parameter_types(
 }
 
 /// The column an `ON CONFLICT DO UPDATE SET` assignment writes, normalised.
-fn assignment_column(target: &ast::AssignmentTarget) -> Option<String> {
+pub(super) fn assignment_column(target: &ast::AssignmentTarget) -> Option<String> {
     match target {
         ast::AssignmentTarget::ColumnName(name) => Some(crate::plan::identifiers::last_name(name)),
         ast::AssignmentTarget::Tuple(_) => None,
@@ -652,85 +655,6 @@ pub(crate) async fn write_batch(
         }
     }
     Ok((statuses, batch.clone()))
-}
-
-/// For `ON CONFLICT (...) DO UPDATE SET ...`: replaces each incoming row whose key exists with
-/// the existing row updated by the assignments (`excluded` names the incoming row).
-async fn merge_on_conflict(
-    dml: &DmlContext<'_>,
-    table: &TableSchema,
-    batch: &RecordBatch,
-    on_conflict: &ast::OnConflict,
-) -> Result<RecordBatch> {
-    let OnConflictAction::DoUpdate(update) = &on_conflict.action else {
-        return Ok(batch.clone());
-    };
-    if table.primary_key.is_empty() {
-        return Err(Error::new(
-            ErrorCode::InvalidParameterValue,
-            "ON CONFLICT DO UPDATE needs a table with a primary key",
-        ));
-    }
-    let (ids, shards) = ids_and_shards(table, batch)?;
-    let column_names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
-    let mut existing_batches = Vec::new();
-    let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for (id, shard) in ids.iter().zip(&shards) {
-        by_shard.entry(*shard).or_default().push(id.clone());
-    }
-    for (shard, shard_ids) in by_shard {
-        existing_batches.push(
-            dml.cluster
-                .get_rows(table, shard, shard_ids, column_names.clone())
-                .await?,
-        );
-    }
-    // Evaluate: SELECT <merged columns> FROM excluded LEFT JOIN <table> ON _id.
-    let ctx = SessionContext::new();
-    ctx.register_udf(crate::plan::array_literal::text_to_array_function());
-    let mut excluded_fields = vec![Field::new(ID_COLUMN, DataType::Utf8, false)];
-    excluded_fields.extend(batch.schema().fields().iter().map(|f| f.as_ref().clone()));
-    let mut excluded_arrays: Vec<ArrayRef> = vec![Arc::new(StringArray::from(ids.clone()))];
-    excluded_arrays.extend(batch.columns().iter().cloned());
-    let excluded = RecordBatch::try_new(Arc::new(Schema::new(excluded_fields)), excluded_arrays)?;
-    ctx.register_table(
-        "excluded",
-        Arc::new(MemTable::try_new(excluded.schema(), vec![vec![excluded]])?),
-    )?;
-    let existing_schema = existing_batches
-        .first()
-        .map(|b| b.schema())
-        .ok_or_else(|| Error::new(ErrorCode::Internal, "no existing rows batch"))?;
-    ctx.register_table(
-        table.name.as_str(),
-        Arc::new(MemTable::try_new(existing_schema, vec![existing_batches])?),
-    )?;
-    let assignments: BTreeMap<String, String> = update
-        .assignments
-        .iter()
-        .filter_map(|a| Some((assignment_column(&a.target)?, a.value.to_string())))
-        .collect();
-    let t = format!("\"{}\"", table.name);
-    let select: Vec<String> = table
-        .columns
-        .iter()
-        .map(|c| match assignments.get(&c.name) {
-            Some(expr) => format!("CASE WHEN {t}.\"_id\" IS NULL THEN excluded.\"{0}\" ELSE {expr} END AS \"{0}\"", c.name),
-            None => format!("CASE WHEN {t}.\"_id\" IS NULL THEN excluded.\"{0}\" ELSE {t}.\"{0}\" END AS \"{0}\"", c.name),
-        })
-        .collect();
-    let sql = format!(
-        "SELECT {} FROM excluded LEFT JOIN {t} ON excluded.\"_id\" = {t}.\"_id\"",
-        select.join(", ")
-    );
-    let plan = ctx.state().create_logical_plan(&sql).await?;
-    let merged = collect_plan(&ctx, plan, dml.params).await?;
-    let schema = merged
-        .first()
-        .map(|b| b.schema())
-        .unwrap_or_else(|| table.arrow_schema());
-    let merged = datafusion::arrow::compute::concat_batches(&schema, &merged)?;
-    conform_batch(table, &merged)
 }
 
 async fn returning(

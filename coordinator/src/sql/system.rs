@@ -88,6 +88,8 @@ fn sys_table_schema(name: &str) -> SchemaRef {
             Field::new("primary", DataType::Boolean, false),
             Field::new("num_docs", DataType::Int64, false),
             Field::new("size", DataType::Int64, false),
+            Field::new("state", DataType::Utf8, false),
+            Field::new("failure", DataType::Utf8, true),
         ],
     };
     Arc::new(Schema::new(fields))
@@ -202,6 +204,8 @@ impl SysTable {
                 let mut primaries = Vec::new();
                 let mut docs = Vec::new();
                 let mut sizes = Vec::new();
+                let mut states = Vec::new();
+                let mut failures = Vec::new();
                 for (node, stat) in stats {
                     let Some(table) = by_id.get(&stat.table_id) else {
                         continue;
@@ -213,6 +217,8 @@ impl SysTable {
                     primaries.push(stat.primary);
                     docs.push(stat.num_docs as i64);
                     sizes.push(stat.size_bytes as i64);
+                    states.push(stat.state.clone());
+                    failures.push((!stat.failure.is_empty()).then(|| stat.failure.clone()));
                 }
                 vec![
                     strings(schema_names),
@@ -222,6 +228,8 @@ impl SysTable {
                     Arc::new(BooleanArray::from(primaries)),
                     Arc::new(Int64Array::from(docs)),
                     Arc::new(Int64Array::from(sizes)),
+                    strings(states),
+                    Arc::new(StringArray::from(failures)),
                 ]
             }
         };

@@ -7,7 +7,7 @@
 use std::io;
 use std::sync::Arc;
 
-use creek_common::schema::{ID_COLUMN, SEQ_NO_COLUMN};
+use creek_common::schema::{ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
 use creek_common::types::ColumnType;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Date32Array, Decimal128Array,
@@ -30,6 +30,8 @@ pub enum ColumnSpec {
     Id,
     /// The hidden `_seq_no` column.
     SeqNo,
+    /// The hidden `_primary_term` column.
+    PrimaryTerm,
     /// A table column stored under `_source.<name>`.
     Table {
         name: String,
@@ -42,7 +44,7 @@ impl ColumnSpec {
     pub fn arrow_type(&self) -> DataType {
         match self {
             ColumnSpec::Id => DataType::Utf8,
-            ColumnSpec::SeqNo => DataType::Int64,
+            ColumnSpec::SeqNo | ColumnSpec::PrimaryTerm => DataType::Int64,
             ColumnSpec::Table { column_type, .. } => column_type.arrow_type(),
         }
     }
@@ -52,6 +54,7 @@ impl ColumnSpec {
         match self {
             ColumnSpec::Id => ID_COLUMN,
             ColumnSpec::SeqNo => SEQ_NO_COLUMN,
+            ColumnSpec::PrimaryTerm => PRIMARY_TERM_COLUMN,
             ColumnSpec::Table { name, .. } => name,
         }
     }
@@ -199,6 +202,11 @@ pub fn open_segment_column(
         ColumnSpec::SeqNo => {
             return Ok(SegmentColumn::I64(vec![fast_fields.i64(SEQ_NO_COLUMN)?]));
         }
+        ColumnSpec::PrimaryTerm => {
+            return Ok(SegmentColumn::I64(vec![
+                fast_fields.i64(PRIMARY_TERM_COLUMN)?
+            ]));
+        }
         ColumnSpec::Table { name, column_type } => (format!("{SOURCE_FIELD}.{name}"), column_type),
     };
     if let (ColumnType::Array(inner), ColumnSpec::Table { name, .. }) = (column_type, spec) {
@@ -279,7 +287,9 @@ pub fn read_column(
 ) -> io::Result<ArrayRef> {
     let column_type = match spec {
         ColumnSpec::Id => return Ok(Arc::new(read_strings(column, docs)?)),
-        ColumnSpec::SeqNo => return Ok(Arc::new(Int64Array::from(read_i64(column, docs)))),
+        ColumnSpec::SeqNo | ColumnSpec::PrimaryTerm => {
+            return Ok(Arc::new(Int64Array::from(read_i64(column, docs))))
+        }
         ColumnSpec::Table { column_type, .. } => column_type,
     };
     Ok(match column_type {

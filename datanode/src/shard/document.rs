@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use creek_common::schema::{TableSchema, ID_COLUMN};
+use creek_common::schema::{TableSchema, ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
 use creek_common::types::ColumnType;
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array,
@@ -37,6 +37,8 @@ pub struct ShardFields {
     pub id: Field,
     /// `_seq_no`: fast i64.
     pub seq_no: Field,
+    /// `_primary_term`: fast i64.
+    pub primary_term: Field,
     /// `_source`: the table columns as a JSON object.
     pub source: Field,
 }
@@ -45,7 +47,8 @@ pub struct ShardFields {
 pub fn shard_schema() -> (Schema, ShardFields) {
     let mut builder = Schema::builder();
     let id = builder.add_text_field(ID_COLUMN, STRING | FAST);
-    let seq_no = builder.add_i64_field("_seq_no", INDEXED | FAST);
+    let seq_no = builder.add_i64_field(SEQ_NO_COLUMN, INDEXED | FAST);
+    let primary_term = builder.add_i64_field(PRIMARY_TERM_COLUMN, FAST);
     let json_options = JsonObjectOptions::default()
         .set_indexing_options(
             TextFieldIndexing::default()
@@ -54,18 +57,41 @@ pub fn shard_schema() -> (Schema, ShardFields) {
         )
         .set_fast("raw");
     let source = builder.add_json_field(SOURCE_FIELD, json_options);
-    (builder.build(), ShardFields { id, seq_no, source })
+    (
+        builder.build(),
+        ShardFields {
+            id,
+            seq_no,
+            primary_term,
+            source,
+        },
+    )
 }
 
 /// Builds one document per row of `batch`. The batch has an `_id` column plus table columns
-/// (any subset, any order); rows get `_seq_no = first_seq_no + row`.
+/// (any subset, any order); rows get `_seq_no = first_seq_no + row` and `primary_term`.
 pub fn documents_from_batch(
     table: &TableSchema,
     fields: ShardFields,
     batch: &RecordBatch,
     first_seq_no: u64,
+    primary_term: u64,
 ) -> Result<Vec<(String, TantivyDocument)>> {
     let ids = id_column(batch)?;
+    if let Some(unknown) = batch
+        .schema()
+        .fields()
+        .iter()
+        .find(|field| field.name() != ID_COLUMN && table.column(field.name()).is_none())
+    {
+        // Never drop a value: the writer knew a column this definition lacks.
+        return Err(Error::InvalidRequest(format!(
+            "column {} is not in version {} of table {}",
+            unknown.name(),
+            table.version,
+            table.name
+        )));
+    }
     let columns: Vec<(&str, &ColumnType, &ArrayRef)> = table
         .columns
         .iter()
@@ -95,6 +121,7 @@ pub fn documents_from_batch(
         let mut document = TantivyDocument::default();
         document.add_text(fields.id, &id);
         document.add_i64(fields.seq_no, (first_seq_no + row as u64) as i64);
+        document.add_i64(fields.primary_term, primary_term as i64);
         document.add_object(fields.source, object);
         documents.push((id, document));
     }

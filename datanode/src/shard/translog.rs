@@ -232,6 +232,7 @@ mod tests {
             rows_ipc: vec![1, 2, 3],
             delete_ids: vec![format!("id{seq_no}")],
             num_ops: 1,
+            primary_term: 1,
         }
     }
 

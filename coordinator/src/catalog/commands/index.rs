@@ -64,6 +64,7 @@ pub(super) fn create_index(
         ));
     }
     table.indexes.push(index.clone());
+    table.version += 1;
     Ok(true)
 }
 
@@ -80,6 +81,7 @@ pub(super) fn drop_index(
     {
         if let Some(position) = table.indexes.iter().position(|index| index.name == name) {
             table.indexes.remove(position);
+            table.version += 1;
             return Ok(true);
         }
         if table.primary_key_index_name().as_deref() == Some(name) {
@@ -136,6 +138,7 @@ mod tests {
             num_shards: 1,
             settings: Default::default(),
             indexes: Vec::new(),
+            version: 0,
         };
         let mut state = ClusterState::default();
         state.tables.insert(qualified("doc", TABLE), table);

@@ -34,6 +34,7 @@ pub fn sqlstate(code: ErrorCode) -> &'static str {
         ErrorCode::DatetimeOverflow => "22008",
         ErrorCode::DuplicatePreparedStatement => "42P05",
         ErrorCode::UndefinedPreparedStatement => "26000",
+        ErrorCode::SerializationFailure => "40001",
         ErrorCode::Internal => "XX000",
     }
 }

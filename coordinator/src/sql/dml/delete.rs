@@ -5,26 +5,26 @@
 use std::collections::BTreeMap;
 
 use creek_common::error::ErrorCode;
-use creek_common::routing::shard_for_key;
-use creek_common::schema::{TableSchema, ID_COLUMN};
+use creek_common::schema::{TableSchema, ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
 use creek_proto::v1::RowStatus;
 use datafusion::arrow::array::{Array, StringArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
 use sqlparser::ast;
 
+use super::update::{row_versions, rows_query, CONFLICT_RETRIES};
 use super::{collect_plan, lookup_table, DmlContext};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::plan::routing::array_key_texts;
+use crate::plan::routing::{array_key_texts, shard_of};
 use crate::sql::Output;
 
-/// The table a DELETE acts on and the query that finds its rows.
+/// The table a DELETE acts on and the query that finds its rows: (table, select, WHERE).
 fn delete_query(
     cluster: &Cluster,
     default_schema: &str,
     delete: &ast::Delete,
-) -> Result<(TableSchema, String)> {
+) -> Result<(TableSchema, String, Option<String>)> {
     let tables = match &delete.from {
         ast::FromTable::WithFromKeyword(tables) | ast::FromTable::WithoutKeyword(tables) => tables,
     };
@@ -42,8 +42,8 @@ fn delete_query(
     };
     let table = lookup_table(cluster, name, default_schema)?;
     let routing_column = table.clustered_by.clone();
-    let mut sql = format!(
-        "SELECT \"{ID_COLUMN}\"{} FROM {name}{}",
+    let select = format!(
+        "SELECT \"{ID_COLUMN}\", \"{SEQ_NO_COLUMN}\", \"{PRIMARY_TERM_COLUMN}\"{} FROM {name}{}",
         routing_column
             .as_ref()
             .map(|c| format!(", \"{c}\""))
@@ -53,10 +53,11 @@ fn delete_query(
             .map(|a| format!(" AS {a}"))
             .unwrap_or_default()
     );
-    if let Some(selection) = &delete.selection {
-        sql.push_str(&format!(" WHERE {selection}"));
-    }
-    Ok((table, sql))
+    Ok((
+        table,
+        select,
+        delete.selection.as_ref().map(ToString::to_string),
+    ))
 }
 
 /// Returns the parameter types of a DELETE (those its WHERE infers), for extended-protocol
@@ -67,46 +68,78 @@ pub(crate) async fn delete_parameter_types(
     default_schema: &str,
     delete: &ast::Delete,
 ) -> Result<Vec<Option<DataType>>> {
-    let (_, sql) = delete_query(cluster, default_schema, delete)?;
+    let (_, select, selection) = delete_query(cluster, default_schema, delete)?;
+    let sql = rows_query(&select, selection.as_deref(), None);
     let plan = hidden_ctx.state().create_logical_plan(&sql).await?;
     super::plan_parameter_types(&plan)
 }
 
-/// Executes a DELETE.
+/// The ids a DELETE removes from one shard, with the version each was read at.
+type ShardDeletes = (Vec<String>, Vec<(u64, u64)>);
+
+/// Executes a DELETE: each row is deleted only if it still has the version it was read at,
+/// so a row updated meanwhile has its WHERE evaluated again (and is retried) instead of being
+/// deleted on the strength of its old values.
 pub async fn delete(dml: &DmlContext<'_>, delete: &ast::Delete) -> Result<Output> {
-    let (table, sql) = delete_query(dml.cluster, dml.default_schema, delete)?;
-    dml.cluster.refresh_table(&table).await?;
+    let (table, select, selection) = delete_query(dml.cluster, dml.default_schema, delete)?;
     let routing_column = table.clustered_by.clone();
-    let plan = dml.hidden_ctx.state().create_logical_plan(&sql).await?;
-    let batches = collect_plan(dml.hidden_ctx, plan, dml.params).await?;
-    let mut by_shard: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for batch in batches {
-        let ids = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| Error::new(ErrorCode::Internal, "delete lost the _id column"))?
-            .clone();
-        let texts = match &routing_column {
-            Some(_) => array_key_texts(batch.column(1))?,
-            None => vec![None; ids.len()],
-        };
-        for (row, text) in texts.into_iter().enumerate() {
-            let id = ids.value(row).to_string();
-            let shard = shard_for_key(text.as_deref().unwrap_or(&id), table.num_shards);
-            by_shard.entry(shard).or_default().push(id);
-        }
-    }
     let mut count = 0u64;
-    for (shard, ids) in by_shard {
-        let statuses = dml
-            .cluster
-            .delete_ids(&table, shard, ids, dml.write_refresh)
-            .await?;
-        count += statuses.iter().filter(|s| **s == RowStatus::Ok).count() as u64;
+    let mut retry_ids: Option<Vec<String>> = None;
+    for _ in 0..=CONFLICT_RETRIES {
+        dml.cluster.refresh_table(&table).await?;
+        let sql = rows_query(&select, selection.as_deref(), retry_ids.as_deref());
+        let plan = dml.hidden_ctx.state().create_logical_plan(&sql).await?;
+        let batches = collect_plan(dml.hidden_ctx, plan, dml.params).await?;
+        let mut by_shard: BTreeMap<u32, ShardDeletes> = BTreeMap::new();
+        for batch in batches {
+            let ids = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| Error::new(ErrorCode::Internal, "delete lost the _id column"))?
+                .clone();
+            let versions = row_versions(&batch)?;
+            let values = match &routing_column {
+                Some(_) => array_key_texts(batch.column(3))?,
+                None => vec![None; ids.len()],
+            };
+            for (row, value) in values.into_iter().enumerate() {
+                let id = ids.value(row).to_string();
+                let shard = shard_of(&table, &id, value.as_deref());
+                let (shard_ids, shard_versions) = by_shard.entry(shard).or_default();
+                shard_ids.push(id);
+                shard_versions.push(versions[row]);
+            }
+        }
+        let mut conflicts = Vec::new();
+        for (shard, (ids, versions)) in by_shard {
+            let statuses = dml
+                .cluster
+                .delete_ids_if_version(&table, shard, ids.clone(), &versions, dml.write_refresh)
+                .await?;
+            for (id, status) in ids.into_iter().zip(statuses) {
+                match status {
+                    RowStatus::Ok => count += 1,
+                    RowStatus::VersionConflict => conflicts.push(id),
+                    // Deleted by someone else meanwhile.
+                    _ => {}
+                }
+            }
+        }
+        if conflicts.is_empty() {
+            return Ok(Output::Affected {
+                tag: "DELETE".into(),
+                count,
+            });
+        }
+        retry_ids = Some(conflicts);
     }
-    Ok(Output::Affected {
-        tag: "DELETE".into(),
-        count,
-    })
+    Err(Error::new(
+        ErrorCode::SerializationFailure,
+        format!(
+            "could not delete {} row(s) of {}: they kept changing concurrently; retry the statement",
+            retry_ids.map_or(0, |ids| ids.len()),
+            table.name
+        ),
+    ))
 }

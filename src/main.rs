@@ -300,6 +300,7 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         attributes: Default::default(),
         voter: true,
         alive: true,
+        decommissioned: false,
     };
     let cluster = start_coordinator(
         ConsensusConfig {
@@ -372,6 +373,7 @@ async fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         attributes: node.attributes.iter().cloned().collect(),
         voter,
         alive: true,
+        decommissioned: false,
     };
     let cluster = start_coordinator(
         ConsensusConfig {

@@ -49,6 +49,9 @@ pub struct NodeInfo {
     pub voter: bool,
     /// False once the leader has not heard from the node for the node timeout.
     pub alive: bool,
+    /// Set by `ALTER CLUSTER DECOMMISSION`: the node's copies move elsewhere, then it stops.
+    #[serde(default)]
+    pub decommissioned: bool,
 }
 
 /// The versioned cluster state document.
@@ -68,8 +71,15 @@ pub struct ClusterState {
     pub tables: BTreeMap<String, TableSchema>,
     /// Views by `schema.name`.
     pub views: BTreeMap<String, ViewDef>,
-    /// For each table id, the node holding each shard (index = shard number).
-    pub routing: BTreeMap<u64, Vec<NodeId>>,
+    /// For each table id, the copies of each shard (index = shard number).
+    #[serde(deserialize_with = "deserialize_routing")]
+    pub routing: BTreeMap<u64, Vec<ShardRouting>>,
+    /// The next allocation id to hand out (allocation ids name shard copies for their life).
+    #[serde(default)]
+    pub next_allocation_id: u64,
+    /// Cluster-wide settings (`SET GLOBAL`), e.g. `routing.allocation.awareness.attributes`.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
     /// Every node that has joined, by id.
     #[serde(default)]
     pub nodes: BTreeMap<NodeId, NodeInfo>,
@@ -78,6 +88,115 @@ pub struct ClusterState {
     /// so a deposed leader cannot push states after its successor has.
     #[serde(default)]
     pub leader_term: u64,
+}
+
+/// What a shard copy is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum CopyState {
+    /// Being built by recovery from the primary; receives new writes but serves no reads.
+    Initializing,
+    /// Serves reads (and, if primary, writes).
+    Started,
+}
+
+impl CopyState {
+    /// The state's name in `sys.shards`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyState::Initializing => "INITIALIZING",
+            CopyState::Started => "STARTED",
+        }
+    }
+}
+
+/// One copy of a shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardCopy {
+    /// The data node holding it.
+    pub node: NodeId,
+    /// Names this copy for its life: a copy recovered again elsewhere gets a new one.
+    pub allocation_id: String,
+    /// Whether it is the primary, which orders and replicates the writes.
+    pub primary: bool,
+    /// Recovering or started.
+    pub state: CopyState,
+    /// For a copy built to replace another (a move): the allocation id it replaces, which
+    /// is removed once this one has started.
+    #[serde(default)]
+    pub replaces: Option<String>,
+}
+
+/// The copies of one shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRouting {
+    /// Grows whenever a new primary is chosen; copies refuse writes of an older term.
+    pub primary_term: u64,
+    /// Every copy, the primary among them (if it has one).
+    pub copies: Vec<ShardCopy>,
+    /// Allocation ids of the copies holding every acknowledged write.
+    pub in_sync: Vec<String>,
+}
+
+impl ShardRouting {
+    /// Returns the primary copy, if the shard has one.
+    pub fn primary(&self) -> Option<&ShardCopy> {
+        self.copies.iter().find(|copy| copy.primary)
+    }
+
+    /// Returns whether `allocation_id` is in the in-sync set.
+    pub fn is_in_sync(&self, allocation_id: &str) -> bool {
+        self.in_sync.iter().any(|id| id == allocation_id)
+    }
+
+    /// Returns the copy held by `node`, if any.
+    pub fn copy_on(&self, node: &NodeId) -> Option<&ShardCopy> {
+        self.copies.iter().find(|copy| &copy.node == node)
+    }
+}
+
+/// Reads the routing table, also as written before shards had copies (one node id per
+/// shard), so the states of older clusters (Raft snapshots) still load.
+fn deserialize_routing<'de, D>(
+    deserializer: D,
+) -> Result<BTreeMap<u64, Vec<ShardRouting>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Entry {
+        Copies(ShardRouting),
+        Node(NodeId),
+    }
+    let raw: BTreeMap<u64, Vec<Entry>> = BTreeMap::deserialize(deserializer)?;
+    Ok(raw
+        .into_iter()
+        .map(|(table, shards)| {
+            let shards = shards
+                .into_iter()
+                .enumerate()
+                .map(|(shard, entry)| match entry {
+                    Entry::Copies(routing) => routing,
+                    Entry::Node(node) => {
+                        let allocation_id = format!("{table}.{shard}.0");
+                        ShardRouting {
+                            primary_term: 1,
+                            copies: vec![ShardCopy {
+                                node,
+                                allocation_id: allocation_id.clone(),
+                                primary: true,
+                                state: CopyState::Started,
+                                replaces: None,
+                            }],
+                            in_sync: vec![allocation_id],
+                        }
+                    }
+                })
+                .collect();
+            (table, shards)
+        })
+        .collect())
 }
 
 /// Returns the key under which a table or view is stored.
@@ -91,7 +210,7 @@ impl ClusterState {
         self.tables.values().find(|t| t.id == table)
     }
 
-    /// Returns, for each table, the shard numbers cluster state assigns to `node`.
+    /// Returns, for each table, the shard numbers of which `node` holds a copy.
     pub fn shards_of_node(&self, node: &NodeId) -> Vec<(&TableSchema, Vec<u32>)> {
         self.tables
             .values()
@@ -101,12 +220,17 @@ impl ClusterState {
                     .get(&table.id.0)?
                     .iter()
                     .enumerate()
-                    .filter(|(_, holder)| *holder == node)
+                    .filter(|(_, routing)| routing.copy_on(node).is_some())
                     .map(|(shard, _)| shard as u32)
                     .collect();
                 (!shards.is_empty()).then_some((table, shards))
             })
             .collect()
+    }
+
+    /// Returns the routing of one shard.
+    pub fn shard_routing(&self, table: TableId, shard: u32) -> Option<&ShardRouting> {
+        self.routing.get(&table.0)?.get(shard as usize)
     }
 
     /// Checks that `incoming`, a copy sent to a node whose latest state is `self`, may be

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use creek_common::error::ErrorCode;
 use creek_common::schema::TableSchema;
-pub use creek_common::state::{qualified, ClusterState, NodeInfo, NodeRole};
+pub use creek_common::state::{
+    qualified, ClusterState, CopyState, NodeInfo, NodeRole, ShardRouting,
+};
 use creek_common::NodeId;
 use creek_common::TableId;
 use parking_lot::RwLock;
@@ -133,8 +135,8 @@ impl Catalog {
         self.state.read().is_alive(node)
     }
 
-    /// Returns the node holding each shard of `table`.
-    pub fn routing(&self, table: TableId) -> Vec<NodeId> {
+    /// Returns the copies of every shard of `table`.
+    pub fn routing(&self, table: TableId) -> Vec<ShardRouting> {
         self.state
             .read()
             .routing

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use creek_common::error::ErrorCode;
 use creek_common::schema::{ColumnDef, TableSchema, ViewDef};
@@ -26,9 +27,20 @@ use parking_lot::RwLock;
 use tonic::transport::Channel;
 
 use crate::catalog::commands::Command;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CopyState};
 use crate::consensus::{peer_channel, Consensus};
 use crate::error::{Error, Result};
+
+/// How long a write whose primary is unavailable is retried before the client gets the
+/// error: long enough for a dead node to be noticed (the node timeout) and a replica
+/// promoted.
+pub const WRITE_RETRY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long `CREATE TABLE` waits for the new table's primaries to start.
+const PRIMARY_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The table setting naming how many active copies a write needs.
+pub const WAIT_FOR_ACTIVE_SHARDS: &str = "write.wait_for_active_shards";
 
 /// Largest gRPC message exchanged with a data node.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -65,6 +77,26 @@ impl NodeClient {
             node: NodeServiceClient::new(channel),
         })
     }
+}
+
+/// Like [`status_error`], but a write whose connection broke without an answer from Creek
+/// (the primary's process died mid-request) is `Unavailable`: its outcome is unknown, and the
+/// retry with the same operation id settles it.
+fn write_status_error(status: tonic::Status) -> Error {
+    let from_creek = status
+        .metadata()
+        .contains_key(creek_proto::status::ERROR_CODE_HEADER);
+    let broken = matches!(
+        status.code(),
+        tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Aborted
+    );
+    if !from_creek && broken {
+        return Error::new(
+            ErrorCode::Unavailable,
+            format!("the primary did not answer: {}", status.message()),
+        );
+    }
+    status_error(status)
 }
 
 /// Cluster membership and data-node access, shared by every session of a coordinator.
@@ -145,24 +177,53 @@ impl Cluster {
         self.client(node)
     }
 
-    /// Returns the client of the node holding `shard` of `table`.
+    /// Returns the client of the node holding the primary of `shard` of `table`: writes,
+    /// real-time gets and key lookups go there.
     pub fn node_for_shard(&self, table: TableId, shard: u32) -> Result<NodeClient> {
         let routing = self.catalog().routing(table);
-        let node = routing.get(shard as usize).ok_or_else(|| {
+        let unavailable = |reason: String| {
             Error::new(
                 ErrorCode::Unavailable,
-                format!("shard {table}/{shard} has no node"),
+                format!("shard {shard} of table {table} is unavailable: {reason}"),
+            )
+        };
+        let primary = routing
+            .get(shard as usize)
+            .and_then(|r| r.primary())
+            .ok_or_else(|| unavailable("it has no primary".to_string()))?;
+        self.node(&primary.node)
+            .map_err(|e| unavailable(e.client_message()))
+    }
+
+    /// Returns the node a scan reads `shard` of `table` from: one of its started copies on
+    /// live nodes, picked by `spread` so that shards (and successive queries) spread over the
+    /// copies and replicas add read capacity.
+    pub fn read_node_for_shard(&self, table: TableId, shard: u32, spread: usize) -> Result<NodeId> {
+        let state = self.catalog().state();
+        let routing = state.shard_routing(table, shard).ok_or_else(|| {
+            Error::new(
+                ErrorCode::Unavailable,
+                format!("shard {shard} of table {table} does not exist"),
             )
         })?;
-        self.node(node).map_err(|e| {
-            Error::new(
+        let mut readable: Vec<&NodeId> = routing
+            .copies
+            .iter()
+            .filter(|c| c.state == CopyState::Started && state.is_alive(&c.node))
+            .map(|c| &c.node)
+            .collect();
+        readable.sort();
+        if readable.is_empty() {
+            let reason = match routing.primary() {
+                Some(primary) => format!("data node {} is not available", primary.node),
+                None => "it has no primary".to_string(),
+            };
+            return Err(Error::new(
                 ErrorCode::Unavailable,
-                format!(
-                    "shard {shard} of table {table} is unavailable: {}",
-                    e.client_message()
-                ),
-            )
-        })
+                format!("shard {shard} of table {table} is unavailable: {reason}"),
+            ));
+        }
+        Ok(readable[(shard as usize + spread) % readable.len()].clone())
     }
 
     /// Commits `command`; returns whether it changed anything.
@@ -178,11 +239,83 @@ impl Cluster {
     /// answered once committed and acknowledged by the nodes. `false` if it existed already.
     pub async fn create_table(&self, table: TableSchema, if_not_exists: bool) -> Result<bool> {
         table.validate()?;
-        self.change(Command::CreateTable {
-            table,
-            if_not_exists,
+        let (schema, name) = (table.schema_name.clone(), table.name.clone());
+        let created = self
+            .change(Command::CreateTable {
+                table,
+                if_not_exists,
+            })
+            .await?;
+        if created {
+            self.wait_for_primaries(&schema, &name).await?;
+        }
+        Ok(created)
+    }
+
+    /// Waits until every primary of a new table has started (its node created it and said
+    /// so), so that the statements after `CREATE TABLE` can read it.
+    async fn wait_for_primaries(&self, schema: &str, name: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + PRIMARY_START_TIMEOUT;
+        loop {
+            let state = self.catalog().state();
+            let Some(table) = state.tables.get(&crate::catalog::qualified(schema, name)) else {
+                return Ok(());
+            };
+            let routing = state.routing.get(&table.id.0).cloned().unwrap_or_default();
+            let pending = routing
+                .iter()
+                .filter(|r| r.primary().is_none_or(|p| p.state != CopyState::Started))
+                .count();
+            if pending == 0 {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "table {name} was created, but {pending} of its primaries did not start                          within {}s",
+                        PRIMARY_START_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Sets (`Some`) or resets (`None`) settings of a table; copies move, appear or go as
+    /// the new settings ask, in the background.
+    pub async fn set_table_settings(
+        &self,
+        schema: &str,
+        name: &str,
+        settings: BTreeMap<String, Option<String>>,
+    ) -> Result<()> {
+        self.change(Command::SetTableSettings {
+            schema: schema.to_string(),
+            name: name.to_string(),
+            settings,
         })
         .await
+        .map(|_| ())
+    }
+
+    /// Sets (`Some`) or resets (`None`) cluster settings.
+    pub async fn set_cluster_settings(
+        &self,
+        settings: BTreeMap<String, Option<String>>,
+    ) -> Result<()> {
+        self.change(Command::SetClusterSettings { settings })
+            .await
+            .map(|_| ())
+    }
+
+    /// Drains data node `node`: its copies move elsewhere, then it stops.
+    pub async fn decommission(&self, node: &str) -> Result<()> {
+        self.change(Command::Decommission {
+            node: NodeId(node.to_string()),
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Adds a column to a table.
@@ -373,25 +506,52 @@ impl Cluster {
         .await
     }
 
-    /// Sends one write to the shard's node; the table, shard and schema version are filled in.
+    /// Sends one write to the shard's primary; the table, shard, schema version and an
+    /// operation id are filled in.
+    ///
+    /// A write that fails because its primary is unavailable (its node died, it is being
+    /// replaced, it lost its lease) is retried with the same operation id against whatever
+    /// the latest state says is the primary, until [`WRITE_RETRY_DEADLINE`]: the client sees
+    /// a pause, and a copy that already applied the operation answers with its first answer
+    /// instead of applying it twice.
     async fn write_request(
         &self,
         table: &TableSchema,
         shard: u32,
         request: WriteRequest,
     ) -> Result<Vec<RowStatus>> {
-        let mut client = self.node_for_shard(table.id, shard)?;
-        let response = client
-            .shards
-            .write(WriteRequest {
-                table_id: table.id.0,
-                shard,
-                schema_version: table.version,
-                ..request
-            })
-            .await
-            .map_err(status_error)?
-            .into_inner();
+        let request = WriteRequest {
+            table_id: table.id.0,
+            shard,
+            schema_version: table.version,
+            operation_id: uuid::Uuid::new_v4().to_string(),
+            ..request
+        };
+        let deadline = tokio::time::Instant::now() + WRITE_RETRY_DEADLINE;
+        let mut backoff = Duration::from_millis(50);
+        let response = loop {
+            let attempt = async {
+                self.check_active_copies(table, shard)?;
+                let mut client = self.node_for_shard(table.id, shard)?;
+                client
+                    .shards
+                    .write(request.clone())
+                    .await
+                    .map_err(write_status_error)
+            };
+            match attempt.await {
+                Ok(response) => break response.into_inner(),
+                Err(error)
+                    if error.code() == ErrorCode::Unavailable
+                        && tokio::time::Instant::now() + backoff < deadline =>
+                {
+                    tracing::debug!(table = %table.name, shard, %error, "write failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(1000));
+                }
+                Err(error) => return Err(error),
+            }
+        };
         response
             .statuses
             .into_iter()
@@ -406,12 +566,61 @@ impl Cluster {
             .collect()
     }
 
-    /// Refreshes every shard of `table`.
+    /// Fails (retryably) unless `shard` of `table` has the started copies on live nodes that
+    /// its `write.wait_for_active_shards` asks for (default 1: the primary).
+    fn check_active_copies(&self, table: &TableSchema, shard: u32) -> Result<()> {
+        let Some(setting) = table.settings.get(WAIT_FOR_ACTIVE_SHARDS) else {
+            return Ok(());
+        };
+        let state = self.catalog().state();
+        let wanted = if setting.eq_ignore_ascii_case("all") {
+            crate::catalog::commands::wanted_copies(&state, table)
+        } else {
+            setting.parse::<usize>().unwrap_or(1)
+        };
+        let active = state
+            .shard_routing(table.id, shard)
+            .map(|routing| {
+                routing
+                    .copies
+                    .iter()
+                    .filter(|c| c.state == CopyState::Started && state.is_alive(&c.node))
+                    .count()
+            })
+            .unwrap_or(0);
+        if active >= wanted {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorCode::Unavailable,
+            format!(
+                "shard {shard} of {} has {active} active copies, fewer than the {wanted} that                  write.wait_for_active_shards = '{setting}' asks for",
+                table.name
+            ),
+        ))
+    }
+
+    /// Refreshes every started copy of every shard of `table`, so scans of any copy see what
+    /// was acknowledged before.
     pub async fn refresh_table(&self, table: &TableSchema) -> Result<()> {
         let routing = self.catalog().routing(table.id);
         let mut by_node: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
-        for (shard, node) in routing.iter().enumerate() {
-            by_node.entry(node.clone()).or_default().push(shard as u32);
+        let mut recovering: Vec<(NodeId, u32)> = Vec::new();
+        let state = self.catalog().state();
+        for (shard, copies) in routing.iter().enumerate() {
+            for copy in &copies.copies {
+                // A copy on a gone node serves no reads until it has been recovered again.
+                if !state.is_alive(&copy.node) {
+                    continue;
+                }
+                match copy.state {
+                    CopyState::Started => by_node
+                        .entry(copy.node.clone())
+                        .or_default()
+                        .push(shard as u32),
+                    CopyState::Initializing => recovering.push((copy.node.clone(), shard as u32)),
+                }
+            }
         }
         for (node, shards) in by_node {
             let mut client = self.node(&node)?;
@@ -423,6 +632,19 @@ impl Cluster {
                 })
                 .await
                 .map_err(status_error)?;
+        }
+        // A recovering copy may start serving any moment; refreshed too if it already holds
+        // operations (one still copying files refreshes when it has them all).
+        for (node, shard) in recovering {
+            if let Ok(mut client) = self.node(&node) {
+                let request = RefreshRequest {
+                    table_id: table.id.0,
+                    shards: vec![shard],
+                };
+                if let Err(status) = client.shards.refresh(request).await {
+                    tracing::debug!(%node, shard, %status, "refreshing a recovering copy failed");
+                }
+            }
         }
         Ok(())
     }
@@ -453,22 +675,35 @@ impl Cluster {
 
     /// Collects shard statistics from every data node.
     pub async fn shard_stats(&self) -> Vec<(NodeId, ShardStats)> {
-        let mut all = Vec::new();
-        for (node, mut client) in self.data_nodes() {
-            match client.shards.shard_stats(ShardStatsRequest {}).await {
-                Ok(response) => {
-                    all.extend(
-                        response
-                            .into_inner()
-                            .shards
-                            .into_iter()
-                            .map(|s| (node.clone(), s)),
-                    );
+        // Asked in parallel and bounded: a stalled node leaves its copies without figures
+        // rather than hanging the query.
+        let calls = self
+            .data_nodes()
+            .into_iter()
+            .map(|(node, mut client)| async move {
+                let call = client.shards.shard_stats(ShardStatsRequest {});
+                match tokio::time::timeout(Duration::from_secs(2), call).await {
+                    Ok(Ok(response)) => response
+                        .into_inner()
+                        .shards
+                        .into_iter()
+                        .map(|s| (node.clone(), s))
+                        .collect(),
+                    Ok(Err(status)) => {
+                        tracing::warn!(%node, %status, "shard stats unavailable");
+                        Vec::new()
+                    }
+                    Err(_) => {
+                        tracing::warn!(%node, "shard stats timed out");
+                        Vec::new()
+                    }
                 }
-                Err(status) => tracing::warn!(%node, %status, "shard stats unavailable"),
-            }
-        }
-        all
+            });
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }
 

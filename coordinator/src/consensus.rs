@@ -30,7 +30,7 @@ use creek_proto::v1::cluster_service_client::ClusterServiceClient;
 use creek_proto::v1::node_service_client::NodeServiceClient;
 use creek_proto::v1::{
     HeartbeatRequest, HeartbeatResponse, JoinRequest, JoinResponse, ProposeRequest,
-    ProposeResponse, StateMessage,
+    ProposeResponse, ShardCopyEventRequest, ShardCopyEventResponse, StateMessage,
 };
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
@@ -614,6 +614,7 @@ impl Consensus {
                 state_version: state.version,
                 state_json: Vec::new(),
                 rejoin: true,
+                lease_ms: 0,
             });
         };
         if !info.alive {
@@ -638,6 +639,70 @@ impl Consensus {
                 Vec::new()
             },
             rejoin: false,
+            lease_ms: self.lease_ms(),
+        })
+    }
+
+    /// How long a data node may act as primary after sending a heartbeat this leader
+    /// answered: half the node timeout, so its lease always ends before this leader could
+    /// mark it gone and promote another copy.
+    fn lease_ms(&self) -> u64 {
+        (self.config.node_timeout.as_millis() / 2) as u64
+    }
+
+    /// Leader side of `ShardCopyEvent`: commits a copy's start or failure. A refusal (a stale
+    /// primary term) is the answer's `refused`, not an error, so the reporter can tell a
+    /// demotion from an unreachable leader.
+    pub(crate) async fn handle_shard_copy_event(
+        self: &Arc<Self>,
+        request: ShardCopyEventRequest,
+    ) -> Result<ShardCopyEventResponse> {
+        if !self.is_leader() {
+            if request.forwarded && self.raft.is_some() {
+                return Err(self.no_leader());
+            }
+            let forwarded = ShardCopyEventRequest {
+                forwarded: self.raft.is_some(),
+                ..request
+            };
+            return self
+                .call_leader(|mut client| {
+                    let request = forwarded.clone();
+                    async move { client.shard_copy_event(request).await }
+                })
+                .await;
+        }
+        let command = if request.started {
+            Command::ShardCopyStarted {
+                table: request.table_id,
+                shard: request.shard,
+                allocation_id: request.allocation_id,
+                primary_term: request.primary_term,
+            }
+        } else {
+            tracing::warn!(
+                table = request.table_id,
+                shard = request.shard,
+                copy = %request.allocation_id,
+                reason = %request.reason,
+                "a shard copy failed"
+            );
+            Command::ShardCopyFailed {
+                table: request.table_id,
+                shard: request.shard,
+                allocation_id: request.allocation_id,
+                primary_term: request.primary_term,
+                reason: request.reason,
+            }
+        };
+        let (response, state) = self.commit(command).await?;
+        Ok(ShardCopyEventResponse {
+            state_version: state.version,
+            refused: response
+                .outcome
+                .err()
+                .map(|e| e.message)
+                .unwrap_or_default(),
         })
     }
 

@@ -223,6 +223,40 @@ impl Session {
                 }
                 return Ok(affected("REFRESH", 0));
             }
+            ParsedStatement::AlterTableSettings { table, settings } => {
+                let schema = self.settings.lock().schema.clone();
+                let (schema_name, table_name) = split_name(&table, &schema)?;
+                self.cluster
+                    .catalog()
+                    .existing_table(&schema_name, &table_name)?;
+                for (key, value) in &settings {
+                    match value {
+                        Some(value) => crate::sql::ddl::check_table_setting(key, value)?,
+                        None if crate::sql::ddl::is_table_setting(key) => {}
+                        None => {
+                            return Err(Error::new(
+                                ErrorCode::InvalidParameterValue,
+                                format!("invalid table setting {key}"),
+                            ))
+                        }
+                    }
+                }
+                self.cluster
+                    .set_table_settings(&schema_name, &table_name, settings)
+                    .await?;
+                return Ok(affected("ALTER TABLE", 0));
+            }
+            ParsedStatement::SetGlobal(settings) => {
+                for (key, value) in &settings {
+                    check_cluster_setting(key, value.as_deref())?;
+                }
+                self.cluster.set_cluster_settings(settings).await?;
+                return Ok(affected("SET", 0));
+            }
+            ParsedStatement::Decommission(node) => {
+                self.cluster.decommission(&node).await?;
+                return Ok(affected("ALTER CLUSTER", 0));
+            }
             ParsedStatement::Sql(statement, clauses) => (statement, clauses),
         };
         let default_schema = self.settings.lock().schema.clone();
@@ -484,7 +518,14 @@ impl Session {
                 });
             }
         }
-        let ctx = self.context(false);
+        // System columns are readable when named (as in CrateDB); `SELECT *` shows them only
+        // in a query that names one.
+        let mut statement = statement;
+        let hidden = names_system_column(&statement);
+        if hidden {
+            exclude_system_columns_from_wildcards(&mut statement);
+        }
+        let ctx = self.context(hidden);
         match plan_query(&ctx, statement).await? {
             QueryPlan::Plan(plan) => self.run_query(&ctx, plan, param_values).await,
             QueryPlan::Empty(schema) => Ok(Output::Rows {
@@ -612,4 +653,79 @@ fn cancellable(
 
 fn first_words(sql: &str) -> String {
     sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// Whether `statement` names `_id`, `_seq_no` or `_primary_term` anywhere.
+pub(crate) fn names_system_column(statement: &Statement) -> bool {
+    use creek_common::schema::{ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
+    let system = |ident: &ast::Ident| {
+        [ID_COLUMN, SEQ_NO_COLUMN, PRIMARY_TERM_COLUMN].contains(&ident.value.as_str())
+    };
+    ast::visit_expressions(statement, |expr| match expr {
+        ast::Expr::Identifier(ident) if system(ident) => std::ops::ControlFlow::Break(()),
+        ast::Expr::CompoundIdentifier(parts) if parts.last().is_some_and(system) => {
+            std::ops::ControlFlow::Break(())
+        }
+        _ => std::ops::ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
+/// Makes every `*` of `statement` leave out the system columns, which a query that names one
+/// can see: `SELECT _seq_no, * FROM t` shows `_seq_no` once, as in CrateDB.
+pub(crate) fn exclude_system_columns_from_wildcards(statement: &mut Statement) {
+    use creek_common::schema::{ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
+    struct Exclude;
+    impl ast::VisitorMut for Exclude {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut ast::Query) -> std::ops::ControlFlow<()> {
+            if let ast::SetExpr::Select(select) = query.body.as_mut() {
+                for item in &mut select.projection {
+                    let options = match item {
+                        ast::SelectItem::Wildcard(options)
+                        | ast::SelectItem::QualifiedWildcard(_, options) => options,
+                        _ => continue,
+                    };
+                    if options.opt_exclude.is_none() {
+                        options.opt_exclude = Some(ast::ExcludeSelectItem::Multiple(
+                            [ID_COLUMN, SEQ_NO_COLUMN, PRIMARY_TERM_COLUMN]
+                                .iter()
+                                .map(|name| ast::ObjectName::from(vec![ast::Ident::new(*name)]))
+                                .collect(),
+                        ));
+                    }
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = ast::VisitMut::visit(statement, &mut Exclude);
+}
+
+/// Checks a `SET GLOBAL` / `RESET GLOBAL` setting: only settings Creek acts on are taken.
+fn check_cluster_setting(key: &str, value: Option<&str>) -> Result<()> {
+    match key {
+        crate::catalog::commands::AWARENESS_SETTING => {
+            let valid = value.is_none_or(|v| {
+                v.split(',').all(|a| {
+                    let a = a.trim();
+                    !a.is_empty()
+                        && a.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                })
+            });
+            if valid {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!("{key} takes a comma-separated list of node attribute names"),
+                ))
+            }
+        }
+        _ => Err(Error::new(
+            ErrorCode::InvalidParameterValue,
+            format!("unknown cluster setting {key}"),
+        )),
+    }
 }

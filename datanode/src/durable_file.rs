@@ -21,3 +21,8 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&temp, path)?;
     File::open(dir)?.sync_all()
 }
+
+/// Makes the entries of `dir` (files created or renamed in it) durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}

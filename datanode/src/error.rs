@@ -34,6 +34,40 @@ pub enum Error {
         have: u64,
         want: u64,
     },
+    /// A write reached a copy that is not the shard's primary (the coordinator's state is
+    /// older than this node's, or this node was demoted).
+    #[error("shard {shard_id} is not primary on this node; retry")]
+    NotPrimary { shard_id: ShardId },
+    /// An operation came from a primary whose term is older than the one this copy knows.
+    #[error(
+        "shard {shard_id} refuses an operation of primary term {got}: term {current} is current"
+    )]
+    StaleTerm {
+        shard_id: ShardId,
+        got: u64,
+        current: u64,
+    },
+    /// A replica got an operation beyond the next one it expects: it missed some.
+    #[error("shard {shard_id} expected operation {expected}, got {got}")]
+    OperationGap {
+        shard_id: ShardId,
+        expected: u64,
+        got: u64,
+    },
+    /// A replica holds an operation under a sequence number that a newer primary used for
+    /// another: it must be recovered again.
+    #[error("shard {shard_id} diverged from its primary at operation {seq_no}")]
+    Diverged { shard_id: ShardId, seq_no: u64 },
+    /// The node has not heard from the cluster leader within its lease: as a primary it could
+    /// already have been replaced, so it acknowledges no write.
+    #[error("this node has not heard from the cluster leader for {elapsed_ms} ms, more than its {lease_ms} ms lease; it acknowledges no writes as primary until it does")]
+    LeaseExpired { elapsed_ms: u64, lease_ms: u64 },
+    /// Replicating a write, or reporting a failed copy through the leader, did not succeed.
+    #[error("replicating to the copies of shard {shard_id} failed: {reason}")]
+    Replication { shard_id: ShardId, reason: String },
+    /// A recovery failed.
+    #[error("recovery of shard {shard_id} failed: {reason}")]
+    Recovery { shard_id: ShardId, reason: String },
     /// A request could not be decoded or is inconsistent with the table.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -49,9 +83,16 @@ impl Error {
     /// Returns the stable code of this failure.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Error::ShardNotFound { .. } | Error::ShardFailed { .. } | Error::TableBehind { .. } => {
-                ErrorCode::Unavailable
-            }
+            Error::ShardNotFound { .. }
+            | Error::ShardFailed { .. }
+            | Error::TableBehind { .. }
+            | Error::NotPrimary { .. }
+            | Error::StaleTerm { .. }
+            | Error::OperationGap { .. }
+            | Error::Diverged { .. }
+            | Error::LeaseExpired { .. }
+            | Error::Replication { .. }
+            | Error::Recovery { .. } => ErrorCode::Unavailable,
             Error::ShardCorrupted { .. } => ErrorCode::DataCorrupted,
             Error::Io { .. } | Error::Index { .. } | Error::Arrow(_) => ErrorCode::Internal,
             Error::InvalidRequest(_) => ErrorCode::InvalidParameterValue,

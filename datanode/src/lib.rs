@@ -5,12 +5,15 @@
 //! decide where shards live: the coordinator does that and talks to this crate over gRPC and
 //! Arrow Flight only (see `creek-proto`).
 
+pub mod cluster_client;
 pub mod codec;
 pub mod durable_file;
 pub mod error;
 pub mod flight;
 pub mod membership;
 pub mod node;
+pub mod recovery;
+pub mod replication;
 pub mod scan;
 pub mod service;
 pub mod shard;

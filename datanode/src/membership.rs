@@ -29,6 +29,10 @@ use crate::node::{DataNode, MAX_MESSAGE_BYTES};
 /// How often the node tells the leader it is alive.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Every how many heartbeats the node follows its last state again (see
+/// [`DataNode::reconcile`]).
+const RECONCILE_EVERY: u64 = 4;
+
 /// How a data node joins its cluster.
 #[derive(Debug, Clone)]
 pub struct MembershipConfig {
@@ -86,8 +90,9 @@ async fn apply(node: &Arc<DataNode>, state: ClusterState) -> Result<u64, Status>
         .map_err(Status::from)
 }
 
-/// Joins the cluster and heartbeats until the process ends. Returns only if the cluster
-/// refuses this node, with the reason.
+/// Joins the cluster and heartbeats until the process ends. Returns `Err` if the cluster
+/// refuses this node, with the reason, and `Ok` once the node was decommissioned and holds
+/// no copies any more (the process should then stop).
 pub async fn run(node: Arc<DataNode>, config: MembershipConfig) -> Result<(), String> {
     let me = NodeInfo {
         id: NodeId(node.node_id().to_string()),
@@ -96,13 +101,16 @@ pub async fn run(node: Arc<DataNode>, config: MembershipConfig) -> Result<(), St
         attributes: config.attributes.clone(),
         voter: false,
         alive: true,
+        decommissioned: false,
     };
     let data_dir = node.data_dir().to_path_buf();
+    node.cluster_client().set_join(config.join.clone());
     let mut joined = false;
     let mut leader: Option<String> = None;
     let mut ticker = tokio::time::interval(HEARTBEAT_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut logged_waiting = false;
+    let mut reconcile_tick = 0u64;
     // One lazily connected channel per coordinator address; it reconnects, resolving the name
     // again, whenever its connection breaks.
     let mut clients: HashMap<String, ClusterServiceClient<Channel>> = HashMap::new();
@@ -192,11 +200,15 @@ pub async fn run(node: Arc<DataNode>, config: MembershipConfig) -> Result<(), St
             let Some(mut client) = client(address) else {
                 continue;
             };
+            let sent = std::time::Instant::now();
             let Ok(response) = client.heartbeat(request.clone()).await else {
                 continue;
             };
             let response = response.into_inner();
             answered = true;
+            if response.lease_ms > 0 {
+                node.renew_lease(sent, Duration::from_millis(response.lease_ms));
+            }
             if response.rejoin {
                 joined = false;
             }
@@ -208,10 +220,21 @@ pub async fn run(node: Arc<DataNode>, config: MembershipConfig) -> Result<(), St
                 }
             }
             leader = node.coordinator_address(&response.leader);
+            node.cluster_client().set_leader(leader.clone());
             break;
         }
         if !answered {
             leader = None;
+            node.cluster_client().set_leader(None);
+        }
+        reconcile_tick += 1;
+        if reconcile_tick.is_multiple_of(RECONCILE_EVERY) {
+            let node = node.clone();
+            let _ = tokio::task::spawn_blocking(move || node.reconcile()).await;
+        }
+        if node.drained() {
+            tracing::info!(node = %me.id, "decommissioned and drained: stopping");
+            return Ok(());
         }
     }
 }

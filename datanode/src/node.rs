@@ -1,13 +1,17 @@
 //! The data node's registry of tables and open shards, how it follows cluster state (which
 //! shards it holds), its periodic refresh, and the gRPC server that exposes `ShardService`,
-//! `NodeService` and Arrow Flight on one transport port.
+//! `NodeService` and Arrow Flight on one transport port. Which copies it holds, and in what
+//! role, is `copies`; recovering a copy is `recovery`; the primary's side of replication is
+//! `service`.
+
+mod copies;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use creek_common::state::ClusterState;
 use creek_common::NodeId;
@@ -19,11 +23,14 @@ use creek_proto::arrow_flight::flight_service_server::FlightServiceServer;
 use creek_proto::v1::shard_service_server::ShardServiceServer;
 use parking_lot::RwLock;
 
+use crate::cluster_client::ClusterClient;
 use crate::error::{Error, Result};
 use crate::flight::FlightFragmentService;
 use crate::membership::NodeServiceImpl;
+use crate::recovery::RecoveryProgress;
 use crate::service::ShardServiceImpl;
-use crate::shard::Shard;
+use crate::shard::copy::Peer;
+use crate::shard::{RecoverySnapshot, Shard};
 
 /// Largest gRPC message a data node accepts or sends (a write batch or a Get answer).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -50,6 +57,46 @@ pub struct DataNode {
     /// Shards that could not be opened, with the reason; they serve nothing until the node
     /// opens them again (each state version retries), and never keep the others from serving.
     failed: RwLock<HashMap<ShardId, String>>,
+    /// Reports copy events to the leader.
+    cluster_client: Arc<ClusterClient>,
+    /// Channels to the other data nodes (replication and recovery).
+    pub(crate) peers: crate::replication::PeerChannels,
+    /// Until when this node may acknowledge writes as a primary: renewed by every heartbeat
+    /// the leader answers (see `HeartbeatResponse.lease_ms`).
+    lease_until: parking_lot::Mutex<Option<Instant>>,
+    /// Copies this node is recovering, by shard.
+    pub(crate) recoveries: parking_lot::Mutex<HashMap<ShardId, RecoveryTask>>,
+    /// Recoveries this node serves as primary, by recovery id.
+    pub(crate) sessions: parking_lot::Mutex<HashMap<String, SourceSession>>,
+}
+
+/// A recovery this node runs for one of its copies.
+pub struct RecoveryTask {
+    /// The copy being recovered.
+    pub allocation_id: String,
+    /// What it has done, for `sys.shards`.
+    pub progress: Arc<RecoveryProgress>,
+    /// Stops it when the task is dropped (the state no longer wants the copy).
+    pub handle: tokio::task::AbortHandle,
+}
+
+impl Drop for RecoveryTask {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// A recovery this node serves as primary: the files of one commit, held until the target
+/// has them, and the copy they are for.
+pub struct SourceSession {
+    /// The commit's files (dropping it releases them and the translog).
+    pub snapshot: RecoverySnapshot,
+    /// The primary shard.
+    pub shard: Arc<Shard>,
+    /// The recovering copy.
+    pub target: Peer,
+    /// When the recovery started; sessions idle for long are dropped.
+    pub created: Instant,
 }
 
 impl DataNode {
@@ -63,6 +110,11 @@ impl DataNode {
             state_version: AtomicU64::new(0),
             applying: parking_lot::Mutex::new(()),
             failed: RwLock::new(HashMap::new()),
+            cluster_client: Arc::new(ClusterClient::default()),
+            peers: Default::default(),
+            lease_until: parking_lot::Mutex::new(None),
+            recoveries: parking_lot::Mutex::new(HashMap::new()),
+            sessions: parking_lot::Mutex::new(HashMap::new()),
         });
         let tables_dir = node.tables_dir();
         std::fs::create_dir_all(&tables_dir).map_err(|source| Error::Io {
@@ -119,6 +171,65 @@ impl DataNode {
             .collect()
     }
 
+    /// Returns the client this node reports copy events to the leader with.
+    pub fn cluster_client(&self) -> Arc<ClusterClient> {
+        self.cluster_client.clone()
+    }
+
+    /// Extends the primary lease to `lease` after `sent`, when the leader answered a
+    /// heartbeat sent then.
+    pub fn renew_lease(&self, sent: Instant, lease: Duration) {
+        let until = sent + lease;
+        let mut current = self.lease_until.lock();
+        if current.is_none_or(|c| c < until) {
+            *current = Some(until);
+        }
+    }
+
+    /// Fails unless the primary lease holds: a node that has not heard from the leader for
+    /// its lease may already have been replaced, so it acknowledges nothing as primary.
+    pub fn check_lease(&self) -> Result<()> {
+        let until = *self.lease_until.lock();
+        match until {
+            Some(until) if Instant::now() < until => Ok(()),
+            Some(until) => Err(Error::LeaseExpired {
+                elapsed_ms: Instant::now().duration_since(until).as_millis() as u64,
+                lease_ms: 0,
+            }),
+            None => Err(Error::LeaseExpired {
+                elapsed_ms: 0,
+                lease_ms: 0,
+            }),
+        }
+    }
+
+    /// The primary term of `shard_id` in the last applied state.
+    pub fn primary_term_of(&self, shard_id: ShardId) -> Option<u64> {
+        self.state
+            .read()
+            .shard_routing(shard_id.table, shard_id.shard)
+            .map(|routing| routing.primary_term)
+    }
+
+    /// Follows the last applied state again: restarts recoveries that ended without the
+    /// state moving on, reports again copies whose report was lost.
+    pub fn reconcile(self: &Arc<Self>) {
+        let _guard = self.applying.lock();
+        let state = self.state.read().clone();
+        if state.version > 0 {
+            self.follow_routing(&state);
+        }
+    }
+
+    /// Whether the cluster decommissioned this node and it holds nothing any more.
+    pub fn drained(&self) -> bool {
+        let me = NodeId(self.node_id().to_string());
+        let state = self.state.read().clone();
+        state.nodes.get(&me).is_some_and(|n| n.decommissioned)
+            && state.shards_of_node(&me).is_empty()
+            && self.recoveries.lock().is_empty()
+    }
+
     /// Returns the node's id.
     pub fn node_id(&self) -> &str {
         &self.config.node_id
@@ -153,7 +264,7 @@ impl DataNode {
     /// A copy of another cluster or from a leader older than one heard from is refused. A
     /// table or shard that fails here is logged and skipped (retried with the next version);
     /// the version is installed regardless, so one bad shard never blocks later versions.
-    pub fn apply_state(&self, state: &ClusterState) -> Result<u64> {
+    pub fn apply_state(self: &Arc<Self>, state: &ClusterState) -> Result<u64> {
         let _guard = self.applying.lock();
         let current = self.state.read().clone();
         match current.accepts(state) {
@@ -169,18 +280,17 @@ impl DataNode {
             Ok(true) => {}
         }
         let me = NodeId(self.node_id().to_string());
-        for (table, shards) in state.shards_of_node(&me) {
+        for (table, _) in state.shards_of_node(&me) {
             let changed = self
                 .table(table.id)
-                .is_some_and(|held| held.as_ref() != table);
+                .is_none_or(|held| held.as_ref() != table);
             if changed {
                 if let Err(error) = self.update_table(table.clone()) {
                     tracing::error!(table_id = table.id.0, %error, "updating a table definition failed");
-                    continue;
                 }
             }
-            self.open_shards(table.clone(), &shards);
         }
+        self.follow_routing(state);
         let held: Vec<TableId> = self.tables.read().keys().copied().collect();
         for table in held {
             if state.table_by_id(table).is_none() && table.0 < state.next_table_id {
@@ -201,6 +311,39 @@ impl DataNode {
 
     fn table_dir(&self, table: TableId) -> PathBuf {
         self.tables_dir().join(table.0.to_string())
+    }
+
+    /// The directory of one shard's copy on this node.
+    pub fn shard_dir(&self, shard_id: ShardId) -> PathBuf {
+        self.table_dir(shard_id.table)
+            .join(shard_id.shard.to_string())
+    }
+
+    /// Stops serving a copy (its files stay).
+    pub fn close_shard(&self, shard_id: ShardId) {
+        self.shards.write().remove(&shard_id);
+        self.failed.write().remove(&shard_id);
+    }
+
+    /// Serves an opened copy (a recovered one).
+    pub fn install_shard(&self, shard: Arc<Shard>) {
+        // The table may have changed while the copy recovered.
+        if let Some(table) = self.table(shard.id().table) {
+            if table.version > shard.table().version {
+                shard.set_table(table);
+            }
+        }
+        self.failed.write().remove(&shard.id());
+        self.shards.write().insert(shard.id(), shard);
+    }
+
+    /// Recovery progress of the copies this node is recovering.
+    pub fn recovery_progress(&self) -> Vec<(ShardId, String, Arc<RecoveryProgress>)> {
+        self.recoveries
+            .lock()
+            .iter()
+            .map(|(id, task)| (*id, task.allocation_id.clone(), task.progress.clone()))
+            .collect()
     }
 
     /// Creates or opens shards of `table`; already open shards are left as they are. A shard

@@ -1,26 +1,34 @@
-//! `ShardService` on the data node: durable writes, refresh, real-time get and statistics (which
-//! shards exist follows cluster state, see `membership`). Every storage call runs on the blocking pool, never on a tokio worker.
+//! `ShardService` on the data node: durable writes (as primary, replicated before they are
+//! acknowledged), operations forwarded by a primary (as replica), the primary's side of
+//! recovery, refresh, real-time get and statistics. Which copies exist follows cluster state
+//! (see `node::copies`). Every storage call runs on the blocking pool, never on a tokio
+//! worker.
 
 use std::sync::Arc;
+
+use futures::StreamExt;
 
 use creek_common::schema::ID_COLUMN;
 use creek_common::{ShardId, TableId};
 use creek_proto::ipc::batch_to_ipc;
 use creek_proto::v1::shard_service_server::ShardService;
 use creek_proto::v1::{
-    GetRequest, GetResponse, RefreshRequest, RefreshResponse, ShardStats, ShardStatsRequest,
-    ShardStatsResponse, WriteMode, WriteRequest, WriteResponse,
+    FileChunkRequest, FileChunkResponse, GetRequest, GetResponse, RecoveryFile, RecoveryOpsRequest,
+    RecoveryOpsResponse, RefreshRequest, RefreshResponse, ReplicateRequest, ReplicateResponse,
+    ShardStats, ShardStatsRequest, ShardStatsResponse, StartRecoveryRequest, StartRecoveryResponse,
+    TranslogOp, WriteMode, WriteRequest, WriteResponse,
 };
 use datafusion::arrow::compute::concat_batches;
 use datafusion::logical_expr::{col, lit};
 use datafusion::physical_plan::{collect, ExecutionPlan};
 use datafusion::prelude::SessionContext;
+use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::codec::column_spec;
 use crate::error::Error;
 use crate::flight::status_from_datafusion;
-use crate::node::DataNode;
+use crate::node::{DataNode, SourceSession};
 use crate::scan::TantivyScanExec;
 use crate::shard::Version;
 
@@ -73,10 +81,14 @@ impl ShardService for ShardServiceImpl {
         request: Request<WriteRequest>,
     ) -> Result<Response<WriteResponse>, Status> {
         let request = request.into_inner();
-        let shard = self.node.shard(ShardId {
+        let shard_id = ShardId {
             table: TableId(request.table_id),
             shard: request.shard,
-        })?;
+        };
+        let shard = self.node.shard(shard_id)?;
+        if !shard.role().primary {
+            return Err(Error::NotPrimary { shard_id }.into());
+        }
         let mode = WriteMode::try_from(request.mode)
             .map_err(|_| Status::invalid_argument("unknown write mode"))?;
         wait_for_table_version(&shard, request.schema_version).await?;
@@ -94,14 +106,43 @@ impl ShardService for ShardServiceImpl {
                 primary_term: *primary_term,
             })
             .collect();
-        let outcome = blocking(move || {
-            let outcome = shard.write(mode, &request.rows_ipc, &request.delete_ids, &expected)?;
-            if request.refresh {
-                shard.refresh()?;
-            }
-            Ok(outcome)
-        })
-        .await?;
+        self.node.check_lease()?;
+        // Held until every copy has the operation, so copies apply operations in order.
+        let order = shard.replication_lock().lock().await;
+        if !shard.role().primary {
+            return Err(Error::NotPrimary { shard_id }.into());
+        }
+        let refresh = request.refresh;
+        let outcome = {
+            let shard = shard.clone();
+            blocking(move || {
+                shard.write(
+                    mode,
+                    &request.rows_ipc,
+                    &request.delete_ids,
+                    &expected,
+                    &request.operation_id,
+                )
+            })
+            .await?
+        };
+        if let Some(op) = &outcome.op {
+            crate::replication::replicate(
+                &self.node.peers,
+                &self.node.cluster_client(),
+                &shard,
+                op,
+                refresh,
+            )
+            .await?;
+        }
+        drop(order);
+        if refresh {
+            let shard = shard.clone();
+            blocking(move || shard.refresh()).await?;
+        }
+        // A primary that lost touch with the leader may have been replaced meanwhile.
+        self.node.check_lease()?;
         Ok(Response::new(WriteResponse {
             statuses: outcome.statuses.into_iter().map(|s| s as i32).collect(),
             max_seq_no: outcome.max_seq_no,
@@ -176,33 +217,60 @@ impl ShardService for ShardServiceImpl {
     ) -> Result<Response<ShardStatsResponse>, Status> {
         let shards = self.node.shards();
         let failed = self.node.failed_shards();
+        let recovering = self.node.recovery_progress();
         let stats = blocking(move || {
-            let mut stats: Vec<ShardStats> = shards
-                .iter()
-                .map(|shard| {
-                    let (num_docs, size_bytes, max_seq_no) = shard.stats();
-                    let failure = shard.failure();
-                    ShardStats {
-                        table_id: shard.id().table.0,
-                        shard: shard.id().shard,
-                        num_docs,
-                        size_bytes,
-                        primary: true,
-                        max_seq_no,
-                        state: if failure.is_some() {
-                            "FAILED"
-                        } else {
-                            "STARTED"
-                        }
-                        .to_string(),
-                        failure: failure.unwrap_or_default(),
+            let mut stats: Vec<ShardStats> = Vec::new();
+            for shard in &shards {
+                if recovering.iter().any(|(id, _, _)| *id == shard.id()) {
+                    continue;
+                }
+                let (num_docs, size_bytes, max_seq_no) = shard.stats();
+                let failure = shard.failure();
+                let role = shard.role();
+                let content_checksum = if failure.is_none() {
+                    shard.content_checksum().unwrap_or_default()
+                } else {
+                    0
+                };
+                stats.push(ShardStats {
+                    table_id: shard.id().table.0,
+                    shard: shard.id().shard,
+                    num_docs,
+                    size_bytes,
+                    primary: role.primary,
+                    max_seq_no,
+                    state: if failure.is_some() {
+                        "FAILED"
+                    } else {
+                        "STARTED"
                     }
-                })
-                .collect();
+                    .to_string(),
+                    failure: failure.unwrap_or_default(),
+                    allocation_id: role.allocation_id,
+                    primary_term: role.primary_term,
+                    content_checksum,
+                    ..ShardStats::default()
+                });
+            }
+            for (shard_id, allocation_id, progress) in recovering {
+                use std::sync::atomic::Ordering::Acquire;
+                stats.push(ShardStats {
+                    table_id: shard_id.table.0,
+                    shard: shard_id.shard,
+                    state: "RECOVERING".to_string(),
+                    allocation_id,
+                    recovery_stage: progress.stage.lock().clone(),
+                    recovery_files_done: progress.files_done.load(Acquire),
+                    recovery_files_total: progress.files_total.load(Acquire),
+                    recovery_bytes_done: progress.bytes_done.load(Acquire),
+                    recovery_bytes_total: progress.bytes_total.load(Acquire),
+                    recovery_ops: progress.operations.load(Acquire),
+                    ..ShardStats::default()
+                });
+            }
             stats.extend(failed.into_iter().map(|(shard_id, reason)| ShardStats {
                 table_id: shard_id.table.0,
                 shard: shard_id.shard,
-                primary: true,
                 state: "FAILED".to_string(),
                 failure: reason,
                 ..ShardStats::default()
@@ -212,4 +280,236 @@ impl ShardService for ShardServiceImpl {
         .await?;
         Ok(Response::new(ShardStatsResponse { shards: stats }))
     }
+
+    async fn replicate_write(
+        &self,
+        request: Request<ReplicateRequest>,
+    ) -> Result<Response<ReplicateResponse>, Status> {
+        let request = request.into_inner();
+        let shard_id = ShardId {
+            table: TableId(request.table_id),
+            shard: request.shard,
+        };
+        let shard = self.node.shard(shard_id)?;
+        let role = shard.role();
+        if role.allocation_id != request.allocation_id {
+            return Err(Error::InvalidRequest(format!(
+                "shard {shard_id} here is copy {}, not {}",
+                role.allocation_id, request.allocation_id
+            ))
+            .into());
+        }
+        let op = TranslogOp::decode(request.op.as_slice())
+            .map_err(|e| Status::invalid_argument(format!("undecodable operation: {e}")))?;
+        let term = request.primary_term;
+        let response = blocking(move || {
+            match shard.apply_replicated(&op, term) {
+                Ok(()) => {}
+                Err(Error::OperationGap { expected, .. }) => {
+                    return Ok(ReplicateResponse {
+                        gap: true,
+                        next_seq_no: expected,
+                        newer_term: 0,
+                    })
+                }
+                Err(Error::StaleTerm { current, .. }) => {
+                    return Ok(ReplicateResponse {
+                        newer_term: current,
+                        ..ReplicateResponse::default()
+                    })
+                }
+                Err(error) => return Err(error),
+            }
+            if request.refresh {
+                shard.refresh()?;
+            }
+            Ok(ReplicateResponse::default())
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn start_recovery(
+        &self,
+        request: Request<StartRecoveryRequest>,
+    ) -> Result<Response<StartRecoveryResponse>, Status> {
+        let request = request.into_inner();
+        let shard_id = ShardId {
+            table: TableId(request.table_id),
+            shard: request.shard,
+        };
+        let shard = self.node.shard(shard_id)?;
+        let role = shard.role();
+        if !role.primary {
+            return Err(Error::NotPrimary { shard_id }.into());
+        }
+        let address = self
+            .node
+            .coordinator_address(&request.target_node)
+            .ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "node {} is not in this node's cluster state yet",
+                    request.target_node
+                ))
+            })?;
+        let recovery_id = format!(
+            "{}-{}-{}",
+            shard_id.table.0,
+            shard_id.shard,
+            NEXT_RECOVERY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let snapshot = {
+            let shard = shard.clone();
+            let recovery_id = recovery_id.clone();
+            blocking(move || shard.recovery_snapshot(&recovery_id)).await?
+        };
+        let response = StartRecoveryResponse {
+            recovery_id: recovery_id.clone(),
+            files: snapshot
+                .files
+                .iter()
+                .map(|(name, size, crc32)| RecoveryFile {
+                    name: name.clone(),
+                    size: *size,
+                    crc32: *crc32,
+                })
+                .collect(),
+            commit_seq_no: snapshot.commit_seq_no,
+            primary_term: role.primary_term,
+        };
+        let mut sessions = self.node.sessions.lock();
+        // A target that vanished mid-recovery leaves its session; old ones go.
+        sessions.retain(|_, session| session.created.elapsed() < SESSION_TTL);
+        sessions.insert(
+            recovery_id,
+            SourceSession {
+                snapshot,
+                shard,
+                target: crate::shard::copy::Peer {
+                    node: creek_common::NodeId(request.target_node),
+                    address,
+                    allocation_id: request.target_allocation_id,
+                    in_sync: false,
+                },
+                created: std::time::Instant::now(),
+            },
+        );
+        Ok(Response::new(response))
+    }
+
+    async fn fetch_file_chunk(
+        &self,
+        request: Request<FileChunkRequest>,
+    ) -> Result<Response<FileChunkResponse>, Status> {
+        let request = request.into_inner();
+        let path = {
+            let sessions = self.node.sessions.lock();
+            let session = sessions.get(&request.recovery_id).ok_or_else(|| {
+                Status::not_found(format!("no recovery {} on this node", request.recovery_id))
+            })?;
+            // Only the files the snapshot listed are served, never a path the request makes.
+            if !session
+                .snapshot
+                .files
+                .iter()
+                .any(|(name, _, _)| *name == request.name)
+            {
+                return Err(Status::invalid_argument(format!(
+                    "{} is not a file of recovery {}",
+                    request.name, request.recovery_id
+                )));
+            }
+            session.snapshot.dir.join(&request.name)
+        };
+        let length = request.length.min(MAX_CHUNK_BYTES) as usize;
+        let offset = request.offset;
+        let data = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut file = std::fs::File::open(&path)?;
+            file.seek(SeekFrom::Start(offset))?;
+            let mut data = Vec::with_capacity(length);
+            file.take(length as u64).read_to_end(&mut data)?;
+            Ok(data)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(format!("reading {}: {e}", request.name)))?;
+        Ok(Response::new(FileChunkResponse { data }))
+    }
+
+    type RecoveryOpsStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<RecoveryOpsResponse, Status>> + Send + 'static>,
+    >;
+
+    async fn recovery_ops(
+        &self,
+        request: Request<RecoveryOpsRequest>,
+    ) -> Result<Response<Self::RecoveryOpsStream>, Status> {
+        let recovery_id = request.into_inner().recovery_id;
+        let (shard, target, after) = {
+            let sessions = self.node.sessions.lock();
+            let session = sessions.get(&recovery_id).ok_or_else(|| {
+                Status::not_found(format!("no recovery {recovery_id} on this node"))
+            })?;
+            (
+                session.shard.clone(),
+                session.target.clone(),
+                session.snapshot.commit_seq_no,
+            )
+        };
+        // Under the write order: every operation up to now is in `ops`, and every later one
+        // is forwarded to the target (which fills any overlap as a gap or a duplicate).
+        let ops = {
+            let _order = shard.replication_lock().lock().await;
+            if !shard.role().primary {
+                return Err(Error::NotPrimary {
+                    shard_id: shard.id(),
+                }
+                .into());
+            }
+            let reader = shard.clone();
+            let ops = blocking(move || reader.operations_after(after)).await?;
+            shard.track(target);
+            ops
+        };
+        let node = self.node.clone();
+        let mut chunks: Vec<Vec<Vec<u8>>> = Vec::new();
+        let mut chunk: Vec<Vec<u8>> = Vec::new();
+        let mut bytes = 0usize;
+        for op in ops {
+            let encoded = op.encode_to_vec();
+            bytes += encoded.len();
+            chunk.push(encoded);
+            if bytes >= OPS_CHUNK_BYTES {
+                chunks.push(std::mem::take(&mut chunk));
+                bytes = 0;
+            }
+        }
+        if !chunk.is_empty() {
+            chunks.push(chunk);
+        }
+        let stream = futures::stream::iter(
+            chunks
+                .into_iter()
+                .map(|ops| Ok(RecoveryOpsResponse { ops })),
+        )
+        .chain(futures::stream::once(async move {
+            // Sent: the translog the snapshot held may go.
+            node.sessions.lock().remove(&recovery_id);
+            Ok(RecoveryOpsResponse { ops: Vec::new() })
+        }));
+        Ok(Response::new(Box::pin(stream)))
+    }
 }
+
+/// Numbers the recoveries this node serves.
+static NEXT_RECOVERY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// How long a recovery may take before its held files are released.
+const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
+/// The largest file chunk served at once.
+const MAX_CHUNK_BYTES: u32 = 8 * 1024 * 1024;
+
+/// About how many bytes of operations go in one recovery message.
+const OPS_CHUNK_BYTES: usize = 4 * 1024 * 1024;

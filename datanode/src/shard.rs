@@ -7,12 +7,17 @@
 //! the ids written since the last refresh are kept in a small "live" map so that duplicate checks
 //! and real-time gets see them. All methods block (disk and CPU): call them from a blocking pool.
 
+pub mod copy;
 pub mod document;
+pub mod recent_ops;
+mod replica;
 pub mod translog;
+
+pub use replica::{file_checksum, RecoverySnapshot};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,7 +37,9 @@ use tantivy::{
 };
 
 use crate::error::{Error, Result};
+use copy::{CopyRole, Peer};
 use document::{documents_from_batch, id_column, shard_schema, ShardFields};
+use recent_ops::RecentOps;
 use translog::Translog;
 
 impl std::fmt::Debug for Shard {
@@ -48,6 +55,9 @@ const WRITER_MEMORY_BYTES: usize = 48 * 1024 * 1024;
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct CommitPayload {
     max_seq_no: u64,
+    /// The highest primary term of the operations the commit contains.
+    #[serde(default)]
+    max_term: u64,
 }
 
 /// A document's version: the sequence number and primary term of the operation that wrote
@@ -67,6 +77,12 @@ pub struct WriteOutcome {
     pub statuses: Vec<RowStatus>,
     /// The highest sequence number the shard has assigned.
     pub max_seq_no: u64,
+    /// The operation written, which a primary forwards to its replicas (`None` if the
+    /// request changed nothing).
+    pub op: Option<Arc<TranslogOp>>,
+    /// The request repeated an operation id applied before: `statuses` are the first
+    /// answer and nothing was written again.
+    pub repeated: bool,
 }
 
 struct WriterState {
@@ -74,6 +90,9 @@ struct WriterState {
     translog: Translog,
     /// The next sequence number to assign.
     next_seq_no: u64,
+    /// The highest primary term among the operations applied: a replica that gets an
+    /// operation it already has a sequence number for, from a newer term, has diverged.
+    last_term: u64,
     /// Ids written since the last refresh, mapped to the version of the row now (`None`:
     /// deleted). The index reader lags until the next refresh; this map does not.
     live: HashMap<String, Option<Version>>,
@@ -94,8 +113,20 @@ pub struct Shard {
     /// acknowledges nothing, so it never acknowledges a write it might not replay. It is
     /// opened afresh (replaying and cutting its translog) to serve again.
     failed: Mutex<Option<String>>,
-    /// The primary term operations are written under (1 until replication assigns terms).
-    primary_term: AtomicU64,
+    /// This copy's role in its replication group, from the cluster state.
+    role: RwLock<CopyRole>,
+    /// Recovering copies that reached their last recovery phase: a primary forwards writes
+    /// to them as to started copies.
+    tracking: Mutex<Vec<Peer>>,
+    /// Held by a primary from writing an operation until every copy has it, so that copies
+    /// receive operations in sequence order.
+    replication: tokio::sync::Mutex<()>,
+    /// Operations applied recently, by operation id (retries get the first answer).
+    recent: Mutex<RecentOps>,
+    /// While a recovery reads this copy's translog, no generation is deleted.
+    translog_holds: AtomicUsize,
+    /// The index, for listing a commit's files to a recovering copy.
+    index: Index,
 }
 
 impl Shard {
@@ -116,17 +147,19 @@ impl Shard {
             detail: e.to_string(),
         })?;
         let index = Index::open_or_create(directory, schema).map_err(index_err)?;
-        let checkpoint = index
+        // The writer and reader are made from this handle; the shard keeps it for recovery.
+        let index_handle = index.clone();
+        let committed = index
             .load_metas()
             .map_err(index_err)?
             .payload
             .and_then(|payload| serde_json::from_str::<CommitPayload>(&payload).ok())
-            .unwrap_or_default()
-            .max_seq_no;
-        let writer: IndexWriter = index
+            .unwrap_or_default();
+        let checkpoint = committed.max_seq_no;
+        let writer: IndexWriter = index_handle
             .writer_with_num_threads(1, WRITER_MEMORY_BYTES)
             .map_err(index_err)?;
-        let reader = index
+        let reader = index_handle
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
@@ -148,12 +181,23 @@ impl Shard {
                 writer,
                 translog,
                 next_seq_no,
+                last_term: committed.max_term,
                 live: HashMap::new(),
             }),
             dirty: AtomicBool::new(false),
             last_refresh: Mutex::new(Instant::now()),
             failed: Mutex::new(None),
-            primary_term: AtomicU64::new(1),
+            // A copy serves as primary only once the cluster state says so.
+            role: RwLock::new(CopyRole {
+                primary: false,
+                primary_term: committed.max_term.max(1),
+                ..CopyRole::default()
+            }),
+            tracking: Mutex::new(Vec::new()),
+            replication: tokio::sync::Mutex::new(()),
+            recent: Mutex::new(RecentOps::default()),
+            translog_holds: AtomicUsize::new(0),
+            index,
         };
         if !pending.is_empty() {
             tracing::info!(shard_id = %id, ops = pending.len(), "replaying translog");
@@ -162,6 +206,7 @@ impl Shard {
                 // An op may already be in the index (written after the checkpoint but before
                 // a crash), so replay replaces by id.
                 shard.apply_to_index(&mut state, op, true)?;
+                shard.recent.lock().record(op);
             }
             drop(state);
             shard.dirty.store(true, Ordering::Release);
@@ -234,10 +279,19 @@ impl Shard {
         rows_ipc: &[u8],
         delete_ids: &[String],
         expected: &[Version],
+        operation_id: &str,
     ) -> Result<WriteOutcome> {
         let table = self.table();
         let mut state = self.state.lock();
         self.check_not_failed()?;
+        if let Some(op) = self.recent.lock().get(operation_id) {
+            return Ok(WriteOutcome {
+                statuses: recent_ops::statuses_of(&op),
+                max_seq_no: state.next_seq_no.saturating_sub(1),
+                op: Some(op),
+                repeated: true,
+            });
+        }
         let searcher = self.reader.searcher();
         let term = self.primary_term();
         let conditional = matches!(
@@ -285,6 +339,7 @@ impl Shard {
                     num_ops: deleted.len() as u64,
                     delete_ids: deleted,
                     primary_term: term,
+                    ..TranslogOp::default()
                 };
                 (op, statuses)
             }
@@ -346,11 +401,16 @@ impl Shard {
                     delete_ids: Vec::new(),
                     num_ops: accepted_count,
                     primary_term: term,
+                    ..TranslogOp::default()
                 };
                 (op, statuses)
             }
         };
-        if op.num_ops > 0 {
+        let mut op = op;
+        op.operation_id = operation_id.to_string();
+        op.statuses = statuses.iter().map(|s| *s as i32).collect();
+        let written = op.num_ops > 0;
+        if written {
             self.or_fail(state.translog.append(&op, table.fsync_per_request()))?;
             state.live.extend(changes);
             // An accepted INSERT was just checked to be absent, so only upserts and updates
@@ -360,16 +420,74 @@ impl Shard {
             let applied = self.apply_to_index(&mut state, &op, replace);
             self.or_fail(applied)?;
             self.dirty.store(true, Ordering::Release);
+            self.recent.lock().record(&op);
         }
         Ok(WriteOutcome {
             statuses,
             max_seq_no: state.next_seq_no.saturating_sub(1),
+            op: written.then(|| Arc::new(op)),
+            repeated: false,
         })
     }
 
-    /// The primary term this shard writes under.
+    /// The primary term this copy knows.
     pub fn primary_term(&self) -> u64 {
-        self.primary_term.load(Ordering::Acquire)
+        self.role.read().primary_term
+    }
+
+    /// Returns this copy's role.
+    pub fn role(&self) -> CopyRole {
+        self.role.read().clone()
+    }
+
+    /// Sets this copy's role from the cluster state. The primary term only grows: a copy
+    /// that learnt a newer term from a replicated operation keeps it.
+    pub fn set_role(&self, role: CopyRole) {
+        let mut current = self.role.write();
+        let primary_term = current.primary_term.max(role.primary_term);
+        *current = CopyRole {
+            primary_term,
+            ..role
+        };
+        // Tracked recoveries that the state now lists as peers need no tracking.
+        let peers: Vec<String> = current
+            .peers
+            .iter()
+            .map(|p| p.allocation_id.clone())
+            .collect();
+        self.tracking
+            .lock()
+            .retain(|p| !peers.contains(&p.allocation_id));
+    }
+
+    /// The copies a primary forwards writes to: the state's peers and tracked recoveries.
+    pub fn replication_targets(&self) -> Vec<Peer> {
+        let mut targets = self.role.read().peers.clone();
+        for tracked in self.tracking.lock().iter() {
+            if !targets
+                .iter()
+                .any(|p| p.allocation_id == tracked.allocation_id)
+            {
+                targets.push(tracked.clone());
+            }
+        }
+        targets
+    }
+
+    /// Stops forwarding to a copy (it failed).
+    pub fn stop_tracking(&self, allocation_id: &str) {
+        self.tracking
+            .lock()
+            .retain(|p| p.allocation_id != allocation_id);
+        self.role
+            .write()
+            .peers
+            .retain(|p| p.allocation_id != allocation_id);
+    }
+
+    /// The lock a primary holds from writing an operation until every copy has it.
+    pub fn replication_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.replication
     }
 
     /// Makes every applied write visible to new searchers and durable in the index, then drops
@@ -391,12 +509,15 @@ impl Shard {
             state.translog.sync()?;
             let payload = serde_json::to_string(&CommitPayload {
                 max_seq_no: state.next_seq_no.saturating_sub(1),
+                max_term: state.last_term,
             })
             .expect("payload serialises");
             let mut prepared = state.writer.prepare_commit().map_err(index_err)?;
             prepared.set_payload(&payload);
             prepared.commit().map_err(index_err)?;
-            state.translog.roll_after_commit()?;
+            // While a recovery reads the translog, its generations stay.
+            let delete_old = self.translog_holds.load(Ordering::Acquire) == 0;
+            state.translog.roll_after_commit(delete_old)?;
             self.reader.reload().map_err(index_err)
         })();
         // A commit that failed half way is not retried in place: the shard fails, and opening
@@ -449,6 +570,33 @@ impl Shard {
             size,
             state.next_seq_no.saturating_sub(1),
         )
+    }
+
+    /// A checksum of the live documents this copy's searcher sees: each document's sequence
+    /// number and primary term, combined independently of order, so two copies that made the
+    /// same writes visible have the same checksum whatever their segments look like.
+    pub fn content_checksum(&self) -> Result<u64> {
+        let searcher = self.reader.searcher();
+        let index_err = |source| Error::Index {
+            shard_id: self.id,
+            source,
+        };
+        let mut sum = 0u64;
+        for segment in searcher.segment_readers() {
+            let fast_fields = segment.fast_fields();
+            let seq_nos = fast_fields.i64(SEQ_NO_COLUMN).map_err(index_err)?;
+            let terms = fast_fields.i64(PRIMARY_TERM_COLUMN).map_err(index_err)?;
+            let alive = segment.alive_bitset();
+            for doc in 0..segment.max_doc() {
+                if alive.is_some_and(|bits| !bits.is_alive(doc)) {
+                    continue;
+                }
+                let seq_no = seq_nos.first(doc).unwrap_or(0) as u64;
+                let term = terms.first(doc).unwrap_or(0).max(1) as u64;
+                sum = sum.wrapping_add(mix(seq_no ^ term.rotate_left(48)));
+            }
+        }
+        Ok(sum)
     }
 
     /// The live document with `id` in the searcher's segments, read straight from the id
@@ -566,6 +714,7 @@ impl Shard {
             }
         }
         state.next_seq_no = state.next_seq_no.max(op.seq_no + op_len(op));
+        state.last_term = state.last_term.max(op.primary_term);
         Ok(())
     }
 
@@ -612,4 +761,11 @@ fn dir_size(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// A 64-bit finaliser (splitmix64), so that summed values do not cancel out.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }

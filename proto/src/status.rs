@@ -5,7 +5,7 @@
 
 use creek_common::error::{CodedError, ErrorCode};
 
-const ERROR_CODE_HEADER: &str = "creek-error-code";
+pub const ERROR_CODE_HEADER: &str = "creek-error-code";
 
 /// Builds a gRPC status from a coded error.
 pub fn status_from_error(error: &CodedError) -> tonic::Status {

@@ -101,6 +101,19 @@ impl ManagedProcess {
         self.child.is_some()
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// How the process ended, if it has (`None` while it runs).
+    pub fn exit_status(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        match self.child.as_mut() {
+            Some(child) => Ok(child.try_wait()?),
+            None => Ok(None),
+        }
+    }
+
     /// Kills the process with SIGKILL (no shutdown work at all).
     pub fn kill_hard(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
@@ -481,4 +494,49 @@ pub async fn query_text(config: &str, sql: &str) -> anyhow::Result<Vec<String>> 
         }
     }
     Ok(rows)
+}
+
+/// Every row of a simple-protocol query, each column as text (NULL as "NULL").
+pub async fn rows(client: &tokio_postgres::Client, sql: &str) -> anyhow::Result<Vec<Vec<String>>> {
+    let mut out = Vec::new();
+    for message in client
+        .simple_query(sql)
+        .await
+        .with_context(|| format!("running {sql}"))?
+    {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+            out.push(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("NULL").to_string())
+                    .collect(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Connects with `config`; the connection runs in the background.
+pub async fn connect(config: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(config, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Polls `check` every 100 ms until it returns true; returns how long that took.
+pub async fn wait_for(
+    what: &str,
+    limit: Duration,
+    mut check: impl AsyncFnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut last = String::from("never true");
+    while started.elapsed() < limit {
+        match check().await {
+            Ok(true) => return Ok(started.elapsed()),
+            Ok(false) => {}
+            Err(error) => last = format!("{error:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{what}: not within {limit:?} (last: {last})")
 }

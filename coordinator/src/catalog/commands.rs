@@ -4,7 +4,7 @@
 //! command, so every voter that applies the same log reaches the same state; that includes shard
 //! allocation, which therefore lives here. Nothing in this module does I/O or reads a clock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use creek_common::error::{CodedError, ErrorCode};
 use creek_common::schema::{ColumnDef, IndexDef, TableSchema, ViewDef};
@@ -12,8 +12,13 @@ use creek_common::state::{qualified, ClusterState, NodeInfo, NodeRole};
 use creek_common::{NodeId, TableId};
 use serde::{Deserialize, Serialize};
 
+mod allocation;
 mod index;
 
+pub use allocation::{
+    explain_allocations, is_allocation_setting, parse_replicas, wanted_copies,
+    AllocationExplanation, AWARENESS_SETTING, DEFAULT_REPLICAS, REPLICAS_SETTING,
+};
 pub use index::{index_exists, relation_exists};
 
 /// One change of cluster state, as stored in the Raft log.
@@ -69,6 +74,34 @@ pub enum Command {
     NodeJoined { node: NodeInfo },
     /// Marks a node alive or gone.
     NodeLiveness { node: NodeId, alive: bool },
+    /// Sets (`Some`) or resets (`None`) table settings: replicas, allocation rules, ...
+    SetTableSettings {
+        schema: String,
+        name: String,
+        settings: BTreeMap<String, Option<String>>,
+    },
+    /// Sets (`Some`) or resets (`None`) cluster settings (`SET GLOBAL`).
+    SetClusterSettings {
+        settings: BTreeMap<String, Option<String>>,
+    },
+    /// Drains a data node: its copies move to other nodes, then it stops.
+    Decommission { node: NodeId },
+    /// A copy finished recovering (reported by its node).
+    ShardCopyStarted {
+        table: u64,
+        shard: u32,
+        allocation_id: String,
+        primary_term: u64,
+    },
+    /// A copy failed (reported by the primary that could not replicate to it, or by the
+    /// copy's own node); under `primary_term`, which must be current.
+    ShardCopyFailed {
+        table: u64,
+        shard: u32,
+        allocation_id: String,
+        primary_term: u64,
+        reason: String,
+    },
 }
 
 /// The result of applying a [`Command`]: the state version after it, and whether it changed
@@ -85,9 +118,16 @@ fn refused(code: ErrorCode, message: impl Into<String>) -> CodedError {
     CodedError::new(code, message)
 }
 
-/// Applies `command` to `state`. On `Ok(true)` the caller bumps the version; on `Ok(false)` or
+/// Applies `command` to `state`, then lets the allocator bring the copies in line with it
+/// ([`allocation`]'s `reroute`). On `Ok(true)` the caller bumps the version; on `Ok(false)` or
 /// an error, `state` must be discarded by the caller (it may be partly changed).
 pub fn apply(state: &mut ClusterState, command: &Command) -> Result<bool, CodedError> {
+    let changed = apply_command(state, command)?;
+    let rerouted = allocation::reroute(state);
+    Ok(changed || rerouted)
+}
+
+fn apply_command(state: &mut ClusterState, command: &Command) -> Result<bool, CodedError> {
     match command {
         Command::Bootstrap {
             cluster_name,
@@ -216,6 +256,13 @@ pub fn apply(state: &mut ClusterState, command: &Command) -> Result<bool, CodedE
             if_exists,
         } => index::drop_index(state, schema, name, *if_exists),
         Command::NodeJoined { node } => {
+            // A node that re-joins stays decommissioned: the drain goes on.
+            let mut node = node.clone();
+            node.decommissioned = state
+                .nodes
+                .get(&node.id)
+                .is_some_and(|existing| existing.decommissioned);
+            let node = &node;
             if state.nodes.get(&node.id) == Some(node) {
                 return Ok(false);
             }
@@ -241,7 +288,103 @@ pub fn apply(state: &mut ClusterState, command: &Command) -> Result<bool, CodedE
             }
             _ => Ok(false),
         },
+        Command::SetTableSettings {
+            schema,
+            name,
+            settings,
+        } => set_table_settings(state, schema, name, settings),
+        Command::SetClusterSettings { settings } => {
+            let mut changed = false;
+            for (key, value) in settings {
+                changed |= match value {
+                    Some(value) => {
+                        state.settings.insert(key.clone(), value.clone()).as_ref() != Some(value)
+                    }
+                    None => state.settings.remove(key).is_some(),
+                };
+            }
+            Ok(changed)
+        }
+        Command::Decommission { node } => match state.nodes.get_mut(node) {
+            Some(info) if info.role == NodeRole::Data => {
+                let changed = !info.decommissioned;
+                info.decommissioned = true;
+                Ok(changed)
+            }
+            Some(_) => Err(refused(
+                ErrorCode::InvalidParameterValue,
+                format!("{node} is not a data node"),
+            )),
+            None => Err(refused(
+                ErrorCode::UndefinedObject,
+                format!("node {node} is not in the cluster"),
+            )),
+        },
+        Command::ShardCopyStarted {
+            table,
+            shard,
+            allocation_id,
+            primary_term,
+        } => allocation::copy_started(state, *table, *shard, allocation_id, *primary_term),
+        Command::ShardCopyFailed {
+            table,
+            shard,
+            allocation_id,
+            primary_term,
+            ..
+        } => allocation::copy_failed(state, *table, *shard, allocation_id, *primary_term),
     }
+}
+
+/// `ALTER TABLE ... SET (...)` / `RESET (...)`: replicas and allocation rules, checked before
+/// they are stored (reroute then moves and adds copies).
+fn set_table_settings(
+    state: &mut ClusterState,
+    schema: &str,
+    name: &str,
+    settings: &BTreeMap<String, Option<String>>,
+) -> Result<bool, CodedError> {
+    let key = qualified(schema, name);
+    let table = state.tables.get_mut(&key).ok_or_else(|| {
+        refused(
+            ErrorCode::UndefinedTable,
+            format!("relation \"{key}\" does not exist"),
+        )
+    })?;
+    let mut changed = false;
+    for (setting, value) in settings {
+        if setting == REPLICAS_SETTING {
+            if let Some(value) = value {
+                parse_replicas(value)?;
+            }
+        } else if !is_allocation_setting(setting)
+            && !matches!(
+                setting.as_str(),
+                "refresh_interval" | "translog.durability" | "write.wait_for_active_shards"
+            )
+        {
+            return Err(refused(
+                ErrorCode::InvalidParameterValue,
+                format!("setting {setting} cannot be changed on an existing table"),
+            ));
+        }
+        changed |= match value {
+            Some(value) => {
+                table
+                    .settings
+                    .insert(setting.clone(), value.clone())
+                    .as_ref()
+                    != Some(value)
+            }
+            None => table.settings.remove(setting).is_some(),
+        };
+    }
+    if changed {
+        table.version += 1;
+        // Rules that admit no node at all are refused rather than strand every copy.
+        allocation::check_rules(table)?;
+    }
+    Ok(changed)
 }
 
 fn create_table(
@@ -263,187 +406,17 @@ fn create_table(
     table.id = TableId(state.next_table_id.max(1));
     table.version = 1;
     table.validate()?;
-    let routing = allocate(state, &table)?;
+    let routing = allocation::allocate_table(state, &table)?;
     state.next_table_id = table.id.0 + 1;
     state.routing.insert(table.id.0, routing);
     state.tables.insert(key, table);
     Ok(true)
 }
 
-/// The allocation filters a table's settings ask for.
-#[derive(Debug, Default)]
-struct AllocationRules {
-    require: BTreeMap<String, Vec<String>>,
-    include: BTreeMap<String, Vec<String>>,
-    exclude: BTreeMap<String, Vec<String>>,
-    total_shards_per_node: Option<usize>,
-}
-
-const ALLOCATION_PREFIX: &str = "routing.allocation.";
-
-/// Returns whether `key` is an allocation setting Creek understands.
-pub fn is_allocation_setting(key: &str) -> bool {
-    let Some(rest) = key.strip_prefix(ALLOCATION_PREFIX) else {
-        return false;
-    };
-    rest == "total_shards_per_node"
-        || ["require.", "include.", "exclude."]
-            .iter()
-            .any(|kind| rest.strip_prefix(kind).is_some_and(|attr| !attr.is_empty()))
-}
-
-fn allocation_rules(table: &TableSchema) -> Result<AllocationRules, CodedError> {
-    let mut rules = AllocationRules::default();
-    for (key, value) in &table.settings {
-        let Some(rest) = key.strip_prefix(ALLOCATION_PREFIX) else {
-            continue;
-        };
-        let values = || -> Vec<String> {
-            value
-                .split(',')
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-                .collect()
-        };
-        if rest == "total_shards_per_node" {
-            let limit: i64 = value.trim().parse().map_err(|_| {
-                refused(
-                    ErrorCode::InvalidParameterValue,
-                    format!("{key} must be an integer, got '{value}'"),
-                )
-            })?;
-            rules.total_shards_per_node = match limit {
-                -1 => None,
-                n if n > 0 => Some(n as usize),
-                _ => {
-                    return Err(refused(
-                        ErrorCode::InvalidParameterValue,
-                        format!("{key} must be positive or -1, got {limit}"),
-                    ))
-                }
-            };
-        } else if let Some(attr) = rest.strip_prefix("require.") {
-            rules.require.insert(attr.to_string(), values());
-        } else if let Some(attr) = rest.strip_prefix("include.") {
-            rules.include.insert(attr.to_string(), values());
-        } else if let Some(attr) = rest.strip_prefix("exclude.") {
-            rules.exclude.insert(attr.to_string(), values());
-        }
-    }
-    Ok(rules)
-}
-
-impl AllocationRules {
-    /// Whether a node with `attributes` may hold a shard of the table.
-    fn admits(&self, attributes: &BTreeMap<String, String>) -> bool {
-        let has = |attr: &String, allowed: &Vec<String>| {
-            attributes
-                .get(attr)
-                .is_some_and(|v| allowed.iter().any(|a| a == v))
-        };
-        self.require
-            .iter()
-            .all(|(attr, allowed)| has(attr, allowed))
-            && (self.include.is_empty()
-                || self
-                    .include
-                    .iter()
-                    .any(|(attr, allowed)| has(attr, allowed)))
-            && !self
-                .exclude
-                .iter()
-                .any(|(attr, allowed)| has(attr, allowed))
-    }
-
-    fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        for (kind, rules) in [
-            ("require", &self.require),
-            ("include", &self.include),
-            ("exclude", &self.exclude),
-        ] {
-            for (attr, values) in rules {
-                parts.push(format!("{kind}.{attr}={}", values.join(",")));
-            }
-        }
-        if let Some(limit) = self.total_shards_per_node {
-            parts.push(format!("total_shards_per_node={limit}"));
-        }
-        parts.join(", ")
-    }
-}
-
-/// Places each shard of `table` on the live data node the table's allocation rules admit that
-/// holds the fewest shards (ties broken by node id), never exceeding `total_shards_per_node`.
-fn allocate(state: &ClusterState, table: &TableSchema) -> Result<Vec<NodeId>, CodedError> {
-    let rules = allocation_rules(table)?;
-    let data_nodes: Vec<&NodeInfo> = state
-        .nodes
-        .values()
-        .filter(|n| n.role == NodeRole::Data && n.alive)
-        .collect();
-    if data_nodes.is_empty() {
-        return Err(refused(
-            ErrorCode::Unavailable,
-            "no data nodes are available",
-        ));
-    }
-    let candidates: Vec<&NodeId> = data_nodes
-        .iter()
-        .filter(|n| rules.admits(&n.attributes))
-        .map(|n| &n.id)
-        .collect();
-    if candidates.is_empty() {
-        return Err(refused(
-            ErrorCode::InvalidParameterValue,
-            format!(
-                "no live data node matches the allocation rules of {} ({})",
-                table.name,
-                rules.describe()
-            ),
-        ));
-    }
-    let mut load: HashMap<&NodeId, usize> = candidates.iter().map(|n| (*n, 0)).collect();
-    for routing in state.routing.values() {
-        for node in routing {
-            if let Some(count) = load.get_mut(node) {
-                *count += 1;
-            }
-        }
-    }
-    let mut own: HashMap<&NodeId, usize> = HashMap::new();
-    let mut routing = Vec::with_capacity(table.num_shards as usize);
-    for shard in 0..table.num_shards {
-        let node = candidates
-            .iter()
-            .copied()
-            .filter(|n| {
-                rules
-                    .total_shards_per_node
-                    .is_none_or(|limit| own.get(n).copied().unwrap_or(0) < limit)
-            })
-            .min_by_key(|n| (load[*n], *n))
-            .ok_or_else(|| {
-                refused(
-                    ErrorCode::InvalidParameterValue,
-                    format!(
-                        "cannot allocate shard {shard} of {}: {} matching data node(s) \
-                         already hold total_shards_per_node shards of it",
-                        table.name,
-                        candidates.len()
-                    ),
-                )
-            })?;
-        *load.get_mut(node).expect("candidate has a load") += 1;
-        *own.entry(node).or_default() += 1;
-        routing.push(node.clone());
-    }
-    Ok(routing)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use creek_common::state::{CopyState, ShardRouting};
     use creek_common::types::ColumnType;
 
     fn node(id: &str, attrs: &[(&str, &str)]) -> NodeInfo {
@@ -457,6 +430,7 @@ mod tests {
                 .collect(),
             voter: false,
             alive: true,
+            decommissioned: false,
         }
     }
 
@@ -474,8 +448,9 @@ mod tests {
             primary_key: vec![],
             clustered_by: None,
             num_shards: shards,
-            settings: settings
-                .iter()
+            // No replicas unless a test asks: these tests are about primaries' placement.
+            settings: std::iter::once(("number_of_replicas", "0"))
+                .chain(settings.iter().copied())
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             indexes: Vec::new(),
@@ -503,8 +478,209 @@ mod tests {
                 if_not_exists: false,
             },
         )?;
+        // The nodes create the new copies and report them started.
+        finish_recoveries(state);
         let id = state.tables[&key].id.0;
-        Ok(state.routing[&id].iter().map(|n| n.0.clone()).collect())
+        Ok(state.routing[&id]
+            .iter()
+            .map(|routing| routing.primary().expect("a primary").node.0.clone())
+            .collect())
+    }
+
+    fn routing_of<'a>(state: &'a ClusterState, name: &str) -> &'a Vec<ShardRouting> {
+        let id = state.tables[&qualified("doc", name)].id.0;
+        &state.routing[&id]
+    }
+
+    fn kill(state: &mut ClusterState, node: &str) {
+        apply(
+            state,
+            &Command::NodeLiveness {
+                node: NodeId(node.into()),
+                alive: false,
+            },
+        )
+        .unwrap();
+    }
+
+    /// Reports every initializing copy as recovered, as their nodes would.
+    fn finish_recoveries(state: &mut ClusterState) {
+        loop {
+            let pending: Vec<(u64, u32, String, u64)> = state
+                .routing
+                .iter()
+                .flat_map(|(table, shards)| {
+                    shards.iter().enumerate().flat_map(move |(shard, routing)| {
+                        routing
+                            .copies
+                            .iter()
+                            .filter(|c| c.state == CopyState::Initializing)
+                            .map(move |c| {
+                                (
+                                    *table,
+                                    shard as u32,
+                                    c.allocation_id.clone(),
+                                    routing.primary_term,
+                                )
+                            })
+                    })
+                })
+                .collect();
+            if pending.is_empty() {
+                return;
+            }
+            for (table, shard, allocation_id, primary_term) in pending {
+                apply(
+                    state,
+                    &Command::ShardCopyStarted {
+                        table,
+                        shard,
+                        allocation_id,
+                        primary_term,
+                    },
+                )
+                .unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn replicas_fail_over_and_are_rebuilt() {
+        let mut state = cluster(&[node("d1", &[]), node("d2", &[]), node("d3", &[])]);
+        create(&mut state, table("r", 3, &[("number_of_replicas", "1")])).unwrap();
+        for routing in routing_of(&state, "r") {
+            assert_eq!(routing.copies.len(), 2);
+            assert_ne!(routing.copies[0].node, routing.copies[1].node);
+            assert_eq!(routing.in_sync.len(), 2);
+        }
+        // d1 dies: its primaries pass to their replicas under a new term, and each shard
+        // that lost a copy gets a new replica on the remaining node.
+        kill(&mut state, "d1");
+        for routing in routing_of(&state, "r") {
+            let primary = routing.primary().expect("a primary");
+            assert_ne!(primary.node.0, "d1");
+            assert!(routing.copies.iter().all(|c| c.node.0 != "d1"));
+            assert_eq!(routing.copies.len(), 2, "{routing:?}");
+        }
+        let promoted = routing_of(&state, "r")
+            .iter()
+            .filter(|r| r.primary_term == 2)
+            .count();
+        assert!(promoted >= 1);
+        finish_recoveries(&mut state);
+        for routing in routing_of(&state, "r") {
+            assert!(routing.copies.iter().all(|c| c.state == CopyState::Started));
+            assert_eq!(routing.in_sync.len(), 2);
+        }
+        // A stale primary term cannot fail a copy.
+        let routing = routing_of(&state, "r")[0].clone();
+        let table_id = state.tables[&qualified("doc", "r")].id.0;
+        let stale = apply(
+            &mut state,
+            &Command::ShardCopyFailed {
+                table: table_id,
+                shard: 0,
+                allocation_id: routing.copies[0].allocation_id.clone(),
+                primary_term: routing.primary_term - 1,
+                reason: "test".into(),
+            },
+        );
+        if routing.primary_term > 1 {
+            assert!(stale.is_err());
+        }
+    }
+
+    #[test]
+    fn replica_ranges_follow_the_nodes_and_copies_spread_over_zones() {
+        let mut state = cluster(&[
+            node("d1", &[("zone", "a")]),
+            node("d2", &[("zone", "a")]),
+            node("d3", &[("zone", "b")]),
+        ]);
+        apply(
+            &mut state,
+            &Command::SetClusterSettings {
+                settings: [(AWARENESS_SETTING.to_string(), Some("zone".to_string()))].into(),
+            },
+        )
+        .unwrap();
+        create(&mut state, table("z", 2, &[("number_of_replicas", "0-1")])).unwrap();
+        let zone = |node: &NodeId| if node.0 == "d3" { "b" } else { "a" };
+        for routing in routing_of(&state, "z") {
+            assert_eq!(routing.copies.len(), 2);
+            assert_ne!(zone(&routing.copies[0].node), zone(&routing.copies[1].node));
+        }
+        let mut single = cluster(&[node("d1", &[])]);
+        create(&mut single, table("s", 2, &[("number_of_replicas", "0-1")])).unwrap();
+        assert!(routing_of(&single, "s").iter().all(|r| r.copies.len() == 1));
+    }
+
+    #[test]
+    fn decommission_and_rules_move_copies() {
+        let mut state = cluster(&[
+            node("d1", &[("tier", "hot")]),
+            node("d2", &[("tier", "hot")]),
+            node("d3", &[("tier", "cold")]),
+        ]);
+        create(&mut state, table("m", 2, &[])).unwrap();
+        apply(
+            &mut state,
+            &Command::SetTableSettings {
+                schema: "doc".into(),
+                name: "m".into(),
+                settings: [(
+                    "routing.allocation.require.tier".to_string(),
+                    Some("cold".to_string()),
+                )]
+                .into(),
+            },
+        )
+        .unwrap();
+        finish_recoveries(&mut state);
+        for routing in routing_of(&state, "m") {
+            assert_eq!(routing.copies.len(), 1);
+            assert_eq!(routing.copies[0].node.0, "d3");
+            assert!(routing.copies[0].primary);
+        }
+        apply(
+            &mut state,
+            &Command::SetTableSettings {
+                schema: "doc".into(),
+                name: "m".into(),
+                settings: [("routing.allocation.require.tier".to_string(), None)].into(),
+            },
+        )
+        .unwrap();
+        apply(
+            &mut state,
+            &Command::Decommission {
+                node: NodeId("d3".into()),
+            },
+        )
+        .unwrap();
+        finish_recoveries(&mut state);
+        assert!(routing_of(&state, "m")
+            .iter()
+            .all(|r| r.copies.iter().all(|c| c.node.0 != "d3")));
+    }
+
+    #[test]
+    fn a_new_node_gets_copies_moved_to_it() {
+        let mut state = cluster(&[node("d1", &[])]);
+        create(&mut state, table("b", 4, &[])).unwrap();
+        apply(
+            &mut state,
+            &Command::NodeJoined {
+                node: node("d2", &[]),
+            },
+        )
+        .unwrap();
+        finish_recoveries(&mut state);
+        let on_d2 = routing_of(&state, "b")
+            .iter()
+            .filter(|r| r.copies.iter().any(|c| c.node.0 == "d2"))
+            .count();
+        assert_eq!(on_d2, 2);
     }
 
     #[test]

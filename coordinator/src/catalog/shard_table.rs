@@ -299,6 +299,9 @@ impl fmt::Debug for ShardScanExec {
     }
 }
 
+/// Advances once per scan, so successive scans read different copies of a shard.
+static NEXT_SPREAD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 impl ShardScanExec {
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -311,14 +314,26 @@ impl ShardScanExec {
         limit: Option<usize>,
         realtime_ids: Vec<String>,
     ) -> ShardScanExec {
+        // Real-time lookups read primaries; scans spread over the started copies, differently
+        // for each scan, so that replicas add read capacity.
+        let spread = NEXT_SPREAD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let routing = cluster.catalog().routing(table.id);
         let mut by_node: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
         for shard in &shards {
-            let node = routing
-                .get(*shard as usize)
-                .cloned()
-                .unwrap_or_else(|| NodeId(String::new()));
-            by_node.entry(node).or_default().push(*shard);
+            let node = if realtime_ids.is_empty() {
+                cluster.read_node_for_shard(table.id, *shard, spread).ok()
+            } else {
+                routing
+                    .get(*shard as usize)
+                    .and_then(|r| r.primary())
+                    .map(|p| p.node.clone())
+            };
+            // A shard nothing can serve is grouped under no node and fails when executed,
+            // with the reason.
+            by_node
+                .entry(node.unwrap_or_else(|| NodeId(String::new())))
+                .or_default()
+                .push(*shard);
         }
         let groups: Vec<(NodeId, Vec<u32>)> = by_node.into_iter().collect();
         let properties = Arc::new(PlanProperties::new(
@@ -561,17 +576,23 @@ impl ExecutionPlan for ShardScanExec {
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let schema = self.schema.clone();
-        let Some((_, shards)) = self.groups.get(partition) else {
+        let Some((node, shards)) = self.groups.get(partition) else {
             return Ok(Box::pin(RecordBatchStreamAdapter::new(
                 schema,
                 futures::stream::empty(),
             )));
         };
         let ticket = self.encode_fragment(shards)?;
-        let client = self
-            .cluster
-            .node_for_shard(self.table.id, shards[0])
-            .map_err(|e| DataFusionError::External(Box::new(to_coded(e))))?;
+        let client = if node.0.is_empty() {
+            // No copy could serve this group's shards when the scan was planned: the read
+            // fails with the reason.
+            self.cluster
+                .read_node_for_shard(self.table.id, shards[0], 0)
+                .and_then(|node| self.cluster.node(&node))
+        } else {
+            self.cluster.node(node)
+        }
+        .map_err(|e| DataFusionError::External(Box::new(to_coded(e))))?;
         let expected = schema.clone();
         let stream = futures::stream::once(async move {
             let mut flight = client.flight;

@@ -11,7 +11,7 @@ use creek_proto::v1::node_service_server::{NodeService, NodeServiceServer};
 use creek_proto::v1::{
     HeartbeatRequest, HeartbeatResponse, JoinRequest, JoinResponse, NodeStatsRequest,
     NodeStatsResponse, ProposeRequest, ProposeResponse, PublishStateResponse, RaftMessage,
-    StateMessage,
+    ShardCopyEventRequest, ShardCopyEventResponse, StateMessage,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -104,6 +104,17 @@ impl ClusterService for ClusterServiceImpl {
     ) -> Result<Response<HeartbeatResponse>, Status> {
         self.consensus
             .handle_heartbeat(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn shard_copy_event(
+        &self,
+        request: Request<ShardCopyEventRequest>,
+    ) -> Result<Response<ShardCopyEventResponse>, Status> {
+        self.consensus
+            .handle_shard_copy_event(request.into_inner())
             .await
             .map(Response::new)
             .map_err(status)

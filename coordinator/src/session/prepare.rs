@@ -124,7 +124,7 @@ impl Session {
                     .resize(crate::plan::params::highest_parameter(statement), None);
                 return Ok(prepared);
             }
-            let ctx = self.context(false);
+            let ctx = self.context(super::names_system_column(statement));
             let planned = match statement.as_ref() {
                 Statement::Query(_) | Statement::Explain { .. } => {
                     match plan_query(&ctx, statement.clone()).await? {

@@ -294,36 +294,8 @@ pub fn table_from_create(
     }
     let mut settings = BTreeMap::new();
     for (key, value) in &clauses.settings {
-        match key.as_str() {
-            "number_of_replicas" | "refresh_interval" | "translog.durability" | "column_policy" => {
-                settings.insert(key.clone(), value.clone());
-            }
-            key if crate::catalog::commands::is_allocation_setting(key) => {
-                settings.insert(key.to_string(), value.clone());
-            }
-            _ => {
-                return Err(Error::new(
-                    ErrorCode::InvalidParameterValue,
-                    format!("invalid table setting {key}"),
-                ))
-            }
-        }
-    }
-    if let Some(durability) = settings.get("translog.durability") {
-        if !matches!(durability.to_lowercase().as_str(), "request" | "async") {
-            return Err(Error::new(
-                ErrorCode::InvalidParameterValue,
-                format!("translog.durability must be 'request' or 'async', got '{durability}'"),
-            ));
-        }
-    }
-    if let Some(interval) = settings.get("refresh_interval") {
-        if creek_common::schema::parse_duration_ms(interval).is_none() {
-            return Err(Error::new(
-                ErrorCode::InvalidParameterValue,
-                format!("invalid refresh_interval '{interval}'"),
-            ));
-        }
+        check_table_setting(key, value)?;
+        settings.insert(key.clone(), value.clone());
     }
     let table = TableSchema {
         id: TableId(0),
@@ -344,6 +316,53 @@ pub fn table_from_create(
     };
     table.validate()?;
     Ok(table)
+}
+
+/// Whether `key` names a table setting.
+pub fn is_table_setting(key: &str) -> bool {
+    matches!(
+        key,
+        "number_of_replicas"
+            | "refresh_interval"
+            | "translog.durability"
+            | "write.wait_for_active_shards"
+            | "column_policy"
+    ) || crate::catalog::commands::is_allocation_setting(key)
+}
+
+/// Checks one table setting of `CREATE TABLE .. WITH (..)` or `ALTER TABLE .. SET (..)`.
+pub fn check_table_setting(key: &str, value: &str) -> Result<()> {
+    let invalid = |message: String| Err(Error::new(ErrorCode::InvalidParameterValue, message));
+    match key {
+        "number_of_replicas" => {
+            crate::catalog::commands::parse_replicas(value).map_err(Error::Coded)?;
+        }
+        "refresh_interval" => {
+            if creek_common::schema::parse_duration_ms(value).is_none() {
+                return invalid(format!("invalid refresh_interval '{value}'"));
+            }
+        }
+        "translog.durability" => {
+            if !matches!(value.to_lowercase().as_str(), "request" | "async") {
+                return invalid(format!(
+                    "translog.durability must be 'request' or 'async', got '{value}'"
+                ));
+            }
+        }
+        "write.wait_for_active_shards" => {
+            let valid = value.eq_ignore_ascii_case("all")
+                || value.parse::<usize>().is_ok_and(|n| (1..=100).contains(&n));
+            if !valid {
+                return invalid(format!(
+                    "write.wait_for_active_shards must be 'all' or a number of copies from 1, got '{value}'"
+                ));
+            }
+        }
+        "column_policy" => {}
+        key if crate::catalog::commands::is_allocation_setting(key) => {}
+        _ => return invalid(format!("invalid table setting {key}")),
+    }
+    Ok(())
 }
 
 /// Renders `SHOW CREATE TABLE`.

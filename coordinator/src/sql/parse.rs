@@ -75,6 +75,15 @@ pub enum ParsedStatement {
     Sql(Box<Statement>, TableClauses),
     /// `REFRESH TABLE t [, ...]`.
     Refresh(Vec<ObjectName>),
+    /// `ALTER TABLE t SET (key = value, ...)` (`Some`) or `RESET (key, ...)` (`None`).
+    AlterTableSettings {
+        table: ObjectName,
+        settings: BTreeMap<String, Option<String>>,
+    },
+    /// `SET GLOBAL [PERSISTENT | TRANSIENT] key = value, ...` or `RESET GLOBAL key, ...`.
+    SetGlobal(BTreeMap<String, Option<String>>),
+    /// `ALTER CLUSTER DECOMMISSION 'node'`.
+    Decommission(String),
     /// An empty statement (only whitespace or comments).
     Empty,
 }
@@ -154,6 +163,9 @@ fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
     if significant.first().is_some_and(|t| word_is(t, "refresh")) {
         return parse_refresh(&significant);
     }
+    if let Some(admin) = parse_admin(&significant) {
+        return admin;
+    }
     let is_create_table = significant.len() > 2
         && word_is(significant[0], "create")
         && (word_is(significant[1], "table")
@@ -186,6 +198,119 @@ fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
     }
     check_query_nesting(&statement)?;
     Ok(ParsedStatement::Sql(Box::new(statement), clauses))
+}
+
+/// `ALTER TABLE .. SET/RESET (..)`, `SET/RESET GLOBAL ..` and `ALTER CLUSTER ..`; `None`
+/// for any other statement.
+fn parse_admin(tokens: &[&Token]) -> Option<Result<ParsedStatement>> {
+    let is = |i: usize, keyword: &str| tokens.get(i).is_some_and(|t| word_is(t, keyword));
+    if is(0, "alter") && is(1, "cluster") {
+        return Some(match tokens.get(2..) {
+            Some([decommission, Token::SingleQuotedString(node)])
+                if word_is(decommission, "decommission") =>
+            {
+                Ok(ParsedStatement::Decommission(node.clone()))
+            }
+            _ => Err(syntax_error("expected ALTER CLUSTER DECOMMISSION 'node'")),
+        });
+    }
+    if (is(0, "set") || is(0, "reset")) && is(1, "global") {
+        let mut start = 2;
+        if is(2, "persistent") || is(2, "transient") {
+            start = 3;
+        }
+        let rest: Vec<Token> = tokens[start..].iter().map(|t| (*t).clone()).collect();
+        return Some(if is(0, "set") {
+            let mut wrapped = rest;
+            wrapped.push(Token::RParen);
+            let mut settings = BTreeMap::new();
+            parse_settings(&wrapped, 0, &mut settings).and_then(|end| {
+                if end != wrapped.len() {
+                    return Err(syntax_error("unexpected tokens after SET GLOBAL settings"));
+                }
+                Ok(ParsedStatement::SetGlobal(
+                    settings.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+                ))
+            })
+        } else {
+            parse_keys(&rest).map(|keys| {
+                ParsedStatement::SetGlobal(keys.into_iter().map(|k| (k, None)).collect())
+            })
+        });
+    }
+    if !(is(0, "alter") && is(1, "table")) {
+        return None;
+    }
+    // ALTER TABLE name SET ( .. ) | RESET ( .. ): the name ends before SET or RESET.
+    let verb = (2..tokens.len()).find(|i| is(*i, "set") || is(*i, "reset"))?;
+    if tokens.get(verb + 1) != Some(&&Token::LParen) {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for token in &tokens[2..verb] {
+        match token {
+            Token::Word(word) => parts.push(ast::Ident {
+                value: if word.quote_style.is_some() {
+                    word.value.clone()
+                } else {
+                    word.value.to_lowercase()
+                },
+                quote_style: word.quote_style,
+                span: sqlparser::tokenizer::Span::empty(),
+            }),
+            Token::Period => {}
+            _ => return None,
+        }
+    }
+    if parts.is_empty() {
+        return Some(Err(syntax_error("expected a table name after ALTER TABLE")));
+    }
+    let table = ObjectName::from(parts);
+    let body: Vec<Token> = tokens[verb + 2..].iter().map(|t| (*t).clone()).collect();
+    let settings = if is(verb, "set") {
+        let mut settings = BTreeMap::new();
+        match parse_settings(&body, 0, &mut settings) {
+            Ok(end) if end == body.len() => {}
+            Ok(_) => return Some(Err(syntax_error("unexpected tokens after SET (...)"))),
+            Err(error) => return Some(Err(error)),
+        }
+        settings.into_iter().map(|(k, v)| (k, Some(v))).collect()
+    } else {
+        match body.split_last() {
+            Some((Token::RParen, keys)) => match parse_keys(keys) {
+                Ok(keys) => keys.into_iter().map(|k| (k, None)).collect(),
+                Err(error) => return Some(Err(error)),
+            },
+            _ => return Some(Err(syntax_error("expected RESET (key, ...)"))),
+        }
+    };
+    Some(Ok(ParsedStatement::AlterTableSettings { table, settings }))
+}
+
+/// Parses `key, key.sub, "quoted key"` into setting names.
+fn parse_keys(tokens: &[Token]) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut key = String::new();
+    for token in tokens {
+        match token {
+            Token::Whitespace(_) => {}
+            Token::Word(word) if word.quote_style.is_some() => key.push_str(&word.value),
+            Token::Word(word) => key.push_str(&word.value.to_lowercase()),
+            Token::SingleQuotedString(text) => key.push_str(text),
+            Token::Period => key.push('.'),
+            Token::Comma if !key.is_empty() => keys.push(std::mem::take(&mut key)),
+            other => {
+                return Err(syntax_error(format!(
+                    "unexpected {other} in a setting list"
+                )))
+            }
+        }
+    }
+    if key.is_empty() {
+        return Err(syntax_error("expected a setting name"));
+    }
+    keys.push(key);
+    Ok(keys)
 }
 
 fn parse_refresh(tokens: &[&Token]) -> Result<ParsedStatement> {

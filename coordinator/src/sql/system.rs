@@ -1,5 +1,7 @@
-//! The `sys` schema: `sys.cluster`, `sys.nodes`, `sys.shards` and `sys.health`, computed from
-//! cluster state and node statistics when scanned.
+//! The `sys` schema: `sys.cluster`, `sys.nodes`, `sys.shards`, `sys.allocations` and
+//! `sys.health`, computed from cluster state and node statistics when scanned.
+
+mod shards;
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
+use crate::catalog::CopyState;
 use crate::cluster::Cluster;
 
 /// Returns the `sys` schema provider.
@@ -25,7 +28,7 @@ struct SysSchema {
     cluster: Arc<Cluster>,
 }
 
-const SYS_TABLES: [&str; 4] = ["cluster", "health", "nodes", "shards"];
+const SYS_TABLES: [&str; 5] = ["allocations", "cluster", "health", "nodes", "shards"];
 
 #[async_trait]
 impl SchemaProvider for SysSchema {
@@ -80,17 +83,8 @@ fn sys_table_schema(name: &str) -> SchemaRef {
             Field::new("missing_shards", DataType::Int64, false),
             Field::new("underreplicated_shards", DataType::Int64, false),
         ],
-        _ => vec![
-            Field::new("schema_name", DataType::Utf8, false),
-            Field::new("table_name", DataType::Utf8, false),
-            Field::new("id", DataType::Int64, false),
-            Field::new("node_id", DataType::Utf8, false),
-            Field::new("primary", DataType::Boolean, false),
-            Field::new("num_docs", DataType::Int64, false),
-            Field::new("size", DataType::Int64, false),
-            Field::new("state", DataType::Utf8, false),
-            Field::new("failure", DataType::Utf8, true),
-        ],
+        "allocations" => shards::allocations_fields(),
+        _ => shards::shards_fields(),
     };
     Arc::new(Schema::new(fields))
 }
@@ -163,17 +157,38 @@ impl SysTable {
                 let mut health = Vec::new();
                 let mut severity = Vec::new();
                 let mut missing = Vec::new();
+                let mut underreplicated = Vec::new();
                 for table in state.tables.values() {
-                    let routing = state.routing.get(&table.id.0);
-                    let missing_shards = (0..table.num_shards as usize)
-                        .filter(|shard| {
-                            routing
-                                .and_then(|r| r.get(*shard))
-                                .is_none_or(|node| !state.is_alive(node))
-                        })
-                        .count();
+                    let shards = state.routing.get(&table.id.0);
+                    let wanted = crate::catalog::commands::wanted_copies(&state, table);
+                    let mut missing_shards = 0i64;
+                    let mut short_shards = 0i64;
+                    for shard in 0..table.num_shards as usize {
+                        let routing = shards.and_then(|r| r.get(shard));
+                        let started = |primary: bool| {
+                            routing.map_or(0, |r| {
+                                r.copies
+                                    .iter()
+                                    .filter(|c| {
+                                        c.primary == primary
+                                            && c.state == CopyState::Started
+                                            && state.is_alive(&c.node)
+                                    })
+                                    .count()
+                            })
+                        };
+                        if started(true) == 0 {
+                            missing_shards += 1;
+                        } else if 1 + started(false) < wanted {
+                            short_shards += 1;
+                        }
+                    }
+                    // GREEN: every copy there; YELLOW: every primary, not every replica;
+                    // RED: some shard has no primary that can serve.
                     let (label, level) = if missing_shards > 0 {
                         ("RED", 3)
+                    } else if short_shards > 0 {
+                        ("YELLOW", 2)
                     } else {
                         ("GREEN", 1)
                     };
@@ -181,57 +196,20 @@ impl SysTable {
                     names.push(table.name.clone());
                     health.push(label.to_string());
                     severity.push(level);
-                    missing.push(missing_shards as i64);
+                    missing.push(missing_shards);
+                    underreplicated.push(short_shards);
                 }
-                let zeros = vec![0i64; names.len()];
                 vec![
                     strings(schemas),
                     strings(names),
                     strings(health),
                     Arc::new(Int64Array::from(severity)),
                     Arc::new(Int64Array::from(missing)),
-                    Arc::new(Int64Array::from(zeros)),
+                    Arc::new(Int64Array::from(underreplicated)),
                 ]
             }
-            _ => {
-                let stats = self.cluster.shard_stats().await;
-                let by_id: std::collections::HashMap<u64, &creek_common::schema::TableSchema> =
-                    state.tables.values().map(|t| (t.id.0, t)).collect();
-                let mut schema_names = Vec::new();
-                let mut table_names = Vec::new();
-                let mut ids = Vec::new();
-                let mut nodes = Vec::new();
-                let mut primaries = Vec::new();
-                let mut docs = Vec::new();
-                let mut sizes = Vec::new();
-                let mut states = Vec::new();
-                let mut failures = Vec::new();
-                for (node, stat) in stats {
-                    let Some(table) = by_id.get(&stat.table_id) else {
-                        continue;
-                    };
-                    schema_names.push(table.schema_name.clone());
-                    table_names.push(table.name.clone());
-                    ids.push(i64::from(stat.shard));
-                    nodes.push(node.to_string());
-                    primaries.push(stat.primary);
-                    docs.push(stat.num_docs as i64);
-                    sizes.push(stat.size_bytes as i64);
-                    states.push(stat.state.clone());
-                    failures.push((!stat.failure.is_empty()).then(|| stat.failure.clone()));
-                }
-                vec![
-                    strings(schema_names),
-                    strings(table_names),
-                    Arc::new(Int64Array::from(ids)),
-                    strings(nodes),
-                    Arc::new(BooleanArray::from(primaries)),
-                    Arc::new(Int64Array::from(docs)),
-                    Arc::new(Int64Array::from(sizes)),
-                    strings(states),
-                    Arc::new(StringArray::from(failures)),
-                ]
-            }
+            "allocations" => shards::allocations_rows(&state),
+            _ => shards::shards_rows(&state, &self.cluster.shard_stats().await),
         };
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }

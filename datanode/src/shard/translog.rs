@@ -98,21 +98,43 @@ impl Translog {
             .map_err(|source| Error::Io { shard_id, source })
     }
 
-    /// Starts a new generation and deletes the older ones. Called right after an index commit
-    /// that contains every operation appended so far.
-    pub fn roll_after_commit(&mut self) -> Result<()> {
+    /// Starts a new generation and, with `delete_old`, deletes the older ones. Called right
+    /// after an index commit that contains every operation appended so far; a recovery that
+    /// still reads the operations keeps them (`delete_old` false), and the next roll deletes.
+    pub fn roll_after_commit(&mut self, delete_old: bool) -> Result<()> {
         let shard_id = self.shard_id;
         let io_err = |source| Error::Io { shard_id, source };
         let next = self.generation + 1;
         self.writer = open_generation(&self.dir, next).map_err(io_err)?;
         sync_dir(&self.dir).map_err(io_err)?;
-        for generation in list_generations(&self.dir).map_err(io_err)? {
-            if generation < next {
-                fs::remove_file(generation_path(&self.dir, generation)).map_err(io_err)?;
+        if delete_old {
+            for generation in list_generations(&self.dir).map_err(io_err)? {
+                if generation < next {
+                    fs::remove_file(generation_path(&self.dir, generation)).map_err(io_err)?;
+                }
             }
         }
         self.generation = next;
         Ok(())
+    }
+
+    /// Returns every operation on disk with a sequence number above `after`, in log order
+    /// (for a recovering copy). Flushes what is buffered first.
+    pub fn operations_after(&mut self, after: u64) -> Result<Vec<TranslogOp>> {
+        self.sync()?;
+        let shard_id = self.shard_id;
+        let mut generations =
+            list_generations(&self.dir).map_err(|source| Error::Io { shard_id, source })?;
+        generations.sort_unstable();
+        let mut ops = Vec::new();
+        for generation in generations {
+            let path = generation_path(&self.dir, generation);
+            let (generation_ops, _) = read_generation(shard_id, &path, true)?;
+            ops.extend(generation_ops.into_iter().filter(|op| op.seq_no > after));
+        }
+        ops.sort_by_key(|op| op.seq_no);
+        ops.dedup_by_key(|op| op.seq_no);
+        Ok(ops)
     }
 
     /// Returns the bytes the translog holds on disk.
@@ -233,6 +255,7 @@ mod tests {
             delete_ids: vec![format!("id{seq_no}")],
             num_ops: 1,
             primary_term: 1,
+            ..TranslogOp::default()
         }
     }
 
@@ -280,7 +303,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = Translog::open(shard(), dir.path(), 0).unwrap();
         log.append(&op(1), true).unwrap();
-        log.roll_after_commit().unwrap();
+        log.roll_after_commit(true).unwrap();
         log.append(&op(2), true).unwrap();
         drop(log);
         let (_, pending) = Translog::open(shard(), dir.path(), 1).unwrap();

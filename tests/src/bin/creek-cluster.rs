@@ -10,33 +10,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use creek_tests::{free_port, ManagedProcess, TestCluster};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
-
-/// Every row of a simple-protocol query, each column as text (NULL as "NULL").
-async fn rows(client: &Client, sql: &str) -> anyhow::Result<Vec<Vec<String>>> {
-    let mut out = Vec::new();
-    for message in client
-        .simple_query(sql)
-        .await
-        .with_context(|| format!("running {sql}"))?
-    {
-        if let SimpleQueryMessage::Row(row) = message {
-            out.push(
-                (0..row.len())
-                    .map(|i| row.get(i).unwrap_or("NULL").to_string())
-                    .collect(),
-            );
-        }
-    }
-    Ok(out)
-}
-
-async fn connect(config: &str) -> anyhow::Result<Client> {
-    let (client, connection) = tokio_postgres::connect(config, NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
-}
+use creek_tests::{connect, free_port, rows, wait_for, ManagedProcess, TestCluster};
+use tokio_postgres::{Client, NoTls};
 
 async fn coordinator(cluster: &TestCluster, index: usize) -> anyhow::Result<Client> {
     connect(&cluster.pg_config(index, "-c write_refresh=true")).await
@@ -62,21 +37,6 @@ async fn until_accepted(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!("`{sql}` not accepted within {limit:?}; last error: {last}")
-}
-
-async fn wait_for(
-    what: &str,
-    limit: Duration,
-    mut check: impl AsyncFnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if check().await.unwrap_or(false) {
-            return Ok(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("{what}: not within {limit:?}")
 }
 
 const QUERIES: &[&str] = &[
@@ -162,12 +122,16 @@ async fn scenario(cluster: &mut TestCluster, root: &std::path::Path) -> anyhow::
     // DDL through one coordinator, allocation by attributes.
     let c1 = coordinator(cluster, 0).await?;
     c1.batch_execute(
-        "CREATE TABLE t (k INT PRIMARY KEY, g INT, v BIGINT) CLUSTERED INTO 6 SHARDS;
-         CREATE TABLE dims (g INT PRIMARY KEY, weight INT) CLUSTERED INTO 2 SHARDS;
+        // One copy per shard: this scenario is about placement and a lone copy's node going
+        // away (replicas are creek-replication's).
+        "CREATE TABLE t (k INT PRIMARY KEY, g INT, v BIGINT) CLUSTERED INTO 6 SHARDS
+           WITH (number_of_replicas = 0);
+         CREATE TABLE dims (g INT PRIMARY KEY, weight INT) CLUSTERED INTO 2 SHARDS
+           WITH (number_of_replicas = 0);
          CREATE TABLE hot_t (k INT PRIMARY KEY) CLUSTERED INTO 2 SHARDS
-           WITH (\"routing.allocation.require.tier\" = 'hot', \"routing.allocation.total_shards_per_node\" = 1);
+           WITH (number_of_replicas = 0, \"routing.allocation.require.tier\" = 'hot', \"routing.allocation.total_shards_per_node\" = 1);
          CREATE TABLE cold_t (k INT PRIMARY KEY) CLUSTERED INTO 2 SHARDS
-           WITH (\"routing.allocation.require.tier\" = 'cold');",
+           WITH (number_of_replicas = 0, \"routing.allocation.require.tier\" = 'cold');",
     )
     .await?;
     let refused = c1

@@ -1,0 +1,1146 @@
+//! Where shard copies live: the allocator, part of [`super::apply`] and so a pure function of
+//! the cluster state (every voter computes the same placement).
+//!
+//! [`allocate_table`] places a new table: primaries on the live data nodes the table's rules
+//! admit with the fewest copies, then as many replicas as `number_of_replicas` asks, never two
+//! copies of a shard on one node, spread over the values of the awareness attributes. All are
+//! started and in sync at once: the shards are empty. [`reroute`] then keeps every table as
+//! its settings and the nodes say, after every change of the state:
+//!
+//! - a primary on a gone node is replaced by its lowest in-sync started replica (the primary
+//!   term grows); replicas on gone nodes are dropped (a shard keeps its last in-sync copy,
+//!   RED, rather than forget where its data is);
+//! - missing replicas are added as INITIALIZING copies (recovered from the primary), at most
+//!   [`MAX_RECOVERIES_PER_NODE`] per node at a time; surplus ones are dropped;
+//! - a copy on a node the rules no longer admit, or one being decommissioned, gets a
+//!   replacement elsewhere, and goes once that has started (`replaces`);
+//! - when no recovery is running, one copy moves from the most to the least loaded node if
+//!   they differ by two or more.
+
+use std::collections::{BTreeMap, HashMap};
+
+use creek_common::error::{CodedError, ErrorCode};
+use creek_common::schema::TableSchema;
+use creek_common::state::{ClusterState, CopyState, NodeInfo, NodeRole, ShardCopy, ShardRouting};
+use creek_common::NodeId;
+
+use super::refused;
+
+/// How many copies may be initializing on one node at a time.
+pub const MAX_RECOVERIES_PER_NODE: usize = 2;
+
+/// How many placement rounds one reroute runs at most.
+const MAX_PLACEMENT_ROUNDS: usize = 4;
+
+/// The cluster setting naming the node attributes copies are spread over.
+pub const AWARENESS_SETTING: &str = "routing.allocation.awareness.attributes";
+
+/// The table setting for the replica count: an integer or a range `min-max` (`max` may be
+/// `all`) that follows the number of nodes that may hold the table.
+pub const REPLICAS_SETTING: &str = "number_of_replicas";
+
+/// The replica count of a table without the setting, as CrateDB: one replica when a second
+/// node can hold it.
+pub const DEFAULT_REPLICAS: &str = "0-1";
+
+/// The allocation filters a table's settings ask for.
+#[derive(Debug, Default)]
+pub(super) struct AllocationRules {
+    require: BTreeMap<String, Vec<String>>,
+    include: BTreeMap<String, Vec<String>>,
+    exclude: BTreeMap<String, Vec<String>>,
+    total_shards_per_node: Option<usize>,
+}
+
+const ALLOCATION_PREFIX: &str = "routing.allocation.";
+
+/// Returns whether `key` is an allocation setting Creek understands.
+pub fn is_allocation_setting(key: &str) -> bool {
+    let Some(rest) = key.strip_prefix(ALLOCATION_PREFIX) else {
+        return false;
+    };
+    rest == "total_shards_per_node"
+        || ["require.", "include.", "exclude."]
+            .iter()
+            .any(|kind| rest.strip_prefix(kind).is_some_and(|attr| !attr.is_empty()))
+}
+
+/// The replica count a setting asks for: `(min, max)`, `max = None` for `all`.
+pub fn parse_replicas(value: &str) -> Result<(usize, Option<usize>), CodedError> {
+    let bad = || {
+        refused(
+            ErrorCode::InvalidParameterValue,
+            format!(
+                "number_of_replicas must be a count or a range such as '0-1' or '1-all', got '{value}'"
+            ),
+        )
+    };
+    let value = value.trim().trim_matches('\'');
+    match value.split_once('-') {
+        None => {
+            let count = value.parse::<usize>().map_err(|_| bad())?;
+            Ok((count, Some(count)))
+        }
+        Some((min, max)) => {
+            let min = min.trim().parse::<usize>().map_err(|_| bad())?;
+            let max = match max.trim() {
+                "all" => None,
+                max => Some(max.parse::<usize>().map_err(|_| bad())?),
+            };
+            if max.is_some_and(|max| max < min) {
+                return Err(bad());
+            }
+            Ok((min, max))
+        }
+    }
+}
+
+pub(super) fn allocation_rules(table: &TableSchema) -> Result<AllocationRules, CodedError> {
+    let mut rules = AllocationRules::default();
+    for (key, value) in &table.settings {
+        let Some(rest) = key.strip_prefix(ALLOCATION_PREFIX) else {
+            continue;
+        };
+        let values = || -> Vec<String> {
+            value
+                .split(',')
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .collect()
+        };
+        if rest == "total_shards_per_node" {
+            let limit: i64 = value.trim().parse().map_err(|_| {
+                refused(
+                    ErrorCode::InvalidParameterValue,
+                    format!("{key} must be an integer, got '{value}'"),
+                )
+            })?;
+            rules.total_shards_per_node = match limit {
+                -1 => None,
+                n if n > 0 => Some(n as usize),
+                _ => {
+                    return Err(refused(
+                        ErrorCode::InvalidParameterValue,
+                        format!("{key} must be positive or -1, got {limit}"),
+                    ))
+                }
+            };
+        } else if let Some(attr) = rest.strip_prefix("require.") {
+            rules.require.insert(attr.to_string(), values());
+        } else if let Some(attr) = rest.strip_prefix("include.") {
+            rules.include.insert(attr.to_string(), values());
+        } else if let Some(attr) = rest.strip_prefix("exclude.") {
+            rules.exclude.insert(attr.to_string(), values());
+        }
+    }
+    Ok(rules)
+}
+
+impl AllocationRules {
+    /// Whether a node with `attributes` may hold a shard of the table.
+    fn admits(&self, attributes: &BTreeMap<String, String>) -> bool {
+        let has = |attr: &String, allowed: &Vec<String>| {
+            attributes
+                .get(attr)
+                .is_some_and(|v| allowed.iter().any(|a| a == v))
+        };
+        self.require
+            .iter()
+            .all(|(attr, allowed)| has(attr, allowed))
+            && (self.include.is_empty()
+                || self
+                    .include
+                    .iter()
+                    .any(|(attr, allowed)| has(attr, allowed)))
+            && !self
+                .exclude
+                .iter()
+                .any(|(attr, allowed)| has(attr, allowed))
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (kind, rules) in [
+            ("require", &self.require),
+            ("include", &self.include),
+            ("exclude", &self.exclude),
+        ] {
+            for (attr, values) in rules {
+                parts.push(format!("{kind}.{attr}={}", values.join(",")));
+            }
+        }
+        if let Some(limit) = self.total_shards_per_node {
+            parts.push(format!("total_shards_per_node={limit}"));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Whether `node` may hold copies at all: a live data node not being decommissioned.
+fn usable(node: &NodeInfo) -> bool {
+    node.role == NodeRole::Data && node.alive && !node.decommissioned
+}
+
+/// How many copies of every table each node holds.
+fn loads(state: &ClusterState) -> HashMap<NodeId, usize> {
+    let mut load = HashMap::new();
+    for shards in state.routing.values() {
+        for routing in shards {
+            for copy in &routing.copies {
+                *load.entry(copy.node.clone()).or_default() += 1;
+            }
+        }
+    }
+    load
+}
+
+/// The awareness attributes copies are spread over (cluster setting).
+fn awareness_attributes(state: &ClusterState) -> Vec<String> {
+    state
+        .settings
+        .get(AWARENESS_SETTING)
+        .map(|value| {
+            value
+                .split(',')
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The replica count of `table` with `eligible` nodes able to hold it.
+fn wanted_replicas(table: &TableSchema, eligible: usize) -> usize {
+    let setting = table
+        .settings
+        .get(REPLICAS_SETTING)
+        .map(String::as_str)
+        .unwrap_or(DEFAULT_REPLICAS);
+    // Checked when the setting was stored; a bad stored value means no replicas.
+    let (min, max) = parse_replicas(setting).unwrap_or((0, Some(0)));
+    if max == Some(min) {
+        return min;
+    }
+    let possible = eligible.saturating_sub(1);
+    possible.clamp(min, max.unwrap_or(usize::MAX))
+}
+
+fn next_allocation_id(state: &mut ClusterState, table: u64, shard: usize) -> String {
+    state.next_allocation_id += 1;
+    format!("{table}.{shard}.{}", state.next_allocation_id)
+}
+
+/// The best node for a new copy of a shard that already has `copies`: admitted by the
+/// table's rules, holding no copy of the shard, under `total_shards_per_node`, spread over
+/// the awareness attributes, then the fewest copies, then the lowest id.
+fn best_node<'a>(
+    nodes: &'a [&'a NodeInfo],
+    rules: &AllocationRules,
+    copies: &[ShardCopy],
+    table_copies_on: &HashMap<NodeId, usize>,
+    load: &HashMap<NodeId, usize>,
+    awareness: &[String],
+    by_id: &HashMap<&NodeId, &NodeInfo>,
+) -> Option<&'a NodeInfo> {
+    nodes
+        .iter()
+        .copied()
+        .filter(|node| rules.admits(&node.attributes))
+        .filter(|node| copies.iter().all(|copy| copy.node != node.id))
+        .filter(|node| {
+            rules
+                .total_shards_per_node
+                .is_none_or(|limit| table_copies_on.get(&node.id).copied().unwrap_or(0) < limit)
+        })
+        .min_by_key(|node| {
+            let same_zone: usize = awareness
+                .iter()
+                .map(|attribute| {
+                    let value = node.attributes.get(attribute);
+                    copies
+                        .iter()
+                        .filter(|copy| {
+                            by_id
+                                .get(&copy.node)
+                                .and_then(|other| other.attributes.get(attribute))
+                                == value
+                        })
+                        .count()
+                })
+                .sum();
+            (
+                same_zone,
+                load.get(&node.id).copied().unwrap_or(0),
+                node.id.clone(),
+            )
+        })
+}
+
+/// How many copies (primary included) `table` should have with the nodes of `state`.
+pub fn wanted_copies(state: &ClusterState, table: &TableSchema) -> usize {
+    let eligible = match allocation_rules(table) {
+        Ok(rules) => state
+            .nodes
+            .values()
+            .filter(|n| usable(n) && rules.admits(&n.attributes))
+            .count(),
+        Err(_) => 0,
+    };
+    1 + wanted_replicas(table, eligible)
+}
+
+/// Checks that a table's allocation rules parse.
+pub(super) fn check_rules(table: &TableSchema) -> Result<(), CodedError> {
+    allocation_rules(table).map(|_| ())
+}
+
+/// Places every shard of a new table (see the module documentation).
+pub(super) fn allocate_table(
+    state: &mut ClusterState,
+    table: &TableSchema,
+) -> Result<Vec<ShardRouting>, CodedError> {
+    let rules = allocation_rules(table)?;
+    let nodes: Vec<NodeInfo> = state
+        .nodes
+        .values()
+        .filter(|n| usable(n))
+        .cloned()
+        .collect();
+    if nodes.is_empty() {
+        return Err(refused(
+            ErrorCode::Unavailable,
+            "no data nodes are available",
+        ));
+    }
+    let node_refs: Vec<&NodeInfo> = nodes.iter().collect();
+    let by_id: HashMap<&NodeId, &NodeInfo> = nodes.iter().map(|n| (&n.id, n)).collect();
+    let eligible = nodes.iter().filter(|n| rules.admits(&n.attributes)).count();
+    if eligible == 0 {
+        return Err(refused(
+            ErrorCode::InvalidParameterValue,
+            format!(
+                "no live data node matches the allocation rules of {} ({})",
+                table.name,
+                rules.describe()
+            ),
+        ));
+    }
+    let awareness = awareness_attributes(state);
+    let mut load = loads(state);
+    let mut table_copies_on: HashMap<NodeId, usize> = HashMap::new();
+    let replicas = wanted_replicas(table, eligible);
+    let mut shards: Vec<ShardRouting> = Vec::with_capacity(table.num_shards as usize);
+    // Shard by shard, each copy on the least loaded admitted node: primaries and replicas
+    // spread evenly together.
+    for shard in 0..table.num_shards as usize {
+        let mut routing = ShardRouting {
+            primary_term: 1,
+            copies: Vec::new(),
+            in_sync: Vec::new(),
+        };
+        for copy in 0..=replicas {
+            let Some(node) = best_node(
+                &node_refs,
+                &rules,
+                &routing.copies,
+                &table_copies_on,
+                &load,
+                &awareness,
+                &by_id,
+            ) else {
+                if copy == 0 {
+                    return Err(refused(
+                        ErrorCode::InvalidParameterValue,
+                        format!(
+                            "cannot allocate shard {shard} of {}: {eligible} matching data node(s) \
+                             already hold total_shards_per_node shards of it",
+                            table.name
+                        ),
+                    ));
+                }
+                // Fewer nodes than copies: the rest stay unassigned (YELLOW).
+                break;
+            };
+            let node_id = node.id.clone();
+            *load.entry(node_id.clone()).or_default() += 1;
+            *table_copies_on.entry(node_id.clone()).or_default() += 1;
+            let allocation_id = next_allocation_id(state, table.id.0, shard);
+            // Every copy starts initializing: the primary's node creates it empty and reports
+            // it started; replicas then recover from it. The primary is in sync from the
+            // start (it holds every write there is).
+            routing.copies.push(ShardCopy {
+                node: node_id,
+                allocation_id: allocation_id.clone(),
+                primary: copy == 0,
+                state: CopyState::Initializing,
+                replaces: None,
+            });
+            if copy == 0 {
+                routing.in_sync.push(allocation_id);
+            }
+        }
+        shards.push(routing);
+    }
+    Ok(shards)
+}
+
+/// Brings every shard's copies in line with the nodes and the tables' settings (see the
+/// module documentation). Returns whether anything changed.
+pub(super) fn reroute(state: &mut ClusterState) -> bool {
+    let mut changed = false;
+    let tables: Vec<TableSchema> = state.tables.values().cloned().collect();
+    for table in &tables {
+        changed |= fail_over_and_drop_gone(state, table);
+    }
+    // Placing copies can free a node for another copy (a surplus copy dropped, a primary
+    // handed over): place until nothing changes, bounded.
+    for _ in 0..MAX_PLACEMENT_ROUNDS {
+        let mut placed = false;
+        for table in &tables {
+            placed |= place_copies(state, table);
+        }
+        changed |= placed;
+        if !placed {
+            break;
+        }
+    }
+    if !changed {
+        changed |= rebalance_one(state, &tables);
+    }
+    changed
+}
+
+/// Promotes replicas of primaries on gone nodes and drops replicas on gone nodes.
+fn fail_over_and_drop_gone(state: &mut ClusterState, table: &TableSchema) -> bool {
+    let alive: HashMap<NodeId, bool> = state
+        .nodes
+        .values()
+        .map(|n| (n.id.clone(), n.alive))
+        .collect();
+    let is_alive = |node: &NodeId| alive.get(node).copied().unwrap_or(false);
+    let Some(shards) = state.routing.get_mut(&table.id.0) else {
+        return false;
+    };
+    let mut changed = false;
+    for routing in shards.iter_mut() {
+        let primary_gone = routing.primary().is_some_and(|p| !is_alive(&p.node));
+        if primary_gone {
+            let successor = routing
+                .copies
+                .iter()
+                .filter(|c| {
+                    !c.primary
+                        && c.state == CopyState::Started
+                        && is_alive(&c.node)
+                        && routing.in_sync.contains(&c.allocation_id)
+                })
+                .map(|c| c.allocation_id.clone())
+                .min();
+            if let Some(successor) = successor {
+                let old = routing
+                    .primary()
+                    .map(|p| p.allocation_id.clone())
+                    .expect("checked above");
+                routing.copies.retain(|c| c.allocation_id != old);
+                routing.in_sync.retain(|id| *id != old);
+                for copy in &mut routing.copies {
+                    copy.primary = copy.allocation_id == successor;
+                }
+                routing.primary_term += 1;
+                changed = true;
+            }
+        }
+        // Replicas on gone nodes can receive no writes: out of the group. A shard whose
+        // primary is gone with no successor keeps everything (RED) until its node returns.
+        if routing.primary().is_some_and(|p| is_alive(&p.node)) {
+            let before = routing.copies.len();
+            let gone: Vec<String> = routing
+                .copies
+                .iter()
+                .filter(|c| !c.primary && !is_alive(&c.node))
+                .map(|c| c.allocation_id.clone())
+                .collect();
+            routing.copies.retain(|c| !gone.contains(&c.allocation_id));
+            routing.in_sync.retain(|id| !gone.contains(id));
+            // A copy that was to replace a dropped one has nothing left to replace.
+            for copy in &mut routing.copies {
+                if copy.replaces.as_ref().is_some_and(|r| gone.contains(r)) {
+                    copy.replaces = None;
+                }
+            }
+            changed |= routing.copies.len() != before;
+        }
+    }
+    changed
+}
+
+/// Adds missing replicas, drops surplus ones and replaces copies on nodes that may no longer
+/// hold them.
+fn place_copies(state: &mut ClusterState, table: &TableSchema) -> bool {
+    let Ok(rules) = allocation_rules(table) else {
+        return false;
+    };
+    let nodes: Vec<NodeInfo> = state
+        .nodes
+        .values()
+        .filter(|n| usable(n))
+        .cloned()
+        .collect();
+    let node_refs: Vec<&NodeInfo> = nodes.iter().collect();
+    let by_id_owned: HashMap<NodeId, NodeInfo> = state
+        .nodes
+        .values()
+        .map(|n| (n.id.clone(), n.clone()))
+        .collect();
+    let by_id: HashMap<&NodeId, &NodeInfo> = by_id_owned.iter().collect();
+    let eligible = nodes.iter().filter(|n| rules.admits(&n.attributes)).count();
+    let wanted = 1 + wanted_replicas(table, eligible);
+    let awareness = awareness_attributes(state);
+    let mut load = loads(state);
+    let mut recoveries = recoveries_per_node(state);
+    let mut table_copies_on: HashMap<NodeId, usize> = HashMap::new();
+    if let Some(shards) = state.routing.get(&table.id.0) {
+        for routing in shards {
+            for copy in &routing.copies {
+                *table_copies_on.entry(copy.node.clone()).or_default() += 1;
+            }
+        }
+    }
+    let mut new_ids = Vec::new();
+    let mut changed = false;
+    let shard_count = state.routing.get(&table.id.0).map_or(0, Vec::len);
+    for shard in 0..shard_count {
+        let routing = state.routing[&table.id.0][shard].clone();
+        let Some(primary) = routing.primary() else {
+            continue;
+        };
+        if primary.state != CopyState::Started {
+            continue;
+        }
+        let mut routing = routing.clone();
+        let admitted = |copy: &ShardCopy| {
+            by_id
+                .get(&copy.node)
+                .is_some_and(|node| usable(node) && rules.admits(&node.attributes))
+        };
+        // A primary on a node that may no longer hold it hands over to a started in-sync
+        // replica on a node that may (under a new term), rather than be copied anew.
+        if !admitted(primary) && primary.replaces.is_none() {
+            let heir = routing
+                .copies
+                .iter()
+                .filter(|c| {
+                    !c.primary
+                        && c.state == CopyState::Started
+                        && admitted(c)
+                        && routing.is_in_sync(&c.allocation_id)
+                })
+                .map(|c| c.allocation_id.clone())
+                .min();
+            if let Some(heir) = heir {
+                for copy in &mut routing.copies {
+                    copy.primary = copy.allocation_id == heir;
+                }
+                routing.primary_term += 1;
+                changed = true;
+            }
+        }
+        let replaced: Vec<String> = routing
+            .copies
+            .iter()
+            .filter_map(|c| c.replaces.clone())
+            .collect();
+        // Copies on nodes that may no longer hold them get a replacement.
+        let misplaced: Vec<String> = routing
+            .copies
+            .iter()
+            .filter(|c| !admitted(c) && !replaced.contains(&c.allocation_id))
+            .map(|c| c.allocation_id.clone())
+            .collect();
+        for allocation_id in misplaced {
+            if let Some(node) = pick_recovery_target(
+                &node_refs,
+                &rules,
+                &routing.copies,
+                &table_copies_on,
+                &load,
+                &awareness,
+                &by_id,
+                &recoveries,
+            ) {
+                let node_id = node.id.clone();
+                add_initializing(
+                    &mut routing,
+                    &node_id,
+                    Some(allocation_id),
+                    &mut new_ids,
+                    (table.id.0, shard),
+                );
+                note_recovery(&node_id, &mut load, &mut recoveries, &mut table_copies_on);
+                changed = true;
+            }
+        }
+        // Copies that count: not about to be replaced.
+        let replaced: Vec<String> = routing
+            .copies
+            .iter()
+            .filter_map(|c| c.replaces.clone())
+            .collect();
+        let counting = routing
+            .copies
+            .iter()
+            .filter(|c| !replaced.contains(&c.allocation_id))
+            .count();
+        if counting < wanted {
+            for _ in counting..wanted {
+                let Some(node) = pick_recovery_target(
+                    &node_refs,
+                    &rules,
+                    &routing.copies,
+                    &table_copies_on,
+                    &load,
+                    &awareness,
+                    &by_id,
+                    &recoveries,
+                ) else {
+                    break;
+                };
+                let node_id = node.id.clone();
+                add_initializing(
+                    &mut routing,
+                    &node_id,
+                    None,
+                    &mut new_ids,
+                    (table.id.0, shard),
+                );
+                note_recovery(&node_id, &mut load, &mut recoveries, &mut table_copies_on);
+                changed = true;
+            }
+        } else if counting > wanted {
+            // Surplus: initializing copies first, then started replicas on the busiest nodes.
+            let mut surplus: Vec<&ShardCopy> = routing
+                .copies
+                .iter()
+                .filter(|c| !c.primary && c.replaces.is_none())
+                .collect();
+            surplus.sort_by_key(|c| {
+                (
+                    admitted(c),
+                    c.state == CopyState::Started,
+                    std::cmp::Reverse(load.get(&c.node).copied().unwrap_or(0)),
+                    c.allocation_id.clone(),
+                )
+            });
+            let drop: Vec<String> = surplus
+                .iter()
+                .take(counting - wanted)
+                .map(|c| c.allocation_id.clone())
+                .collect();
+            routing.copies.retain(|c| !drop.contains(&c.allocation_id));
+            routing.in_sync.retain(|id| !drop.contains(id));
+            changed |= !drop.is_empty();
+        }
+        state.routing.get_mut(&table.id.0).expect("exists")[shard] = routing;
+    }
+    // Allocation ids are handed out in order once the placement is decided.
+    for (routing_key, placeholder) in new_ids {
+        let (table_id, shard) = routing_key;
+        let id = next_allocation_id(state, table_id, shard);
+        let routing = &mut state.routing.get_mut(&table_id).expect("exists")[shard];
+        for copy in &mut routing.copies {
+            if copy.allocation_id == placeholder {
+                copy.allocation_id.clone_from(&id);
+            }
+        }
+    }
+    changed
+}
+
+type RoutingKey = (u64, usize);
+
+fn add_initializing(
+    routing: &mut ShardRouting,
+    node: &NodeId,
+    replaces: Option<String>,
+    new_ids: &mut Vec<(RoutingKey, String)>,
+    key: RoutingKey,
+) {
+    // A placeholder id, replaced by the next allocation id in a second pass.
+    let placeholder = format!("new:{}:{}", new_ids.len(), node);
+    new_ids.push((key, placeholder.clone()));
+    routing.copies.push(ShardCopy {
+        node: node.clone(),
+        allocation_id: placeholder,
+        primary: false,
+        state: CopyState::Initializing,
+        replaces,
+    });
+}
+
+fn note_recovery(
+    node: &NodeId,
+    load: &mut HashMap<NodeId, usize>,
+    recoveries: &mut HashMap<NodeId, usize>,
+    table_copies_on: &mut HashMap<NodeId, usize>,
+) {
+    *load.entry(node.clone()).or_default() += 1;
+    *recoveries.entry(node.clone()).or_default() += 1;
+    *table_copies_on.entry(node.clone()).or_default() += 1;
+}
+
+/// Initializing copies per target node.
+fn recoveries_per_node(state: &ClusterState) -> HashMap<NodeId, usize> {
+    let mut recoveries = HashMap::new();
+    for shards in state.routing.values() {
+        for routing in shards {
+            for copy in &routing.copies {
+                if copy.state == CopyState::Initializing {
+                    *recoveries.entry(copy.node.clone()).or_default() += 1;
+                }
+            }
+        }
+    }
+    recoveries
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pick_recovery_target<'a>(
+    nodes: &'a [&'a NodeInfo],
+    rules: &AllocationRules,
+    copies: &[ShardCopy],
+    table_copies_on: &HashMap<NodeId, usize>,
+    load: &HashMap<NodeId, usize>,
+    awareness: &[String],
+    by_id: &HashMap<&NodeId, &NodeInfo>,
+    recoveries: &HashMap<NodeId, usize>,
+) -> Option<&'a NodeInfo> {
+    let free: Vec<&NodeInfo> = nodes
+        .iter()
+        .copied()
+        .filter(|n| recoveries.get(&n.id).copied().unwrap_or(0) < MAX_RECOVERIES_PER_NODE)
+        .collect();
+    let chosen = best_node(
+        &free,
+        rules,
+        copies,
+        table_copies_on,
+        load,
+        awareness,
+        by_id,
+    )?;
+    nodes.iter().copied().find(|n| n.id == chosen.id)
+}
+
+/// Moves one copy from the most to the least loaded usable node when they differ by two or
+/// more and nothing is recovering.
+fn rebalance_one(state: &mut ClusterState, tables: &[TableSchema]) -> bool {
+    if recoveries_per_node(state).values().any(|n| *n > 0) {
+        return false;
+    }
+    let usable_nodes: Vec<NodeInfo> = state
+        .nodes
+        .values()
+        .filter(|n| usable(n))
+        .cloned()
+        .collect();
+    if usable_nodes.len() < 2 {
+        return false;
+    }
+    let load = loads(state);
+    let load_of = |node: &NodeId| load.get(node).copied().unwrap_or(0);
+    let most = usable_nodes
+        .iter()
+        .max_by_key(|n| (load_of(&n.id), std::cmp::Reverse(n.id.clone())))
+        .expect("two nodes")
+        .id
+        .clone();
+    let by_id_owned: HashMap<NodeId, NodeInfo> = state
+        .nodes
+        .values()
+        .map(|n| (n.id.clone(), n.clone()))
+        .collect();
+    let by_id: HashMap<&NodeId, &NodeInfo> = by_id_owned.iter().collect();
+    let awareness = awareness_attributes(state);
+    for table in tables {
+        let Ok(rules) = allocation_rules(table) else {
+            continue;
+        };
+        let Some(shards) = state.routing.get(&table.id.0) else {
+            continue;
+        };
+        let mut table_copies_on: HashMap<NodeId, usize> = HashMap::new();
+        for routing in shards {
+            for copy in &routing.copies {
+                *table_copies_on.entry(copy.node.clone()).or_default() += 1;
+            }
+        }
+        for (shard, routing) in shards.iter().enumerate() {
+            // Replicas move first; a primary moves only if it is all the shard has.
+            let candidate = routing
+                .copies
+                .iter()
+                .filter(|c| c.node == most && c.state == CopyState::Started)
+                .min_by_key(|c| (c.primary, c.allocation_id.clone()));
+            let Some(candidate) = candidate else {
+                continue;
+            };
+            let targets: Vec<&NodeInfo> = usable_nodes
+                .iter()
+                .filter(|n| load_of(&n.id) + 2 <= load_of(&most))
+                .collect();
+            let Some(target) = best_node(
+                &targets,
+                &rules,
+                &routing.copies,
+                &table_copies_on,
+                &load,
+                &awareness,
+                &by_id,
+            ) else {
+                continue;
+            };
+            let target = target.id.clone();
+            let replaces = candidate.allocation_id.clone();
+            let mut new_ids = Vec::new();
+            let mut updated = routing.clone();
+            add_initializing(
+                &mut updated,
+                &target,
+                Some(replaces),
+                &mut new_ids,
+                (table.id.0, shard),
+            );
+            let id = next_allocation_id(state, table.id.0, shard);
+            for copy in &mut updated.copies {
+                if copy.allocation_id.starts_with("new:") {
+                    copy.allocation_id.clone_from(&id);
+                }
+            }
+            state.routing.get_mut(&table.id.0).expect("exists")[shard] = updated;
+            return true;
+        }
+    }
+    false
+}
+
+/// The copy `allocation_id` finished recovering: it starts and joins the in-sync set; a copy
+/// it replaces goes (its primary role passing to it, under a new term).
+pub(super) fn copy_started(
+    state: &mut ClusterState,
+    table: u64,
+    shard: u32,
+    allocation_id: &str,
+    primary_term: u64,
+) -> Result<bool, CodedError> {
+    let routing = routing_mut(state, table, shard)?;
+    if primary_term != routing.primary_term {
+        return Err(stale_term(primary_term, routing.primary_term));
+    }
+    let Some(copy) = routing
+        .copies
+        .iter_mut()
+        .find(|c| c.allocation_id == allocation_id)
+    else {
+        return Ok(false);
+    };
+    if copy.state == CopyState::Started {
+        return Ok(false);
+    }
+    copy.state = CopyState::Started;
+    let replaces = copy.replaces.take();
+    if !routing.is_in_sync(allocation_id) {
+        routing.in_sync.push(allocation_id.to_string());
+    }
+    if let Some(replaced) = replaces {
+        let was_primary = routing
+            .copies
+            .iter()
+            .any(|c| c.allocation_id == replaced && c.primary);
+        routing.copies.retain(|c| c.allocation_id != replaced);
+        routing.in_sync.retain(|id| *id != replaced);
+        if was_primary {
+            for copy in &mut routing.copies {
+                copy.primary = copy.allocation_id == allocation_id;
+            }
+            routing.primary_term += 1;
+        }
+    }
+    Ok(true)
+}
+
+/// A copy failed (a replica that missed a write, a recovery that broke, a shard that hit a
+/// storage error): it leaves the copies and the in-sync set; reroute assigns a new one. Only
+/// the current primary's term may fail a copy, so a deposed primary cannot fail its
+/// successor's replicas.
+pub(super) fn copy_failed(
+    state: &mut ClusterState,
+    table: u64,
+    shard: u32,
+    allocation_id: &str,
+    primary_term: u64,
+) -> Result<bool, CodedError> {
+    let routing = routing_mut(state, table, shard)?;
+    if primary_term < routing.primary_term {
+        return Err(stale_term(primary_term, routing.primary_term));
+    }
+    let Some(failed) = routing
+        .copies
+        .iter()
+        .find(|c| c.allocation_id == allocation_id)
+        .cloned()
+    else {
+        return Ok(false);
+    };
+    if failed.primary {
+        // A failed primary: its lowest in-sync started replica takes over.
+        let successor = routing
+            .copies
+            .iter()
+            .filter(|c| {
+                !c.primary
+                    && c.state == CopyState::Started
+                    && routing.in_sync.contains(&c.allocation_id)
+            })
+            .map(|c| c.allocation_id.clone())
+            .min();
+        let Some(successor) = successor else {
+            // Nothing else holds every write: the primary stays (RED while it is failed).
+            return Ok(false);
+        };
+        for copy in &mut routing.copies {
+            copy.primary = copy.allocation_id == successor;
+        }
+        routing.primary_term += 1;
+    }
+    routing.copies.retain(|c| c.allocation_id != allocation_id);
+    routing.in_sync.retain(|id| id != allocation_id);
+    for copy in &mut routing.copies {
+        if copy.replaces.as_deref() == Some(allocation_id) {
+            copy.replaces = None;
+        }
+    }
+    Ok(true)
+}
+
+fn stale_term(got: u64, current: u64) -> CodedError {
+    refused(
+        ErrorCode::Unavailable,
+        format!("primary term {got} is stale: the shard's primary term is {current}"),
+    )
+}
+
+fn routing_mut(
+    state: &mut ClusterState,
+    table: u64,
+    shard: u32,
+) -> Result<&mut ShardRouting, CodedError> {
+    state
+        .routing
+        .get_mut(&table)
+        .and_then(|shards| shards.get_mut(shard as usize))
+        .ok_or_else(|| {
+            refused(
+                ErrorCode::UndefinedTable,
+                format!("shard {shard} of table {table} does not exist"),
+            )
+        })
+}
+
+/// One copy that is not started where it belongs, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocationExplanation {
+    pub schema: String,
+    pub table: String,
+    pub shard: u32,
+    /// The node holding the copy, `None` for a copy nothing holds.
+    pub node: Option<String>,
+    pub primary: bool,
+    /// UNASSIGNED, INITIALIZING or STARTED (for a copy that should move).
+    pub state: String,
+    pub explanation: String,
+}
+
+/// Why each copy that is missing, recovering or misplaced is so (for `sys.allocations`).
+pub fn explain_allocations(state: &ClusterState) -> Vec<AllocationExplanation> {
+    let mut rows = Vec::new();
+    let recoveries = recoveries_per_node(state);
+    let limit = MAX_RECOVERIES_PER_NODE;
+    for table in state.tables.values() {
+        let Ok(rules) = allocation_rules(table) else {
+            continue;
+        };
+        let wanted = wanted_copies(state, table);
+        let shards = state.routing.get(&table.id.0).cloned().unwrap_or_default();
+        let mut table_copies_on: HashMap<NodeId, usize> = HashMap::new();
+        for routing in &shards {
+            for copy in &routing.copies {
+                *table_copies_on.entry(copy.node.clone()).or_default() += 1;
+            }
+        }
+        for (number, routing) in shards.iter().enumerate() {
+            let row = |node: Option<&NodeId>, primary: bool, state: &str, explanation: String| {
+                AllocationExplanation {
+                    schema: table.schema_name.clone(),
+                    table: table.name.clone(),
+                    shard: number as u32,
+                    node: node.map(|n| n.to_string()),
+                    primary,
+                    state: state.to_string(),
+                    explanation,
+                }
+            };
+            let primary = routing.primary();
+            match primary {
+                None => rows.push(row(
+                    None,
+                    true,
+                    "UNASSIGNED",
+                    "the shard has no primary: no copy holding every acknowledged write is left"
+                        .to_string(),
+                )),
+                Some(p) if !state.is_alive(&p.node) => rows.push(row(
+                    Some(&p.node),
+                    true,
+                    "UNASSIGNED",
+                    format!(
+                        "the primary's node {} is gone and no started in-sync replica can take \
+                         over; the shard is unavailable until {} returns",
+                        p.node, p.node
+                    ),
+                )),
+                _ => {}
+            }
+            for copy in &routing.copies {
+                let node = state.nodes.get(&copy.node);
+                if copy.state == CopyState::Initializing {
+                    let explanation = match (copy.primary, primary) {
+                        (true, _) => "a new primary: its node is creating it".to_string(),
+                        (false, Some(p)) if p.state == CopyState::Started => format!(
+                            "recovering from the primary on {}{}",
+                            p.node,
+                            copy.replaces
+                                .as_ref()
+                                .map(|r| format!(", to replace copy {r}"))
+                                .unwrap_or_default()
+                        ),
+                        _ => "waiting for the primary to start".to_string(),
+                    };
+                    rows.push(row(
+                        Some(&copy.node),
+                        copy.primary,
+                        "INITIALIZING",
+                        explanation,
+                    ));
+                } else if let Some(node) =
+                    node.filter(|n| !usable(n) || !rules.admits(&n.attributes))
+                {
+                    if state.is_alive(&node.id) {
+                        let why = if node.decommissioned {
+                            format!("node {} is being decommissioned", node.id)
+                        } else {
+                            format!(
+                                "node {} does not match the table's allocation rules ({})",
+                                node.id,
+                                rules.describe()
+                            )
+                        };
+                        let waiting = routing
+                            .copies
+                            .iter()
+                            .any(|c| c.replaces.as_deref() == Some(copy.allocation_id.as_str()));
+                        let next = if waiting {
+                            "a replacement is recovering".to_string()
+                        } else {
+                            format!(
+                                "it stays until another node can hold it: {}",
+                                refusals(
+                                    state,
+                                    table,
+                                    &rules,
+                                    routing,
+                                    &table_copies_on,
+                                    &recoveries,
+                                    limit
+                                )
+                            )
+                        };
+                        rows.push(row(
+                            Some(&copy.node),
+                            copy.primary,
+                            "STARTED",
+                            format!("{why}; {next}"),
+                        ));
+                    }
+                }
+            }
+            let counting = routing
+                .copies
+                .iter()
+                .filter(|c| c.replaces.is_none() && state.is_alive(&c.node))
+                .count();
+            if primary.is_some_and(|p| state.is_alive(&p.node)) && counting < wanted {
+                let reason = if primary.is_some_and(|p| p.state != CopyState::Started) {
+                    "replicas are allocated once the primary has started".to_string()
+                } else {
+                    format!(
+                        "no node can take another copy: {}",
+                        refusals(
+                            state,
+                            table,
+                            &rules,
+                            routing,
+                            &table_copies_on,
+                            &recoveries,
+                            limit
+                        )
+                    )
+                };
+                for _ in counting..wanted {
+                    rows.push(row(None, false, "UNASSIGNED", reason.clone()));
+                }
+            }
+        }
+    }
+    rows
+}
+
+/// Why each data node cannot take a new copy of a shard with `routing`.
+fn refusals(
+    state: &ClusterState,
+    table: &TableSchema,
+    rules: &AllocationRules,
+    routing: &ShardRouting,
+    table_copies_on: &HashMap<NodeId, usize>,
+    recoveries: &HashMap<NodeId, usize>,
+    limit: usize,
+) -> String {
+    let mut reasons = Vec::new();
+    for node in state.nodes.values().filter(|n| n.role == NodeRole::Data) {
+        let reason = if !node.alive {
+            "is gone".to_string()
+        } else if node.decommissioned {
+            "is being decommissioned".to_string()
+        } else if !rules.admits(&node.attributes) {
+            format!("does not match {}", rules.describe())
+        } else if routing.copy_on(&node.id).is_some() {
+            "already holds a copy of the shard (two copies never share a node)".to_string()
+        } else if rules
+            .total_shards_per_node
+            .is_some_and(|max| table_copies_on.get(&node.id).copied().unwrap_or(0) >= max)
+        {
+            format!(
+                "already holds total_shards_per_node copies of {}",
+                table.name
+            )
+        } else if recoveries.get(&node.id).copied().unwrap_or(0) >= limit {
+            format!("is throttled: {limit} recoveries are running there")
+        } else {
+            "could take it (allocation is pending)".to_string()
+        };
+        reasons.push(format!("{} {reason}", node.id));
+    }
+    if reasons.is_empty() {
+        return "there are no data nodes".to_string();
+    }
+    reasons.join("; ")
+}

@@ -1,0 +1,294 @@
+//! How a data node follows the routing table: for every copy the state puts on this node, the
+//! shard is open with its role (primary or replica, term, peers), a fresh primary is created
+//! empty, and an initializing copy is recovered from its primary; copies the state no longer
+//! puts here are closed, and their files deleted once the shard is safely started elsewhere.
+//!
+//! A started copy must be the one this node holds: its directory records the allocation id it
+//! was created or recovered as (`copy.json`). A started copy whose files are gone, or belong
+//! to another copy, is reported failed rather than opened empty, so it can never be counted
+//! in sync while holding nothing.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use creek_common::schema::TableSchema;
+use creek_common::state::{ClusterState, CopyState, ShardCopy, ShardRouting};
+use creek_common::{NodeId, ShardId};
+use creek_proto::v1::ShardCopyEventRequest;
+use serde::{Deserialize, Serialize};
+
+use super::{DataNode, RecoveryTask};
+use crate::error::{Error, Result};
+use crate::recovery::{self, RecoveryProgress, RecoverySource};
+use crate::shard::copy::{CopyRole, Peer};
+use crate::shard::Shard;
+
+/// What a shard directory says about the copy in it.
+#[derive(Debug, Serialize, Deserialize)]
+struct CopyFile {
+    allocation_id: String,
+}
+
+const COPY_FILE: &str = "copy.json";
+
+impl DataNode {
+    /// Records in `shard_id`'s directory which copy its files are.
+    pub(crate) fn write_copy_file(&self, shard_id: ShardId, allocation_id: &str) -> Result<()> {
+        let dir = self.shard_dir(shard_id);
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io { shard_id, source })?;
+        let bytes = serde_json::to_vec(&CopyFile {
+            allocation_id: allocation_id.to_string(),
+        })
+        .expect("copy file serialises");
+        crate::durable_file::write(&dir.join(COPY_FILE), &bytes)
+            .map_err(|source| Error::Io { shard_id, source })
+    }
+
+    /// The allocation id `shard_id`'s directory holds: `Ok(None)` for a directory from before
+    /// copies were recorded (adopted as whichever copy the state says), `Err` for no
+    /// directory at all.
+    fn copy_on_disk(&self, shard_id: ShardId) -> std::result::Result<Option<String>, ()> {
+        let dir = self.shard_dir(shard_id);
+        if !dir.join("index").exists() {
+            return Err(());
+        }
+        Ok(std::fs::read(dir.join(COPY_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<CopyFile>(&bytes).ok())
+            .map(|file| file.allocation_id))
+    }
+
+    /// Makes this node hold the copies `state` assigns to it (see the module documentation).
+    pub(super) fn follow_routing(self: &Arc<Self>, state: &ClusterState) {
+        let me = NodeId(self.node_id().to_string());
+        let mut assigned: HashSet<ShardId> = HashSet::new();
+        for (table, shards) in state.shards_of_node(&me) {
+            let table = Arc::new(table.clone());
+            for shard in shards {
+                let shard_id = ShardId {
+                    table: table.id,
+                    shard,
+                };
+                assigned.insert(shard_id);
+                let Some(routing) = state.shard_routing(table.id, shard) else {
+                    continue;
+                };
+                let Some(copy) = routing.copy_on(&me) else {
+                    continue;
+                };
+                if let Err(error) = self.follow_copy(state, &table, shard_id, routing, copy) {
+                    tracing::error!(%shard_id, %error, "following the routing table failed");
+                    self.report_failed(shard_id, copy, routing.primary_term, error.to_string());
+                }
+            }
+        }
+        // Copies this node holds, recovers or failed to open that the state no longer lists.
+        let mut held: HashSet<ShardId> = self.shards.read().keys().copied().collect();
+        held.extend(self.recoveries.lock().keys().copied());
+        held.extend(self.failed.read().keys().copied());
+        for shard_id in held.difference(&assigned) {
+            self.recoveries.lock().remove(shard_id);
+            self.failed.write().remove(shard_id);
+            self.close_shard(*shard_id);
+            let Some(routing) = state.shard_routing(shard_id.table, shard_id.shard) else {
+                // A dropped table is deleted with the table (`apply_state`).
+                continue;
+            };
+            // The files go only when another copy serves the shard: never delete the last
+            // place a shard's data is.
+            let started_elsewhere = routing.copies.iter().any(|c| {
+                c.node != me
+                    && c.state == CopyState::Started
+                    && routing.is_in_sync(&c.allocation_id)
+            });
+            if started_elsewhere {
+                tracing::info!(%shard_id, "deleting a copy the cluster moved elsewhere");
+                let _ = std::fs::remove_dir_all(self.shard_dir(*shard_id));
+            }
+        }
+        // Recoveries this node serves as primary for copies the state no longer expects.
+        self.sessions.lock().retain(|_, session| {
+            state
+                .shard_routing(session.shard.id().table, session.shard.id().shard)
+                .is_some_and(|routing| {
+                    routing.copies.iter().any(|c| {
+                        c.allocation_id == session.target.allocation_id
+                            && c.state == CopyState::Initializing
+                    })
+                })
+        });
+    }
+
+    fn follow_copy(
+        self: &Arc<Self>,
+        state: &ClusterState,
+        table: &Arc<TableSchema>,
+        shard_id: ShardId,
+        routing: &ShardRouting,
+        copy: &ShardCopy,
+    ) -> Result<()> {
+        let role = role_of(state, routing, copy);
+        match copy.state {
+            CopyState::Started => {
+                self.recoveries.lock().remove(&shard_id);
+                let shard = match self.shard(shard_id) {
+                    Ok(shard) if shard.failure().is_none() => shard,
+                    _ => {
+                        match self.copy_on_disk(shard_id) {
+                            Ok(Some(on_disk)) if on_disk != copy.allocation_id => {
+                                return Err(Error::InvalidRequest(format!(
+                                    "the files of shard {shard_id} here are copy {on_disk}, not {}",
+                                    copy.allocation_id
+                                )))
+                            }
+                            Err(()) => {
+                                return Err(Error::InvalidRequest(format!(
+                                    "started copy {} of shard {shard_id} has no files on this node",
+                                    copy.allocation_id
+                                )))
+                            }
+                            Ok(_) => {}
+                        }
+                        self.open_shard(table.clone(), shard_id)?
+                    }
+                };
+                shard.set_role(role);
+            }
+            CopyState::Initializing if copy.primary => {
+                // A new table's primary: created empty, then reported started.
+                let existing = self.shard(shard_id).ok();
+                let shard = match existing {
+                    Some(shard) => shard,
+                    None => {
+                        let _ = std::fs::remove_dir_all(self.shard_dir(shard_id));
+                        self.write_copy_file(shard_id, &copy.allocation_id)?;
+                        self.open_shard(table.clone(), shard_id)?
+                    }
+                };
+                shard.set_role(role);
+                self.report_started(shard_id, copy, routing.primary_term);
+            }
+            CopyState::Initializing => {
+                let running = self
+                    .recoveries
+                    .lock()
+                    .get(&shard_id)
+                    .is_some_and(|task| task.allocation_id == copy.allocation_id);
+                if running {
+                    return Ok(());
+                }
+                let Some(primary) = routing.primary().filter(|p| p.state == CopyState::Started)
+                else {
+                    return Ok(());
+                };
+                let Some(address) = state.nodes.get(&primary.node).map(|n| n.address.clone())
+                else {
+                    return Ok(());
+                };
+                let progress = Arc::new(RecoveryProgress::default());
+                let source = RecoverySource {
+                    address,
+                    primary_term: routing.primary_term,
+                };
+                let handle = tokio::runtime::Handle::current().spawn(recovery::recover(
+                    self.clone(),
+                    table.clone(),
+                    shard_id,
+                    role,
+                    source,
+                    progress.clone(),
+                ));
+                self.recoveries.lock().insert(
+                    shard_id,
+                    RecoveryTask {
+                        allocation_id: copy.allocation_id.clone(),
+                        progress,
+                        handle: handle.abort_handle(),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the shard (from its files, or empty) and registers it.
+    fn open_shard(&self, table: Arc<TableSchema>, shard_id: ShardId) -> Result<Arc<Shard>> {
+        self.open_shards(table.as_ref().clone(), &[shard_id.shard]);
+        self.shard(shard_id).map_err(|_| {
+            let reason = self
+                .failed
+                .read()
+                .get(&shard_id)
+                .cloned()
+                .unwrap_or_else(|| "it could not be opened".to_string());
+            Error::InvalidRequest(format!("shard {shard_id} did not open: {reason}"))
+        })
+    }
+
+    fn report(&self, request: ShardCopyEventRequest) {
+        let client = self.cluster_client.clone();
+        tokio::runtime::Handle::current().spawn(async move {
+            if let Err(status) = client.shard_copy_event(request).await {
+                tracing::warn!(%status, "reporting a shard copy to the leader failed");
+            }
+        });
+    }
+
+    fn report_started(&self, shard_id: ShardId, copy: &ShardCopy, primary_term: u64) {
+        self.report(ShardCopyEventRequest {
+            table_id: shard_id.table.0,
+            shard: shard_id.shard,
+            allocation_id: copy.allocation_id.clone(),
+            primary_term,
+            started: true,
+            reason: String::new(),
+            forwarded: false,
+        });
+    }
+
+    /// Reports copy `copy` of `shard_id` failed (in the background).
+    pub(crate) fn report_failed(
+        &self,
+        shard_id: ShardId,
+        copy: &ShardCopy,
+        primary_term: u64,
+        reason: String,
+    ) {
+        self.report(ShardCopyEventRequest {
+            table_id: shard_id.table.0,
+            shard: shard_id.shard,
+            allocation_id: copy.allocation_id.clone(),
+            primary_term,
+            started: false,
+            reason,
+            forwarded: false,
+        });
+    }
+}
+
+/// The role of `copy` in its shard's replication group.
+fn role_of(state: &ClusterState, routing: &ShardRouting, copy: &ShardCopy) -> CopyRole {
+    let peers = if copy.primary {
+        routing
+            .copies
+            .iter()
+            .filter(|c| c.allocation_id != copy.allocation_id && c.state == CopyState::Started)
+            .filter_map(|c| {
+                Some(Peer {
+                    node: c.node.clone(),
+                    address: state.nodes.get(&c.node)?.address.clone(),
+                    allocation_id: c.allocation_id.clone(),
+                    in_sync: routing.is_in_sync(&c.allocation_id),
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    CopyRole {
+        allocation_id: copy.allocation_id.clone(),
+        primary: copy.primary,
+        primary_term: routing.primary_term,
+        peers,
+    }
+}

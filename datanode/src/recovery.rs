@@ -1,0 +1,329 @@
+//! Recovery of a shard copy from its primary (the target side; the primary's side is in
+//! `service.rs` and `shard/replica.rs`).
+//!
+//! 1. The primary commits and lists the files of that commit with sizes and CRC-32s.
+//! 2. Files this node already has with the same size and checksum (a copy that comes back, a
+//!    move of a copy whose segments did not change) are linked; the others are fetched in
+//!    chunks and their checksums verified. The files go to a directory of their own, which
+//!    replaces the copy's index only once complete.
+//! 3. The copy opens with an empty translog and applies the operations the primary logged
+//!    after its commit; the primary adds it to the replication group while it still holds
+//!    its write order, so the copy sees every operation once, in order.
+//! 4. The copy tells the leader it has started; the leader puts it in the in-sync set.
+//!
+//! Progress is kept in [`RecoveryProgress`] for `sys.shards`. A failed recovery is reported as
+//! a failed copy, which the allocator assigns again.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use creek_common::schema::TableSchema;
+use creek_common::ShardId;
+use creek_proto::v1::shard_service_client::ShardServiceClient;
+use creek_proto::v1::{
+    FileChunkRequest, RecoveryOpsRequest, ShardCopyEventRequest, StartRecoveryRequest, TranslogOp,
+};
+use parking_lot::Mutex;
+use prost::Message;
+use tonic::transport::Endpoint;
+
+use crate::error::{Error, Result};
+use crate::node::{DataNode, MAX_MESSAGE_BYTES};
+use crate::shard::copy::CopyRole;
+use crate::shard::Shard;
+
+/// Bytes fetched per chunk.
+const CHUNK_BYTES: u32 = 1 << 20;
+
+/// What a recovery has done so far.
+#[derive(Debug, Default)]
+pub struct RecoveryProgress {
+    /// FILES, OPERATIONS or DONE.
+    pub stage: Mutex<String>,
+    pub files_total: AtomicU64,
+    pub files_done: AtomicU64,
+    pub bytes_total: AtomicU64,
+    pub bytes_done: AtomicU64,
+    pub operations: AtomicU64,
+}
+
+/// Where the recovery comes from.
+#[derive(Debug, Clone)]
+pub struct RecoverySource {
+    /// The primary's transport address.
+    pub address: String,
+    /// The primary term the recovery runs under.
+    pub primary_term: u64,
+}
+
+/// Recovers copy `role.allocation_id` of `shard_id` from the primary, then reports it
+/// started (or failed) to the leader.
+pub async fn recover(
+    node: Arc<DataNode>,
+    table: Arc<TableSchema>,
+    shard_id: ShardId,
+    role: CopyRole,
+    source: RecoverySource,
+    progress: Arc<RecoveryProgress>,
+) {
+    let outcome = run(&node, &table, shard_id, &role, &source, &progress).await;
+    let (mut started, mut reason) = match &outcome {
+        Ok(()) => (true, String::new()),
+        Err(error) => {
+            tracing::warn!(%shard_id, %error, "recovery failed");
+            (false, error.to_string())
+        }
+    };
+    *progress.stage.lock() = if started { "FINALIZE" } else { "FAILED" }.to_string();
+    for attempt in 0..REPORT_ATTEMPTS {
+        // The copy holds what the primary of `source.primary_term` had; if another primary
+        // took over meanwhile, the copy may lack its writes and is failed instead (under the
+        // term the leader now has, or the refusal would be refused too).
+        let current = node
+            .primary_term_of(shard_id)
+            .unwrap_or(source.primary_term);
+        if started && current != source.primary_term {
+            started = false;
+            reason = format!(
+                "the primary term moved from {} to {current} while the copy recovered",
+                source.primary_term
+            );
+        }
+        let report = ShardCopyEventRequest {
+            table_id: shard_id.table.0,
+            shard: shard_id.shard,
+            allocation_id: role.allocation_id.clone(),
+            primary_term: if started {
+                source.primary_term
+            } else {
+                current
+            },
+            started,
+            reason: reason.clone(),
+            forwarded: false,
+        };
+        match node.cluster_client().shard_copy_event(report).await {
+            Ok(()) => break,
+            Err(status) if status.code() == tonic::Code::FailedPrecondition && started => {
+                started = false;
+                reason = format!(
+                    "the leader refused the recovered copy: {}",
+                    status.message()
+                );
+            }
+            Err(status) => {
+                tracing::warn!(%shard_id, %status, attempt, "reporting the recovery's outcome failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    // Done either way: a copy the state still lists as initializing is recovered afresh.
+    // (Removing the task aborts it, so nothing may follow.)
+    let mut recoveries = node.recoveries.lock();
+    if recoveries
+        .get(&shard_id)
+        .is_some_and(|task| task.allocation_id == role.allocation_id)
+    {
+        recoveries.remove(&shard_id);
+    }
+}
+
+/// How many times a recovery's outcome is reported before the node's next reconciliation
+/// takes over.
+const REPORT_ATTEMPTS: usize = 10;
+
+async fn run(
+    node: &Arc<DataNode>,
+    table: &Arc<TableSchema>,
+    shard_id: ShardId,
+    role: &CopyRole,
+    source: &RecoverySource,
+    progress: &Arc<RecoveryProgress>,
+) -> Result<()> {
+    let failed = |reason: String| Error::Recovery { shard_id, reason };
+    let channel = Endpoint::from_shared(format!("http://{}", source.address))
+        .map_err(|e| failed(e.to_string()))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        .connect_lazy();
+    let mut primary = ShardServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    *progress.stage.lock() = "FILES".to_string();
+    let start = primary
+        .start_recovery(StartRecoveryRequest {
+            table_id: shard_id.table.0,
+            shard: shard_id.shard,
+            target_allocation_id: role.allocation_id.clone(),
+            target_node: node.node_id().to_string(),
+        })
+        .await
+        .map_err(|status| failed(format!("the primary refused: {}", status.message())))?
+        .into_inner();
+    progress
+        .files_total
+        .store(start.files.len() as u64, Ordering::Release);
+    progress.bytes_total.store(
+        start.files.iter().map(|f| f.size).sum::<u64>(),
+        Ordering::Release,
+    );
+    let shard_dir = node.shard_dir(shard_id);
+    let incoming = shard_dir.join("recovering");
+    let current = shard_dir.join("index");
+    let io = |source: std::io::Error| Error::Io { shard_id, source };
+    let _ = std::fs::remove_dir_all(&incoming);
+    std::fs::create_dir_all(&incoming).map_err(io)?;
+    for file in &start.files {
+        let name =
+            safe_name(&file.name).ok_or_else(|| failed(format!("bad file name {}", file.name)))?;
+        let local = current.join(name);
+        let target = incoming.join(name);
+        let reusable = matches!(
+            file_checksum_blocking(local.clone()).await,
+            Ok((size, crc)) if size == file.size && crc == file.crc32
+        );
+        if reusable {
+            std::fs::hard_link(&local, &target).map_err(io)?;
+            progress.bytes_done.fetch_add(file.size, Ordering::AcqRel);
+        } else {
+            fetch_file(
+                &mut primary,
+                shard_id,
+                &start.recovery_id,
+                file,
+                &target,
+                progress,
+            )
+            .await?;
+        }
+        progress.files_done.fetch_add(1, Ordering::AcqRel);
+    }
+    crate::durable_file::sync_dir(&incoming).map_err(io)?;
+    // The copy's old files (a copy that came back) give way to the recovered ones.
+    node.close_shard(shard_id);
+    let replaced = shard_dir.join("index.replaced");
+    let _ = std::fs::remove_dir_all(&replaced);
+    if current.exists() {
+        std::fs::rename(&current, &replaced).map_err(io)?;
+    }
+    std::fs::rename(&incoming, &current).map_err(io)?;
+    let _ = std::fs::remove_dir_all(&replaced);
+    let _ = std::fs::remove_dir_all(shard_dir.join("translog"));
+    crate::durable_file::sync_dir(&shard_dir).map_err(io)?;
+    let opened = {
+        let table = table.clone();
+        let dir = shard_dir.clone();
+        tokio::task::spawn_blocking(move || Shard::open(shard_id, &dir, table))
+            .await
+            .map_err(|e| failed(e.to_string()))??
+    };
+    let shard = Arc::new(opened);
+    shard.set_role(CopyRole {
+        primary: false,
+        primary_term: source.primary_term,
+        ..role.clone()
+    });
+    node.install_shard(shard.clone());
+    *progress.stage.lock() = "OPERATIONS".to_string();
+    let mut ops = primary
+        .recovery_ops(RecoveryOpsRequest {
+            recovery_id: start.recovery_id.clone(),
+        })
+        .await
+        .map_err(|status| failed(format!("operations: {}", status.message())))?
+        .into_inner();
+    while let Some(message) = ops
+        .message()
+        .await
+        .map_err(|status| failed(format!("operations: {}", status.message())))?
+    {
+        let decoded: Vec<TranslogOp> = message
+            .ops
+            .iter()
+            .map(|bytes| TranslogOp::decode(bytes.as_slice()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| failed(format!("undecodable operation: {e}")))?;
+        let count = decoded.len() as u64;
+        let target = shard.clone();
+        let term = source.primary_term;
+        tokio::task::spawn_blocking(move || {
+            decoded
+                .iter()
+                .try_for_each(|op| target.apply_replicated(op, term.max(op.primary_term)))
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))??;
+        progress.operations.fetch_add(count, Ordering::AcqRel);
+    }
+    // Once started it serves reads: it shows at least what the primary showed when the
+    // copy was built (a refresh the copy missed while recovering included).
+    let visible = shard.clone();
+    tokio::task::spawn_blocking(move || visible.refresh())
+        .await
+        .map_err(|e| failed(e.to_string()))??;
+    Ok(())
+}
+
+/// A file name from the primary, refused if it is not a plain name in the index directory.
+fn safe_name(name: &str) -> Option<&str> {
+    let plain = !name.is_empty()
+        && !name.contains('/')
+        && !name.contains('\\')
+        && name != "."
+        && name != "..";
+    plain.then_some(name)
+}
+
+async fn file_checksum_blocking(path: PathBuf) -> std::io::Result<(u64, u32)> {
+    tokio::task::spawn_blocking(move || crate::shard::file_checksum(&path))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+async fn fetch_file(
+    primary: &mut ShardServiceClient<tonic::transport::Channel>,
+    shard_id: ShardId,
+    recovery_id: &str,
+    file: &creek_proto::v1::RecoveryFile,
+    target: &Path,
+    progress: &RecoveryProgress,
+) -> Result<()> {
+    use std::io::Write;
+    let failed = |reason: String| Error::Recovery { shard_id, reason };
+    let io = |source: std::io::Error| failed(format!("writing {}: {source}", target.display()));
+    let mut out = std::fs::File::create(target).map_err(io)?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut offset = 0u64;
+    while offset < file.size {
+        let length = CHUNK_BYTES.min((file.size - offset) as u32);
+        let chunk = primary
+            .fetch_file_chunk(FileChunkRequest {
+                recovery_id: recovery_id.to_string(),
+                name: file.name.clone(),
+                offset,
+                length,
+            })
+            .await
+            .map_err(|status| failed(format!("fetching {}: {}", file.name, status.message())))?
+            .into_inner();
+        if chunk.data.is_empty() || chunk.data.len() as u64 > u64::from(length) {
+            return Err(failed(format!(
+                "the primary sent a bad chunk of {}",
+                file.name
+            )));
+        }
+        hasher.update(&chunk.data);
+        out.write_all(&chunk.data).map_err(io)?;
+        offset += chunk.data.len() as u64;
+        progress
+            .bytes_done
+            .fetch_add(chunk.data.len() as u64, Ordering::AcqRel);
+    }
+    out.sync_all().map_err(io)?;
+    if hasher.finalize() != file.crc32 {
+        return Err(failed(format!("checksum mismatch for {}", file.name)));
+    }
+    Ok(())
+}

@@ -1,0 +1,613 @@
+//! Replication under faults, end to end, on one coordinator and three data nodes started as
+//! separate processes on loopback ports (`d3` is tagged `tier=cold`):
+//!
+//! 1. Unique-key inserts from 4 clients that record every acknowledged row, while a data node
+//!    picked by the seed is killed with SIGKILL and restarted, cycle after cycle; then
+//!    SIGSTOP/SIGCONT of a node (cut off from everyone, then back). After healing: every
+//!    acknowledged row is present exactly once, nothing appears that no client sent, the
+//!    table goes GREEN by itself, and every shard's copies hold the same documents (doc count
+//!    and content checksum in `sys.shards`).
+//! 2. An OCC counter: clients increment one row with `_seq_no`/`_primary_term` conditions while
+//!    the node of its primary is killed; the final value equals the successful updates.
+//! 3. `ALTER TABLE .. SET (number_of_replicas = 2)` builds new copies while writes go on; an
+//!    allocation rule moves every shard to the cold node; `ALTER CLUSTER DECOMMISSION` drains a
+//!    node and its process exits; no statement fails meanwhile.
+//!
+//! Prints what it measures (longest write pause after a kill, time to GREEN). Exits non-zero
+//! on the first failed check.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use clap::Parser;
+use creek_tests::{connect, rows, wait_for, TestCluster};
+use tokio_postgres::Client;
+
+/// A std mutex that shrugs off poisoning (a panicked writer task must not hide the ledger).
+struct Mutex<T>(std::sync::Mutex<T>);
+
+impl<T> Mutex<T> {
+    fn new(value: T) -> Self {
+        Mutex(std::sync::Mutex::new(value))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[derive(Parser)]
+struct Args {
+    /// Kill/restart cycles of the insert workload.
+    #[arg(long, default_value_t = 3)]
+    cycles: usize,
+    /// Seconds a killed node stays down (writes go on meanwhile).
+    #[arg(long, default_value_t = 6)]
+    down_seconds: u64,
+    /// Picks the nodes to kill.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Run only the part that adds, moves and drains copies (3).
+    #[arg(long)]
+    only_moves: bool,
+    /// Keep the nodes' data and logs in this directory (default: a temporary one).
+    #[arg(long)]
+    keep: Option<std::path::PathBuf>,
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*: deterministic per seed.
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// What the writers saw.
+#[derive(Default)]
+struct Ledger {
+    acknowledged: Vec<i64>,
+    /// Rows whose INSERT failed: they may or may not be there.
+    uncertain: Vec<i64>,
+    errors: Vec<String>,
+}
+
+async fn coordinator(cluster: &TestCluster) -> anyhow::Result<Client> {
+    connect(&cluster.pg_config(0, "")).await
+}
+
+async fn health(client: &Client, table: &str) -> anyhow::Result<String> {
+    let found = rows(
+        client,
+        &format!("SELECT health FROM sys.health WHERE table_name = '{table}'"),
+    )
+    .await?;
+    Ok(found
+        .first()
+        .map(|r| r[0].clone())
+        .unwrap_or_else(|| "MISSING".into()))
+}
+
+async fn wait_green(
+    cluster: &TestCluster,
+    table: &str,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    wait_for(&format!("{table} GREEN"), limit, async || {
+        let client = coordinator(cluster).await?;
+        Ok(health(&client, table).await? == "GREEN")
+    })
+    .await
+}
+
+/// Checks that every shard's started copies hold the same documents, once no copy is moving
+/// or recovering any more (rebalancing may still run after GREEN).
+async fn check_converged(client: &Client, table: &str) -> anyhow::Result<()> {
+    wait_for(&format!("{table}'s copies settle"), Duration::from_secs(120), async || {
+        let moving = rows(
+            client,
+            &format!("SELECT count(*) FROM sys.shards WHERE table_name = '{table}' AND state <> 'STARTED'"),
+        )
+        .await?;
+        Ok(moving == [["0"]])
+    })
+    .await
+    .map_err(|error| {
+        let context = futures::executor::block_on(describe(client, table));
+        error.context(context)
+    })?;
+    client
+        .batch_execute(&format!("REFRESH TABLE {table}"))
+        .await?;
+    let copies = rows(
+        client,
+        &format!(
+            "SELECT id, node_id, num_docs, content_checksum, seq_no, state FROM sys.shards \
+             WHERE table_name = '{table}' ORDER BY id, node_id"
+        ),
+    )
+    .await?;
+    let mut by_shard: BTreeMap<String, Vec<&Vec<String>>> = BTreeMap::new();
+    for copy in &copies {
+        ensure!(
+            copy[5] == "STARTED",
+            "a copy of {table} is not started: {copy:?}"
+        );
+        by_shard.entry(copy[0].clone()).or_default().push(copy);
+    }
+    for (shard, copies) in by_shard {
+        let first = copies[0];
+        for other in &copies[1..] {
+            ensure!(
+                other[2] == first[2] && other[3] == first[3],
+                "copies of shard {shard} of {table} differ: {first:?} vs {other:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Inserts unique keys (from `first_id` on) from `writers` clients until `stop`; the ledger
+/// records what each saw.
+fn start_writers(
+    cluster: &TestCluster,
+    first_id: i64,
+    writers: usize,
+    stop: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+    longest: Arc<AtomicU64>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..writers)
+        .map(|writer| {
+            let config = cluster.pg_config(0, "");
+            let (stop, ledger, longest) = (stop.clone(), ledger.clone(), longest.clone());
+            tokio::spawn(async move {
+                let mut client: Option<Client> = None;
+                let mut next = 0i64;
+                while !stop.load(Ordering::Acquire) {
+                    if client.as_ref().is_none_or(|c| c.is_closed()) {
+                        client = connect(&config).await.ok();
+                        if client.is_none() {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    }
+                    let id = first_id + writer as i64 * 1_000_000 + next;
+                    next += 1;
+                    let started = Instant::now();
+                    let result = client
+                        .as_ref()
+                        .expect("connected")
+                        .simple_query(&format!("INSERT INTO t (id, v) VALUES ({id}, 'w{writer}')"))
+                        .await;
+                    let took = started.elapsed().as_millis() as u64;
+                    let mut ledger = ledger.lock();
+                    match result {
+                        Ok(_) => {
+                            ledger.acknowledged.push(id);
+                            longest.fetch_max(took, Ordering::AcqRel);
+                        }
+                        Err(error) => {
+                            ledger.uncertain.push(id);
+                            ledger.errors.push(format!("{error:?}"));
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let temporary = tempfile::tempdir()?;
+    let root = args
+        .keep
+        .clone()
+        .unwrap_or_else(|| temporary.path().to_path_buf());
+    let mut cluster = TestCluster::start(&root.join("cluster"), 1, 3).await?;
+    let outcome = scenario(&mut cluster, &args).await;
+    if outcome.is_err() {
+        eprintln!("{}", cluster.log_tail(30));
+    }
+    outcome
+}
+
+async fn scenario(cluster: &mut TestCluster, args: &Args) -> anyhow::Result<()> {
+    let mut rng = Rng(args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let client = coordinator(cluster).await?;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT) CLUSTERED INTO 6 SHARDS \
+             WITH (number_of_replicas = 1)",
+        )
+        .await?;
+    let green = wait_green(cluster, "t", Duration::from_secs(30)).await?;
+    let placement = rows(
+        &client,
+        "SELECT id, count(*), count(DISTINCT node_id), sum(CASE WHEN \"primary\" THEN 1 ELSE 0 END) \
+         FROM sys.shards WHERE table_name = 't' AND state = 'STARTED' GROUP BY id ORDER BY id",
+    )
+    .await?;
+    ensure!(
+        placement.len() == 6
+            && placement
+                .iter()
+                .all(|r| r[1] == "2" && r[2] == "2" && r[3] == "1"),
+        "every shard needs a primary and a replica on two nodes: {placement:?}"
+    );
+    eprintln!(
+        "copies: 6 shards x 2 copies on distinct nodes, GREEN {:.1} s after CREATE",
+        green.as_secs_f64()
+    );
+
+    if args.only_moves {
+        return reshape(cluster).await;
+    }
+    // 1. Inserts under kill -9 and SIGSTOP.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let longest = Arc::new(AtomicU64::new(0));
+    let writers = start_writers(cluster, 0, 4, stop.clone(), ledger.clone(), longest.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut pauses = Vec::new();
+    for cycle in 0..args.cycles {
+        let victim = (rng.next() % cluster.data_nodes.len() as u64) as usize;
+        longest.store(0, Ordering::Release);
+        let before = ledger.lock().acknowledged.len();
+        cluster.data_nodes[victim].process.kill_hard()?;
+        let killed = Instant::now();
+        let observer = coordinator(cluster).await?;
+        let yellow = wait_for("YELLOW after a kill", Duration::from_secs(20), async || {
+            Ok(health(&observer, "t").await? == "YELLOW")
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_secs(args.down_seconds)).await;
+        let during = ledger.lock().acknowledged.len() - before;
+        ensure!(
+            during > 0,
+            "no write was acknowledged while d{} was down",
+            victim + 1
+        );
+        pauses.push(longest.load(Ordering::Acquire));
+        cluster.data_nodes[victim].process.restart()?;
+        let healed = wait_green(cluster, "t", Duration::from_secs(60)).await?;
+        eprintln!(
+            "cycle {}: d{} killed; YELLOW after {:.1} s; {during} rows acknowledged while it was down; \
+             longest insert {} ms; GREEN {:.1} s after its restart ({:.1} s after the kill)",
+            cycle + 1,
+            victim + 1,
+            yellow.as_secs_f64(),
+            pauses.last().copied().unwrap_or(0),
+            healed.as_secs_f64(),
+            killed.elapsed().as_secs_f64()
+        );
+    }
+    // A node that stops answering (SIGSTOP: cut off from everyone) and comes back.
+    let frozen = (rng.next() % cluster.data_nodes.len() as u64) as usize;
+    let pid = cluster.data_nodes[frozen].process.pid().context("no pid")?;
+    signal(pid, "STOP")?;
+    tokio::time::sleep(Duration::from_secs(args.down_seconds)).await;
+    signal(pid, "CONT")?;
+    let healed = wait_green(cluster, "t", Duration::from_secs(60)).await?;
+    eprintln!(
+        "d{} stopped for {} s and resumed: GREEN {:.1} s later",
+        frozen + 1,
+        args.down_seconds,
+        healed.as_secs_f64()
+    );
+    stop.store(true, Ordering::Release);
+    for writer in writers {
+        writer.await?;
+    }
+    let client = coordinator(cluster).await?;
+    wait_green(cluster, "t", Duration::from_secs(60)).await?;
+    client.batch_execute("REFRESH TABLE t").await?;
+    let present: Vec<i64> = rows(&client, "SELECT id FROM t")
+        .await?
+        .into_iter()
+        .map(|r| r[0].parse().context("an id"))
+        .collect::<anyhow::Result<_>>()?;
+    let unique: HashSet<i64> = present.iter().copied().collect();
+    ensure!(
+        unique.len() == present.len(),
+        "{} rows are duplicated",
+        present.len() - unique.len()
+    );
+    let ledger = std::mem::take(&mut *ledger.lock());
+    let lost: Vec<i64> = ledger
+        .acknowledged
+        .iter()
+        .filter(|id| !unique.contains(id))
+        .copied()
+        .collect();
+    let sent: HashSet<i64> = ledger
+        .acknowledged
+        .iter()
+        .chain(&ledger.uncertain)
+        .copied()
+        .collect();
+    let invented = unique.iter().filter(|id| !sent.contains(id)).count();
+    ensure!(
+        lost.is_empty(),
+        "{} acknowledged rows lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    ensure!(
+        invented == 0,
+        "{invented} rows appeared that no client inserted"
+    );
+    check_converged(&client, "t").await?;
+    eprintln!(
+        "inserts: {} acknowledged, none lost, none duplicated; {} failed ({} of them present); \
+         copies converged; longest insert after a kill {} ms",
+        ledger.acknowledged.len(),
+        ledger.uncertain.len(),
+        ledger
+            .uncertain
+            .iter()
+            .filter(|id| unique.contains(id))
+            .count(),
+        pauses.iter().max().copied().unwrap_or(0)
+    );
+    if let Some(error) = ledger.errors.first() {
+        eprintln!("  first failed insert: {error}");
+    }
+    ensure!(
+        ledger.uncertain.len() <= ledger.acknowledged.len() / 100,
+        "too many inserts failed ({}): writes must pause, not fail, while a replica is promoted",
+        ledger.uncertain.len()
+    );
+
+    // 2. An OCC counter while the primary's node is killed.
+    occ_counter(cluster).await?;
+
+    // 3. Copies added, moved and drained while writes go on.
+    reshape(cluster).await?;
+    Ok(())
+}
+
+fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()?;
+    ensure!(status.success(), "kill -{name} {pid} failed");
+    Ok(())
+}
+
+async fn occ_counter(cluster: &mut TestCluster) -> anyhow::Result<()> {
+    let client = coordinator(cluster).await?;
+    client
+        .batch_execute(
+            "CREATE TABLE counter (id INT PRIMARY KEY, n BIGINT) CLUSTERED INTO 1 SHARDS \
+             WITH (number_of_replicas = 1); INSERT INTO counter VALUES (1, 0)",
+        )
+        .await?;
+    wait_green(cluster, "counter", Duration::from_secs(30)).await?;
+    let successes = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let config = cluster.pg_config(0, "");
+        let (successes, stop) = (successes.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client: Option<Client> = None;
+            while !stop.load(Ordering::Acquire) {
+                if client.as_ref().is_none_or(|c| c.is_closed()) {
+                    client = connect(&config).await.ok();
+                    continue;
+                }
+                let c = client.as_ref().expect("connected");
+                let Ok(read) = rows(c, "SELECT _seq_no, _primary_term, n FROM counter WHERE id = 1").await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let Some(row) = read.first() else { continue };
+                let update = format!(
+                    "UPDATE counter SET n = {} WHERE id = 1 AND _seq_no = {} AND _primary_term = {}",
+                    row[2].parse::<i64>().unwrap_or(0) + 1,
+                    row[0],
+                    row[1]
+                );
+                // Only an update that answered "1 row" counts; a failed one must not have
+                // applied (it is not retried blindly by the client).
+                if let Ok(messages) = c.simple_query(&update).await {
+                    let changed = messages.iter().any(|m| {
+                        matches!(m, tokio_postgres::SimpleQueryMessage::CommandComplete(1))
+                    });
+                    if changed {
+                        successes.fetch_add(1, Ordering::AcqRel);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let primary = rows(
+        &client,
+        "SELECT node_id FROM sys.shards WHERE table_name = 'counter' AND \"primary\"",
+    )
+    .await?;
+    let node = primary
+        .first()
+        .map(|r| r[0].clone())
+        .context("the counter's primary")?;
+    let index = cluster
+        .data_nodes
+        .iter()
+        .position(|n| n.id == node)
+        .context("primary node")?;
+    cluster.data_nodes[index].process.kill_hard()?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    cluster.data_nodes[index].process.restart()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Release);
+    for task in tasks {
+        task.await?;
+    }
+    wait_green(cluster, "counter", Duration::from_secs(60)).await?;
+    let client = coordinator(cluster).await?;
+    let value = rows(&client, "SELECT n, _primary_term FROM counter WHERE id = 1").await?;
+    let expected = successes.load(Ordering::Acquire);
+    ensure!(
+        value.first().is_some_and(|r| r[0] == expected.to_string()),
+        "counter is {value:?} after {expected} successful conditional updates"
+    );
+    ensure!(expected > 0, "no conditional update succeeded");
+    check_converged(&client, "counter").await?;
+    eprintln!(
+        "occ counter: {expected} successful conditional increments, final value {} (primary term now {}), \
+         with the primary's node {node} killed meanwhile",
+        value[0][0], value[0][1]
+    );
+    Ok(())
+}
+
+/// The copies of `table` and the allocation explanations, for failure reports.
+async fn describe(client: &Client, table: &str) -> String {
+    let shards = rows(
+        client,
+        &format!(
+            "SELECT id, node_id, state, \"primary\", in_sync, allocation_id, primary_term, failure \
+             FROM sys.shards WHERE table_name = '{table}' ORDER BY id, node_id"
+        ),
+    )
+    .await;
+    let why = rows(client, "SELECT * FROM sys.allocations").await;
+    let version = rows(client, "SELECT state_version FROM sys.cluster").await;
+    format!("sys.shards: {shards:?}\nsys.allocations: {why:?}\nstate version: {version:?}")
+}
+
+async fn count(client: &Client) -> anyhow::Result<String> {
+    let found = rows(client, "SELECT count(*) FROM t").await?;
+    Ok(found[0][0].clone())
+}
+
+async fn reshape(cluster: &mut TestCluster) -> anyhow::Result<()> {
+    let client = coordinator(cluster).await?;
+    client.batch_execute("REFRESH TABLE t").await?;
+    let total = count(&client).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let writers = start_writers(
+        cluster,
+        100_000_000,
+        2,
+        stop.clone(),
+        ledger.clone(),
+        Arc::new(AtomicU64::new(0)),
+    );
+
+    client
+        .batch_execute("ALTER TABLE t SET (number_of_replicas = 2)")
+        .await?;
+    let took = wait_green(cluster, "t", Duration::from_secs(60)).await?;
+    let copies = rows(
+        &client,
+        "SELECT count(*) FROM sys.shards WHERE table_name = 't' AND state = 'STARTED'",
+    )
+    .await?;
+    ensure!(
+        copies == [["18"]],
+        "3 copies of 6 shards expected: {copies:?}"
+    );
+    eprintln!(
+        "number_of_replicas = 2: 18 started copies, GREEN after {:.1} s",
+        took.as_secs_f64()
+    );
+
+    client
+        .batch_execute(
+            "ALTER TABLE t SET (number_of_replicas = 0, \"routing.allocation.require.tier\" = 'cold')",
+        )
+        .await?;
+    let took = wait_for(
+        "t on the cold node only",
+        Duration::from_secs(60),
+        async || {
+            let nodes = rows(
+                &client,
+                "SELECT node_id, state FROM sys.shards WHERE table_name = 't'",
+            )
+            .await?;
+            Ok(nodes.len() == 6 && nodes.iter().all(|r| r[0] == "d3" && r[1] == "STARTED"))
+        },
+    )
+    .await
+    .map_err(|error| {
+        let context = futures::executor::block_on(describe(&client, "t"));
+        error.context(context)
+    })?;
+    eprintln!(
+        "require.tier = cold: every shard moved to d3 in {:.1} s",
+        took.as_secs_f64()
+    );
+
+    client
+        .batch_execute(
+            "ALTER TABLE t RESET (\"routing.allocation.require.tier\"); \
+             ALTER TABLE t SET (number_of_replicas = 1)",
+        )
+        .await?;
+    wait_green(cluster, "t", Duration::from_secs(60)).await?;
+    client
+        .batch_execute("ALTER CLUSTER DECOMMISSION 'd2'")
+        .await?;
+    let took = wait_for("d2 drains and exits", Duration::from_secs(90), async || {
+        Ok(cluster.data_nodes[1].process.exit_status()?.is_some())
+    })
+    .await?;
+    let status = cluster.data_nodes[1].process.exit_status()?;
+    ensure!(
+        status.is_some_and(|s| s.success()),
+        "a drained node must exit cleanly: {status:?}"
+    );
+    let on_d2 = rows(
+        &client,
+        "SELECT count(*) FROM sys.shards WHERE node_id = 'd2'",
+    )
+    .await?;
+    ensure!(on_d2 == [["0"]], "d2 still holds copies: {on_d2:?}");
+    eprintln!(
+        "decommission: d2 drained and its process exited after {:.1} s",
+        took.as_secs_f64()
+    );
+
+    stop.store(true, Ordering::Release);
+    for writer in writers {
+        writer.await?;
+    }
+    let ledger = std::mem::take(&mut *ledger.lock());
+    if !ledger.errors.is_empty() {
+        bail!(
+            "{} statements failed while shards moved; first: {}",
+            ledger.errors.len(),
+            ledger.errors[0]
+        );
+    }
+    wait_green(cluster, "t", Duration::from_secs(60)).await?;
+    client.batch_execute("REFRESH TABLE t").await?;
+    let after = count(&client).await?;
+    let expected = total.parse::<usize>()? + ledger.acknowledged.len();
+    ensure!(
+        after == expected.to_string(),
+        "{after} rows after the moves, expected {expected}"
+    );
+    check_converged(&client, "t").await?;
+    eprintln!(
+        "moves: {} rows written meanwhile, no statement failed, every row there",
+        ledger.acknowledged.len()
+    );
+    Ok(())
+}

@@ -261,10 +261,17 @@ pub struct ClusterNode {
 
 impl ClusterNode {
     /// Starts `creek <args>` as node `id`, logging to `<root>/<id>.log`.
-    fn start(root: &Path, id: String, args: &[&str], transport_port: u16) -> anyhow::Result<Self> {
+    fn start(
+        root: &Path,
+        id: String,
+        args: &[&str],
+        env: &[(String, String)],
+        transport_port: u16,
+    ) -> anyhow::Result<Self> {
         Ok(ClusterNode {
-            process: ManagedProcess::start(
+            process: ManagedProcess::start_with_env(
                 args.iter().map(|a| a.to_string()).collect(),
+                env.to_vec(),
                 root.join(format!("{id}.log")),
             )?,
             id,
@@ -293,6 +300,17 @@ impl TestCluster {
         coordinators: usize,
         data_nodes: usize,
     ) -> anyhow::Result<TestCluster> {
+        TestCluster::start_with_env(root, coordinators, data_nodes, &[]).await
+    }
+
+    /// Like [`TestCluster::start`], with extra environment variables for the data nodes
+    /// (kept across restarts), e.g. [`lose_unsynced_env`].
+    pub async fn start_with_env(
+        root: &Path,
+        coordinators: usize,
+        data_nodes: usize,
+        data_env: &[(String, String)],
+    ) -> anyhow::Result<TestCluster> {
         std::fs::create_dir_all(root)?;
         let transport: Vec<u16> = (0..coordinators)
             .map(|_| free_port())
@@ -301,11 +319,6 @@ impl TestCluster {
             .iter()
             .enumerate()
             .map(|(i, port)| format!("c{}=127.0.0.1:{port}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
-        let join = transport
-            .iter()
-            .map(|port| format!("127.0.0.1:{port}"))
             .collect::<Vec<_>>()
             .join(",");
         let mut cluster = TestCluster {
@@ -336,39 +349,51 @@ impl TestCluster {
                 "--node-timeout",
                 "3s",
             ];
-            let mut node = ClusterNode::start(root, id.clone(), &args, *port)?;
+            let mut node = ClusterNode::start(root, id.clone(), &args, &[], *port)?;
             (node.pg_port, node.http_port) = (Some(pg_port), Some(http_port));
             cluster.coordinators.push(node);
         }
         for i in 0..data_nodes {
-            let id = format!("d{}", i + 1);
-            let port = free_port()?;
             let tier = if data_nodes >= 3 && i + 1 == data_nodes {
                 "tier=cold"
             } else {
                 "tier=hot"
             };
-            let args = [
-                "datanode",
-                "--node-id",
-                &id,
-                "--data-dir",
-                &root.join(&id).display().to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--join",
-                &join,
-                "--transport-port",
-                &port.to_string(),
-                "--attr",
-                tier,
-            ];
-            cluster
-                .data_nodes
-                .push(ClusterNode::start(root, id.clone(), &args, port)?);
+            cluster.spawn_data_node(root, &format!("d{}", i + 1), tier, data_env)?;
         }
         cluster.wait_ready(Duration::from_secs(60)).await?;
         Ok(cluster)
+    }
+
+    /// Starts one more data node `id` (data under `<root>/<id>`, attribute `attr` such as
+    /// `tier=hot`) that joins through the voters; returns once it runs, not once it joined.
+    pub fn spawn_data_node(
+        &mut self,
+        root: &Path,
+        id: &str,
+        attr: &str,
+        env: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        let port = free_port()?;
+        let join = self.join_addresses();
+        let args = [
+            "datanode",
+            "--node-id",
+            id,
+            "--data-dir",
+            &root.join(id).display().to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--join",
+            &join,
+            "--transport-port",
+            &port.to_string(),
+            "--attr",
+            attr,
+        ];
+        self.data_nodes
+            .push(ClusterNode::start(root, id.to_string(), &args, env, port)?);
+        Ok(())
     }
 
     /// The voters' transport addresses, as `--join` takes them.
@@ -539,4 +564,29 @@ pub async fn wait_for(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("{what}: not within {limit:?} (last: {last})")
+}
+
+/// Builds `tests/faults/lose_unsynced.c` into `dir` and returns the environment that loads
+/// it: a process started with it loses every unsynced translog byte when it is killed.
+pub fn lose_unsynced_env(dir: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("faults/lose_unsynced.c");
+    let library = dir.join("lose_unsynced.so");
+    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let status = std::process::Command::new(&compiler)
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .args(["-ldl", "-lpthread"])
+        .status()
+        .with_context(|| format!("running {compiler} to build {}", source.display()))?;
+    if !status.success() {
+        bail!("building {} failed", source.display());
+    }
+    Ok(vec![
+        ("LD_PRELOAD".to_string(), library.display().to_string()),
+        (
+            "CREEK_LOSE_UNSYNCED_MATCH".to_string(),
+            "translog-".to_string(),
+        ),
+    ])
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use creek_tests::CreekServer;
+use creek_tests::{lose_unsynced_env, CreekServer};
 use tokio_postgres::{Client, NoTls};
 
 #[derive(Parser)]
@@ -34,29 +34,7 @@ struct Args {
     lose_unsynced: bool,
 }
 
-/// Builds the fault library next to the data and returns the environment that loads it.
-fn lose_unsynced_env(dir: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("faults/lose_unsynced.c");
-    let library = dir.join("lose_unsynced.so");
-    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
-    let status = std::process::Command::new(&compiler)
-        .args(["-shared", "-fPIC", "-O2", "-o"])
-        .arg(&library)
-        .arg(&source)
-        .args(["-ldl", "-lpthread"])
-        .status()
-        .with_context(|| format!("running {compiler} to build {}", source.display()))?;
-    if !status.success() {
-        bail!("building {} failed", source.display());
-    }
-    Ok(vec![
-        ("LD_PRELOAD".to_string(), library.display().to_string()),
-        (
-            "CREEK_LOSE_UNSYNCED_MATCH".to_string(),
-            "translog-".to_string(),
-        ),
-    ])
-}
+
 
 async fn connect(server: &CreekServer) -> anyhow::Result<Client> {
     let (client, connection) = tokio_postgres::connect(&server.pg_config(""), NoTls).await?;

@@ -52,6 +52,10 @@ struct Args {
     /// Picks the nodes to kill.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Run the data nodes under `tests/faults/lose_unsynced.c`: every kill also loses the
+    /// translog bytes not yet fsynced.
+    #[arg(long)]
+    lose_unsynced: bool,
     /// Run only the part that adds, moves and drains copies (3).
     #[arg(long)]
     only_moves: bool,
@@ -215,15 +219,25 @@ async fn main() -> anyhow::Result<()> {
         .keep
         .clone()
         .unwrap_or_else(|| temporary.path().to_path_buf());
-    let mut cluster = TestCluster::start(&root.join("cluster"), 1, 3).await?;
-    let outcome = scenario(&mut cluster, &args).await;
+    std::fs::create_dir_all(&root)?;
+    let env = if args.lose_unsynced {
+        creek_tests::lose_unsynced_env(&root)?
+    } else {
+        Vec::new()
+    };
+    let mut cluster = TestCluster::start_with_env(&root.join("cluster"), 1, 3, &env).await?;
+    let outcome = scenario(&mut cluster, &args, &root.join("cluster")).await;
     if outcome.is_err() {
         eprintln!("{}", cluster.log_tail(30));
     }
     outcome
 }
 
-async fn scenario(cluster: &mut TestCluster, args: &Args) -> anyhow::Result<()> {
+async fn scenario(
+    cluster: &mut TestCluster,
+    args: &Args,
+    root: &std::path::Path,
+) -> anyhow::Result<()> {
     let mut rng = Rng(args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let client = coordinator(cluster).await?;
     client
@@ -252,7 +266,7 @@ async fn scenario(cluster: &mut TestCluster, args: &Args) -> anyhow::Result<()> 
     );
 
     if args.only_moves {
-        return reshape(cluster).await;
+        return reshape(cluster, root).await;
     }
     // 1. Inserts under kill -9 and SIGSTOP.
     let stop = Arc::new(AtomicBool::new(false));
@@ -280,13 +294,21 @@ async fn scenario(cluster: &mut TestCluster, args: &Args) -> anyhow::Result<()> 
             victim + 1
         );
         pauses.push(longest.load(Ordering::Acquire));
+        // Every second node comes back as a fresh one with an empty disk: its copies are
+        // gone and must be rebuilt from the others.
+        let wiped = cycle % 2 == 1;
+        if wiped {
+            let dir = root.join(&cluster.data_nodes[victim].id);
+            std::fs::remove_dir_all(&dir).with_context(|| format!("wiping {}", dir.display()))?;
+        }
         cluster.data_nodes[victim].process.restart()?;
         let healed = wait_green(cluster, "t", Duration::from_secs(60)).await?;
         eprintln!(
-            "cycle {}: d{} killed; YELLOW after {:.1} s; {during} rows acknowledged while it was down; \
+            "cycle {}: d{} killed{}; YELLOW after {:.1} s; {during} rows acknowledged while it was down; \
              longest insert {} ms; GREEN {:.1} s after its restart ({:.1} s after the kill)",
             cycle + 1,
             victim + 1,
+            if wiped { " (back with an empty disk)" } else { "" },
             yellow.as_secs_f64(),
             pauses.last().copied().unwrap_or(0),
             healed.as_secs_f64(),
@@ -374,7 +396,7 @@ async fn scenario(cluster: &mut TestCluster, args: &Args) -> anyhow::Result<()> 
     occ_counter(cluster).await?;
 
     // 3. Copies added, moved and drained while writes go on.
-    reshape(cluster).await?;
+    reshape(cluster, root).await?;
     Ok(())
 }
 
@@ -494,7 +516,7 @@ async fn count(client: &Client) -> anyhow::Result<String> {
     Ok(found[0][0].clone())
 }
 
-async fn reshape(cluster: &mut TestCluster) -> anyhow::Result<()> {
+async fn reshape(cluster: &mut TestCluster, root: &std::path::Path) -> anyhow::Result<()> {
     let client = coordinator(cluster).await?;
     client.batch_execute("REFRESH TABLE t").await?;
     let total = count(&client).await?;
@@ -561,6 +583,23 @@ async fn reshape(cluster: &mut TestCluster) -> anyhow::Result<()> {
         )
         .await?;
     wait_green(cluster, "t", Duration::from_secs(60)).await?;
+    // A new node gets copies moved to it.
+    cluster.spawn_data_node(root, "d4", "tier=hot", &[])?;
+    let took = wait_for("d4 gets copies", Duration::from_secs(90), async || {
+        let on_d4 = rows(
+            &client,
+            "SELECT count(*) FROM sys.shards WHERE node_id = 'd4' AND state = 'STARTED'",
+        )
+        .await?;
+        let settled = rows(
+            &client,
+            "SELECT count(*) FROM sys.shards WHERE state <> 'STARTED'",
+        )
+        .await?;
+        Ok(on_d4[0][0].parse::<i64>().unwrap_or(0) >= 3 && settled == [["0"]])
+    })
+    .await?;
+    eprintln!("a new data node d4 joined and got copies rebalanced to it in {:.1} s", took.as_secs_f64());
     client
         .batch_execute("ALTER CLUSTER DECOMMISSION 'd2'")
         .await?;

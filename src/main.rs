@@ -123,8 +123,9 @@ struct CoordinatorArgs {
     join: Vec<String>,
     #[command(flatten)]
     client_ports: ClientPorts,
-    /// A node not heard from for this long is marked gone (e.g. `10s`, `500ms`).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// A node not heard from for this long is marked gone (e.g. `10s`, `3s`; at least `2s`:
+    /// a primary's lease is half of it and must span several 0.5 s heartbeats).
+    #[arg(long, default_value = "10s", value_parser = parse_node_timeout)]
     node_timeout: Duration,
 }
 
@@ -144,6 +145,17 @@ fn parse_attribute(text: &str) -> Result<(String, String), String> {
         }
         _ => Err(format!("expected key=value, got '{text}'")),
     }
+}
+
+fn parse_node_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(text)?;
+    if timeout < Duration::from_secs(2) {
+        return Err(format!(
+            "--node-timeout must be at least 2s (data nodes heartbeat every 0.5 s and hold a \
+             primary lease of half the timeout), got '{text}'"
+        ));
+    }
+    Ok(timeout)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -179,7 +179,10 @@ impl DataNode {
     /// Extends the primary lease to `lease` after `sent`, when the leader answered a
     /// heartbeat sent then.
     pub fn renew_lease(&self, sent: Instant, lease: Duration) {
-        let until = sent + lease;
+        // Bounded: a lease is never longer than a minute, whatever an answer says.
+        let Some(until) = sent.checked_add(lease.min(Duration::from_secs(60))) else {
+            return;
+        };
         let mut current = self.lease_until.lock();
         if current.is_none_or(|c| c < until) {
             *current = Some(until);

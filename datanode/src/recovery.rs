@@ -58,8 +58,9 @@ pub struct RecoverySource {
     pub primary_term: u64,
 }
 
-/// Recovers copy `role.allocation_id` of `shard_id` from the primary, then reports it
-/// started (or failed) to the leader.
+/// Recovers copy `role.allocation_id` of `shard_id` from the primary. The primary then
+/// reports the copy started to the leader (it alone knows that the copy receives its writes);
+/// a failed recovery is reported failed by this node.
 pub async fn recover(
     node: Arc<DataNode>,
     table: Arc<TableSchema>,
@@ -68,59 +69,24 @@ pub async fn recover(
     source: RecoverySource,
     progress: Arc<RecoveryProgress>,
 ) {
-    let outcome = run(&node, &table, shard_id, &role, &source, &progress).await;
-    let (mut started, mut reason) = match &outcome {
-        Ok(()) => (true, String::new()),
-        Err(error) => {
-            tracing::warn!(%shard_id, %error, "recovery failed");
-            (false, error.to_string())
+    let outcome = match run(&node, &table, shard_id, &role, &source, &progress).await {
+        Ok(recovery_id) => {
+            *progress.stage.lock() = "FINALIZE".to_string();
+            finish(&source, shard_id, &recovery_id).await
         }
+        Err(error) => Err(error.to_string()),
     };
-    *progress.stage.lock() = if started { "FINALIZE" } else { "FAILED" }.to_string();
-    for attempt in 0..REPORT_ATTEMPTS {
-        // The copy holds what the primary of `source.primary_term` had; if another primary
-        // took over meanwhile, the copy may lack its writes and is failed instead (under the
-        // term the leader now has, or the refusal would be refused too).
-        let current = node
-            .primary_term_of(shard_id)
-            .unwrap_or(source.primary_term);
-        if started && current != source.primary_term {
-            started = false;
-            reason = format!(
-                "the primary term moved from {} to {current} while the copy recovered",
-                source.primary_term
-            );
-        }
-        let report = ShardCopyEventRequest {
-            table_id: shard_id.table.0,
-            shard: shard_id.shard,
-            allocation_id: role.allocation_id.clone(),
-            primary_term: if started {
-                source.primary_term
-            } else {
-                current
-            },
-            started,
-            reason: reason.clone(),
-            forwarded: false,
-        };
-        match node.cluster_client().shard_copy_event(report).await {
-            Ok(()) => break,
-            Err(status) if status.code() == tonic::Code::FailedPrecondition && started => {
-                started = false;
-                reason = format!(
-                    "the leader refused the recovered copy: {}",
-                    status.message()
-                );
-            }
-            Err(status) => {
-                tracing::warn!(%shard_id, %status, attempt, "reporting the recovery's outcome failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
-    // Done either way: a copy the state still lists as initializing is recovered afresh.
-    // (Removing the task aborts it, so nothing may follow.)
+    let Err(reason) = outcome else {
+        // Started: the task stays registered (as done) until the state says the copy has
+        // started, so a reconciliation against an older state cannot recover it again.
+        *progress.stage.lock() = "DONE".to_string();
+        return;
+    };
+    tracing::warn!(%shard_id, %reason, "recovery failed");
+    *progress.stage.lock() = "FAILED".to_string();
+    report_failed(&node, shard_id, &role, &source, reason).await;
+    // A copy the state still lists as initializing is recovered afresh. (Removing the task
+    // aborts it, so nothing may follow.)
     let mut recoveries = node.recoveries.lock();
     if recoveries
         .get(&shard_id)
@@ -130,9 +96,90 @@ pub async fn recover(
     }
 }
 
+/// Asks the primary to report the recovered copy started; `Err` with the reason if it did
+/// not (the copy is then reported failed and recovered again).
+async fn finish(
+    source: &RecoverySource,
+    shard_id: ShardId,
+    recovery_id: &str,
+) -> Result<(), String> {
+    let mut primary = primary_client(&source.address).map_err(|e| e.to_string())?;
+    let mut last = String::new();
+    for _ in 0..REPORT_ATTEMPTS {
+        let request = RecoveryOpsRequest {
+            recovery_id: recovery_id.to_string(),
+        };
+        match primary.finish_recovery(request).await {
+            Ok(response) if response.get_ref().refused.is_empty() => return Ok(()),
+            Ok(response) => {
+                return Err(format!(
+                    "the leader refused the recovered copy: {}",
+                    response.into_inner().refused
+                ))
+            }
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                last = status.message().to_string();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(status) => {
+                return Err(format!(
+                    "the primary did not confirm the copy of shard {shard_id}: {}",
+                    status.message()
+                ))
+            }
+        }
+    }
+    Err(format!(
+        "the primary did not confirm the copy of shard {shard_id}: {last}"
+    ))
+}
+
+/// Reports a failed recovery to the leader, under the shard's current primary term (a
+/// report under an older one would be refused).
+async fn report_failed(
+    node: &Arc<DataNode>,
+    shard_id: ShardId,
+    role: &CopyRole,
+    source: &RecoverySource,
+    reason: String,
+) {
+    for attempt in 0..REPORT_ATTEMPTS {
+        let term = node
+            .primary_term_of(shard_id)
+            .unwrap_or(source.primary_term);
+        let report = ShardCopyEventRequest {
+            table_id: shard_id.table.0,
+            shard: shard_id.shard,
+            allocation_id: role.allocation_id.clone(),
+            primary_term: term,
+            started: false,
+            reason: reason.clone(),
+            forwarded: false,
+        };
+        match node.cluster_client().shard_copy_event(report).await {
+            Ok(()) => return,
+            Err(status) => {
+                tracing::warn!(%shard_id, %status, attempt, "reporting a failed recovery failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
 /// How many times a recovery's outcome is reported before the node's next reconciliation
 /// takes over.
 const REPORT_ATTEMPTS: usize = 10;
+
+fn primary_client(address: &str) -> Result<ShardServiceClient<tonic::transport::Channel>> {
+    let channel = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| Error::InvalidRequest(format!("bad primary address {address}: {e}")))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5))
+        .connect_lazy();
+    Ok(ShardServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
 
 async fn run(
     node: &Arc<DataNode>,
@@ -141,16 +188,9 @@ async fn run(
     role: &CopyRole,
     source: &RecoverySource,
     progress: &Arc<RecoveryProgress>,
-) -> Result<()> {
+) -> Result<String> {
     let failed = |reason: String| Error::Recovery { shard_id, reason };
-    let channel = Endpoint::from_shared(format!("http://{}", source.address))
-        .map_err(|e| failed(e.to_string()))?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(5))
-        .connect_lazy();
-    let mut primary = ShardServiceClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let mut primary = primary_client(&source.address)?;
     *progress.stage.lock() = "FILES".to_string();
     let start = primary
         .start_recovery(StartRecoveryRequest {
@@ -166,7 +206,10 @@ async fn run(
         .files_total
         .store(start.files.len() as u64, Ordering::Release);
     progress.bytes_total.store(
-        start.files.iter().map(|f| f.size).sum::<u64>(),
+        start
+            .files
+            .iter()
+            .fold(0u64, |total, f| total.saturating_add(f.size)),
         Ordering::Release,
     );
     let shard_dir = node.shard_dir(shard_id);
@@ -212,6 +255,8 @@ async fn run(
     let _ = std::fs::remove_dir_all(&replaced);
     let _ = std::fs::remove_dir_all(shard_dir.join("translog"));
     crate::durable_file::sync_dir(&shard_dir).map_err(io)?;
+    // The files are this copy's now: a restart opens them as this copy, never as another.
+    node.write_copy_file(shard_id, &role.allocation_id)?;
     let opened = {
         let table = table.clone();
         let dir = shard_dir.clone();
@@ -263,7 +308,7 @@ async fn run(
     tokio::task::spawn_blocking(move || visible.refresh())
         .await
         .map_err(|e| failed(e.to_string()))??;
-    Ok(())
+    Ok(start.recovery_id)
 }
 
 /// A file name from the primary, refused if it is not a plain name in the index directory.
@@ -297,7 +342,7 @@ async fn fetch_file(
     let mut hasher = crc32fast::Hasher::new();
     let mut offset = 0u64;
     while offset < file.size {
-        let length = CHUNK_BYTES.min((file.size - offset) as u32);
+        let length = (file.size - offset).min(u64::from(CHUNK_BYTES)) as u32;
         let chunk = primary
             .fetch_file_chunk(FileChunkRequest {
                 recovery_id: recovery_id.to_string(),

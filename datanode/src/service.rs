@@ -6,8 +6,6 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
-
 use creek_common::schema::ID_COLUMN;
 use creek_common::{ShardId, TableId};
 use creek_proto::ipc::batch_to_ipc;
@@ -15,8 +13,9 @@ use creek_proto::v1::shard_service_server::ShardService;
 use creek_proto::v1::{
     FileChunkRequest, FileChunkResponse, GetRequest, GetResponse, RecoveryFile, RecoveryOpsRequest,
     RecoveryOpsResponse, RefreshRequest, RefreshResponse, ReplicateRequest, ReplicateResponse,
-    ShardStats, ShardStatsRequest, ShardStatsResponse, StartRecoveryRequest, StartRecoveryResponse,
-    TranslogOp, WriteMode, WriteRequest, WriteResponse,
+    ShardCopyEventRequest, ShardCopyEventResponse, ShardStats, ShardStatsRequest,
+    ShardStatsResponse, StartRecoveryRequest, StartRecoveryResponse, TranslogOp, WriteMode,
+    WriteRequest, WriteResponse,
 };
 use datafusion::arrow::compute::concat_batches;
 use datafusion::logical_expr::{col, lit};
@@ -135,6 +134,16 @@ impl ShardService for ShardServiceImpl {
                 refresh,
             )
             .await?;
+        }
+        // Acknowledged only as the primary of the term the operation was written under (a
+        // repeated one keeps the term of its first primary).
+        let role = shard.role();
+        let term_moved = outcome
+            .op
+            .as_ref()
+            .is_some_and(|op| !outcome.repeated && role.primary_term != op.primary_term);
+        if !role.primary || term_moved {
+            return Err(Error::NotPrimary { shard_id }.into());
         }
         drop(order);
         if refresh {
@@ -457,6 +466,7 @@ impl ShardService for ShardServiceImpl {
                 session.snapshot.commit_seq_no,
             )
         };
+        self.check_session_shard(&shard)?;
         // Under the write order: every operation up to now is in `ops`, and every later one
         // is forwarded to the target (which fills any overlap as a gap or a duplicate).
         let ops = {
@@ -472,7 +482,6 @@ impl ShardService for ShardServiceImpl {
             shard.track(target);
             ops
         };
-        let node = self.node.clone();
         let mut chunks: Vec<Vec<Vec<u8>>> = Vec::new();
         let mut chunk: Vec<Vec<u8>> = Vec::new();
         let mut bytes = 0usize;
@@ -488,17 +497,78 @@ impl ShardService for ShardServiceImpl {
         if !chunk.is_empty() {
             chunks.push(chunk);
         }
+        // The session (and the translog it holds) lives on until the target finishes.
         let stream = futures::stream::iter(
             chunks
                 .into_iter()
                 .map(|ops| Ok(RecoveryOpsResponse { ops })),
-        )
-        .chain(futures::stream::once(async move {
-            // Sent: the translog the snapshot held may go.
-            node.sessions.lock().remove(&recovery_id);
-            Ok(RecoveryOpsResponse { ops: Vec::new() })
-        }));
+        );
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn finish_recovery(
+        &self,
+        request: Request<RecoveryOpsRequest>,
+    ) -> Result<Response<ShardCopyEventResponse>, Status> {
+        let recovery_id = request.into_inner().recovery_id;
+        let (shard, target) = {
+            let sessions = self.node.sessions.lock();
+            let session = sessions.get(&recovery_id).ok_or_else(|| {
+                Status::not_found(format!("no recovery {recovery_id} on this node"))
+            })?;
+            (session.shard.clone(), session.target.clone())
+        };
+        self.check_session_shard(&shard)?;
+        if !shard.role().primary {
+            return Err(Error::NotPrimary {
+                shard_id: shard.id(),
+            }
+            .into());
+        }
+        if !shard.forwards_to(&target.allocation_id) {
+            return Err(Status::failed_precondition(format!(
+                "copy {} does not receive the primary's writes (it failed meanwhile)",
+                target.allocation_id
+            )));
+        }
+        // Only the primary vouches for the copy: it receives every write from now on, so
+        // the leader may count it in sync.
+        let report = ShardCopyEventRequest {
+            table_id: shard.id().table.0,
+            shard: shard.id().shard,
+            allocation_id: target.allocation_id.clone(),
+            primary_term: shard.primary_term(),
+            started: true,
+            reason: String::new(),
+            forwarded: false,
+        };
+        let answer = self.node.cluster_client().shard_copy_event(report).await;
+        self.node.sessions.lock().remove(&recovery_id);
+        match answer {
+            Ok(()) => Ok(Response::new(ShardCopyEventResponse::default())),
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                Ok(Response::new(ShardCopyEventResponse {
+                    state_version: 0,
+                    refused: status.message().to_string(),
+                }))
+            }
+            Err(status) => Err(status),
+        }
+    }
+}
+
+impl ShardServiceImpl {
+    /// Fails unless `shard` is still the copy this node serves: one reopened since the
+    /// recovery began has lost the recovery's tracking.
+    fn check_session_shard(&self, shard: &Arc<crate::shard::Shard>) -> Result<(), Status> {
+        let current = self.node.shard(shard.id())?;
+        if !Arc::ptr_eq(&current, shard) {
+            return Err(Status::failed_precondition(format!(
+                "the primary of shard {} was reopened during the recovery; recover again",
+                shard.id()
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -445,8 +445,12 @@ impl Shard {
     pub fn set_role(&self, role: CopyRole) {
         let mut current = self.role.write();
         let primary_term = current.primary_term.max(role.primary_term);
+        // A state older than the term this copy learnt from a newer primary cannot make it
+        // primary again.
+        let primary = role.primary && role.primary_term >= current.primary_term;
         *current = CopyRole {
             primary_term,
+            primary,
             ..role
         };
         // Tracked recoveries that the state now lists as peers need no tracking.

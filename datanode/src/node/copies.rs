@@ -190,6 +190,8 @@ impl DataNode {
                     address,
                     primary_term: routing.primary_term,
                 };
+                // Registered before the task can run, so its end always finds its entry.
+                let mut recoveries = self.recoveries.lock();
                 let handle = tokio::runtime::Handle::current().spawn(recovery::recover(
                     self.clone(),
                     table.clone(),
@@ -198,7 +200,7 @@ impl DataNode {
                     source,
                     progress.clone(),
                 ));
-                self.recoveries.lock().insert(
+                recoveries.insert(
                     shard_id,
                     RecoveryTask {
                         allocation_id: copy.allocation_id.clone(),

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use creek_proto::v1::{TranslogOp, WriteMode};
+use tantivy::index::SegmentComponent;
 
 use super::{CommitPayload, Shard, Version};
 use crate::error::{Error, Result};
@@ -39,12 +40,21 @@ impl Shard {
     pub fn apply_replicated(&self, op: &TranslogOp, primary_term: u64) -> Result<()> {
         {
             let mut role = self.role.write();
-            if primary_term < role.primary_term {
+            // A primary takes operations only from a newer primary (which deposes it); one of
+            // the same term would be a second primary of that term.
+            let stale = primary_term < role.primary_term
+                || (role.primary && primary_term == role.primary_term);
+            if stale {
                 return Err(Error::StaleTerm {
                     shard_id: self.id,
                     got: primary_term,
                     current: role.primary_term,
                 });
+            }
+            if role.primary {
+                tracing::warn!(shard_id = %self.id, term = role.primary_term, newer = primary_term, "a newer primary wrote to this copy: demoted");
+                role.primary = false;
+                role.peers.clear();
             }
             role.primary_term = primary_term;
         }
@@ -69,26 +79,33 @@ impl Shard {
                 got: op.seq_no,
             });
         }
-        self.or_fail(state.translog.append(op, table.fsync_per_request()))?;
-        let mode = WriteMode::try_from(op.mode).unwrap_or(WriteMode::Upsert);
+        // Checked before it is logged: an operation this copy could not replay must never
+        // reach its translog.
+        let mode = WriteMode::try_from(op.mode).map_err(|_| {
+            Error::InvalidRequest(format!(
+                "operation {} has unknown mode {}",
+                op.seq_no, op.mode
+            ))
+        })?;
         let term = op.primary_term.max(1);
+        let mut changes: Vec<(String, Option<Version>)> = Vec::new();
         if matches!(mode, WriteMode::Delete | WriteMode::DeleteIfVersion) {
-            for id in &op.delete_ids {
-                state.live.insert(id.clone(), None);
-            }
+            changes.extend(op.delete_ids.iter().map(|id| (id.clone(), None)));
         } else if !op.rows_ipc.is_empty() {
             let batch = creek_proto::ipc::batch_from_ipc(&op.rows_ipc)?;
             let ids = super::document::id_column(&batch)?;
             for row in 0..batch.num_rows() {
-                state.live.insert(
+                changes.push((
                     ids.value(row).to_string(),
                     Some(Version {
                         seq_no: op.seq_no + row as u64,
                         primary_term: term,
                     }),
-                );
+                ));
             }
         }
+        self.or_fail(state.translog.append(op, table.fsync_per_request()))?;
+        state.live.extend(changes);
         let applied = self.apply_to_index(&mut state, op, true);
         self.or_fail(applied)?;
         self.dirty.store(true, Ordering::Release);
@@ -119,40 +136,16 @@ impl Shard {
         self.dirty.store(true, Ordering::Release);
         self.refresh()?;
         let index_dir = self.dir.join("index");
-        let (names, commit_seq_no) = {
-            // Commits happen under the state lock: the files listed are one commit's.
-            let _state = self.state.lock();
-            let metas = self.index.load_metas().map_err(|source| Error::Index {
-                shard_id: self.id,
-                source,
-            })?;
-            let commit_seq_no = metas
-                .payload
-                .as_deref()
-                .and_then(|payload| serde_json::from_str::<CommitPayload>(payload).ok())
-                .unwrap_or_default()
-                .max_seq_no;
-            // A segment's files are named by its id (plus an extension per component).
-            let segment_ids: Vec<String> = metas
-                .segments
-                .iter()
-                .map(|segment| segment.id().uuid_string())
-                .collect();
-            let mut names: Vec<String> = std::fs::read_dir(&index_dir)
-                .map_err(io_err)?
-                .flatten()
-                .filter_map(|entry| entry.file_name().to_str().map(str::to_string))
-                .filter(|name| segment_ids.iter().any(|id| name.starts_with(id.as_str())))
-                .collect();
-            names.push("meta.json".to_string());
-            names.push(".managed.json".to_string());
-            names.sort();
-            names.dedup();
-            std::fs::create_dir_all(&dir).map_err(io_err)?;
-            for name in &names {
-                std::fs::hard_link(index_dir.join(name), dir.join(name)).map_err(io_err)?;
+        // A merge may replace segments (and delete their files) at any moment: list and link
+        // one meta's files, and start over if one vanished before it was linked.
+        let mut attempt = 0;
+        let (names, commit_seq_no) = loop {
+            attempt += 1;
+            match self.link_commit(&index_dir, &dir) {
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && attempt < 5 => {}
+                other => break other?,
             }
-            (names, commit_seq_no)
         };
         let mut snapshot = snapshot;
         snapshot.commit_seq_no = commit_seq_no;
@@ -163,11 +156,79 @@ impl Shard {
         Ok(snapshot)
     }
 
+    /// Links the files of the index's current meta into `dir` and writes that meta (and the
+    /// managed-file list) there; returns the file names and the meta's highest sequence
+    /// number.
+    fn link_commit(&self, index_dir: &Path, dir: &Path) -> Result<(Vec<String>, u64)> {
+        let io_err = |source| Error::Io {
+            shard_id: self.id,
+            source,
+        };
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).map_err(io_err)?;
+        let metas = self.index.load_metas().map_err(|source| Error::Index {
+            shard_id: self.id,
+            source,
+        })?;
+        let commit_seq_no = metas
+            .payload
+            .as_deref()
+            .and_then(|payload| serde_json::from_str::<CommitPayload>(payload).ok())
+            .unwrap_or_default()
+            .max_seq_no;
+        let mut names: Vec<String> = Vec::new();
+        for segment in &metas.segments {
+            for component in [
+                SegmentComponent::Postings,
+                SegmentComponent::Positions,
+                SegmentComponent::FastFields,
+                SegmentComponent::FieldNorms,
+                SegmentComponent::Terms,
+                SegmentComponent::Store,
+                SegmentComponent::Delete,
+            ] {
+                if component == SegmentComponent::Delete && segment.delete_opstamp().is_none() {
+                    continue;
+                }
+                let name = segment.relative_path(component);
+                let name = name.to_string_lossy().to_string();
+                if index_dir.join(&name).exists() {
+                    names.push(name);
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        for name in &names {
+            std::fs::hard_link(index_dir.join(name), dir.join(name)).map_err(io_err)?;
+        }
+        // The meta that was listed, not whatever meta.json says by now.
+        let meta = serde_json::to_vec_pretty(&metas).map_err(|e| Error::ShardCorrupted {
+            shard_id: self.id,
+            detail: format!("the index meta does not serialise: {e}"),
+        })?;
+        std::fs::write(dir.join("meta.json"), meta).map_err(io_err)?;
+        let mut managed: Vec<String> = names.clone();
+        managed.push("meta.json".to_string());
+        let managed = serde_json::to_vec(&managed).expect("names serialise");
+        std::fs::write(dir.join(".managed.json"), managed).map_err(io_err)?;
+        names.push("meta.json".to_string());
+        names.push(".managed.json".to_string());
+        Ok((names, commit_seq_no))
+    }
+
     /// Every translog operation above `after`, for the last phase of a recovery.
     pub fn operations_after(&self, after: u64) -> Result<Vec<TranslogOp>> {
         let mut state = self.state.lock();
         let ops = state.translog.operations_after(after);
         self.or_fail(ops)
+    }
+
+    /// Whether this primary forwards its writes to copy `allocation_id`.
+    pub fn forwards_to(&self, allocation_id: &str) -> bool {
+        self.replication_targets()
+            .iter()
+            .any(|peer| peer.allocation_id == allocation_id)
     }
 
     /// Starts forwarding writes to a recovering copy (its last recovery phase began).

@@ -34,8 +34,6 @@ struct Args {
     lose_unsynced: bool,
 }
 
-
-
 async fn connect(server: &CreekServer) -> anyhow::Result<Client> {
     let (client, connection) = tokio_postgres::connect(&server.pg_config(""), NoTls).await?;
     tokio::spawn(connection);

@@ -599,7 +599,10 @@ async fn reshape(cluster: &mut TestCluster, root: &std::path::Path) -> anyhow::R
         Ok(on_d4[0][0].parse::<i64>().unwrap_or(0) >= 3 && settled == [["0"]])
     })
     .await?;
-    eprintln!("a new data node d4 joined and got copies rebalanced to it in {:.1} s", took.as_secs_f64());
+    eprintln!(
+        "a new data node d4 joined and got copies rebalanced to it in {:.1} s",
+        took.as_secs_f64()
+    );
     client
         .batch_execute("ALTER CLUSTER DECOMMISSION 'd2'")
         .await?;

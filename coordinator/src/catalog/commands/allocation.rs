@@ -514,7 +514,10 @@ fn place_copies(state: &mut ClusterState, table: &TableSchema) -> bool {
         let Some(primary) = routing.primary() else {
             continue;
         };
-        if primary.state != CopyState::Started {
+        // Copies recover from a started primary on a live node; a RED shard waits for its
+        // primary's node instead of placing copies that could never recover.
+        let primary_alive = by_id.get(&primary.node).is_some_and(|n| n.alive);
+        if primary.state != CopyState::Started || !primary_alive {
             continue;
         }
         let mut routing = routing.clone();

@@ -17,7 +17,7 @@ pub use replica::{file_checksum, RecoverySnapshot};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -127,6 +127,9 @@ pub struct Shard {
     translog_holds: AtomicUsize,
     /// The index, for listing a commit's files to a recovering copy.
     index: Index,
+    /// Up to this primary term the copy may not act as primary (see
+    /// [`Shard::fence_primary_up_to`]).
+    primary_fence: AtomicU64,
 }
 
 impl Shard {
@@ -198,6 +201,7 @@ impl Shard {
             recent: Mutex::new(RecentOps::default()),
             translog_holds: AtomicUsize::new(0),
             index,
+            primary_fence: AtomicU64::new(0),
         };
         if !pending.is_empty() {
             tracing::info!(shard_id = %id, ops = pending.len(), "replaying translog");
@@ -447,7 +451,9 @@ impl Shard {
         let primary_term = current.primary_term.max(role.primary_term);
         // A state older than the term this copy learnt from a newer primary cannot make it
         // primary again.
-        let primary = role.primary && role.primary_term >= current.primary_term;
+        let primary = role.primary
+            && role.primary_term >= current.primary_term
+            && role.primary_term > self.primary_fence.load(Ordering::Acquire);
         *current = CopyRole {
             primary_term,
             primary,
@@ -462,6 +468,23 @@ impl Shard {
         self.tracking
             .lock()
             .retain(|p| !peers.contains(&p.allocation_id));
+    }
+
+    /// Never act as primary under a term up to `term` (0 lifts the fence): a copy that may
+    /// lack acknowledged writes waits for a newer primary.
+    pub fn fence_primary_up_to(&self, term: u64) {
+        self.primary_fence.store(term, Ordering::Release);
+        if term > 0 {
+            let mut role = self.role.write();
+            if role.primary_term <= term {
+                role.primary = false;
+            }
+        }
+    }
+
+    /// The term up to which this copy may not act as primary.
+    pub fn primary_fence(&self) -> u64 {
+        self.primary_fence.load(Ordering::Acquire)
     }
 
     /// The copies a primary forwards writes to: the state's peers and tracked recoveries.

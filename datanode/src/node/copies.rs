@@ -152,7 +152,34 @@ impl DataNode {
                         self.open_shard(table.clone(), shard_id)?
                     }
                 };
+                // A copy that comes back from its own disk with an async translog may have
+                // lost operations that were acknowledged (the other copies hold them): while
+                // another in-sync copy can serve, it is reported failed and rebuilt from the
+                // primary, and a primary steps down first so that the leader promotes a
+                // replica. A copy that nobody else can replace serves as it is.
+                let opened_from_disk = shard.role().allocation_id.is_empty();
+                let successor = routing.copies.iter().any(|c| {
+                    c.allocation_id != copy.allocation_id
+                        && c.state == CopyState::Started
+                        && routing.is_in_sync(&c.allocation_id)
+                        && state.is_alive(&c.node)
+                });
+                let suspect = !table.fsync_per_request() && opened_from_disk && successor;
+                if suspect && copy.primary {
+                    shard.fence_primary_up_to(routing.primary_term);
+                }
+                if !successor {
+                    shard.fence_primary_up_to(0);
+                }
                 shard.set_role(role);
+                if suspect || (copy.primary && shard.primary_fence() >= routing.primary_term) {
+                    return Err(Error::InvalidRequest(format!(
+                        "copy {} of shard {shard_id} restarted with translog.durability = \
+                         'async' and may lack acknowledged writes the other copies hold; it is \
+                         rebuilt from them",
+                        copy.allocation_id
+                    )));
+                }
             }
             CopyState::Initializing if copy.primary => {
                 // A new table's primary: created empty, then reported started.

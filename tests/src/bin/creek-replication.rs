@@ -13,6 +13,10 @@
 //!    allocation rule moves every shard to the cold node; `ALTER CLUSTER DECOMMISSION` drains a
 //!    node and its process exits; no statement fails meanwhile.
 //!
+//! With `--lose-unsynced` the data nodes run under `tests/faults/lose_unsynced.c` and the
+//! table's translog is async, so a killed node loses acknowledged operations for real; the
+//! other copies must still have every one of them.
+//!
 //! Prints what it measures (longest write pause after a kill, time to GREEN). Exits non-zero
 //! on the first failed check.
 
@@ -240,11 +244,18 @@ async fn scenario(
 ) -> anyhow::Result<()> {
     let mut rng = Rng(args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let client = coordinator(cluster).await?;
+    // Under lost unsynced bytes the table's translog is async: a killed copy then really
+    // loses acknowledged operations, which only the other copies still hold.
+    let durability = if args.lose_unsynced {
+        ", \"translog.durability\" = 'async'"
+    } else {
+        ""
+    };
     client
-        .batch_execute(
+        .batch_execute(&format!(
             "CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT) CLUSTERED INTO 6 SHARDS \
-             WITH (number_of_replicas = 1)",
-        )
+             WITH (number_of_replicas = 1{durability})"
+        ))
         .await?;
     let green = wait_green(cluster, "t", Duration::from_secs(30)).await?;
     let placement = rows(
@@ -276,7 +287,20 @@ async fn scenario(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut pauses = Vec::new();
     for cycle in 0..args.cycles {
-        let victim = (rng.next() % cluster.data_nodes.len() as u64) as usize;
+        // The victim is a node that holds copies of t (one that just came back may hold
+        // none until rebalancing gives it some).
+        let holders = rows(
+            &coordinator(cluster).await?,
+            "SELECT DISTINCT node_id FROM sys.shards WHERE table_name = 't' AND state = 'STARTED' \
+             ORDER BY node_id",
+        )
+        .await?;
+        let holder = &holders[(rng.next() % holders.len().max(1) as u64) as usize][0];
+        let victim = cluster
+            .data_nodes
+            .iter()
+            .position(|n| &n.id == holder)
+            .context("the victim's process")?;
         longest.store(0, Ordering::Release);
         let before = ledger.lock().acknowledged.len();
         cluster.data_nodes[victim].process.kill_hard()?;
@@ -302,6 +326,8 @@ async fn scenario(
             std::fs::remove_dir_all(&dir).with_context(|| format!("wiping {}", dir.display()))?;
         }
         cluster.data_nodes[victim].process.restart()?;
+        // Back in the cluster (alive in every coordinator's view), then GREEN.
+        cluster.wait_ready(Duration::from_secs(60)).await?;
         let healed = wait_green(cluster, "t", Duration::from_secs(60)).await?;
         eprintln!(
             "cycle {}: d{} killed{}; YELLOW after {:.1} s; {during} rows acknowledged while it was down; \

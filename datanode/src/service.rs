@@ -123,7 +123,21 @@ impl ShardService for ShardServiceImpl {
                     &request.operation_id,
                 )
             })
-            .await?
+            .await
+        };
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            // A copy closed under the write (it moved, or this node stopped holding it) is
+            // not this node's primary any more: the coordinator retries where it is now.
+            Err(_)
+                if self
+                    .node
+                    .shard(shard_id)
+                    .map_or(true, |s| !Arc::ptr_eq(&s, &shard)) =>
+            {
+                return Err(Error::NotPrimary { shard_id }.into())
+            }
+            Err(status) => return Err(status),
         };
         if let Some(op) = &outcome.op {
             crate::replication::replicate(

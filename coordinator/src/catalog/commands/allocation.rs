@@ -381,6 +381,31 @@ pub(super) fn allocate_table(
         }
         shards.push(routing);
     }
+    // Every copy of a new shard is empty, so any may be its primary: spread the primaries
+    // (they do the writes' ordering work) as evenly as the copies.
+    let mut primaries: HashMap<NodeId, usize> = HashMap::new();
+    for routing in state.routing.values().flatten() {
+        if let Some(primary) = routing.primary() {
+            *primaries.entry(primary.node.clone()).or_default() += 1;
+        }
+    }
+    for routing in &mut shards {
+        let Some(chosen) = routing
+            .copies
+            .iter()
+            .min_by_key(|c| (primaries.get(&c.node).copied().unwrap_or(0), c.node.clone()))
+            .map(|c| c.allocation_id.clone())
+        else {
+            continue;
+        };
+        for copy in &mut routing.copies {
+            copy.primary = copy.allocation_id == chosen;
+            if copy.primary {
+                *primaries.entry(copy.node.clone()).or_default() += 1;
+            }
+        }
+        routing.in_sync = vec![chosen];
+    }
     Ok(shards)
 }
 

@@ -603,6 +603,21 @@ impl Cluster {
     /// Refreshes every started copy of every shard of `table`, so scans of any copy see what
     /// was acknowledged before.
     pub async fn refresh_table(&self, table: &TableSchema) -> Result<()> {
+        // A copy that moved meanwhile is not on its old node any more: refreshed again with
+        // the newer state (its replacement refreshed when it finished recovering).
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.refresh_copies(table).await {
+                Err(error) if error.code() == ErrorCode::Unavailable && attempt < 15 => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn refresh_copies(&self, table: &TableSchema) -> Result<()> {
         let routing = self.catalog().routing(table.id);
         let mut by_node: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
         let mut recovering: Vec<(NodeId, u32)> = Vec::new();

@@ -552,16 +552,55 @@ impl Session {
             ));
         }
         let token = self.begin_query();
-        let df = DataFrame::new(ctx.state(), plan);
-        let schema = Arc::new(df.schema().as_arrow().clone());
-        let task_context = Arc::new(df.task_ctx());
-        let physical = df.create_physical_plan().await?;
-        let stream = creek_proto::exec::execute_stream(physical, None, task_context)?;
-        Ok(Output::Rows {
-            schema: schema.clone(),
-            stream: cancellable(schema, stream, token),
-        })
+        // A copy can move or its node die between planning and reading: a query that fails
+        // as unavailable before it returned anything is planned again on the copies the
+        // newer cluster state names, a few times.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let df = DataFrame::new(ctx.state(), plan.clone());
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let task_context = Arc::new(df.task_ctx());
+            let physical = df.create_physical_plan().await?;
+            let stream = creek_proto::exec::execute_stream(physical, None, task_context)?;
+            // Cancellable while it waits for the first batch too.
+            let mut stream = cancellable(schema.clone(), stream, token.clone());
+            let first = stream.next().await;
+            if let Some(Err(error)) = &first {
+                let retry = attempt < READ_ATTEMPTS
+                    && !token.is_cancelled()
+                    && error_code_of(error) == ErrorCode::Unavailable;
+                if retry {
+                    tracing::debug!(%error, attempt, "a read lost its copy; planning it again");
+                    tokio::time::sleep(READ_RETRY_PAUSE).await;
+                    continue;
+                }
+            }
+            let stream = futures::stream::iter(first).chain(stream);
+            return Ok(Output::Rows {
+                schema: schema.clone(),
+                stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+            });
+        }
     }
+}
+
+/// How many times a query whose copy went away before it returned anything is planned.
+const READ_ATTEMPTS: usize = 15;
+
+/// The pause before such a query is planned again (the newer cluster state arriving).
+const READ_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The Creek error code a failed query carries.
+fn error_code_of(error: &DataFusionError) -> ErrorCode {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(coded) = current.downcast_ref::<CodedError>() {
+            return coded.code;
+        }
+        source = current.source();
+    }
+    ErrorCode::Internal
 }
 
 /// `schema` named by `names`, where they map onto it.

@@ -199,6 +199,28 @@ where
         .collect())
 }
 
+/// The cluster setting bounding how many bytes per second one recovery fetches (`40mb`,
+/// `512kb`, `1gb` or a byte count; `0` or unset: no bound).
+pub const RECOVERY_MAX_BYTES_PER_SEC: &str = "indices.recovery.max_bytes_per_sec";
+
+/// Parses a byte size such as `40mb`, `512kb`, `1gb`, `100b` or `4096` (case-insensitive).
+pub fn parse_byte_size(text: &str) -> Option<u64> {
+    let text = text.trim().trim_matches('\'').to_ascii_lowercase();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "kb" | "k" => 1 << 10,
+        "mb" | "m" => 1 << 20,
+        "gb" | "g" => 1 << 30,
+        _ => return None,
+    };
+    value.checked_mul(factor)
+}
+
 /// Returns the key under which a table or view is stored.
 pub fn qualified(schema: &str, name: &str) -> String {
     format!("{schema}.{name}")
@@ -259,5 +281,22 @@ impl ClusterState {
     /// Returns whether `node` is known and alive.
     pub fn is_alive(&self, node: &NodeId) -> bool {
         self.nodes.get(node).is_some_and(|n| n.alive)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_parse_with_their_units_and_never_wrap() {
+        assert_eq!(parse_byte_size("4096"), Some(4096));
+        assert_eq!(parse_byte_size("'40mb'"), Some(40 << 20));
+        assert_eq!(parse_byte_size("512KB"), Some(512 << 10));
+        assert_eq!(parse_byte_size("1g"), Some(1 << 30));
+        assert_eq!(parse_byte_size("0"), Some(0));
+        assert_eq!(parse_byte_size("ten mb"), None);
+        assert_eq!(parse_byte_size("-1mb"), None);
+        assert_eq!(parse_byte_size("18446744073709551615gb"), None);
     }
 }

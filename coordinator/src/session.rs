@@ -762,6 +762,16 @@ fn check_cluster_setting(key: &str, value: Option<&str>) -> Result<()> {
                 ))
             }
         }
+        creek_common::state::RECOVERY_MAX_BYTES_PER_SEC => {
+            if value.is_none_or(|v| creek_common::state::parse_byte_size(v).is_some()) {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!("{key} takes a byte size such as '40mb' or '0' (no bound)"),
+                ))
+            }
+        }
         _ => Err(Error::new(
             ErrorCode::InvalidParameterValue,
             format!("unknown cluster setting {key}"),

@@ -206,6 +206,17 @@ impl DataNode {
         }
     }
 
+    /// The bytes per second a recovery may fetch (`None`: no bound), from the cluster
+    /// setting in the last applied state.
+    pub fn recovery_rate(&self) -> Option<u64> {
+        self.state
+            .read()
+            .settings
+            .get(creek_common::state::RECOVERY_MAX_BYTES_PER_SEC)
+            .and_then(|v| creek_common::state::parse_byte_size(v))
+            .filter(|rate| *rate > 0)
+    }
+
     /// The primary term of `shard_id` in the last applied state.
     pub fn primary_term_of(&self, shard_id: ShardId) -> Option<u64> {
         self.state

@@ -218,6 +218,7 @@ async fn run(
     let io = |source: std::io::Error| Error::Io { shard_id, source };
     let _ = std::fs::remove_dir_all(&incoming);
     std::fs::create_dir_all(&incoming).map_err(io)?;
+    let mut throttle = Throttle::new(node.clone());
     for file in &start.files {
         let name =
             safe_name(&file.name).ok_or_else(|| failed(format!("bad file name {}", file.name)))?;
@@ -238,6 +239,7 @@ async fn run(
                 file,
                 &target,
                 progress,
+                &mut throttle,
             )
             .await?;
         }
@@ -311,6 +313,40 @@ async fn run(
     Ok(start.recovery_id)
 }
 
+/// Keeps one recovery's fetching under `indices.recovery.max_bytes_per_sec` (read again for
+/// every chunk, so a changed setting applies at once), so a recovery does not starve queries.
+struct Throttle {
+    node: Arc<DataNode>,
+    started: std::time::Instant,
+    fetched: u64,
+}
+
+impl Throttle {
+    fn new(node: Arc<DataNode>) -> Throttle {
+        Throttle {
+            node,
+            started: std::time::Instant::now(),
+            fetched: 0,
+        }
+    }
+
+    /// Counts `bytes` fetched and sleeps until the rate allows them.
+    async fn pace(&mut self, bytes: u64) {
+        self.fetched = self.fetched.saturating_add(bytes);
+        let Some(rate) = self.node.recovery_rate() else {
+            // Unbounded now: later pacing starts from here.
+            self.started = std::time::Instant::now();
+            self.fetched = 0;
+            return;
+        };
+        let due = Duration::from_secs_f64(self.fetched as f64 / rate as f64);
+        let elapsed = self.started.elapsed();
+        if due > elapsed {
+            tokio::time::sleep(due - elapsed).await;
+        }
+    }
+}
+
 /// A file name from the primary, refused if it is not a plain name in the index directory.
 fn safe_name(name: &str) -> Option<&str> {
     let plain = !name.is_empty()
@@ -334,6 +370,7 @@ async fn fetch_file(
     file: &creek_proto::v1::RecoveryFile,
     target: &Path,
     progress: &RecoveryProgress,
+    throttle: &mut Throttle,
 ) -> Result<()> {
     use std::io::Write;
     let failed = |reason: String| Error::Recovery { shard_id, reason };
@@ -362,6 +399,7 @@ async fn fetch_file(
         hasher.update(&chunk.data);
         out.write_all(&chunk.data).map_err(io)?;
         offset += chunk.data.len() as u64;
+        throttle.pace(chunk.data.len() as u64).await;
         progress
             .bytes_done
             .fetch_add(chunk.data.len() as u64, Ordering::AcqRel);

@@ -544,7 +544,13 @@ async fn count(client: &Client) -> anyhow::Result<String> {
 
 async fn reshape(cluster: &mut TestCluster, root: &std::path::Path) -> anyhow::Result<()> {
     let client = coordinator(cluster).await?;
-    client.batch_execute("REFRESH TABLE t").await?;
+    // Enough data that moving it takes a while (and the throttle below shows).
+    client
+        .batch_execute(
+            "INSERT INTO t SELECT 500000000 + x, repeat(md5(x::text), 6) FROM generate_series(1, 10000) AS s(x); \
+             REFRESH TABLE t",
+        )
+        .await?;
     let total = count(&client).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -557,10 +563,33 @@ async fn reshape(cluster: &mut TestCluster, root: &std::path::Path) -> anyhow::R
         Arc::new(AtomicU64::new(0)),
     );
 
+    // New copies under a recovery throttle: the biggest shard's files cannot arrive faster.
+    let largest: f64 = rows(
+        &client,
+        "SELECT max(size) FROM sys.shards WHERE table_name = 't' AND \"primary\"",
+    )
+    .await?[0][0]
+        .parse()?;
+    const RATE: f64 = 64.0 * 1024.0;
     client
-        .batch_execute("ALTER TABLE t SET (number_of_replicas = 2)")
+        .batch_execute(
+            "SET GLOBAL \"indices.recovery.max_bytes_per_sec\" = '64kb'; \
+             ALTER TABLE t SET (number_of_replicas = 2)",
+        )
         .await?;
-    let took = wait_green(cluster, "t", Duration::from_secs(60)).await?;
+    let took = wait_green(cluster, "t", Duration::from_secs(120)).await?;
+    ensure!(
+        took.as_secs_f64() >= largest / RATE * 0.5,
+        "a {largest} byte shard recovered in {took:?} under a 64 KiB/s throttle"
+    );
+    eprintln!(
+        "throttle: new copies of shards of up to {:.0} KiB took {:.1} s at 64 KiB/s",
+        largest / 1024.0,
+        took.as_secs_f64()
+    );
+    client
+        .batch_execute("RESET GLOBAL \"indices.recovery.max_bytes_per_sec\"")
+        .await?;
     let copies = rows(
         &client,
         "SELECT count(*) FROM sys.shards WHERE table_name = 't' AND state = 'STARTED'",

@@ -149,6 +149,29 @@ impl ShardRouting {
         self.in_sync.iter().any(|id| id == allocation_id)
     }
 
+    /// The replica that would take over as primary: the lowest allocation id among the
+    /// started in-sync replicas that `eligible` admits.
+    pub fn successor(&self, eligible: impl Fn(&ShardCopy) -> bool) -> Option<String> {
+        self.copies
+            .iter()
+            .filter(|c| {
+                !c.primary
+                    && c.state == CopyState::Started
+                    && self.is_in_sync(&c.allocation_id)
+                    && eligible(c)
+            })
+            .map(|c| c.allocation_id.clone())
+            .min()
+    }
+
+    /// Makes copy `allocation_id` the primary under a new primary term.
+    pub fn promote(&mut self, allocation_id: &str) {
+        for copy in &mut self.copies {
+            copy.primary = copy.allocation_id == allocation_id;
+        }
+        self.primary_term += 1;
+    }
+
     /// Returns the copy held by `node`, if any.
     pub fn copy_on(&self, node: &NodeId) -> Option<&ShardCopy> {
         self.copies.iter().find(|copy| &copy.node == node)

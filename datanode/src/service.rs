@@ -469,18 +469,7 @@ impl ShardService for ShardServiceImpl {
         request: Request<RecoveryOpsRequest>,
     ) -> Result<Response<Self::RecoveryOpsStream>, Status> {
         let recovery_id = request.into_inner().recovery_id;
-        let (shard, target, after) = {
-            let sessions = self.node.sessions.lock();
-            let session = sessions.get(&recovery_id).ok_or_else(|| {
-                Status::not_found(format!("no recovery {recovery_id} on this node"))
-            })?;
-            (
-                session.shard.clone(),
-                session.target.clone(),
-                session.snapshot.commit_seq_no,
-            )
-        };
-        self.check_session_shard(&shard)?;
+        let (shard, target, after) = self.session(&recovery_id)?;
         // Under the write order: every operation up to now is in `ops`, and every later one
         // is forwarded to the target (which fills any overlap as a gap or a duplicate).
         let ops = {
@@ -525,14 +514,7 @@ impl ShardService for ShardServiceImpl {
         request: Request<RecoveryOpsRequest>,
     ) -> Result<Response<ShardCopyEventResponse>, Status> {
         let recovery_id = request.into_inner().recovery_id;
-        let (shard, target) = {
-            let sessions = self.node.sessions.lock();
-            let session = sessions.get(&recovery_id).ok_or_else(|| {
-                Status::not_found(format!("no recovery {recovery_id} on this node"))
-            })?;
-            (session.shard.clone(), session.target.clone())
-        };
-        self.check_session_shard(&shard)?;
+        let (shard, target, _) = self.session(&recovery_id)?;
         if !shard.role().primary {
             return Err(Error::NotPrimary {
                 shard_id: shard.id(),
@@ -572,17 +554,32 @@ impl ShardService for ShardServiceImpl {
 }
 
 impl ShardServiceImpl {
-    /// Fails unless `shard` is still the copy this node serves: one reopened since the
-    /// recovery began has lost the recovery's tracking.
-    fn check_session_shard(&self, shard: &Arc<crate::shard::Shard>) -> Result<(), Status> {
+    /// The primary shard, target copy and commit of recovery `recovery_id`. Fails if the
+    /// recovery is unknown, or if the shard is no longer the copy this node serves (one
+    /// reopened since the recovery began has lost the recovery's tracking).
+    fn session(
+        &self,
+        recovery_id: &str,
+    ) -> Result<(Arc<crate::shard::Shard>, crate::shard::copy::Peer, u64), Status> {
+        let (shard, target, commit_seq_no) = {
+            let sessions = self.node.sessions.lock();
+            let session = sessions.get(recovery_id).ok_or_else(|| {
+                Status::not_found(format!("no recovery {recovery_id} on this node"))
+            })?;
+            (
+                session.shard.clone(),
+                session.target.clone(),
+                session.snapshot.commit_seq_no,
+            )
+        };
         let current = self.node.shard(shard.id())?;
-        if !Arc::ptr_eq(&current, shard) {
+        if !Arc::ptr_eq(&current, &shard) {
             return Err(Status::failed_precondition(format!(
                 "the primary of shard {} was reopened during the recovery; recover again",
                 shard.id()
             )));
         }
-        Ok(())
+        Ok((shard, target, commit_seq_no))
     }
 }
 

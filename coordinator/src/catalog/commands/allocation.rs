@@ -459,28 +459,14 @@ fn fail_over_and_drop_gone(state: &mut ClusterState, table: &TableSchema) -> boo
     for routing in shards.iter_mut() {
         let primary_gone = routing.primary().is_some_and(|p| !is_alive(&p.node));
         if primary_gone {
-            let successor = routing
-                .copies
-                .iter()
-                .filter(|c| {
-                    !c.primary
-                        && c.state == CopyState::Started
-                        && is_alive(&c.node)
-                        && routing.in_sync.contains(&c.allocation_id)
-                })
-                .map(|c| c.allocation_id.clone())
-                .min();
-            if let Some(successor) = successor {
+            if let Some(successor) = routing.successor(|c| is_alive(&c.node)) {
                 let old = routing
                     .primary()
                     .map(|p| p.allocation_id.clone())
                     .expect("checked above");
                 routing.copies.retain(|c| c.allocation_id != old);
                 routing.in_sync.retain(|id| *id != old);
-                for copy in &mut routing.copies {
-                    copy.primary = copy.allocation_id == successor;
-                }
-                routing.primary_term += 1;
+                routing.promote(&successor);
                 changed = true;
             }
         }
@@ -563,22 +549,8 @@ fn place_copies(state: &mut ClusterState, table: &TableSchema) -> bool {
         // A primary on a node that may no longer hold it hands over to a started in-sync
         // replica on a node that may (under a new term), rather than be copied anew.
         if !admitted(primary) && primary.replaces.is_none() {
-            let heir = routing
-                .copies
-                .iter()
-                .filter(|c| {
-                    !c.primary
-                        && c.state == CopyState::Started
-                        && admitted(c)
-                        && routing.is_in_sync(&c.allocation_id)
-                })
-                .map(|c| c.allocation_id.clone())
-                .min();
-            if let Some(heir) = heir {
-                for copy in &mut routing.copies {
-                    copy.primary = copy.allocation_id == heir;
-                }
-                routing.primary_term += 1;
+            if let Some(heir) = routing.successor(admitted) {
+                routing.promote(&heir);
                 changed = true;
             }
         }

@@ -44,10 +44,7 @@ pub(in crate::catalog::commands) fn copy_started(
         routing.copies.retain(|c| c.allocation_id != replaced);
         routing.in_sync.retain(|id| *id != replaced);
         if was_primary {
-            for copy in &mut routing.copies {
-                copy.primary = copy.allocation_id == allocation_id;
-            }
-            routing.primary_term += 1;
+            routing.promote(allocation_id);
         }
     }
     Ok(true)
@@ -78,24 +75,11 @@ pub(in crate::catalog::commands) fn copy_failed(
     };
     if failed.primary {
         // A failed primary: its lowest in-sync started replica takes over.
-        let successor = routing
-            .copies
-            .iter()
-            .filter(|c| {
-                !c.primary
-                    && c.state == CopyState::Started
-                    && routing.in_sync.contains(&c.allocation_id)
-            })
-            .map(|c| c.allocation_id.clone())
-            .min();
-        let Some(successor) = successor else {
+        let Some(successor) = routing.successor(|_| true) else {
             // Nothing else holds every write: the primary stays (RED while it is failed).
             return Ok(false);
         };
-        for copy in &mut routing.copies {
-            copy.primary = copy.allocation_id == successor;
-        }
-        routing.primary_term += 1;
+        routing.promote(&successor);
     }
     routing.copies.retain(|c| c.allocation_id != allocation_id);
     routing.in_sync.retain(|id| id != allocation_id);

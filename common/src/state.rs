@@ -136,6 +136,11 @@ pub struct ShardRouting {
     pub copies: Vec<ShardCopy>,
     /// Allocation ids of the copies holding every acknowledged write.
     pub in_sync: Vec<String>,
+    /// Nodes where a recovery of this shard failed since a copy last started: the allocator
+    /// tries other nodes first (a node that cannot reach the primary is not picked again and
+    /// again).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_on: Vec<NodeId>,
 }
 
 impl ShardRouting {
@@ -213,6 +218,7 @@ where
                                 replaces: None,
                             }],
                             in_sync: vec![allocation_id],
+                            failed_on: Vec::new(),
                         }
                     }
                 })

@@ -36,7 +36,7 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::catalog::commands::{Command, CommandResponse};
 use crate::catalog::Catalog;
@@ -96,13 +96,7 @@ pub fn raft_id(name: &str) -> RaftNodeId {
 /// A lazily connected channel to a node's transport address; names are resolved again on every
 /// connection attempt, so a DNS name that moves (a Kubernetes service) keeps working.
 pub fn peer_channel(address: &str) -> Option<Channel> {
-    Some(
-        Endpoint::from_shared(format!("http://{address}"))
-            .ok()?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2))
-            .connect_lazy(),
-    )
+    creek_proto::transport::peer_channel(address, Duration::from_secs(2)).ok()
 }
 
 fn coded(error: Error) -> CodedError {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use creek_proto::v1::cluster_service_client::ClusterServiceClient;
 use creek_proto::v1::ShardCopyEventRequest;
 use parking_lot::RwLock;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Status;
 
 /// How long one report may take (a commit and the publishing of the new state).
@@ -37,11 +37,7 @@ impl ClusterClient {
         if let Some(channel) = self.channels.read().get(address) {
             return Some(channel.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{address}"))
-            .ok()?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2))
-            .connect_lazy();
+        let channel = creek_proto::transport::peer_channel(address, Duration::from_secs(2)).ok()?;
         self.channels
             .write()
             .insert(address.to_string(), channel.clone());

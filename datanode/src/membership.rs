@@ -21,7 +21,7 @@ use creek_proto::v1::{
     StateMessage,
 };
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::node::{DataNode, MAX_MESSAGE_BYTES};
@@ -69,11 +69,7 @@ fn write_identity(data_dir: &Path, identity: &ClusterIdentity) -> std::io::Resul
 }
 
 fn connect(address: &str) -> Option<ClusterServiceClient<Channel>> {
-    let channel = Endpoint::from_shared(format!("http://{address}"))
-        .ok()?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(2))
-        .connect_lazy();
+    let channel = creek_proto::transport::peer_channel(address, Duration::from_secs(2)).ok()?;
     Some(
         ClusterServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

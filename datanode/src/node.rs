@@ -66,6 +66,9 @@ pub struct DataNode {
     lease_until: parking_lot::Mutex<Option<Instant>>,
     /// Copies this node is recovering, by shard.
     pub(crate) recoveries: parking_lot::Mutex<HashMap<ShardId, RecoveryTask>>,
+    /// Recoveries of a shard that failed here in a row: the next failure is reported only
+    /// after a back-off that grows with it, so an unreachable primary is not hammered.
+    pub(crate) recovery_failures: parking_lot::Mutex<HashMap<ShardId, u32>>,
     /// Recoveries this node serves as primary, by recovery id.
     pub(crate) sessions: parking_lot::Mutex<HashMap<String, SourceSession>>,
 }
@@ -114,6 +117,7 @@ impl DataNode {
             peers: Default::default(),
             lease_until: parking_lot::Mutex::new(None),
             recoveries: parking_lot::Mutex::new(HashMap::new()),
+            recovery_failures: parking_lot::Mutex::new(HashMap::new()),
             sessions: parking_lot::Mutex::new(HashMap::new()),
         });
         let tables_dir = node.tables_dir();
@@ -333,10 +337,52 @@ impl DataNode {
             .join(shard_id.shard.to_string())
     }
 
-    /// Stops serving a copy (its files stay).
-    pub fn close_shard(&self, shard_id: ShardId) {
-        self.shards.write().remove(&shard_id);
+    /// Stops serving a copy (its files stay); returns it if it was open (queries and
+    /// refreshes that already hold it go on with it).
+    pub fn close_shard(&self, shard_id: ShardId) -> Option<Arc<Shard>> {
         self.failed.write().remove(&shard_id);
+        self.shards.write().remove(&shard_id)
+    }
+
+    /// Deletes the files of a copy the cluster moved elsewhere, once nothing uses `closed`
+    /// (its last holder, a query reading it, drops it): deleting them under a running query
+    /// would fail it with a missing file instead of letting it finish. A copy of the same
+    /// shard assigned to this node again meanwhile owns the directory, which then stays.
+    pub(crate) fn delete_copy_when_unused(
+        self: &Arc<Self>,
+        shard_id: ShardId,
+        closed: Option<Arc<Shard>>,
+    ) {
+        let node = self.clone();
+        let delete = move || {
+            // Holding the recoveries lock keeps a new recovery of the shard from starting
+            // between the check and the delete.
+            let recoveries = node.recoveries.lock();
+            if recoveries.contains_key(&shard_id) || node.shards.read().contains_key(&shard_id) {
+                return;
+            }
+            let _ = std::fs::remove_dir_all(node.shard_dir(shard_id));
+            drop(recoveries);
+        };
+        let Some(shard) = closed else {
+            delete();
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            drop(shard);
+            delete();
+            return;
+        };
+        runtime.spawn(async move {
+            // Long-running scans are bounded by their statement; a copy held longer than
+            // this is deleted anyway (its holder then fails with a missing file).
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while Arc::strong_count(&shard) > 1 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            drop(shard);
+            let _ = tokio::task::spawn_blocking(delete).await;
+        });
     }
 
     /// Serves an opened copy (a recovered one).

@@ -27,7 +27,6 @@ use creek_proto::v1::{
 };
 use parking_lot::Mutex;
 use prost::Message;
-use tonic::transport::Endpoint;
 
 use crate::error::{Error, Result};
 use crate::node::{DataNode, MAX_MESSAGE_BYTES};
@@ -80,10 +79,21 @@ pub async fn recover(
         // Started: the task stays registered (as done) until the state says the copy has
         // started, so a reconciliation against an older state cannot recover it again.
         *progress.stage.lock() = "DONE".to_string();
+        node.recovery_failures.lock().remove(&shard_id);
         return;
     };
-    tracing::warn!(%shard_id, %reason, "recovery failed");
+    let failures = {
+        let mut failures = node.recovery_failures.lock();
+        let count = failures.entry(shard_id).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    };
+    tracing::warn!(%shard_id, %reason, failures, "recovery failed");
     *progress.stage.lock() = "FAILED".to_string();
+    // The leader assigns a new copy as soon as this one is reported failed, often to this
+    // node again; waiting first keeps a primary this node cannot reach from turning that
+    // into a loop of state changes.
+    tokio::time::sleep(failure_backoff(failures)).await;
     report_failed(&node, shard_id, &role, &source, reason).await;
     // A copy the state still lists as initializing is recovered afresh. (Removing the task
     // aborts it, so nothing may follow.)
@@ -94,6 +104,13 @@ pub async fn recover(
     {
         recoveries.remove(&shard_id);
     }
+}
+
+/// How long to wait before reporting the `failures`-th failed recovery of a shard in a row:
+/// 250 ms, doubling, at most 30 s.
+fn failure_backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(7);
+    Duration::from_millis(250 << doublings).min(Duration::from_secs(30))
 }
 
 /// Asks the primary to report the recovered copy started; `Err` with the reason if it did
@@ -171,11 +188,8 @@ async fn report_failed(
 const REPORT_ATTEMPTS: usize = 10;
 
 fn primary_client(address: &str) -> Result<ShardServiceClient<tonic::transport::Channel>> {
-    let channel = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| Error::InvalidRequest(format!("bad primary address {address}: {e}")))?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(5))
-        .connect_lazy();
+    let channel = creek_proto::transport::peer_channel(address, Duration::from_secs(5))
+        .map_err(Error::InvalidRequest)?;
     Ok(ShardServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES))
@@ -267,6 +281,7 @@ async fn run(
             .map_err(|e| failed(e.to_string()))??
     };
     let shard = Arc::new(opened);
+    shard.remember_answers(start.answers.clone());
     shard.set_role(CopyRole {
         primary: false,
         primary_term: source.primary_term,

@@ -15,7 +15,7 @@ use creek_proto::v1::shard_service_client::ShardServiceClient;
 use creek_proto::v1::{ReplicateRequest, ShardCopyEventRequest, TranslogOp};
 use parking_lot::Mutex;
 use prost::Message;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::cluster_client::ClusterClient;
 use crate::error::{Error, Result};
@@ -42,11 +42,8 @@ impl PeerChannels {
         let channel = match known {
             Some(channel) => channel,
             None => {
-                let channel = Endpoint::from_shared(format!("http://{address}"))
-                    .map_err(|e| Error::InvalidRequest(format!("bad peer address {address}: {e}")))?
-                    .tcp_nodelay(true)
-                    .connect_timeout(Duration::from_secs(2))
-                    .connect_lazy();
+                let channel = creek_proto::transport::peer_channel(address, Duration::from_secs(2))
+                    .map_err(Error::InvalidRequest)?;
                 self.channels
                     .lock()
                     .insert(address.to_string(), channel.clone());

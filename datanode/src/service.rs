@@ -399,6 +399,7 @@ impl ShardService for ShardServiceImpl {
                 .collect(),
             commit_seq_no: snapshot.commit_seq_no,
             primary_term: role.primary_term,
+            answers: shard.recent_answers(),
         };
         let mut sessions = self.node.sessions.lock();
         // A target that vanished mid-recovery leaves its session; old ones go.

@@ -288,11 +288,11 @@ impl Shard {
         let table = self.table();
         let mut state = self.state.lock();
         self.check_not_failed()?;
-        if let Some(op) = self.recent.lock().get(operation_id) {
+        if let Some(remembered) = self.recent.lock().get(operation_id) {
             return Ok(WriteOutcome {
-                statuses: recent_ops::statuses_of(&op),
+                statuses: recent_ops::statuses_of(&remembered.op),
                 max_seq_no: state.next_seq_no.saturating_sub(1),
-                op: Some(op),
+                op: (!remembered.answer_only).then_some(remembered.op),
                 repeated: true,
             });
         }
@@ -432,6 +432,19 @@ impl Shard {
             op: written.then(|| Arc::new(op)),
             repeated: false,
         })
+    }
+
+    /// The answers of the operations this copy remembers, for a copy recovering from it.
+    pub fn recent_answers(&self) -> Vec<TranslogOp> {
+        self.recent.lock().answers()
+    }
+
+    /// Takes over the answers a primary remembered when this copy was recovered from it.
+    pub fn remember_answers(&self, answers: Vec<TranslogOp>) {
+        let mut recent = self.recent.lock();
+        for op in answers {
+            recent.record_answer(op);
+        }
     }
 
     /// The primary term this copy knows.

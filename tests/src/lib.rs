@@ -3,7 +3,11 @@
 //! data directories, waits until they answer, and kills or restarts them.
 //!
 //! Tests talk to Creek only the way users do (pgwire, HTTP); this crate must not link the
-//! server crates.
+//! server crates. A cluster can also run in a private network ([`network`]) whose links the
+//! test cuts; [`workload`] holds the recording writers and the checks that faults reuse.
+
+pub mod network;
+pub mod workload;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -39,6 +43,8 @@ pub fn creek_binary() -> anyhow::Result<PathBuf> {
 /// and started again with the same arguments. Dropping it stops it (SIGTERM, then SIGKILL).
 pub struct ManagedProcess {
     child: Option<Child>,
+    /// A command that runs `creek` (e.g. `ip netns exec ns`), or empty.
+    wrapper: Vec<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     log_path: PathBuf,
@@ -56,8 +62,20 @@ impl ManagedProcess {
         env: Vec<(String, String)>,
         log_path: PathBuf,
     ) -> anyhow::Result<ManagedProcess> {
+        ManagedProcess::start_wrapped(Vec::new(), args, env, log_path)
+    }
+
+    /// Starts `<wrapper> creek <args>`: the wrapper must exec `creek` (as `ip netns exec`
+    /// does), so the process id is the server's.
+    pub fn start_wrapped(
+        wrapper: Vec<String>,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        log_path: PathBuf,
+    ) -> anyhow::Result<ManagedProcess> {
         let mut process = ManagedProcess {
             child: None,
+            wrapper,
             args,
             env,
             log_path,
@@ -71,7 +89,16 @@ impl ManagedProcess {
             .create(true)
             .append(true)
             .open(&self.log_path)?;
-        let child = Command::new(creek_binary()?)
+        let creek = creek_binary()?;
+        let mut command = match self.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(&creek);
+                command
+            }
+            None => Command::new(&creek),
+        };
+        let child = command
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
@@ -171,7 +198,12 @@ fn wait_for_port(process: &mut ManagedProcess, port: u16, timeout: Duration) -> 
 
 /// Returns a libpq-style connection string for `port`; `options` are `-c name=value` settings.
 pub fn pg_config(port: u16, options: &str) -> String {
-    let mut config = format!("host=127.0.0.1 port={port} user=crate dbname=doc");
+    pg_config_at("127.0.0.1", port, options)
+}
+
+/// Like [`pg_config`] for a server on `host`.
+pub fn pg_config_at(host: &str, port: u16, options: &str) -> String {
+    let mut config = format!("host={host} port={port} user=crate dbname=doc");
     if !options.is_empty() {
         config.push_str(&format!(" options='{options}'"));
     }
@@ -249,6 +281,8 @@ impl CreekServer {
 pub struct ClusterNode {
     /// `--node-id`.
     pub id: String,
+    /// The address it listens on (loopback, or its namespace's address in a [`network`]).
+    pub host: String,
     /// The process.
     pub process: ManagedProcess,
     /// pgwire port (coordinators only).
@@ -263,23 +297,34 @@ impl ClusterNode {
     /// Starts `creek <args>` as node `id`, logging to `<root>/<id>.log`.
     fn start(
         root: &Path,
+        place: Placement,
         id: String,
         args: &[&str],
         env: &[(String, String)],
-        transport_port: u16,
     ) -> anyhow::Result<Self> {
         Ok(ClusterNode {
-            process: ManagedProcess::start_with_env(
+            process: ManagedProcess::start_wrapped(
+                place.wrapper,
                 args.iter().map(|a| a.to_string()).collect(),
                 env.to_vec(),
                 root.join(format!("{id}.log")),
             )?,
             id,
+            host: place.host,
             pg_port: None,
             http_port: None,
-            transport_port,
+            transport_port: place.transport_port,
         })
     }
+}
+
+/// Where a node runs: its address, ports and the command that puts it there.
+struct Placement {
+    host: String,
+    wrapper: Vec<String>,
+    transport_port: u16,
+    pg_port: u16,
+    http_port: u16,
 }
 
 /// A cluster of `creek coordinator` and `creek datanode` processes on loopback ports, each with
@@ -289,6 +334,9 @@ pub struct TestCluster {
     pub coordinators: Vec<ClusterNode>,
     /// Data nodes `d1..`.
     pub data_nodes: Vec<ClusterNode>,
+    /// The private network the nodes run in, if any (dropped after them: fields drop in
+    /// order).
+    pub network: Option<network::Network>,
 }
 
 impl TestCluster {
@@ -311,23 +359,37 @@ impl TestCluster {
         data_nodes: usize,
         data_env: &[(String, String)],
     ) -> anyhow::Result<TestCluster> {
+        TestCluster::start_in(root, coordinators, data_nodes, data_env, None).await
+    }
+
+    /// Like [`TestCluster::start_with_env`], every node in a namespace of its own in
+    /// `network`, whose links the test can cut.
+    pub async fn start_in(
+        root: &Path,
+        coordinators: usize,
+        data_nodes: usize,
+        data_env: &[(String, String)],
+        network: Option<network::Network>,
+    ) -> anyhow::Result<TestCluster> {
         std::fs::create_dir_all(root)?;
-        let transport: Vec<u16> = (0..coordinators)
-            .map(|_| free_port())
-            .collect::<anyhow::Result<_>>()?;
-        let voters = transport
-            .iter()
-            .enumerate()
-            .map(|(i, port)| format!("c{}=127.0.0.1:{port}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
         let mut cluster = TestCluster {
             coordinators: Vec::new(),
             data_nodes: Vec::new(),
+            network,
         };
-        for (i, port) in transport.iter().enumerate() {
+        let places: Vec<Placement> = (0..coordinators)
+            .map(|i| cluster.place(&format!("c{}", i + 1)))
+            .collect::<anyhow::Result<_>>()?;
+        let voters = places
+            .iter()
+            .enumerate()
+            .map(|(i, place)| format!("c{}={}:{}", i + 1, place.host, place.transport_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        for (i, place) in places.into_iter().enumerate() {
             let id = format!("c{}", i + 1);
-            let (pg_port, http_port) = (free_port()?, free_port()?);
+            let (pg_port, http_port) = (place.pg_port, place.http_port);
+            let host = place.host.clone();
             let args = [
                 "coordinator",
                 "--node-id",
@@ -335,11 +397,11 @@ impl TestCluster {
                 "--data-dir",
                 &root.join(&id).display().to_string(),
                 "--bind",
-                "127.0.0.1",
+                &host,
                 "--voters",
                 &voters,
                 "--transport-port",
-                &port.to_string(),
+                &place.transport_port.to_string(),
                 "--pg-port",
                 &pg_port.to_string(),
                 "--http-port",
@@ -349,7 +411,7 @@ impl TestCluster {
                 "--node-timeout",
                 "3s",
             ];
-            let mut node = ClusterNode::start(root, id.clone(), &args, &[], *port)?;
+            let mut node = ClusterNode::start(root, place, id.clone(), &args, &[])?;
             (node.pg_port, node.http_port) = (Some(pg_port), Some(http_port));
             cluster.coordinators.push(node);
         }
@@ -365,6 +427,27 @@ impl TestCluster {
         Ok(cluster)
     }
 
+    /// Picks `id`'s address and ports: free loopback ports, or a new namespace in the
+    /// network (where the default ports are free).
+    fn place(&mut self, id: &str) -> anyhow::Result<Placement> {
+        match self.network.as_mut() {
+            None => Ok(Placement {
+                host: "127.0.0.1".into(),
+                wrapper: Vec::new(),
+                transport_port: free_port()?,
+                pg_port: free_port()?,
+                http_port: free_port()?,
+            }),
+            Some(network) => Ok(Placement {
+                host: network.add_host(id)?,
+                wrapper: network.wrapper(id)?,
+                transport_port: 4300,
+                pg_port: 5432,
+                http_port: 4200,
+            }),
+        }
+    }
+
     /// Starts one more data node `id` (data under `<root>/<id>`, attribute `attr` such as
     /// `tier=hot`) that joins through the voters; returns once it runs, not once it joined.
     pub fn spawn_data_node(
@@ -374,8 +457,10 @@ impl TestCluster {
         attr: &str,
         env: &[(String, String)],
     ) -> anyhow::Result<()> {
-        let port = free_port()?;
+        let place = self.place(id)?;
         let join = self.join_addresses();
+        let host = place.host.clone();
+        let port = place.transport_port.to_string();
         let args = [
             "datanode",
             "--node-id",
@@ -383,16 +468,16 @@ impl TestCluster {
             "--data-dir",
             &root.join(id).display().to_string(),
             "--bind",
-            "127.0.0.1",
+            &host,
             "--join",
             &join,
             "--transport-port",
-            &port.to_string(),
+            &port,
             "--attr",
             attr,
         ];
         self.data_nodes
-            .push(ClusterNode::start(root, id.to_string(), &args, env, port)?);
+            .push(ClusterNode::start(root, place, id.to_string(), &args, env)?);
         Ok(())
     }
 
@@ -400,7 +485,7 @@ impl TestCluster {
     pub fn join_addresses(&self) -> String {
         self.coordinators
             .iter()
-            .map(|c| format!("127.0.0.1:{}", c.transport_port))
+            .map(|c| format!("{}:{}", c.host, c.transport_port))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -408,7 +493,11 @@ impl TestCluster {
     /// Connection string of coordinator `index` (wrapping around).
     pub fn pg_config(&self, index: usize, options: &str) -> String {
         let node = &self.coordinators[index % self.coordinators.len()];
-        pg_config(node.pg_port.expect("coordinators have a pg port"), options)
+        pg_config_at(
+            &node.host,
+            node.pg_port.expect("coordinators have a pg port"),
+            options,
+        )
     }
 
     /// Runs `sql` on coordinator `index` and returns the first column of every row as text.

@@ -89,7 +89,7 @@ impl DataNode {
         for shard_id in held.difference(&assigned) {
             self.recoveries.lock().remove(shard_id);
             self.failed.write().remove(shard_id);
-            self.close_shard(*shard_id);
+            let closed = self.close_shard(*shard_id);
             let Some(routing) = state.shard_routing(shard_id.table, shard_id.shard) else {
                 // A dropped table is deleted with the table (`apply_state`).
                 continue;
@@ -103,7 +103,7 @@ impl DataNode {
             });
             if started_elsewhere {
                 tracing::info!(%shard_id, "deleting a copy the cluster moved elsewhere");
-                let _ = std::fs::remove_dir_all(self.shard_dir(*shard_id));
+                self.delete_copy_when_unused(*shard_id, closed);
             }
         }
         // Recoveries this node serves as primary for copies the state no longer expects.

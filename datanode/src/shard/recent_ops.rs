@@ -17,21 +17,61 @@ const MAX_BYTES: usize = 64 * 1024 * 1024;
 /// Recently applied operations by id, oldest evicted first.
 #[derive(Default)]
 pub struct RecentOps {
-    by_id: HashMap<String, Arc<TranslogOp>>,
+    by_id: HashMap<String, Remembered>,
     order: VecDeque<(String, usize)>,
     bytes: usize,
 }
 
+/// One remembered operation.
+#[derive(Clone)]
+pub struct Remembered {
+    /// The operation (without its rows if `answer_only`).
+    pub op: Arc<TranslogOp>,
+    /// Learnt from a primary during recovery: only its answer is known, so it is never
+    /// forwarded again (every copy in the group already has it).
+    pub answer_only: bool,
+}
+
 impl RecentOps {
-    /// Remembers `op` under its operation id (if it has one).
+    /// Remembers `op`, which this copy applied, under its operation id (if it has one).
     pub fn record(&mut self, op: &TranslogOp) {
+        self.insert(op.clone(), false);
+    }
+
+    /// Remembers the answer of an operation a primary applied before this copy was
+    /// recovered from it (see [`RecentOps::answers`]).
+    pub fn record_answer(&mut self, op: TranslogOp) {
+        self.insert(op, true);
+    }
+
+    /// Every remembered operation, oldest first, without rows: what a recovering copy needs
+    /// to answer retries.
+    pub fn answers(&self) -> Vec<TranslogOp> {
+        self.order
+            .iter()
+            .filter_map(|(id, _)| self.by_id.get(id))
+            .map(|remembered| TranslogOp {
+                rows_ipc: Vec::new(),
+                delete_ids: Vec::new(),
+                ..(*remembered.op).clone()
+            })
+            .collect()
+    }
+
+    fn insert(&mut self, op: TranslogOp, answer_only: bool) {
         if op.operation_id.is_empty() || self.by_id.contains_key(&op.operation_id) {
             return;
         }
         let size = op.encoded_len();
-        self.by_id
-            .insert(op.operation_id.clone(), Arc::new(op.clone()));
-        self.order.push_back((op.operation_id.clone(), size));
+        let id = op.operation_id.clone();
+        self.by_id.insert(
+            id.clone(),
+            Remembered {
+                op: Arc::new(op),
+                answer_only,
+            },
+        );
+        self.order.push_back((id, size));
         self.bytes += size;
         while self.order.len() > MAX_OPERATIONS || self.bytes > MAX_BYTES {
             let Some((id, size)) = self.order.pop_front() else {
@@ -43,7 +83,7 @@ impl RecentOps {
     }
 
     /// Returns the operation applied under `operation_id`, if it is remembered.
-    pub fn get(&self, operation_id: &str) -> Option<Arc<TranslogOp>> {
+    pub fn get(&self, operation_id: &str) -> Option<Remembered> {
         if operation_id.is_empty() {
             return None;
         }
@@ -77,7 +117,7 @@ mod tests {
         let mut recent = RecentOps::default();
         recent.record(&op("a", 10));
         assert_eq!(
-            statuses_of(&recent.get("a").unwrap()),
+            statuses_of(&recent.get("a").unwrap().op),
             [RowStatus::Duplicate]
         );
         assert!(recent.get("").is_none());
@@ -87,5 +127,32 @@ mod tests {
         assert!(recent.get("a").is_none(), "the oldest is evicted");
         recent.record(&op("big", MAX_BYTES));
         assert!(recent.by_id.len() <= 1);
+    }
+
+    #[test]
+    fn a_recovered_copy_answers_without_the_rows() {
+        let mut primary = RecentOps::default();
+        primary.record(&op("first", 100));
+        primary.record(&op("second", 100));
+        let answers = primary.answers();
+        assert_eq!(
+            answers
+                .iter()
+                .map(|a| a.operation_id.as_str())
+                .collect::<Vec<_>>(),
+            ["first", "second"],
+            "oldest first, so the copy evicts in the same order"
+        );
+        assert!(answers.iter().all(|a| a.rows_ipc.is_empty()));
+        let mut copy = RecentOps::default();
+        for answer in answers {
+            copy.record_answer(answer);
+        }
+        let remembered = copy.get("second").unwrap();
+        assert!(remembered.answer_only, "never forwarded again");
+        assert_eq!(statuses_of(&remembered.op), [RowStatus::Duplicate]);
+        // An operation the copy applies itself stays forwardable.
+        copy.record(&op("third", 10));
+        assert!(!copy.get("third").unwrap().answer_only);
     }
 }

@@ -20,29 +20,20 @@
 //! Prints what it measures (longest write pause after a kill, time to GREEN). Exits non-zero
 //! on the first failed check.
 
-use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use clap::Parser;
+use creek_tests::workload::{
+    check_converged, describe, health, signal, verify_ledger, wait_green, Rng, Writers,
+};
 use creek_tests::{connect, rows, wait_for, TestCluster};
 use tokio_postgres::Client;
 
-/// A std mutex that shrugs off poisoning (a panicked writer task must not hide the ledger).
-struct Mutex<T>(std::sync::Mutex<T>);
-
-impl<T> Mutex<T> {
-    fn new(value: T) -> Self {
-        Mutex(std::sync::Mutex::new(value))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, T> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+async fn coordinator(cluster: &TestCluster) -> anyhow::Result<Client> {
+    connect(&cluster.pg_config(0, "")).await
 }
 
 #[derive(Parser)]
@@ -66,153 +57,6 @@ struct Args {
     /// Keep the nodes' data and logs in this directory (default: a temporary one).
     #[arg(long)]
     keep: Option<std::path::PathBuf>,
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*: deterministic per seed.
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
-/// What the writers saw.
-#[derive(Default)]
-struct Ledger {
-    acknowledged: Vec<i64>,
-    /// Rows whose INSERT failed: they may or may not be there.
-    uncertain: Vec<i64>,
-    errors: Vec<String>,
-}
-
-async fn coordinator(cluster: &TestCluster) -> anyhow::Result<Client> {
-    connect(&cluster.pg_config(0, "")).await
-}
-
-async fn health(client: &Client, table: &str) -> anyhow::Result<String> {
-    let found = rows(
-        client,
-        &format!("SELECT health FROM sys.health WHERE table_name = '{table}'"),
-    )
-    .await?;
-    Ok(found
-        .first()
-        .map(|r| r[0].clone())
-        .unwrap_or_else(|| "MISSING".into()))
-}
-
-async fn wait_green(
-    cluster: &TestCluster,
-    table: &str,
-    limit: Duration,
-) -> anyhow::Result<Duration> {
-    wait_for(&format!("{table} GREEN"), limit, async || {
-        let client = coordinator(cluster).await?;
-        Ok(health(&client, table).await? == "GREEN")
-    })
-    .await
-}
-
-/// Checks that every shard's started copies hold the same documents, once no copy is moving
-/// or recovering any more (rebalancing may still run after GREEN).
-async fn check_converged(client: &Client, table: &str) -> anyhow::Result<()> {
-    wait_for(&format!("{table}'s copies settle"), Duration::from_secs(120), async || {
-        let moving = rows(
-            client,
-            &format!("SELECT count(*) FROM sys.shards WHERE table_name = '{table}' AND state <> 'STARTED'"),
-        )
-        .await?;
-        Ok(moving == [["0"]])
-    })
-    .await
-    .map_err(|error| {
-        let context = futures::executor::block_on(describe(client, table));
-        error.context(context)
-    })?;
-    client
-        .batch_execute(&format!("REFRESH TABLE {table}"))
-        .await?;
-    let copies = rows(
-        client,
-        &format!(
-            "SELECT id, node_id, num_docs, content_checksum, seq_no, state FROM sys.shards \
-             WHERE table_name = '{table}' ORDER BY id, node_id"
-        ),
-    )
-    .await?;
-    let mut by_shard: BTreeMap<String, Vec<&Vec<String>>> = BTreeMap::new();
-    for copy in &copies {
-        ensure!(
-            copy[5] == "STARTED",
-            "a copy of {table} is not started: {copy:?}"
-        );
-        by_shard.entry(copy[0].clone()).or_default().push(copy);
-    }
-    for (shard, copies) in by_shard {
-        let first = copies[0];
-        for other in &copies[1..] {
-            ensure!(
-                other[2] == first[2] && other[3] == first[3],
-                "copies of shard {shard} of {table} differ: {first:?} vs {other:?}"
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Inserts unique keys (from `first_id` on) from `writers` clients until `stop`; the ledger
-/// records what each saw.
-fn start_writers(
-    cluster: &TestCluster,
-    first_id: i64,
-    writers: usize,
-    stop: Arc<AtomicBool>,
-    ledger: Arc<Mutex<Ledger>>,
-    longest: Arc<AtomicU64>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..writers)
-        .map(|writer| {
-            let config = cluster.pg_config(0, "");
-            let (stop, ledger, longest) = (stop.clone(), ledger.clone(), longest.clone());
-            tokio::spawn(async move {
-                let mut client: Option<Client> = None;
-                let mut next = 0i64;
-                while !stop.load(Ordering::Acquire) {
-                    if client.as_ref().is_none_or(|c| c.is_closed()) {
-                        client = connect(&config).await.ok();
-                        if client.is_none() {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    }
-                    let id = first_id + writer as i64 * 1_000_000 + next;
-                    next += 1;
-                    let started = Instant::now();
-                    let result = client
-                        .as_ref()
-                        .expect("connected")
-                        .simple_query(&format!("INSERT INTO t (id, v) VALUES ({id}, 'w{writer}')"))
-                        .await;
-                    let took = started.elapsed().as_millis() as u64;
-                    let mut ledger = ledger.lock();
-                    match result {
-                        Ok(_) => {
-                            ledger.acknowledged.push(id);
-                            longest.fetch_max(took, Ordering::AcqRel);
-                        }
-                        Err(error) => {
-                            ledger.uncertain.push(id);
-                            ledger.errors.push(format!("{error:?}"));
-                        }
-                    }
-                }
-            })
-        })
-        .collect()
 }
 
 #[tokio::main]
@@ -242,7 +86,7 @@ async fn scenario(
     args: &Args,
     root: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let mut rng = Rng(args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(args.seed);
     let client = coordinator(cluster).await?;
     // Under lost unsynced bytes the table's translog is async: a killed copy then really
     // loses acknowledged operations, which only the other copies still hold.
@@ -280,10 +124,7 @@ async fn scenario(
         return reshape(cluster, root).await;
     }
     // 1. Inserts under kill -9 and SIGSTOP.
-    let stop = Arc::new(AtomicBool::new(false));
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let longest = Arc::new(AtomicU64::new(0));
-    let writers = start_writers(cluster, 0, 4, stop.clone(), ledger.clone(), longest.clone());
+    let writers = Writers::start(cluster, 0, "t", 0, 4);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut pauses = Vec::new();
     for cycle in 0..args.cycles {
@@ -295,14 +136,14 @@ async fn scenario(
              ORDER BY node_id",
         )
         .await?;
-        let holder = &holders[(rng.next() % holders.len().max(1) as u64) as usize][0];
+        let holder = &holders[rng.below(holders.len())][0];
         let victim = cluster
             .data_nodes
             .iter()
             .position(|n| &n.id == holder)
             .context("the victim's process")?;
-        longest.store(0, Ordering::Release);
-        let before = ledger.lock().acknowledged.len();
+        writers.longest_ms.store(0, Ordering::Release);
+        let before = writers.acknowledged();
         cluster.data_nodes[victim].process.kill_hard()?;
         let killed = Instant::now();
         let observer = coordinator(cluster).await?;
@@ -311,13 +152,13 @@ async fn scenario(
         })
         .await?;
         tokio::time::sleep(Duration::from_secs(args.down_seconds)).await;
-        let during = ledger.lock().acknowledged.len() - before;
+        let during = writers.acknowledged() - before;
         ensure!(
             during > 0,
             "no write was acknowledged while d{} was down",
             victim + 1
         );
-        pauses.push(longest.load(Ordering::Acquire));
+        pauses.push(writers.longest_ms.load(Ordering::Acquire));
         // Every second node comes back as a fresh one with an empty disk: its copies are
         // gone and must be rebuilt from the others.
         let wiped = cycle % 2 == 1;
@@ -342,7 +183,7 @@ async fn scenario(
         );
     }
     // A node that stops answering (SIGSTOP: cut off from everyone) and comes back.
-    let frozen = (rng.next() % cluster.data_nodes.len() as u64) as usize;
+    let frozen = rng.below(cluster.data_nodes.len());
     let pid = cluster.data_nodes[frozen].process.pid().context("no pid")?;
     signal(pid, "STOP")?;
     tokio::time::sleep(Duration::from_secs(args.down_seconds)).await;
@@ -354,59 +195,17 @@ async fn scenario(
         args.down_seconds,
         healed.as_secs_f64()
     );
-    stop.store(true, Ordering::Release);
-    for writer in writers {
-        writer.await?;
-    }
+    let ledger = writers.finish().await?;
     let client = coordinator(cluster).await?;
     wait_green(cluster, "t", Duration::from_secs(60)).await?;
-    client.batch_execute("REFRESH TABLE t").await?;
-    let present: Vec<i64> = rows(&client, "SELECT id FROM t")
-        .await?
-        .into_iter()
-        .map(|r| r[0].parse().context("an id"))
-        .collect::<anyhow::Result<_>>()?;
-    let unique: HashSet<i64> = present.iter().copied().collect();
-    ensure!(
-        unique.len() == present.len(),
-        "{} rows are duplicated",
-        present.len() - unique.len()
-    );
-    let ledger = std::mem::take(&mut *ledger.lock());
-    let lost: Vec<i64> = ledger
-        .acknowledged
-        .iter()
-        .filter(|id| !unique.contains(id))
-        .copied()
-        .collect();
-    let sent: HashSet<i64> = ledger
-        .acknowledged
-        .iter()
-        .chain(&ledger.uncertain)
-        .copied()
-        .collect();
-    let invented = unique.iter().filter(|id| !sent.contains(id)).count();
-    ensure!(
-        lost.is_empty(),
-        "{} acknowledged rows lost, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
-    ensure!(
-        invented == 0,
-        "{invented} rows appeared that no client inserted"
-    );
+    let verified = verify_ledger(&client, "t", &ledger).await?;
     check_converged(&client, "t").await?;
     eprintln!(
         "inserts: {} acknowledged, none lost, none duplicated; {} failed ({} of them present); \
          copies converged; longest insert after a kill {} ms",
         ledger.acknowledged.len(),
         ledger.uncertain.len(),
-        ledger
-            .uncertain
-            .iter()
-            .filter(|id| unique.contains(id))
-            .count(),
+        verified.uncertain_present,
         pauses.iter().max().copied().unwrap_or(0)
     );
     if let Some(error) = ledger.errors.first() {
@@ -423,14 +222,6 @@ async fn scenario(
 
     // 3. Copies added, moved and drained while writes go on.
     reshape(cluster, root).await?;
-    Ok(())
-}
-
-fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
-    let status = std::process::Command::new("kill")
-        .args([format!("-{name}"), pid.to_string()])
-        .status()?;
-    ensure!(status.success(), "kill -{name} {pid} failed");
     Ok(())
 }
 
@@ -522,21 +313,6 @@ async fn occ_counter(cluster: &mut TestCluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The copies of `table` and the allocation explanations, for failure reports.
-async fn describe(client: &Client, table: &str) -> String {
-    let shards = rows(
-        client,
-        &format!(
-            "SELECT id, node_id, state, \"primary\", in_sync, allocation_id, primary_term, failure \
-             FROM sys.shards WHERE table_name = '{table}' ORDER BY id, node_id"
-        ),
-    )
-    .await;
-    let why = rows(client, "SELECT * FROM sys.allocations").await;
-    let version = rows(client, "SELECT state_version FROM sys.cluster").await;
-    format!("sys.shards: {shards:?}\nsys.allocations: {why:?}\nstate version: {version:?}")
-}
-
 async fn count(client: &Client) -> anyhow::Result<String> {
     let found = rows(client, "SELECT count(*) FROM t").await?;
     Ok(found[0][0].clone())
@@ -552,16 +328,7 @@ async fn reshape(cluster: &mut TestCluster, root: &std::path::Path) -> anyhow::R
         )
         .await?;
     let total = count(&client).await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let writers = start_writers(
-        cluster,
-        100_000_000,
-        2,
-        stop.clone(),
-        ledger.clone(),
-        Arc::new(AtomicU64::new(0)),
-    );
+    let writers = Writers::start(cluster, 0, "t", 100_000_000, 2);
 
     // New copies under a recovery throttle: the biggest shard's files cannot arrive faster.
     let largest: f64 = rows(
@@ -681,11 +448,7 @@ async fn reshape(cluster: &mut TestCluster, root: &std::path::Path) -> anyhow::R
         took.as_secs_f64()
     );
 
-    stop.store(true, Ordering::Release);
-    for writer in writers {
-        writer.await?;
-    }
-    let ledger = std::mem::take(&mut *ledger.lock());
+    let ledger = writers.finish().await?;
     if !ledger.errors.is_empty() {
         bail!(
             "{} statements failed while shards moved; first: {}",

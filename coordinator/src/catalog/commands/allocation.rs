@@ -346,6 +346,7 @@ pub(super) fn allocate_table(
             primary_term: 1,
             copies: Vec::new(),
             in_sync: Vec::new(),
+            failed_on: Vec::new(),
         };
         for copy in 0..=replicas {
             let Some(node) = best_node(
@@ -570,7 +571,7 @@ fn place_copies(state: &mut ClusterState, table: &TableSchema) -> bool {
             if let Some(node) = pick_recovery_target(
                 &node_refs,
                 &rules,
-                &routing.copies,
+                &routing,
                 &table_copies_on,
                 &load,
                 &awareness,
@@ -605,7 +606,7 @@ fn place_copies(state: &mut ClusterState, table: &TableSchema) -> bool {
                 let Some(node) = pick_recovery_target(
                     &node_refs,
                     &rules,
-                    &routing.copies,
+                    &routing,
                     &table_copies_on,
                     &load,
                     &awareness,
@@ -716,7 +717,7 @@ fn recoveries_per_node(state: &ClusterState) -> HashMap<NodeId, usize> {
 fn pick_recovery_target<'a>(
     nodes: &'a [&'a NodeInfo],
     rules: &AllocationRules,
-    copies: &[ShardCopy],
+    routing: &ShardRouting,
     table_copies_on: &HashMap<NodeId, usize>,
     load: &HashMap<NodeId, usize>,
     awareness: &[String],
@@ -728,16 +729,27 @@ fn pick_recovery_target<'a>(
         .copied()
         .filter(|n| recoveries.get(&n.id).copied().unwrap_or(0) < MAX_RECOVERIES_PER_NODE)
         .collect();
-    let chosen = best_node(
-        &free,
-        rules,
-        copies,
-        table_copies_on,
-        load,
-        awareness,
-        by_id,
-    )?;
-    nodes.iter().copied().find(|n| n.id == chosen.id)
+    // Nodes where this shard's recovery has not failed come first; the others only when
+    // nothing else can take the copy (their own back-off paces the retries).
+    let untried: Vec<&NodeInfo> = free
+        .iter()
+        .copied()
+        .filter(|n| !routing.failed_on.contains(&n.id))
+        .collect();
+    let pick = |candidates: &[&NodeInfo]| {
+        best_node(
+            candidates,
+            rules,
+            &routing.copies,
+            table_copies_on,
+            load,
+            awareness,
+            by_id,
+        )
+        .map(|n| n.id.clone())
+    };
+    let chosen = pick(&untried).or_else(|| pick(&free))?;
+    nodes.iter().copied().find(|n| n.id == chosen)
 }
 
 /// Moves one copy from the most to the least loaded usable node when they differ by two or

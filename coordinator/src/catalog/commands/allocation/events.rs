@@ -33,6 +33,7 @@ pub(in crate::catalog::commands) fn copy_started(
     }
     copy.state = CopyState::Started;
     let replaces = copy.replaces.take();
+    routing.failed_on.clear();
     if !routing.is_in_sync(allocation_id) {
         routing.in_sync.push(allocation_id.to_string());
     }
@@ -73,6 +74,9 @@ pub(in crate::catalog::commands) fn copy_failed(
     else {
         return Ok(false);
     };
+    if failed.state == CopyState::Initializing && !routing.failed_on.contains(&failed.node) {
+        routing.failed_on.push(failed.node.clone());
+    }
     if failed.primary {
         // A failed primary: its lowest in-sync started replica takes over.
         let Some(successor) = routing.successor(|_| true) else {

@@ -313,6 +313,7 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         voter: true,
         alive: true,
         decommissioned: false,
+        stopping: None,
     };
     let cluster = start_coordinator(
         ConsensusConfig {
@@ -386,6 +387,7 @@ async fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         voter,
         alive: true,
         decommissioned: false,
+        stopping: None,
     };
     let cluster = start_coordinator(
         ConsensusConfig {
@@ -425,7 +427,7 @@ async fn run_datanode(args: DatanodeArgs) -> anyhow::Result<()> {
         let _ = shutdown_rx.await;
     }));
     let membership = creek_datanode::membership::run(
-        data_node,
+        data_node.clone(),
         MembershipConfig {
             cluster_name: node.cluster_name.clone(),
             join: args.join.clone(),
@@ -434,12 +436,33 @@ async fn run_datanode(args: DatanodeArgs) -> anyhow::Result<()> {
         },
     );
     tracing::info!(node = %node.node_id, port, "data node started");
-    let outcome = tokio::select! {
-        refused = membership => match refused {
-            Ok(()) => Ok(()),
-            Err(reason) => Err(anyhow::anyhow!("the cluster refused this node: {reason}")),
-        },
-        signal = wait_for_signal() => signal,
+    tokio::pin!(membership);
+    let outcome = loop {
+        tokio::select! {
+            refused = &mut membership => break match refused {
+                Ok(()) => Ok(()),
+                Err(reason) => Err(anyhow::anyhow!("the cluster refused this node: {reason}")),
+            },
+            signal = wait_for_signal() => {
+                if let Err(error) = signal {
+                    break Err(error);
+                }
+                // Heartbeats go on meanwhile: the node serves until its copies are safe.
+                let second = async {
+                    let _ = wait_for_signal().await;
+                };
+                let stop = tokio::select! {
+                    outcome = creek_datanode::graceful_stop::run(&data_node, second) => outcome,
+                    refused = &mut membership => break match refused {
+                        Ok(()) => Ok(()),
+                        Err(reason) => Err(anyhow::anyhow!("the cluster refused this node: {reason}")),
+                    },
+                };
+                if stop == creek_datanode::graceful_stop::Outcome::Stop {
+                    break Ok(());
+                }
+            }
+        }
     };
     let _ = shutdown_tx.send(());
     let _ = server.await;

@@ -52,6 +52,21 @@ pub struct NodeInfo {
     /// Set by `ALTER CLUSTER DECOMMISSION`: the node's copies move elsewhere, then it stops.
     #[serde(default)]
     pub decommissioned: bool,
+    /// Set while the node stops gracefully (SIGTERM); it gets no new copies. Unlike
+    /// `decommissioned`, it ends when the node's next process joins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopping: Option<GracefulStop>,
+}
+
+/// What a gracefully stopping node moves off before it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GracefulStop {
+    /// Its primaries hand over to in-sync replicas elsewhere (or are copied there first);
+    /// its replicas stay until it leaves.
+    Primaries,
+    /// Every copy moves off, as for a decommissioned node.
+    Full,
 }
 
 /// The versioned cluster state document.
@@ -227,6 +242,16 @@ where
         })
         .collect())
 }
+
+/// What a data node keeps available when it stops on SIGTERM: `primaries` (default: its
+/// primaries move first), `full` (every copy moves first, as `ALTER CLUSTER DECOMMISSION`),
+/// `none` (it stops at once).
+pub const GRACEFUL_STOP_MIN_AVAILABILITY: &str = "cluster.graceful_stop.min_availability";
+/// How long a graceful stop may take (a duration, default `2h`).
+pub const GRACEFUL_STOP_TIMEOUT: &str = "cluster.graceful_stop.timeout";
+/// Whether a graceful stop that timed out stops the node anyway (`true`) or gives up and
+/// keeps it running (`false`, the default).
+pub const GRACEFUL_STOP_FORCE: &str = "cluster.graceful_stop.force";
 
 /// The cluster setting bounding how many bytes per second one recovery fetches (`40mb`,
 /// `512kb`, `1gb` or a byte count; `0` or unset: no bound).

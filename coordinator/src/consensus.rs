@@ -29,8 +29,9 @@ use creek_proto::status::error_from_status;
 use creek_proto::v1::cluster_service_client::ClusterServiceClient;
 use creek_proto::v1::node_service_client::NodeServiceClient;
 use creek_proto::v1::{
-    HeartbeatRequest, HeartbeatResponse, JoinRequest, JoinResponse, ProposeRequest,
-    ProposeResponse, ShardCopyEventRequest, ShardCopyEventResponse, StateMessage,
+    GracefulStopRequest, GracefulStopResponse, HeartbeatRequest, HeartbeatResponse, JoinRequest,
+    JoinResponse, ProposeRequest, ProposeResponse, ShardCopyEventRequest, ShardCopyEventResponse,
+    StateMessage,
 };
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
@@ -697,6 +698,44 @@ impl Consensus {
                 .err()
                 .map(|e| e.message)
                 .unwrap_or_default(),
+        })
+    }
+
+    /// Commits a data node's graceful stop (or its cancellation), forwarding to the leader.
+    pub(crate) async fn handle_graceful_stop(
+        self: &Arc<Self>,
+        request: GracefulStopRequest,
+    ) -> Result<GracefulStopResponse> {
+        if !self.is_leader() {
+            if request.forwarded && self.raft.is_some() {
+                return Err(self.no_leader());
+            }
+            let forwarded = GracefulStopRequest {
+                forwarded: self.raft.is_some(),
+                ..request
+            };
+            return self
+                .call_leader(|mut client| {
+                    let request = forwarded.clone();
+                    async move { client.graceful_stop(request).await }
+                })
+                .await;
+        }
+        let node = NodeId(request.node_id);
+        let command = if request.cancel {
+            tracing::warn!(%node, "a graceful stop timed out and is called off");
+            Command::CancelGracefulStop { node }
+        } else {
+            tracing::info!(%node, full = request.full, "a data node stops gracefully");
+            Command::GracefulStop {
+                node,
+                full: request.full,
+            }
+        };
+        let (response, state) = self.commit(command).await?;
+        response.outcome.map_err(Error::Coded)?;
+        Ok(GracefulStopResponse {
+            state_version: state.version,
         })
     }
 

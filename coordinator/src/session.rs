@@ -772,9 +772,41 @@ fn check_cluster_setting(key: &str, value: Option<&str>) -> Result<()> {
                 ))
             }
         }
+        creek_common::state::GRACEFUL_STOP_MIN_AVAILABILITY => {
+            one_of(key, value, &["none", "primaries", "full"])
+        }
+        creek_common::state::GRACEFUL_STOP_FORCE => one_of(key, value, &["true", "false"]),
+        creek_common::state::GRACEFUL_STOP_TIMEOUT => {
+            if value.is_none_or(|v| {
+                creek_common::schema::parse_duration_ms(v).is_some_and(|ms| ms >= 0)
+            }) {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!("{key} takes a duration such as '2h', '10m' or '30s'"),
+                ))
+            }
+        }
         _ => Err(Error::new(
             ErrorCode::InvalidParameterValue,
             format!("unknown cluster setting {key}"),
         )),
+    }
+}
+
+/// Checks that a setting's value (if set) is one of `allowed`, ignoring case.
+fn one_of(key: &str, value: Option<&str>, allowed: &[&str]) -> Result<()> {
+    let valid = value.is_none_or(|v| {
+        let v = v.trim().trim_matches('\'').to_ascii_lowercase();
+        allowed.contains(&v.as_str())
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorCode::InvalidParameterValue,
+            format!("{key} takes one of {}", allowed.join(", ")),
+        ))
     }
 }

@@ -1,12 +1,13 @@
 //! How a data node talks to the coordinators outside of membership: reporting a shard copy
-//! that failed or finished recovering, answered once the leader has committed the change.
+//! that failed or finished recovering, and its own graceful stop, answered once the leader
+//! has committed the change.
 //! It tries the leader it last heard of first, then every `--join` address.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use creek_proto::v1::cluster_service_client::ClusterServiceClient;
-use creek_proto::v1::ShardCopyEventRequest;
+use creek_proto::v1::{GracefulStopRequest, ShardCopyEventRequest};
 use parking_lot::RwLock;
 use tonic::transport::Channel;
 use tonic::Status;
@@ -48,6 +49,37 @@ impl ClusterClient {
     /// primary term) is returned as the leader's status; no coordinator answering is
     /// `Unavailable`.
     pub async fn shard_copy_event(&self, request: ShardCopyEventRequest) -> Result<(), Status> {
+        self.call(|mut client| {
+            let request = request.clone();
+            async move {
+                let response = client.shard_copy_event(request).await?.into_inner();
+                if response.refused.is_empty() {
+                    Ok(())
+                } else {
+                    Err(Status::failed_precondition(response.refused))
+                }
+            }
+        })
+        .await
+    }
+
+    /// Starts or calls off this node's graceful stop; waits until the leader committed it.
+    pub async fn graceful_stop(&self, request: GracefulStopRequest) -> Result<(), Status> {
+        self.call(|mut client| {
+            let request = request.clone();
+            async move { client.graceful_stop(request).await.map(|_| ()) }
+        })
+        .await
+    }
+
+    /// Runs `call` against the leader last heard of, then every `--join` address, until one
+    /// answers. A `FailedPrecondition` (the leader refused the change itself) ends it: asking
+    /// another coordinator won't help.
+    async fn call<F, Fut>(&self, call: F) -> Result<(), Status>
+    where
+        F: Fn(ClusterServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<(), Status>>,
+    {
         let mut targets: Vec<String> = self.leader.read().iter().cloned().collect();
         for address in self.join.read().iter() {
             if !targets.contains(address) {
@@ -59,15 +91,10 @@ impl ClusterClient {
             let Some(channel) = self.channel(&address) else {
                 continue;
             };
-            let mut client = ClusterServiceClient::new(channel);
-            match tokio::time::timeout(REPORT_TIMEOUT, client.shard_copy_event(request.clone()))
+            match tokio::time::timeout(REPORT_TIMEOUT, call(ClusterServiceClient::new(channel)))
                 .await
             {
-                Ok(Ok(response)) if !response.get_ref().refused.is_empty() => {
-                    return Err(Status::failed_precondition(response.into_inner().refused))
-                }
-                Ok(Ok(_)) => return Ok(()),
-                // The leader refused the change itself: asking another coordinator won't help.
+                Ok(Ok(())) => return Ok(()),
                 Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
                     return Err(status)
                 }

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod durable_file;
 pub mod error;
 pub mod flight;
+pub mod graceful_stop;
 pub mod membership;
 pub mod node;
 pub mod recovery;

@@ -98,6 +98,7 @@ pub async fn run(node: Arc<DataNode>, config: MembershipConfig) -> Result<(), St
         voter: false,
         alive: true,
         decommissioned: false,
+        stopping: None,
     };
     let data_dir = node.data_dir().to_path_buf();
     node.cluster_client().set_join(config.join.clone());

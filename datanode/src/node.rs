@@ -210,6 +210,11 @@ impl DataNode {
         }
     }
 
+    /// The last applied cluster state.
+    pub fn state(&self) -> Arc<ClusterState> {
+        self.state.read().clone()
+    }
+
     /// The bytes per second a recovery may fetch (`None`: no bound), from the cluster
     /// setting in the last applied state.
     pub fn recovery_rate(&self) -> Option<u64> {

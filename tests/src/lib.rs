@@ -339,6 +339,15 @@ pub struct TestCluster {
     pub network: Option<network::Network>,
 }
 
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        // Data nodes first: one stopping on SIGTERM hands its primaries over through the
+        // leader, which must still be there.
+        self.data_nodes.clear();
+        self.coordinators.clear();
+    }
+}
+
 impl TestCluster {
     /// Starts `coordinators` voters and `data_nodes` data nodes under `root` and waits until
     /// every node is alive in cluster state. Data node `i` gets `--attr tier=hot`, except the

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use creek_common::error::{CodedError, ErrorCode};
 use creek_common::schema::{ColumnDef, IndexDef, TableSchema, ViewDef};
-use creek_common::state::{qualified, ClusterState, NodeInfo, NodeRole};
+use creek_common::state::{qualified, ClusterState, GracefulStop, NodeInfo, NodeRole};
 use creek_common::{NodeId, TableId};
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +86,11 @@ pub enum Command {
     },
     /// Drains a data node: its copies move to other nodes, then it stops.
     Decommission { node: NodeId },
+    /// A data node stops gracefully (SIGTERM): `full` drains it like `Decommission`,
+    /// otherwise only its primaries move (see `NodeInfo::stopping`).
+    GracefulStop { node: NodeId, full: bool },
+    /// A graceful stop that timed out without `cluster.graceful_stop.force`: the node stays.
+    CancelGracefulStop { node: NodeId },
     /// A copy finished recovering (reported by its node).
     ShardCopyStarted {
         table: u64,
@@ -305,6 +310,26 @@ fn apply_command(state: &mut ClusterState, command: &Command) -> Result<bool, Co
             }
             Ok(changed)
         }
+        Command::GracefulStop { node, full } => match state.nodes.get_mut(node) {
+            Some(info) if info.role == NodeRole::Data => {
+                let mode = if *full {
+                    GracefulStop::Full
+                } else {
+                    GracefulStop::Primaries
+                };
+                let changed = info.stopping != Some(mode);
+                info.stopping = Some(mode);
+                Ok(changed)
+            }
+            _ => Err(refused(
+                ErrorCode::UndefinedObject,
+                format!("{node} is not a data node of the cluster"),
+            )),
+        },
+        Command::CancelGracefulStop { node } => match state.nodes.get_mut(node) {
+            Some(info) => Ok(info.stopping.take().is_some()),
+            None => Ok(false),
+        },
         Command::Decommission { node } => match state.nodes.get_mut(node) {
             Some(info) if info.role == NodeRole::Data => {
                 let changed = !info.decommissioned;
@@ -431,6 +456,7 @@ mod tests {
             voter: false,
             alive: true,
             decommissioned: false,
+            stopping: None,
         }
     }
 
@@ -662,6 +688,55 @@ mod tests {
         assert!(routing_of(&state, "m")
             .iter()
             .all(|r| r.copies.iter().all(|c| c.node.0 != "d3")));
+    }
+
+    #[test]
+    fn a_graceful_stop_hands_over_primaries_and_keeps_replicas() {
+        let mut state = cluster(&[node("d1", &[]), node("d2", &[]), node("d3", &[])]);
+        create(&mut state, table("g", 6, &[("number_of_replicas", "1")])).unwrap();
+        let d1 = NodeId("d1".into());
+        let held_before = routing_of(&state, "g")
+            .iter()
+            .filter(|r| r.copy_on(&d1).is_some())
+            .count();
+        apply(
+            &mut state,
+            &Command::GracefulStop {
+                node: d1.clone(),
+                full: false,
+            },
+        )
+        .unwrap();
+        finish_recoveries(&mut state);
+        for routing in routing_of(&state, "g") {
+            let primary = routing.primary().unwrap();
+            assert_ne!(primary.node, d1, "a stopping node keeps no primary");
+            assert_eq!(primary.state, CopyState::Started);
+            assert_eq!(routing.copies.len(), 2, "no extra copy while d1 is there");
+        }
+        let held_after = routing_of(&state, "g")
+            .iter()
+            .filter(|r| r.copy_on(&d1).is_some())
+            .count();
+        assert_eq!(held_before, held_after, "its replicas stay until it leaves");
+        apply(
+            &mut state,
+            &Command::CancelGracefulStop { node: d1.clone() },
+        )
+        .unwrap();
+        assert!(state.nodes[&d1].stopping.is_none());
+        apply(
+            &mut state,
+            &Command::GracefulStop {
+                node: d1,
+                full: true,
+            },
+        )
+        .unwrap();
+        finish_recoveries(&mut state);
+        assert!(routing_of(&state, "g")
+            .iter()
+            .all(|r| r.copies.iter().all(|c| c.node.0 != "d1")));
     }
 
     #[test]

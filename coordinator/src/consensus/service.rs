@@ -9,9 +9,9 @@ use creek_proto::status::status_from_error;
 use creek_proto::v1::cluster_service_server::{ClusterService, ClusterServiceServer};
 use creek_proto::v1::node_service_server::{NodeService, NodeServiceServer};
 use creek_proto::v1::{
-    HeartbeatRequest, HeartbeatResponse, JoinRequest, JoinResponse, NodeStatsRequest,
-    NodeStatsResponse, ProposeRequest, ProposeResponse, PublishStateResponse, RaftMessage,
-    ShardCopyEventRequest, ShardCopyEventResponse, StateMessage,
+    GracefulStopRequest, GracefulStopResponse, HeartbeatRequest, HeartbeatResponse, JoinRequest,
+    JoinResponse, NodeStatsRequest, NodeStatsResponse, ProposeRequest, ProposeResponse,
+    PublishStateResponse, RaftMessage, ShardCopyEventRequest, ShardCopyEventResponse, StateMessage,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -115,6 +115,17 @@ impl ClusterService for ClusterServiceImpl {
     ) -> Result<Response<ShardCopyEventResponse>, Status> {
         self.consensus
             .handle_shard_copy_event(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(status)
+    }
+
+    async fn graceful_stop(
+        &self,
+        request: Request<GracefulStopRequest>,
+    ) -> Result<Response<GracefulStopResponse>, Status> {
+        self.consensus
+            .handle_graceful_stop(request.into_inner())
             .await
             .map(Response::new)
             .map_err(status)

@@ -9,7 +9,11 @@
 //!    and content checksum in `sys.shards`).
 //! 2. An OCC counter: clients increment one row with `_seq_no`/`_primary_term` conditions while
 //!    the node of its primary is killed; the final value equals the successful updates.
-//! 3. `ALTER TABLE .. SET (number_of_replicas = 2)` builds new copies while writes go on; an
+//! 3. SIGTERM to a node holding primaries (default `cluster.graceful_stop.min_availability =
+//!    'primaries'`): it hands them over and exits cleanly with no insert failing or pausing
+//!    for the node timeout; a `'full'` stop that cannot drain times out and the node keeps
+//!    serving, and with `force = true` it exits after the timeout.
+//! 4. `ALTER TABLE .. SET (number_of_replicas = 2)` builds new copies while writes go on; an
 //!    allocation rule moves every shard to the cold node; `ALTER CLUSTER DECOMMISSION` drains a
 //!    node and its process exits; no statement fails meanwhile.
 //!
@@ -220,7 +224,10 @@ async fn scenario(
     // 2. An OCC counter while the primary's node is killed.
     occ_counter(cluster).await?;
 
-    // 3. Copies added, moved and drained while writes go on.
+    // 3. SIGTERM: a graceful stop hands primaries over first, or times out.
+    graceful_stop(cluster).await?;
+
+    // 4. Copies added, moved and drained while writes go on.
     reshape(cluster, root).await?;
     Ok(())
 }
@@ -309,6 +316,141 @@ async fn occ_counter(cluster: &mut TestCluster) -> anyhow::Result<()> {
         "occ counter: {expected} successful conditional increments, final value {} (primary term now {}), \
          with the primary's node {node} killed meanwhile",
         value[0][0], value[0][1]
+    );
+    Ok(())
+}
+
+/// Waits until data node `index`'s process has exited; returns how long that took.
+async fn wait_exit(
+    cluster: &mut TestCluster,
+    index: usize,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    let process = &mut cluster.data_nodes[index].process;
+    wait_for("the node's process exits", limit, async || {
+        Ok(process.exit_status()?.is_some())
+    })
+    .await
+}
+
+async fn graceful_stop(cluster: &mut TestCluster) -> anyhow::Result<()> {
+    let client = coordinator(cluster).await?;
+    client
+        .batch_execute(
+            "CREATE TABLE g (id BIGINT PRIMARY KEY, v TEXT) CLUSTERED INTO 6 SHARDS \
+             WITH (number_of_replicas = 1)",
+        )
+        .await?;
+    wait_green(cluster, "g", Duration::from_secs(60)).await?;
+    let holder = rows(
+        &client,
+        "SELECT node_id FROM sys.shards WHERE table_name = 'g' AND \"primary\" ORDER BY node_id LIMIT 1",
+    )
+    .await?;
+    let node = holder
+        .first()
+        .map(|r| r[0].clone())
+        .context("a primary's node")?;
+    let index = cluster
+        .data_nodes
+        .iter()
+        .position(|n| n.id == node)
+        .context("its process")?;
+    // Default settings (min_availability = 'primaries'): the primaries move, then it exits.
+    let writers = Writers::start(cluster, 0, "g", 0, 2);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = cluster.data_nodes[index].process.pid().context("no pid")?;
+    signal(pid, "TERM")?;
+    let took = wait_exit(cluster, index, Duration::from_secs(30)).await?;
+    let status = cluster.data_nodes[index].process.exit_status()?;
+    ensure!(
+        status.is_some_and(|s| s.success()),
+        "a gracefully stopped node must exit cleanly: {status:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let longest = writers.longest_ms.load(Ordering::Acquire);
+    let ledger = writers.finish().await?;
+    ensure!(
+        ledger.errors.is_empty(),
+        "{} inserts failed around a graceful stop; first: {}",
+        ledger.errors.len(),
+        ledger.errors[0]
+    );
+    // A node that just vanished pauses writes for the node timeout (3 s); one that handed
+    // its primaries over first must not.
+    ensure!(
+        longest < 2_500,
+        "an insert took {longest} ms around a graceful stop"
+    );
+    cluster.data_nodes[index].process.restart()?;
+    cluster.wait_ready(Duration::from_secs(60)).await?;
+    wait_green(cluster, "g", Duration::from_secs(60)).await?;
+    verify_ledger(&client, "g", &ledger).await?;
+    check_converged(&client, "g").await?;
+    eprintln!(
+        "graceful stop: SIGTERM to {node} holding primaries: exited cleanly after {:.1} s; \
+         {} inserts meanwhile, none failed, longest {longest} ms",
+        took.as_secs_f64(),
+        ledger.acknowledged.len()
+    );
+
+    // 'full' with a copy that can go nowhere (only the cold node d3 may hold it): the stop
+    // times out, and without force the node keeps running and serving.
+    client
+        .batch_execute(
+            "CREATE TABLE pinned (id INT PRIMARY KEY) CLUSTERED INTO 1 SHARDS WITH \
+             (number_of_replicas = 0, \"routing.allocation.require.tier\" = 'cold'); \
+             INSERT INTO pinned VALUES (1); \
+             SET GLOBAL \"cluster.graceful_stop.min_availability\" = 'full', \
+                        \"cluster.graceful_stop.timeout\" = '2s'",
+        )
+        .await?;
+    wait_green(cluster, "pinned", Duration::from_secs(30)).await?;
+    let cold = cluster
+        .data_nodes
+        .iter()
+        .position(|n| n.id == "d3")
+        .context("d3")?;
+    signal(
+        cluster.data_nodes[cold].process.pid().context("no pid")?,
+        "TERM",
+    )?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    ensure!(
+        cluster.data_nodes[cold].process.exit_status()?.is_none(),
+        "a graceful stop that timed out without force must leave the node running"
+    );
+    client
+        .batch_execute("INSERT INTO pinned VALUES (2)")
+        .await?;
+    wait_green(cluster, "t", Duration::from_secs(60)).await?;
+    // With force the same stop ends the process after the timeout.
+    client
+        .batch_execute("SET GLOBAL \"cluster.graceful_stop.force\" = true")
+        .await?;
+    signal(
+        cluster.data_nodes[cold].process.pid().context("no pid")?,
+        "TERM",
+    )?;
+    let forced = wait_exit(cluster, cold, Duration::from_secs(20)).await?;
+    ensure!(
+        forced >= Duration::from_millis(1_500),
+        "a forced stop must wait for its timeout first (exited after {forced:?})"
+    );
+    cluster.data_nodes[cold].process.restart()?;
+    cluster.wait_ready(Duration::from_secs(60)).await?;
+    client
+        .batch_execute(
+            "RESET GLOBAL \"cluster.graceful_stop.min_availability\", \
+             \"cluster.graceful_stop.timeout\", \"cluster.graceful_stop.force\"; \
+             DROP TABLE pinned; DROP TABLE g",
+        )
+        .await?;
+    wait_green(cluster, "t", Duration::from_secs(60)).await?;
+    eprintln!(
+        "graceful stop: 'full' that cannot drain timed out and d3 kept serving; with force it \
+         exited {:.1} s after SIGTERM",
+        forced.as_secs_f64()
     );
     Ok(())
 }

@@ -14,7 +14,9 @@
 //! - missing replicas are added as INITIALIZING copies (recovered from the primary), at most
 //!   [`MAX_RECOVERIES_PER_NODE`] per node at a time; surplus ones are dropped;
 //! - a copy on a node the rules no longer admit, or one being decommissioned, gets a
-//!   replacement elsewhere, and goes once that has started (`replaces`);
+//!   replacement elsewhere, and goes once that has started (`replaces`); a node that stops
+//!   gracefully keeping primaries available hands its primaries to replicas elsewhere (or gets
+//!   them replaced) and keeps its replicas until it leaves;
 //! - when no recovery is running, one copy moves from the most to the least loaded node if
 //!   they differ by two or more.
 //!
@@ -30,7 +32,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use creek_common::error::{CodedError, ErrorCode};
 use creek_common::schema::TableSchema;
-use creek_common::state::{ClusterState, CopyState, NodeInfo, NodeRole, ShardCopy, ShardRouting};
+use creek_common::state::{
+    ClusterState, CopyState, GracefulStop, NodeInfo, NodeRole, ShardCopy, ShardRouting,
+};
 use creek_common::NodeId;
 
 use super::refused;
@@ -187,7 +191,7 @@ impl AllocationRules {
 
 /// Whether `node` may hold copies at all: a live data node not being decommissioned.
 fn usable(node: &NodeInfo) -> bool {
-    node.role == NodeRole::Data && node.alive && !node.decommissioned
+    node.role == NodeRole::Data && node.alive && !node.decommissioned && node.stopping.is_none()
 }
 
 /// How many copies of every table each node holds.
@@ -560,11 +564,19 @@ fn place_copies(state: &mut ClusterState, table: &TableSchema) -> bool {
             .iter()
             .filter_map(|c| c.replaces.clone())
             .collect();
-        // Copies on nodes that may no longer hold them get a replacement.
+        // Copies on nodes that may no longer hold them get a replacement; replicas on a
+        // node that stops keeping primaries available stay until it has left.
+        let stopping = |copy: &ShardCopy| {
+            by_id
+                .get(&copy.node)
+                .is_some_and(|n| n.stopping == Some(GracefulStop::Primaries))
+        };
         let misplaced: Vec<String> = routing
             .copies
             .iter()
-            .filter(|c| !admitted(c) && !replaced.contains(&c.allocation_id))
+            .filter(|c| {
+                !admitted(c) && !replaced.contains(&c.allocation_id) && (c.primary || !stopping(c))
+            })
             .map(|c| c.allocation_id.clone())
             .collect();
         for allocation_id in misplaced {

@@ -103,6 +103,8 @@ pub fn explain_allocations(state: &ClusterState) -> Vec<AllocationExplanation> {
                     if state.is_alive(&node.id) {
                         let why = if node.decommissioned {
                             format!("node {} is being decommissioned", node.id)
+                        } else if node.stopping.is_some() {
+                            format!("node {} is stopping", node.id)
                         } else {
                             format!(
                                 "node {} does not match the table's allocation rules ({})",
@@ -186,6 +188,8 @@ fn refusals(
             "is gone".to_string()
         } else if node.decommissioned {
             "is being decommissioned".to_string()
+        } else if node.stopping.is_some() {
+            "is stopping".to_string()
         } else if !rules.admits(&node.attributes) {
             format!("does not match {}", rules.describe())
         } else if routing.copy_on(&node.id).is_some() {

@@ -434,6 +434,34 @@ impl Shard {
         })
     }
 
+    /// Starts this copy's term as primary: logs an operation that changes nothing under the
+    /// next sequence number and the new term (call it holding the replication lock, then
+    /// forward it). A replica that holds an operation of the old primary which this one
+    /// never got (never acknowledged, since it lacks it) sees the same sequence number under
+    /// a newer term, reports itself diverged and is rebuilt, instead of keeping that write
+    /// while no new one arrives; a replica behind gets its gap filled. `None` on a copy that
+    /// is not primary.
+    pub fn start_primary_term(&self) -> Result<Option<Arc<TranslogOp>>> {
+        let table = self.table();
+        let mut state = self.state.lock();
+        self.check_not_failed()?;
+        let role = self.role();
+        if !role.primary {
+            return Ok(None);
+        }
+        let op = TranslogOp {
+            seq_no: state.next_seq_no,
+            mode: WriteMode::Upsert as i32,
+            num_ops: 1,
+            primary_term: role.primary_term,
+            ..TranslogOp::default()
+        };
+        self.or_fail(state.translog.append(&op, table.fsync_per_request()))?;
+        let applied = self.apply_to_index(&mut state, &op, false);
+        self.or_fail(applied)?;
+        Ok(Some(Arc::new(op)))
+    }
+
     /// The answers of the operations this copy remembers, for a copy recovering from it.
     pub fn recent_answers(&self) -> Vec<TranslogOp> {
         self.recent.lock().answers()

@@ -171,7 +171,12 @@ impl DataNode {
                 if !successor {
                     shard.fence_primary_up_to(0);
                 }
+                let before = shard.role();
                 shard.set_role(role);
+                let after = shard.role();
+                if after.primary && (!before.primary || before.primary_term < after.primary_term) {
+                    self.start_primary_term(shard.clone());
+                }
                 if suspect || (copy.primary && shard.primary_fence() >= routing.primary_term) {
                     return Err(Error::InvalidRequest(format!(
                         "copy {} of shard {shard_id} restarted with translog.durability = \
@@ -272,6 +277,54 @@ impl DataNode {
             started: true,
             reason: String::new(),
             forwarded: false,
+        });
+    }
+
+    /// A copy that just became primary starts its term (in the background): an operation
+    /// that changes nothing, forwarded to every copy, so that one holding a write the old
+    /// primary never got acknowledged is found diverged and rebuilt now rather than at the
+    /// next write (see [`Shard::start_primary_term`]).
+    fn start_primary_term(self: &Arc<Self>, shard: Arc<Shard>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let node = self.clone();
+        runtime.spawn(async move {
+            let shard_id = shard.id();
+            let _order = shard.replication_lock().lock().await;
+            let started = {
+                let shard = shard.clone();
+                tokio::task::spawn_blocking(move || shard.start_primary_term()).await
+            };
+            let op = match started {
+                Ok(Ok(Some(op))) => op,
+                Ok(Ok(None)) => return,
+                Ok(Err(error)) => {
+                    tracing::warn!(%shard_id, %error, "starting a primary term failed");
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%shard_id, %error, "starting a primary term failed");
+                    return;
+                }
+            };
+            let replicated = crate::replication::replicate(
+                &node.peers,
+                &node.cluster_client(),
+                &shard,
+                &op,
+                false,
+            )
+            .await;
+            match replicated {
+                Ok(()) => tracing::info!(
+                    %shard_id, term = op.primary_term, seq_no = op.seq_no,
+                    "primary term started on every copy"
+                ),
+                Err(error) => {
+                    tracing::warn!(%shard_id, %error, "starting a primary term on the copies failed")
+                }
+            }
         });
     }
 

@@ -260,3 +260,128 @@ pub fn file_checksum(path: &Path) -> std::io::Result<(u64, u32)> {
     }
     Ok((size, hasher.finalize()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use creek_common::schema::{ColumnDef, TableSchema, ID_COLUMN};
+    use creek_common::types::ColumnType;
+    use creek_common::{ShardId, TableId};
+    use creek_proto::v1::WriteMode;
+    use datafusion::arrow::array::{Int32Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+
+    use crate::error::Error;
+    use crate::shard::copy::CopyRole;
+    use crate::shard::Shard;
+
+    fn table() -> Arc<TableSchema> {
+        Arc::new(TableSchema {
+            id: TableId(1),
+            schema_name: "doc".into(),
+            name: "t".into(),
+            columns: vec![ColumnDef {
+                name: "a".into(),
+                column_type: ColumnType::Integer,
+                not_null: false,
+                default_expr: None,
+            }],
+            primary_key: vec!["a".into()],
+            clustered_by: None,
+            num_shards: 1,
+            settings: Default::default(),
+            indexes: Vec::new(),
+            version: 1,
+        })
+    }
+
+    fn copy(dir: &std::path::Path, name: &str, primary: bool, term: u64) -> Shard {
+        let id = ShardId {
+            table: TableId(1),
+            shard: 0,
+        };
+        let shard = Shard::open(id, &dir.join(name), table()).unwrap();
+        shard.set_role(CopyRole {
+            allocation_id: name.into(),
+            primary,
+            primary_term: term,
+            peers: Vec::new(),
+        });
+        shard
+    }
+
+    fn row(key: i32) -> Vec<u8> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(ID_COLUMN, DataType::Utf8, false),
+            Field::new("a", DataType::Int32, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec![key.to_string()])),
+                Arc::new(Int32Array::from(vec![key])),
+            ],
+        )
+        .unwrap();
+        creek_proto::ipc::batch_to_ipc(&batch).unwrap()
+    }
+
+    /// The old primary's last write reached one replica only and was never acknowledged; the
+    /// other replica is promoted. Its term start finds the first replica diverged at once,
+    /// without waiting for a new write, and catches up a replica that is merely behind.
+    #[test]
+    fn a_term_start_finds_a_replica_with_an_unacknowledged_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_primary = copy(dir.path(), "p", true, 1);
+        let ahead = copy(dir.path(), "r1", false, 1);
+        let promoted = copy(dir.path(), "r2", false, 1);
+        let first = old_primary
+            .write(WriteMode::Insert, &row(1), &[], &[], "op-1")
+            .unwrap()
+            .op
+            .unwrap();
+        for replica in [&ahead, &promoted] {
+            replica.apply_replicated(&first, 1).unwrap();
+        }
+        let unacknowledged = old_primary
+            .write(WriteMode::Insert, &row(2), &[], &[], "op-2")
+            .unwrap()
+            .op
+            .unwrap();
+        ahead.apply_replicated(&unacknowledged, 1).unwrap();
+
+        promoted.set_role(CopyRole {
+            allocation_id: "r2".into(),
+            primary: true,
+            primary_term: 2,
+            peers: Vec::new(),
+        });
+        let start = promoted.start_primary_term().unwrap().unwrap();
+        assert_eq!(
+            (start.seq_no, start.primary_term),
+            (unacknowledged.seq_no, 2),
+            "the number the old primary's lost write had, under the new term"
+        );
+        assert!(matches!(
+            ahead.apply_replicated(&start, 2),
+            Err(Error::Diverged { seq_no, .. }) if seq_no == start.seq_no
+        ));
+        // A copy that only lacks the term start applies it, and the next write follows.
+        let behind = copy(dir.path(), "r3", false, 1);
+        behind.apply_replicated(&first, 1).unwrap();
+        behind.apply_replicated(&start, 2).unwrap();
+        let next = promoted
+            .write(WriteMode::Insert, &row(3), &[], &[], "op-3")
+            .unwrap()
+            .op
+            .unwrap();
+        assert_eq!(next.seq_no, start.seq_no + 1);
+        behind.apply_replicated(&next, 2).unwrap();
+        assert!(copy(dir.path(), "x", false, 1)
+            .start_primary_term()
+            .unwrap()
+            .is_none());
+    }
+}

@@ -26,6 +26,28 @@ use crate::shard::Shard;
 /// How long a copy may take to apply one operation before it is failed.
 const REPLICATE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many bytes of operations one gap-fill request carries at most (a single larger
+/// operation goes alone).
+const FILL_BATCH_BYTES: usize = 8 << 20;
+
+/// Splits `ops` into consecutive, non-empty runs of at most [`FILL_BATCH_BYTES`] each.
+fn fill_batches(ops: &[TranslogOp]) -> Vec<&[TranslogOp]> {
+    let mut batches = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    for (index, op) in ops.iter().enumerate() {
+        let size = op.encoded_len();
+        if index > start && bytes + size > FILL_BATCH_BYTES {
+            batches.push(&ops[start..index]);
+            (start, bytes) = (index, 0);
+        }
+        bytes += size;
+    }
+    if start < ops.len() {
+        batches.push(&ops[start..]);
+    }
+    batches
+}
+
 /// How many times one operation's gap may be filled before the copy is failed.
 const MAX_GAP_FILLS: usize = 3;
 
@@ -154,7 +176,10 @@ async fn forward(
         Ok(client) => client,
         Err(error) => return PeerOutcome::Failed(error.to_string()),
     };
-    let send = |client: &mut ShardServiceClient<Channel>, op: &TranslogOp, refresh: bool| {
+    let send = |client: &mut ShardServiceClient<Channel>,
+                backlog: &[TranslogOp],
+                op: &TranslogOp,
+                refresh: bool| {
         let request = ReplicateRequest {
             table_id: shard.id().table.0,
             shard: shard.id().shard,
@@ -162,6 +187,7 @@ async fn forward(
             op: op.encode_to_vec(),
             allocation_id: peer.allocation_id.clone(),
             refresh,
+            backlog: backlog.iter().map(|o| o.encode_to_vec()).collect(),
         };
         let mut client = client.clone();
         async move {
@@ -173,7 +199,7 @@ async fn forward(
         }
     };
     for _ in 0..=MAX_GAP_FILLS {
-        let response = match send(&mut client, op, refresh).await {
+        let response = match send(&mut client, &[], op, refresh).await {
             Ok(response) => response,
             Err(reason) => return PeerOutcome::Failed(reason),
         };
@@ -204,8 +230,9 @@ async fn forward(
                 response.next_seq_no
             ));
         }
-        for fill in &missing {
-            match send(&mut client, fill, false).await {
+        for batch in fill_batches(&missing) {
+            let (last, backlog) = batch.split_last().expect("batches are never empty");
+            match send(&mut client, backlog, last, false).await {
                 Ok(r) if r.newer_term > 0 => return PeerOutcome::Deposed(r.newer_term),
                 Ok(_) => {}
                 Err(reason) => return PeerOutcome::Failed(reason),
@@ -216,4 +243,46 @@ async fn forward(
         "operation {} still had a gap after {MAX_GAP_FILLS} fills",
         op.seq_no
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(seq_no: u64, payload: usize) -> TranslogOp {
+        TranslogOp {
+            seq_no,
+            rows_ipc: vec![1; payload],
+            num_ops: 1,
+            ..TranslogOp::default()
+        }
+    }
+
+    #[test]
+    fn gap_fills_go_in_bounded_batches_in_order() {
+        assert!(fill_batches(&[]).is_empty());
+        let small: Vec<TranslogOp> = (0..1000).map(|i| op(i, 100)).collect();
+        assert_eq!(
+            fill_batches(&small).len(),
+            1,
+            "a small backlog is one request"
+        );
+        let big: Vec<TranslogOp> = (0..20).map(|i| op(i, 1 << 20)).collect();
+        let batches = fill_batches(&big);
+        assert!(batches.len() >= 3);
+        assert!(batches.iter().all(|b| !b.is_empty()
+            && (b.len() == 1
+                || b.iter().map(|o| o.encoded_len()).sum::<usize>() <= FILL_BATCH_BYTES)));
+        let order: Vec<u64> = batches
+            .iter()
+            .flat_map(|b| b.iter().map(|o| o.seq_no))
+            .collect();
+        assert_eq!(order, (0..20).collect::<Vec<_>>());
+        let huge = [op(0, FILL_BATCH_BYTES * 2), op(1, 10)];
+        assert_eq!(
+            fill_batches(&huge).len(),
+            2,
+            "an op larger than a batch goes alone"
+        );
+    }
 }

@@ -322,11 +322,22 @@ impl ShardService for ShardServiceImpl {
             ))
             .into());
         }
-        let op = TranslogOp::decode(request.op.as_slice())
-            .map_err(|e| Status::invalid_argument(format!("undecodable operation: {e}")))?;
+        let decode = |bytes: &[u8]| {
+            TranslogOp::decode(bytes)
+                .map_err(|e| Status::invalid_argument(format!("undecodable operation: {e}")))
+        };
+        let mut ops = request
+            .backlog
+            .iter()
+            .map(|bytes| decode(bytes))
+            .collect::<Result<Vec<_>, Status>>()?;
+        ops.push(decode(&request.op)?);
         let term = request.primary_term;
         let response = blocking(move || {
-            match shard.apply_replicated(&op, term) {
+            match ops
+                .iter()
+                .try_for_each(|op| shard.apply_replicated(op, term))
+            {
                 Ok(()) => {}
                 Err(Error::OperationGap { expected, .. }) => {
                     return Ok(ReplicateResponse {

@@ -123,11 +123,19 @@ pub async fn run(node: &Arc<DataNode>, interrupted: impl Future<Output = ()>) ->
         cancel: false,
         forwarded: false,
     };
+    let cluster = node.cluster_client();
     let mut asked = false;
     let started = Instant::now();
     loop {
         if !asked {
-            match node.cluster_client().graceful_stop(request.clone()).await {
+            let answer = tokio::select! {
+                answer = cluster.graceful_stop(request.clone()) => answer,
+                _ = &mut interrupted => {
+                    tracing::warn!("a second signal: stopping before the graceful stop completed");
+                    return Outcome::Stop;
+                }
+            };
+            match answer {
                 Ok(()) => asked = true,
                 // Without a leader nothing can move: waiting would only delay the stop.
                 Err(status) if started.elapsed() >= NO_LEADER_PATIENCE => {
@@ -163,8 +171,21 @@ pub async fn run(node: &Arc<DataNode>, interrupted: impl Future<Output = ()>) ->
         cancel: true,
         ..request
     };
-    if let Err(status) = node.cluster_client().graceful_stop(cancel).await {
-        tracing::error!(%status, "calling the graceful stop off failed");
+    // Until the leader has taken it, the node would stay out of every allocation.
+    loop {
+        let answer = tokio::select! {
+            answer = cluster.graceful_stop(cancel.clone()) => answer,
+            _ = &mut interrupted => return Outcome::Stop,
+        };
+        match answer {
+            Ok(()) => return Outcome::KeepRunning,
+            Err(status) => {
+                tracing::error!(%status, "calling the graceful stop off failed; retrying")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = &mut interrupted => return Outcome::Stop,
+        }
     }
-    Outcome::KeepRunning
 }

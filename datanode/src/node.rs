@@ -120,6 +120,8 @@ impl DataNode {
             recovery_failures: parking_lot::Mutex::new(HashMap::new()),
             sessions: parking_lot::Mutex::new(HashMap::new()),
         });
+        // Copies deleted before a crash: nothing refers to them any more.
+        let _ = std::fs::remove_dir_all(node.trash_dir());
         let tables_dir = node.tables_dir();
         std::fs::create_dir_all(&tables_dir).map_err(|source| Error::Io {
             shard_id: ShardId {
@@ -336,6 +338,11 @@ impl DataNode {
         self.tables_dir().join(table.0.to_string())
     }
 
+    /// Where deleted copies wait for their files to be removed (emptied at start).
+    fn trash_dir(&self) -> PathBuf {
+        self.data_dir().join("trash")
+    }
+
     /// The directory of one shard's copy on this node.
     pub fn shard_dir(&self, shard_id: ShardId) -> PathBuf {
         self.table_dir(shard_id.table)
@@ -360,14 +367,29 @@ impl DataNode {
     ) {
         let node = self.clone();
         let delete = move || {
-            // Holding the recoveries lock keeps a new recovery of the shard from starting
-            // between the check and the delete.
-            let recoveries = node.recoveries.lock();
-            if recoveries.contains_key(&shard_id) || node.shards.read().contains_key(&shard_id) {
-                return;
+            let trash = node.trash_dir().join(format!(
+                "{}-{}-{}",
+                shard_id.table.0,
+                shard_id.shard,
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+            ));
+            {
+                // Holding the recoveries lock keeps a new recovery of the shard from starting
+                // between the check and the move; the slow delete happens outside it.
+                let recoveries = node.recoveries.lock();
+                if recoveries.contains_key(&shard_id) || node.shards.read().contains_key(&shard_id)
+                {
+                    return;
+                }
+                if std::fs::create_dir_all(node.trash_dir()).is_err()
+                    || std::fs::rename(node.shard_dir(shard_id), &trash).is_err()
+                {
+                    return;
+                }
             }
-            let _ = std::fs::remove_dir_all(node.shard_dir(shard_id));
-            drop(recoveries);
+            let _ = std::fs::remove_dir_all(&trash);
         };
         let Some(shard) = closed else {
             delete();

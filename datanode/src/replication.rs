@@ -30,13 +30,19 @@ const REPLICATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// operation goes alone).
 const FILL_BATCH_BYTES: usize = 8 << 20;
 
-/// Splits `ops` into consecutive, non-empty runs of at most [`FILL_BATCH_BYTES`] each.
+/// How many operations one gap-fill request carries at most: the copy applies (and fsyncs)
+/// them one by one within one [`REPLICATE_TIMEOUT`].
+const FILL_BATCH_OPS: usize = 256;
+
+/// Splits `ops` into consecutive, non-empty runs of at most [`FILL_BATCH_BYTES`] and
+/// [`FILL_BATCH_OPS`] each.
 fn fill_batches(ops: &[TranslogOp]) -> Vec<&[TranslogOp]> {
     let mut batches = Vec::new();
     let (mut start, mut bytes) = (0, 0usize);
     for (index, op) in ops.iter().enumerate() {
         let size = op.encoded_len();
-        if index > start && bytes + size > FILL_BATCH_BYTES {
+        let full = bytes + size > FILL_BATCH_BYTES || index - start >= FILL_BATCH_OPS;
+        if index > start && full {
             batches.push(&ops[start..index]);
             (start, bytes) = (index, 0);
         }
@@ -261,7 +267,11 @@ mod tests {
     #[test]
     fn gap_fills_go_in_bounded_batches_in_order() {
         assert!(fill_batches(&[]).is_empty());
-        let small: Vec<TranslogOp> = (0..1000).map(|i| op(i, 100)).collect();
+        let many: Vec<TranslogOp> = (0..1000).map(|i| op(i, 100)).collect();
+        let batches = fill_batches(&many);
+        assert_eq!(batches.len(), 4);
+        assert!(batches.iter().all(|b| b.len() <= FILL_BATCH_OPS));
+        let small: Vec<TranslogOp> = (0..200).map(|i| op(i, 100)).collect();
         assert_eq!(
             fill_batches(&small).len(),
             1,

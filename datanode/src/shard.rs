@@ -167,7 +167,8 @@ impl Shard {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(index_err)?;
-        let (translog, pending) = Translog::open(id, &dir.join("translog"), checkpoint)?;
+        let (translog, pending, covered) =
+            Translog::open_with_retained(id, &dir.join("translog"), checkpoint)?;
         let next_seq_no = pending
             .iter()
             .map(|op| op.seq_no + op_len(op))
@@ -203,6 +204,14 @@ impl Shard {
             index,
             primary_fence: AtomicU64::new(0),
         };
+        // Operations the index already holds: only their answers are needed (a coordinator
+        // may still be retrying them).
+        {
+            let mut recent = shard.recent.lock();
+            for op in &covered {
+                recent.record(op);
+            }
+        }
         if !pending.is_empty() {
             tracing::info!(shard_id = %id, ops = pending.len(), "replaying translog");
             let mut state = shard.state.lock();
@@ -288,11 +297,22 @@ impl Shard {
         let table = self.table();
         let mut state = self.state.lock();
         self.check_not_failed()?;
-        if let Some(remembered) = self.recent.lock().get(operation_id) {
+        let remembered = self.recent.lock().get(operation_id);
+        if let Some(remembered) = remembered {
+            // An answer learnt in recovery comes without the operation: an empty one of this
+            // term is forwarded instead, so the answer goes out only once every copy in the
+            // group is known to hold everything up to here (a copy that cannot be brought
+            // there is failed first).
+            let op = if remembered.answer_only {
+                let term = self.primary_term();
+                self.log_empty_op(&mut state, term, table.fsync_per_request())?
+            } else {
+                remembered.op.clone()
+            };
             return Ok(WriteOutcome {
                 statuses: recent_ops::statuses_of(&remembered.op),
                 max_seq_no: state.next_seq_no.saturating_sub(1),
-                op: (!remembered.answer_only).then_some(remembered.op),
+                op: Some(op),
                 repeated: true,
             });
         }
@@ -449,17 +469,28 @@ impl Shard {
         if !role.primary {
             return Ok(None);
         }
+        self.log_empty_op(&mut state, role.primary_term, table.fsync_per_request())
+            .map(Some)
+    }
+
+    /// Logs an operation that changes nothing under the next sequence number and `term`.
+    fn log_empty_op(
+        &self,
+        state: &mut WriterState,
+        term: u64,
+        fsync: bool,
+    ) -> Result<Arc<TranslogOp>> {
         let op = TranslogOp {
             seq_no: state.next_seq_no,
             mode: WriteMode::Upsert as i32,
             num_ops: 1,
-            primary_term: role.primary_term,
+            primary_term: term,
             ..TranslogOp::default()
         };
-        self.or_fail(state.translog.append(&op, table.fsync_per_request()))?;
-        let applied = self.apply_to_index(&mut state, &op, false);
+        self.or_fail(state.translog.append(&op, fsync))?;
+        let applied = self.apply_to_index(state, &op, false);
         self.or_fail(applied)?;
-        Ok(Some(Arc::new(op)))
+        Ok(Arc::new(op))
     }
 
     /// The answers of the operations this copy remembers, for a copy recovering from it.

@@ -84,9 +84,19 @@ impl Network {
             .context("iproute2's `ip` is needed for the network tests")?;
         remove_stale();
         let pid = std::process::id();
+        // A subnet no other bridge uses (another test may run at the same time).
+        let used = Command::new("ip")
+            .args(["-4", "-o", "addr"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let subnet = (0..250u32)
+            .map(|i| ((pid + i) % 250) as u8 + 1)
+            .find(|n| !used.contains(&format!(" 10.77.{n}.")))
+            .context("no free 10.77.x.0/24 subnet for the test network")?;
         let network = Network {
             tag: format!("{PREFIX}{pid}"),
-            subnet: (pid % 250) as u8 + 1,
+            subnet,
             hosts: Vec::new(),
             cuts: BTreeSet::new(),
         };

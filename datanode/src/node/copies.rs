@@ -82,6 +82,10 @@ impl DataNode {
                 }
             }
         }
+        // A shard's back-off counts failures in a row of recoveries that are still wanted here.
+        self.recovery_failures
+            .lock()
+            .retain(|shard_id, _| assigned.contains(shard_id));
         // Copies this node holds, recovers or failed to open that the state no longer lists.
         let mut held: HashSet<ShardId> = self.shards.read().keys().copied().collect();
         held.extend(self.recoveries.lock().keys().copied());

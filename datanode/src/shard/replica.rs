@@ -384,4 +384,37 @@ mod tests {
             .unwrap()
             .is_none());
     }
+
+    /// A retry answered from what a recovery taught this copy still goes through a
+    /// replication round (an empty operation of its term), never straight back.
+    #[test]
+    fn a_learnt_answer_is_given_after_a_replication_barrier() {
+        let dir = tempfile::tempdir().unwrap();
+        let primary = copy(dir.path(), "p", true, 1);
+        let first = primary
+            .write(WriteMode::Insert, &row(1), &[], &[], "op-1")
+            .unwrap();
+        let recovered = copy(dir.path(), "c", false, 1);
+        recovered.remember_answers(primary.recent_answers());
+        recovered
+            .apply_replicated(first.op.as_ref().unwrap(), 1)
+            .unwrap();
+        recovered.set_role(CopyRole {
+            allocation_id: "c".into(),
+            primary: true,
+            primary_term: 2,
+            peers: Vec::new(),
+        });
+        let retry = recovered
+            .write(WriteMode::Insert, &row(1), &[], &[], "op-1")
+            .unwrap();
+        assert!(retry.repeated);
+        assert_eq!(
+            retry.statuses, first.statuses,
+            "the first answer, not a duplicate"
+        );
+        let barrier = retry.op.unwrap();
+        assert!(barrier.rows_ipc.is_empty() && barrier.operation_id.is_empty());
+        assert_eq!(barrier.primary_term, 2);
+    }
 }

@@ -3,10 +3,14 @@
 //!
 //! Files are `translog-<generation>.log`; a record is `[len: u32 LE][crc32: u32 LE][payload]`
 //! where the payload is a prost-encoded [`TranslogOp`]. A commit of the index records the highest
-//! sequence number it contains, after which older generations are deleted. On open, records
+//! sequence number it contains, after which older generations are retired: renamed
+//! `retained-<generation>.log` and kept for [`RETAIN_AGE`] (at most [`RETAIN_BYTES`]), so a
+//! copy that restarts still knows the operation ids (and answers) of writes a coordinator may
+//! be retrying, and a lagging copy's gap can be filled from further back. On open, records
 //! after that checkpoint are replayed. A torn record at the very end of the last file (a crash
-//! during a write that was never acknowledged) is cut off; a bad checksum anywhere else is
-//! corruption and fails the open with an error naming the shard.
+//! during a write that was never acknowledged) is cut off; a bad checksum anywhere else in a
+//! live generation is corruption and fails the open with an error naming the shard (a
+//! damaged retained generation, which no replay needs, is only skipped).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
@@ -19,6 +23,11 @@ use prost::Message;
 use crate::error::{Error, Result};
 
 const HEADER_LEN: usize = 8;
+/// How long generations an index commit covers are kept (they serve answers to retried
+/// writes, which coordinators send for up to 30 s, and gap fills).
+const RETAIN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+/// At most this many bytes of retained generations, the newest kept first.
+const RETAIN_BYTES: u64 = 64 << 20;
 /// A single record larger than this is treated as corruption rather than allocated.
 const MAX_RECORD_LEN: usize = 1 << 30;
 
@@ -38,11 +47,23 @@ impl Translog {
         dir: &Path,
         checkpoint: u64,
     ) -> Result<(Translog, Vec<TranslogOp>)> {
+        let (translog, pending, _) = Translog::open_with_retained(shard_id, dir, checkpoint)?;
+        Ok((translog, pending))
+    }
+
+    /// Like [`Translog::open`], also returning the operations up to the checkpoint that
+    /// retained generations (and live ones) still hold, in log order.
+    pub fn open_with_retained(
+        shard_id: ShardId,
+        dir: &Path,
+        checkpoint: u64,
+    ) -> Result<(Translog, Vec<TranslogOp>, Vec<TranslogOp>)> {
         let io_err = |source| Error::Io { shard_id, source };
         fs::create_dir_all(dir).map_err(io_err)?;
         let mut generations = list_generations(dir).map_err(io_err)?;
         generations.sort_unstable();
         let mut pending = Vec::new();
+        let mut covered = read_retained(shard_id, dir);
         let last = generations.last().copied();
         for generation in &generations {
             let path = generation_path(dir, *generation);
@@ -56,7 +77,10 @@ impl Translog {
                     file.sync_all().map_err(io_err)?;
                 }
             }
-            pending.extend(ops.into_iter().filter(|op| op.seq_no > checkpoint));
+            let (after, before): (Vec<_>, Vec<_>) =
+                ops.into_iter().partition(|op| op.seq_no > checkpoint);
+            pending.extend(after);
+            covered.extend(before);
         }
         let generation = last.map_or(1, |g| g + 1);
         let writer = open_generation(dir, generation).map_err(io_err)?;
@@ -69,6 +93,7 @@ impl Translog {
                 writer,
             },
             pending,
+            covered,
         ))
     }
 
@@ -110,11 +135,37 @@ impl Translog {
         if delete_old {
             for generation in list_generations(&self.dir).map_err(io_err)? {
                 if generation < next {
-                    fs::remove_file(generation_path(&self.dir, generation)).map_err(io_err)?;
+                    fs::rename(
+                        generation_path(&self.dir, generation),
+                        retained_path(&self.dir, generation),
+                    )
+                    .map_err(io_err)?;
                 }
             }
+            self.prune_retained().map_err(io_err)?;
         }
         self.generation = next;
+        Ok(())
+    }
+
+    /// Deletes retained generations older than [`RETAIN_AGE`] or beyond [`RETAIN_BYTES`].
+    fn prune_retained(&self) -> std::io::Result<()> {
+        let mut retained = list_files(&self.dir, "retained-")?;
+        retained.sort_unstable_by(|a, b| b.cmp(a));
+        let mut kept = 0u64;
+        for generation in retained {
+            let path = retained_path(&self.dir, generation);
+            let meta = fs::metadata(&path)?;
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age > RETAIN_AGE);
+            kept = kept.saturating_add(meta.len());
+            if old || kept > RETAIN_BYTES {
+                fs::remove_file(&path)?;
+            }
+        }
         Ok(())
     }
 
@@ -126,7 +177,10 @@ impl Translog {
         let mut generations =
             list_generations(&self.dir).map_err(|source| Error::Io { shard_id, source })?;
         generations.sort_unstable();
-        let mut ops = Vec::new();
+        let mut ops: Vec<TranslogOp> = read_retained(shard_id, &self.dir)
+            .into_iter()
+            .filter(|op| op.seq_no > after)
+            .collect();
         for generation in generations {
             let path = generation_path(&self.dir, generation);
             let (generation_ops, _) = read_generation(shard_id, &path, true)?;
@@ -137,12 +191,18 @@ impl Translog {
         Ok(ops)
     }
 
-    /// Returns the bytes the translog holds on disk.
+    /// Returns the bytes the translog holds on disk (retained generations included).
     pub fn size_bytes(&self) -> u64 {
-        list_generations(&self.dir)
+        let live = list_generations(&self.dir)
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|g| fs::metadata(generation_path(&self.dir, g)).ok())
+            .map(|g| generation_path(&self.dir, g));
+        let retained = list_files(&self.dir, "retained-")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| retained_path(&self.dir, g));
+        live.chain(retained)
+            .filter_map(|path| fs::metadata(path).ok())
             .map(|meta| meta.len())
             .sum()
     }
@@ -152,13 +212,39 @@ fn generation_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("translog-{generation}.log"))
 }
 
+fn retained_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("retained-{generation}.log"))
+}
+
+/// The operations of every retained generation, oldest first; a damaged one is skipped (no
+/// replay needs it).
+fn read_retained(shard_id: ShardId, dir: &Path) -> Vec<TranslogOp> {
+    let mut generations = list_files(dir, "retained-").unwrap_or_default();
+    generations.sort_unstable();
+    let mut ops = Vec::new();
+    for generation in generations {
+        match read_generation(shard_id, &retained_path(dir, generation), true) {
+            Ok((generation_ops, _)) => ops.extend(generation_ops),
+            Err(error) => {
+                tracing::warn!(%shard_id, generation, %error, "skipping a damaged retained translog generation")
+            }
+        }
+    }
+    ops
+}
+
 fn list_generations(dir: &Path) -> std::io::Result<Vec<u64>> {
+    list_files(dir, "translog-")
+}
+
+/// The generation numbers of the files `<prefix><generation>.log` in `dir`.
+fn list_files(dir: &Path, prefix: &str) -> std::io::Result<Vec<u64>> {
     let mut generations = Vec::new();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
         let name = name.to_string_lossy();
         if let Some(number) = name
-            .strip_prefix("translog-")
+            .strip_prefix(prefix)
             .and_then(|rest| rest.strip_suffix(".log"))
         {
             if let Ok(generation) = number.parse() {
@@ -299,7 +385,36 @@ mod tests {
     }
 
     #[test]
-    fn rolling_deletes_old_generations() {
+    fn committed_generations_are_retained_for_answers_and_gap_fills() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Translog::open(shard(), dir.path(), 0).unwrap();
+        log.append(&op(1), true).unwrap();
+        log.roll_after_commit(true).unwrap();
+        log.append(&op(2), true).unwrap();
+        log.roll_after_commit(true).unwrap();
+        log.append(&op(3), true).unwrap();
+        assert_eq!(
+            log.operations_after(0)
+                .unwrap()
+                .iter()
+                .map(|o| o.seq_no)
+                .collect::<Vec<_>>(),
+            [1, 2, 3],
+            "a gap fill reaches into retained generations"
+        );
+        drop(log);
+        let (_, pending, covered) = Translog::open_with_retained(shard(), dir.path(), 2).unwrap();
+        assert_eq!(pending.iter().map(|o| o.seq_no).collect::<Vec<_>>(), [3]);
+        assert_eq!(covered.iter().map(|o| o.seq_no).collect::<Vec<_>>(), [1, 2]);
+        // A damaged retained generation is skipped, never fatal.
+        fs::write(retained_path(dir.path(), 1), b"garbage that is no record").unwrap();
+        let (_, pending, covered) = Translog::open_with_retained(shard(), dir.path(), 2).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(covered.iter().map(|o| o.seq_no).collect::<Vec<_>>(), [2]);
+    }
+
+    #[test]
+    fn rolling_retires_old_generations() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = Translog::open(shard(), dir.path(), 0).unwrap();
         log.append(&op(1), true).unwrap();
@@ -309,5 +424,6 @@ mod tests {
         let (_, pending) = Translog::open(shard(), dir.path(), 1).unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(list_generations(dir.path()).unwrap().len(), 2);
+        assert_eq!(list_files(dir.path(), "retained-").unwrap(), [1]);
     }
 }

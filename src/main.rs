@@ -437,12 +437,13 @@ async fn run_datanode(args: DatanodeArgs) -> anyhow::Result<()> {
     );
     tracing::info!(node = %node.node_id, port, "data node started");
     tokio::pin!(membership);
+    // Membership ends when the node was decommissioned and drained, or refused.
+    let ended = |outcome: Result<(), String>| {
+        outcome.map_err(|reason| anyhow::anyhow!("the cluster refused this node: {reason}"))
+    };
     let outcome = loop {
         tokio::select! {
-            refused = &mut membership => break match refused {
-                Ok(()) => Ok(()),
-                Err(reason) => Err(anyhow::anyhow!("the cluster refused this node: {reason}")),
-            },
+            outcome = &mut membership => break ended(outcome),
             signal = wait_for_signal() => {
                 if let Err(error) = signal {
                     break Err(error);
@@ -453,10 +454,7 @@ async fn run_datanode(args: DatanodeArgs) -> anyhow::Result<()> {
                 };
                 let stop = tokio::select! {
                     outcome = creek_datanode::graceful_stop::run(&data_node, second) => outcome,
-                    refused = &mut membership => break match refused {
-                        Ok(()) => Ok(()),
-                        Err(reason) => Err(anyhow::anyhow!("the cluster refused this node: {reason}")),
-                    },
+                    outcome = &mut membership => break ended(outcome),
                 };
                 if stop == creek_datanode::graceful_stop::Outcome::Stop {
                     break Ok(());

@@ -281,7 +281,7 @@ async fn run(
             .map_err(|e| failed(e.to_string()))??
     };
     let shard = Arc::new(opened);
-    shard.remember_answers(start.answers.clone());
+    shard.remember_answers(&start.answers);
     shard.set_role(CopyRole {
         primary: false,
         primary_term: source.primary_term,

@@ -167,8 +167,7 @@ impl Shard {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(index_err)?;
-        let (translog, pending, covered) =
-            Translog::open_with_retained(id, &dir.join("translog"), checkpoint)?;
+        let (translog, pending, covered) = Translog::open(id, &dir.join("translog"), checkpoint)?;
         let next_seq_no = pending
             .iter()
             .map(|op| op.seq_no + op_len(op))
@@ -206,12 +205,7 @@ impl Shard {
         };
         // Operations the index already holds: only their answers are needed (a coordinator
         // may still be retrying them).
-        {
-            let mut recent = shard.recent.lock();
-            for op in &covered {
-                recent.record(op);
-            }
-        }
+        shard.remember_answers(&covered);
         if !pending.is_empty() {
             tracing::info!(shard_id = %id, ops = pending.len(), "replaying translog");
             let mut state = shard.state.lock();
@@ -498,8 +492,10 @@ impl Shard {
         self.recent.lock().answers()
     }
 
-    /// Takes over the answers a primary remembered when this copy was recovered from it.
-    pub fn remember_answers(&self, answers: Vec<TranslogOp>) {
+    /// Remembers the answers of operations this copy's index already holds: those a primary
+    /// remembered when this copy was recovered from it, or those of committed translog
+    /// generations at open.
+    pub fn remember_answers(&self, answers: &[TranslogOp]) {
         let mut recent = self.recent.lock();
         for op in answers {
             recent.record_answer(op);

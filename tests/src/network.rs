@@ -3,8 +3,7 @@
 //!
 //! A cut is a pair of blackhole routes (one in each namespace): packets between the two nodes
 //! vanish, established connections hang instead of failing fast, and new connections are
-//! refused — what a partition looks like to a process. `isolate` takes a node's interface down,
-//! which cuts it from everyone (the test itself included). Needs root (`ip netns`, `ip link`);
+//! refused — what a partition looks like to a process. Needs root (`ip netns`, `ip link`);
 //! everything is made under a name unique to the test process and removed on drop, and
 //! namespaces left behind by a test process that died are removed when the next one starts.
 //!
@@ -205,25 +204,12 @@ impl Network {
         Ok(())
     }
 
-    /// Takes `name`'s interface down: no packet reaches it or leaves it (the test's included).
-    pub fn isolate(&self, name: &str) -> anyhow::Result<()> {
-        ip(&["link", "set", &self.hosts[self.host(name)?].outer, "down"])
-    }
-
-    /// Undoes [`Network::isolate`].
-    pub fn rejoin(&self, name: &str) -> anyhow::Result<()> {
-        ip(&["link", "set", &self.hosts[self.host(name)?].outer, "up"])
-    }
-
-    /// Heals every cut and brings every interface up.
+    /// Heals every cut.
     pub fn heal_all(&mut self) -> anyhow::Result<()> {
         let cuts: Vec<(usize, usize)> = self.cuts.iter().copied().collect();
         for (a, b) in cuts {
             let (a, b) = (self.hosts[a].name.clone(), self.hosts[b].name.clone());
             self.heal(&a, &b)?;
-        }
-        for host in &self.hosts {
-            ip(&["link", "set", &host.outer, "up"])?;
         }
         Ok(())
     }

@@ -38,10 +38,10 @@ impl RecentOps {
         self.insert(op.clone(), false);
     }
 
-    /// Remembers the answer of an operation a primary applied before this copy was
-    /// recovered from it (see [`RecentOps::answers`]).
-    pub fn record_answer(&mut self, op: TranslogOp) {
-        self.insert(op, true);
+    /// Remembers only the answer of `op`, whose effect this copy's index already holds (a
+    /// primary applied it before this copy was recovered from it, or a commit covers it).
+    pub fn record_answer(&mut self, op: &TranslogOp) {
+        self.insert(answer_of(op), true);
     }
 
     /// Every remembered operation, oldest first, without rows: what a recovering copy needs
@@ -50,11 +50,7 @@ impl RecentOps {
         self.order
             .iter()
             .filter_map(|(id, _)| self.by_id.get(id))
-            .map(|remembered| TranslogOp {
-                rows_ipc: Vec::new(),
-                delete_ids: Vec::new(),
-                ..(*remembered.op).clone()
-            })
+            .map(|remembered| answer_of(&remembered.op))
             .collect()
     }
 
@@ -88,6 +84,19 @@ impl RecentOps {
             return None;
         }
         self.by_id.get(operation_id).cloned()
+    }
+}
+
+/// `op` without its rows and ids (never copied): what answering a retry of it needs.
+fn answer_of(op: &TranslogOp) -> TranslogOp {
+    TranslogOp {
+        seq_no: op.seq_no,
+        mode: op.mode,
+        num_ops: op.num_ops,
+        primary_term: op.primary_term,
+        operation_id: op.operation_id.clone(),
+        statuses: op.statuses.clone(),
+        ..TranslogOp::default()
     }
 }
 
@@ -146,7 +155,7 @@ mod tests {
         assert!(answers.iter().all(|a| a.rows_ipc.is_empty()));
         let mut copy = RecentOps::default();
         for answer in answers {
-            copy.record_answer(answer);
+            copy.record_answer(&answer);
         }
         let remembered = copy.get("second").unwrap();
         assert!(remembered.answer_only, "never forwarded again");

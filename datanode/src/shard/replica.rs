@@ -395,7 +395,7 @@ mod tests {
             .write(WriteMode::Insert, &row(1), &[], &[], "op-1")
             .unwrap();
         let recovered = copy(dir.path(), "c", false, 1);
-        recovered.remember_answers(primary.recent_answers());
+        recovered.remember_answers(&primary.recent_answers());
         recovered
             .apply_replicated(first.op.as_ref().unwrap(), 1)
             .unwrap();

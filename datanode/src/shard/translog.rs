@@ -41,19 +41,9 @@ pub struct Translog {
 
 impl Translog {
     /// Opens the translog in `dir`, returning it with every record whose `seq_no` is greater than
-    /// `checkpoint`, in log order.
+    /// `checkpoint` (to replay) and the records up to it that retained or live generations still
+    /// hold (already in the index: only their answers matter), each in log order.
     pub fn open(
-        shard_id: ShardId,
-        dir: &Path,
-        checkpoint: u64,
-    ) -> Result<(Translog, Vec<TranslogOp>)> {
-        let (translog, pending, _) = Translog::open_with_retained(shard_id, dir, checkpoint)?;
-        Ok((translog, pending))
-    }
-
-    /// Like [`Translog::open`], also returning the operations up to the checkpoint that
-    /// retained generations (and live ones) still hold, in log order.
-    pub fn open_with_retained(
         shard_id: ShardId,
         dir: &Path,
         checkpoint: u64,
@@ -216,14 +206,24 @@ fn retained_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("retained-{generation}.log"))
 }
 
-/// The operations of every retained generation, oldest first; a damaged one is skipped (no
-/// replay needs it).
+/// The operations of every retained generation younger than [`RETAIN_AGE`], oldest first
+/// (older ones, say after a long downtime, serve nobody and are not read); a damaged one is
+/// skipped (no replay needs it).
 fn read_retained(shard_id: ShardId, dir: &Path) -> Vec<TranslogOp> {
     let mut generations = list_files(dir, "retained-").unwrap_or_default();
     generations.sort_unstable();
     let mut ops = Vec::new();
     for generation in generations {
-        match read_generation(shard_id, &retained_path(dir, generation), true) {
+        let path = retained_path(dir, generation);
+        let fresh = fs::metadata(&path)
+            .and_then(|meta| meta.modified())
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_some_and(|age| age <= RETAIN_AGE);
+        if !fresh {
+            continue;
+        }
+        match read_generation(shard_id, &path, true) {
             Ok((generation_ops, _)) => ops.extend(generation_ops),
             Err(error) => {
                 tracing::warn!(%shard_id, generation, %error, "skipping a damaged retained translog generation")
@@ -349,13 +349,13 @@ mod tests {
     fn replays_records_after_the_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (mut log, pending) = Translog::open(shard(), dir.path(), 0).unwrap();
+            let (mut log, pending, _) = Translog::open(shard(), dir.path(), 0).unwrap();
             assert!(pending.is_empty());
             for seq_no in 1..=5 {
                 log.append(&op(seq_no), true).unwrap();
             }
         }
-        let (_, pending) = Translog::open(shard(), dir.path(), 3).unwrap();
+        let (_, pending, _) = Translog::open(shard(), dir.path(), 3).unwrap();
         assert_eq!(
             pending.iter().map(|op| op.seq_no).collect::<Vec<_>>(),
             vec![4, 5]
@@ -366,7 +366,7 @@ mod tests {
     fn a_torn_tail_is_cut_but_inner_corruption_fails() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (mut log, _) = Translog::open(shard(), dir.path(), 0).unwrap();
+            let (mut log, _, _) = Translog::open(shard(), dir.path(), 0).unwrap();
             log.append(&op(1), true).unwrap();
             log.append(&op(2), true).unwrap();
         }
@@ -374,7 +374,7 @@ mod tests {
         let mut bytes = fs::read(&path).unwrap();
         bytes.truncate(bytes.len() - 2);
         fs::write(&path, &bytes).unwrap();
-        let (_, pending) = Translog::open(shard(), dir.path(), 0).unwrap();
+        let (_, pending, _) = Translog::open(shard(), dir.path(), 0).unwrap();
         assert_eq!(pending.len(), 1);
 
         // Flip a payload byte of the first record of a non-last generation.
@@ -387,7 +387,7 @@ mod tests {
     #[test]
     fn committed_generations_are_retained_for_answers_and_gap_fills() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = Translog::open(shard(), dir.path(), 0).unwrap();
+        let (mut log, _, _) = Translog::open(shard(), dir.path(), 0).unwrap();
         log.append(&op(1), true).unwrap();
         log.roll_after_commit(true).unwrap();
         log.append(&op(2), true).unwrap();
@@ -403,12 +403,12 @@ mod tests {
             "a gap fill reaches into retained generations"
         );
         drop(log);
-        let (_, pending, covered) = Translog::open_with_retained(shard(), dir.path(), 2).unwrap();
+        let (_, pending, covered) = Translog::open(shard(), dir.path(), 2).unwrap();
         assert_eq!(pending.iter().map(|o| o.seq_no).collect::<Vec<_>>(), [3]);
         assert_eq!(covered.iter().map(|o| o.seq_no).collect::<Vec<_>>(), [1, 2]);
         // A damaged retained generation is skipped, never fatal.
         fs::write(retained_path(dir.path(), 1), b"garbage that is no record").unwrap();
-        let (_, pending, covered) = Translog::open_with_retained(shard(), dir.path(), 2).unwrap();
+        let (_, pending, covered) = Translog::open(shard(), dir.path(), 2).unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(covered.iter().map(|o| o.seq_no).collect::<Vec<_>>(), [2]);
     }
@@ -416,12 +416,12 @@ mod tests {
     #[test]
     fn rolling_retires_old_generations() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = Translog::open(shard(), dir.path(), 0).unwrap();
+        let (mut log, _, _) = Translog::open(shard(), dir.path(), 0).unwrap();
         log.append(&op(1), true).unwrap();
         log.roll_after_commit(true).unwrap();
         log.append(&op(2), true).unwrap();
         drop(log);
-        let (_, pending) = Translog::open(shard(), dir.path(), 1).unwrap();
+        let (_, pending, _) = Translog::open(shard(), dir.path(), 1).unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(list_generations(dir.path()).unwrap().len(), 2);
         assert_eq!(list_files(dir.path(), "retained-").unwrap(), [1]);

@@ -3,8 +3,9 @@
 //!
 //! Files are `translog-<generation>.log`; a record is `[len: u32 LE][crc32: u32 LE][payload]`
 //! where the payload is a prost-encoded [`TranslogOp`]. A commit of the index records the highest
-//! sequence number it contains, after which older generations are retired: renamed
-//! `retained-<generation>.log` and kept for [`RETAIN_AGE`] (at most [`RETAIN_BYTES`]), so a
+//! sequence number it contains, after which older generations are retired: moved to
+//! `retained/retained-<generation>.log` and kept for [`RETAIN_AGE`] (at most [`RETAIN_BYTES`]
+//! and [`RETAIN_FILES`]; the list is kept in memory, so a roll costs a rename), so a
 //! copy that restarts still knows the operation ids (and answers) of writes a coordinator may
 //! be retrying, and a lagging copy's gap can be filled from further back. On open, records
 //! after that checkpoint are replayed. A torn record at the very end of the last file (a crash
@@ -28,6 +29,8 @@ const HEADER_LEN: usize = 8;
 const RETAIN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 /// At most this many bytes of retained generations, the newest kept first.
 const RETAIN_BYTES: u64 = 64 << 20;
+/// At most this many retained generations (a refresh per write rolls a generation each time).
+const RETAIN_FILES: usize = 1024;
 /// A single record larger than this is treated as corruption rather than allocated.
 const MAX_RECORD_LEN: usize = 1 << 30;
 
@@ -37,6 +40,9 @@ pub struct Translog {
     dir: PathBuf,
     generation: u64,
     writer: BufWriter<File>,
+    /// Retained generations, oldest first: (generation, bytes, when retired).
+    retained: std::collections::VecDeque<(u64, u64, std::time::SystemTime)>,
+    retained_bytes: u64,
 }
 
 impl Translog {
@@ -75,12 +81,25 @@ impl Translog {
         let generation = last.map_or(1, |g| g + 1);
         let writer = open_generation(dir, generation).map_err(io_err)?;
         sync_dir(dir).map_err(io_err)?;
+        let mut retained_generations =
+            list_files(&dir.join(RETAINED_DIR), "retained-").unwrap_or_default();
+        retained_generations.sort_unstable();
+        let retained: std::collections::VecDeque<_> = retained_generations
+            .into_iter()
+            .filter_map(|g| {
+                let meta = fs::metadata(retained_path(dir, g)).ok()?;
+                Some((g, meta.len(), meta.modified().ok()?))
+            })
+            .collect();
+        let retained_bytes = retained.iter().map(|(_, bytes, _)| bytes).sum();
         Ok((
             Translog {
                 shard_id,
                 dir: dir.to_path_buf(),
                 generation,
                 writer,
+                retained,
+                retained_bytes,
             },
             pending,
             covered,
@@ -123,14 +142,19 @@ impl Translog {
         self.writer = open_generation(&self.dir, next).map_err(io_err)?;
         sync_dir(&self.dir).map_err(io_err)?;
         if delete_old {
-            for generation in list_generations(&self.dir).map_err(io_err)? {
-                if generation < next {
-                    fs::rename(
-                        generation_path(&self.dir, generation),
-                        retained_path(&self.dir, generation),
-                    )
-                    .map_err(io_err)?;
-                }
+            let mut old = list_generations(&self.dir).map_err(io_err)?;
+            old.retain(|g| *g < next);
+            old.sort_unstable();
+            if !old.is_empty() {
+                fs::create_dir_all(self.dir.join(RETAINED_DIR)).map_err(io_err)?;
+            }
+            for generation in old {
+                let path = generation_path(&self.dir, generation);
+                let bytes = fs::metadata(&path).map_err(io_err)?.len();
+                fs::rename(&path, retained_path(&self.dir, generation)).map_err(io_err)?;
+                self.retained
+                    .push_back((generation, bytes, std::time::SystemTime::now()));
+                self.retained_bytes += bytes;
             }
             self.prune_retained().map_err(io_err)?;
         }
@@ -138,23 +162,21 @@ impl Translog {
         Ok(())
     }
 
-    /// Deletes retained generations older than [`RETAIN_AGE`] or beyond [`RETAIN_BYTES`].
-    fn prune_retained(&self) -> std::io::Result<()> {
-        let mut retained = list_files(&self.dir, "retained-")?;
-        retained.sort_unstable_by(|a, b| b.cmp(a));
-        let mut kept = 0u64;
-        for generation in retained {
-            let path = retained_path(&self.dir, generation);
-            let meta = fs::metadata(&path)?;
-            let old = meta
-                .modified()
-                .ok()
-                .and_then(|m| m.elapsed().ok())
-                .is_some_and(|age| age > RETAIN_AGE);
-            kept = kept.saturating_add(meta.len());
-            if old || kept > RETAIN_BYTES {
-                fs::remove_file(&path)?;
+    /// Deletes the oldest retained generations while one is older than [`RETAIN_AGE`] or
+    /// they exceed [`RETAIN_BYTES`] or [`RETAIN_FILES`].
+    fn prune_retained(&mut self) -> std::io::Result<()> {
+        while let Some(&(generation, bytes, retired)) = self.retained.front() {
+            let old = retired.elapsed().is_ok_and(|age| age > RETAIN_AGE);
+            if !old && self.retained_bytes <= RETAIN_BYTES && self.retained.len() <= RETAIN_FILES {
+                break;
             }
+            match fs::remove_file(retained_path(&self.dir, generation)) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+            self.retained.pop_front();
+            self.retained_bytes -= bytes;
         }
         Ok(())
     }
@@ -187,14 +209,10 @@ impl Translog {
             .unwrap_or_default()
             .into_iter()
             .map(|g| generation_path(&self.dir, g));
-        let retained = list_files(&self.dir, "retained-")
-            .unwrap_or_default()
-            .into_iter()
-            .map(|g| retained_path(&self.dir, g));
-        live.chain(retained)
-            .filter_map(|path| fs::metadata(path).ok())
+        live.filter_map(|path| fs::metadata(path).ok())
             .map(|meta| meta.len())
-            .sum()
+            .sum::<u64>()
+            + self.retained_bytes
     }
 }
 
@@ -202,15 +220,19 @@ fn generation_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("translog-{generation}.log"))
 }
 
+/// The subdirectory retained generations live in (so listing the live ones stays cheap).
+const RETAINED_DIR: &str = "retained";
+
 fn retained_path(dir: &Path, generation: u64) -> PathBuf {
-    dir.join(format!("retained-{generation}.log"))
+    dir.join(RETAINED_DIR)
+        .join(format!("retained-{generation}.log"))
 }
 
 /// The operations of every retained generation younger than [`RETAIN_AGE`], oldest first
 /// (older ones, say after a long downtime, serve nobody and are not read); a damaged one is
 /// skipped (no replay needs it).
 fn read_retained(shard_id: ShardId, dir: &Path) -> Vec<TranslogOp> {
-    let mut generations = list_files(dir, "retained-").unwrap_or_default();
+    let mut generations = list_files(&dir.join(RETAINED_DIR), "retained-").unwrap_or_default();
     generations.sort_unstable();
     let mut ops = Vec::new();
     for generation in generations {
@@ -424,6 +446,9 @@ mod tests {
         let (_, pending, _) = Translog::open(shard(), dir.path(), 1).unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(list_generations(dir.path()).unwrap().len(), 2);
-        assert_eq!(list_files(dir.path(), "retained-").unwrap(), [1]);
+        assert_eq!(
+            list_files(&dir.path().join(RETAINED_DIR), "retained-").unwrap(),
+            [1]
+        );
     }
 }

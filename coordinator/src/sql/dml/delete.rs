@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
 use sqlparser::ast;
 
-use super::update::{row_versions, rows_query, CONFLICT_RETRIES};
+use super::update::{conflict_pause, row_versions, rows_query, CONFLICT_RETRIES};
 use super::{collect_plan, lookup_table, DmlContext};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
@@ -85,7 +85,8 @@ pub async fn delete(dml: &DmlContext<'_>, delete: &ast::Delete) -> Result<Output
     let routing_column = table.clustered_by.clone();
     let mut count = 0u64;
     let mut retry_ids: Option<Vec<String>> = None;
-    for _ in 0..=CONFLICT_RETRIES {
+    for attempt in 0..=CONFLICT_RETRIES {
+        conflict_pause(attempt).await;
         dml.cluster.refresh_table(&table).await?;
         let sql = rows_query(&select, selection.as_deref(), retry_ids.as_deref());
         let plan = dml.hidden_ctx.state().create_logical_plan(&sql).await?;

@@ -147,7 +147,8 @@ pub async fn update(dml: &DmlContext<'_>, update: &ast::Update) -> Result<Output
     let table = &query.table;
     let mut count = 0u64;
     let mut retry_ids: Option<Vec<String>> = None;
-    for _ in 0..=CONFLICT_RETRIES {
+    for attempt in 0..=CONFLICT_RETRIES {
+        conflict_pause(attempt).await;
         dml.cluster.refresh_table(table).await?;
         let plan = dml
             .hidden_ctx
@@ -184,6 +185,18 @@ pub async fn update(dml: &DmlContext<'_>, update: &ast::Update) -> Result<Output
 
 /// How many times a read-modify-write re-reads rows that changed between its read and write.
 pub(super) const CONFLICT_RETRIES: usize = 16;
+
+/// Before retry `attempt` (0: the first try, no pause) of a read-modify-write that lost a
+/// race: a random pause of up to 2^attempt ms (at most 64 ms), so that writers contending for
+/// one row stop re-reading in lockstep and each gets through.
+pub(super) async fn conflict_pause(attempt: usize) {
+    if attempt == 0 {
+        return;
+    }
+    let cap_ms = 1u128 << attempt.min(6);
+    let ms = uuid::Uuid::new_v4().as_u128() % cap_ms;
+    tokio::time::sleep(std::time::Duration::from_millis(ms as u64)).await;
+}
 
 /// The query over `select`'s rows under `selection`, optionally only those with `ids`.
 pub(super) fn rows_query(select: &str, selection: Option<&str>, ids: Option<&[String]>) -> String {

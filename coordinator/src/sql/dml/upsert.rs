@@ -21,7 +21,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use sqlparser::ast::{self, OnConflictAction};
 
-use super::update::{row_versions, CONFLICT_RETRIES};
+use super::update::{conflict_pause, row_versions, CONFLICT_RETRIES};
 use super::{assignment_column, collect_plan, conform_batch, write_batch, DmlContext};
 use crate::error::{Error, Result};
 use crate::plan::routing::ids_and_shards;
@@ -62,7 +62,8 @@ pub(super) async fn upsert(
     let mut statuses = vec![RowStatus::Ok; batch.num_rows()];
     let mut written: Vec<Option<RecordBatch>> = vec![None; batch.num_rows()];
     let mut pending: Vec<u32> = (0..batch.num_rows() as u32).collect();
-    for _ in 0..=CONFLICT_RETRIES {
+    for attempt in 0..=CONFLICT_RETRIES {
+        conflict_pause(attempt).await;
         let rows = take_record_batch(batch, &UInt32Array::from(pending.clone()))?;
         let merged = merge(dml, table, &rows, update).await?;
         let mut retry = Vec::new();

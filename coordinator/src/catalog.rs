@@ -59,6 +59,11 @@ impl Catalog {
     pub fn install(&self, state: Arc<ClusterState>) -> bool {
         use std::sync::atomic::Ordering;
         let mut guard = self.state.write();
+        if state.version <= guard.version && state.cluster_uuid == guard.cluster_uuid {
+            // This state or an older one: nothing to install, nothing to refuse (a
+            // coordinator re-installing what its own state machine applied lands here).
+            return false;
+        }
         let mut current = guard.as_ref().clone();
         current.leader_term = self.leader_term.load(Ordering::Acquire);
         match current.accepts(&state) {

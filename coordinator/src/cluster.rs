@@ -31,6 +31,10 @@ use crate::catalog::{Catalog, CopyState};
 use crate::consensus::{peer_channel, Consensus};
 use crate::error::{Error, Result};
 
+mod session_writes;
+
+pub use session_writes::{SessionWrites, Visibility};
+
 /// How long a write whose primary is unavailable is retried before the client gets the
 /// error: long enough for a dead node to be noticed (the node timeout) and a replica
 /// promoted.
@@ -422,11 +426,11 @@ impl Cluster {
         shard: u32,
         mode: WriteMode,
         rows: &RecordBatch,
-        refresh: bool,
+        visibility: Visibility<'_>,
     ) -> Result<Vec<RowStatus>> {
         let rows_ipc =
             batch_to_ipc(rows).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-        self.write(table, shard, mode, rows_ipc, Vec::new(), refresh)
+        self.write(table, shard, mode, rows_ipc, Vec::new(), visibility)
             .await
     }
 
@@ -439,17 +443,18 @@ impl Cluster {
         shard: u32,
         rows: &RecordBatch,
         versions: &[(u64, u64)],
-        refresh: bool,
+        visibility: Visibility<'_>,
     ) -> Result<Vec<RowStatus>> {
         let rows_ipc =
             batch_to_ipc(rows).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
         self.write_request(
             table,
             shard,
+            visibility.session,
             WriteRequest {
                 mode: WriteMode::UpdateIfVersion as i32,
                 rows_ipc,
-                refresh,
+                refresh: visibility.refresh,
                 expected_seq_nos: versions.iter().map(|v| v.0).collect(),
                 expected_primary_terms: versions.iter().map(|v| v.1).collect(),
                 ..WriteRequest::default()
@@ -466,15 +471,16 @@ impl Cluster {
         shard: u32,
         ids: Vec<String>,
         versions: &[(u64, u64)],
-        refresh: bool,
+        visibility: Visibility<'_>,
     ) -> Result<Vec<RowStatus>> {
         self.write_request(
             table,
             shard,
+            visibility.session,
             WriteRequest {
                 mode: WriteMode::DeleteIfVersion as i32,
                 delete_ids: ids,
-                refresh,
+                refresh: visibility.refresh,
                 expected_seq_nos: versions.iter().map(|v| v.0).collect(),
                 expected_primary_terms: versions.iter().map(|v| v.1).collect(),
                 ..WriteRequest::default()
@@ -490,16 +496,17 @@ impl Cluster {
         mode: WriteMode,
         rows_ipc: Vec<u8>,
         delete_ids: Vec<String>,
-        refresh: bool,
+        visibility: Visibility<'_>,
     ) -> Result<Vec<RowStatus>> {
         self.write_request(
             table,
             shard,
+            visibility.session,
             WriteRequest {
                 mode: mode as i32,
                 rows_ipc,
                 delete_ids,
-                refresh,
+                refresh: visibility.refresh,
                 ..WriteRequest::default()
             },
         )
@@ -518,6 +525,7 @@ impl Cluster {
         &self,
         table: &TableSchema,
         shard: u32,
+        session: &SessionWrites,
         request: WriteRequest,
     ) -> Result<Vec<RowStatus>> {
         let request = WriteRequest {
@@ -552,6 +560,9 @@ impl Cluster {
                 Err(error) => return Err(error),
             }
         };
+        // Recorded even if some rows were refused: the session's next scans wait for what
+        // the primary had applied when it answered, never less.
+        session.record(table.id, shard, response.max_seq_no);
         response
             .statuses
             .into_iter()

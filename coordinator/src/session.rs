@@ -26,7 +26,7 @@ mod settings;
 pub use prepare::PreparedQuery;
 pub use settings::SessionSettings;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, SessionWrites, Visibility};
 use crate::error::{Error, Result};
 use crate::plan::context::session_context;
 use crate::plan::output_names::{NamingRules, OutputNames};
@@ -47,6 +47,8 @@ pub struct Session {
     sql_prepared: prepare::SqlPreparedStatements,
     /// Cancels the rows stream of the query running now (see [`Session::cancel_query`]).
     current_query: Mutex<CancellationToken>,
+    /// What this session wrote, so its scans see it (read-your-writes).
+    writes: Arc<SessionWrites>,
 }
 
 fn one_column(name: &str, values: Vec<String>) -> Result<Output> {
@@ -80,6 +82,19 @@ impl Session {
             settings: Arc::new(Mutex::new(SessionSettings::default())),
             sql_prepared: Default::default(),
             current_query: Mutex::new(CancellationToken::new()),
+            writes: Arc::default(),
+        }
+    }
+
+    /// What this session wrote: a COPY it runs records its writes here too.
+    pub fn writes(&self) -> Arc<SessionWrites> {
+        self.writes.clone()
+    }
+
+    fn visibility(&self) -> Visibility<'_> {
+        Visibility {
+            session: &self.writes,
+            refresh: self.settings.lock().write_refresh,
         }
     }
 
@@ -110,7 +125,12 @@ impl Session {
     }
 
     fn context(&self, expose_hidden: bool) -> SessionContext {
-        session_context(self.cluster.clone(), &self.settings, expose_hidden)
+        session_context(
+            self.cluster.clone(),
+            &self.settings,
+            expose_hidden,
+            Some(self.writes.clone()),
+        )
     }
 
     /// Executes every statement of `sql` with the given parameters.
@@ -198,7 +218,7 @@ impl Session {
             hidden_ctx: &ctx,
             default_schema: &default_schema,
             params: &params,
-            write_refresh: self.settings.lock().write_refresh,
+            visibility: self.visibility(),
         };
         Ok(Some(dml::insert_statuses(&dml_context, insert).await?))
     }
@@ -470,7 +490,7 @@ impl Session {
                     hidden_ctx: &hidden_ctx,
                     default_schema: &default_schema,
                     params: &param_values,
-                    write_refresh: self.settings.lock().write_refresh,
+                    visibility: self.visibility(),
                 };
                 match *statement {
                     Statement::Insert(insert) => dml::insert(&dml_context, &insert).await,

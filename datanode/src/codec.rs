@@ -83,6 +83,7 @@ impl PhysicalExtensionCodec for DatanodeCodec {
             filters,
             node.limit.map(|limit| limit as usize),
             node.realtime_ids,
+            node.visible_seq_nos,
         )))
     }
 

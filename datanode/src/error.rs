@@ -68,6 +68,14 @@ pub enum Error {
     /// A recovery failed.
     #[error("recovery of shard {shard_id} failed: {reason}")]
     Recovery { shard_id: ShardId, reason: String },
+    /// A read asked this copy to show writes up to a sequence number it has not applied
+    /// (a copy behind or diverged that the reader's routing still lists).
+    #[error("copy of shard {shard_id} has applied operations up to {applied}, not the {wanted} this read must see")]
+    NotCaughtUp {
+        shard_id: ShardId,
+        applied: u64,
+        wanted: u64,
+    },
     /// A request could not be decoded or is inconsistent with the table.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -92,7 +100,8 @@ impl Error {
             | Error::Diverged { .. }
             | Error::LeaseExpired { .. }
             | Error::Replication { .. }
-            | Error::Recovery { .. } => ErrorCode::Unavailable,
+            | Error::Recovery { .. }
+            | Error::NotCaughtUp { .. } => ErrorCode::Unavailable,
             Error::ShardCorrupted { .. } => ErrorCode::DataCorrupted,
             Error::Io { .. } | Error::Index { .. } | Error::Arrow(_) => ErrorCode::Internal,
             Error::InvalidRequest(_) => ErrorCode::InvalidParameterValue,

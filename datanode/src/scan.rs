@@ -7,6 +7,7 @@ pub mod query;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use creek_common::schema::TableSchema;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
@@ -28,6 +29,11 @@ use tantivy::DocId;
 use crate::shard::Shard;
 use columns::{open_segment_column, read_column, ColumnSpec};
 
+/// How long a scan waits for a copy to apply the reading session's writes: a replica gets
+/// a write just before its primary answers it, so this is only ever a brief wait; a copy
+/// that takes longer is behind and fails the read (the coordinator reads another copy).
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
+
 /// Rows per Arrow batch produced by a shard scan.
 pub const BATCH_ROWS: usize = 8192;
 
@@ -40,12 +46,16 @@ pub struct TantivyScanExec {
     filters: Vec<Expr>,
     limit: Option<usize>,
     realtime_ids: Vec<String>,
+    /// Aligned with `shards`: the sequence number each must show before it is scanned.
+    visible_seq_nos: Vec<u64>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
 }
 
 impl TantivyScanExec {
-    /// Creates a scan of `shards` producing `columns`.
+    /// Creates a scan of `shards` producing `columns`; shard `i` first makes the operations
+    /// up to `visible_seq_nos[i]` visible (missing entries: none).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         table: Arc<TableSchema>,
         shards: Vec<Arc<Shard>>,
@@ -53,6 +63,7 @@ impl TantivyScanExec {
         filters: Vec<Expr>,
         limit: Option<usize>,
         realtime_ids: Vec<String>,
+        visible_seq_nos: Vec<u64>,
     ) -> TantivyScanExec {
         let fields: Vec<Field> = columns
             .iter()
@@ -72,6 +83,7 @@ impl TantivyScanExec {
             filters,
             limit,
             realtime_ids,
+            visible_seq_nos,
             schema,
             properties,
         }
@@ -138,8 +150,10 @@ impl ExecutionPlan for TantivyScanExec {
         let filters = self.filters.clone();
         let limit = self.limit;
         let realtime_ids = self.realtime_ids.clone();
+        let visible_seq_no = self.visible_seq_nos.get(partition).copied().unwrap_or(0);
         let schema = self.schema.clone();
         builder.spawn_blocking(move || {
+            shard.ensure_visible(visible_seq_no, CATCH_UP_WAIT)?;
             scan_shard(
                 &shard,
                 &table,

@@ -223,6 +223,7 @@ impl ShardService for ShardServiceImpl {
             vec![filter],
             None,
             request.ids.clone(),
+            Vec::new(),
         ));
         let schema = scan.schema();
         let batches = collect(scan, SessionContext::new().task_ctx())

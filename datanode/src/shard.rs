@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use creek_common::schema::{TableSchema, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
 use creek_common::ShardId;
@@ -107,6 +107,10 @@ pub struct Shard {
     reader: IndexReader,
     state: Mutex<WriterState>,
     dirty: AtomicBool,
+    /// Every operation up to this sequence number that the copy applied is visible to new
+    /// searchers (a reader asking for its own writes waits for this, see
+    /// [`Shard::ensure_visible`]).
+    visible_seq_no: AtomicU64,
     last_refresh: Mutex<Instant>,
     /// Set by the first storage error the shard cannot account for (a translog append or
     /// index write that may have half happened, a failed commit): from then on the shard
@@ -188,6 +192,7 @@ impl Shard {
                 live: HashMap::new(),
             }),
             dirty: AtomicBool::new(false),
+            visible_seq_no: AtomicU64::new(checkpoint),
             last_refresh: Mutex::new(Instant::now()),
             failed: Mutex::new(None),
             // A copy serves as primary only once the cluster state says so.
@@ -590,7 +595,12 @@ impl Shard {
     pub fn refresh(&self) -> Result<()> {
         let mut state = self.state.lock();
         self.check_not_failed()?;
+        // Set under the writer lock: what is applied now is what the reloaded reader shows.
+        let applied = state.next_seq_no.saturating_sub(1);
         if !self.dirty.swap(false, Ordering::AcqRel) {
+            // Nothing was written since the last refresh (at most empty operations, which
+            // change no document).
+            self.visible_seq_no.fetch_max(applied, Ordering::AcqRel);
             *self.last_refresh.lock() = Instant::now();
             return Ok(());
         }
@@ -619,8 +629,40 @@ impl Shard {
         // it again replays the translog, which still holds every write.
         self.or_fail(committed)?;
         state.live.clear();
+        self.visible_seq_no.fetch_max(applied, Ordering::AcqRel);
         *self.last_refresh.lock() = Instant::now();
         Ok(())
+    }
+
+    /// Returns once every operation up to `seq_no` is visible to new searchers: at once if
+    /// it is, after a refresh if this copy has applied them (a refresh in flight is waited
+    /// for, not repeated), after waiting up to `wait` for a copy still applying them (a
+    /// replica is sent a write just before its primary answers). A copy that does not get
+    /// there in time fails the read rather than answer without the writes.
+    pub fn ensure_visible(&self, seq_no: u64, wait: Duration) -> Result<()> {
+        if seq_no <= self.visible_seq_no.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let deadline = Instant::now() + wait;
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let applied = self.state.lock().next_seq_no.saturating_sub(1);
+            if applied >= seq_no {
+                self.refresh()?;
+                if seq_no <= self.visible_seq_no.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() + pause > deadline {
+                return Err(Error::NotCaughtUp {
+                    shard_id: self.id,
+                    applied,
+                    wanted: seq_no,
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
     }
 
     /// Refreshes if the shard has unrefreshed writes older than `interval_ms`.

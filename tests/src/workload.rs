@@ -67,7 +67,16 @@ pub struct Ledger {
     /// Keys whose INSERT was refused as a duplicate: every key is sent by one writer once,
     /// so this is a retry that ran twice.
     pub false_duplicates: Vec<i64>,
+    /// Keys whose acknowledged INSERT the same session's next scan did not return
+    /// (read-your-writes broken).
+    pub unseen_writes: Vec<i64>,
+    /// How many such read-backs answered.
+    pub read_backs: usize,
 }
+
+/// Every this many acknowledged inserts, a writer reads its last row back by a scan (a
+/// range, not a key lookup, which is real-time anyway: `BETWEEN id AND id` would be one).
+const READ_BACK_EVERY: i64 = 5;
 
 /// How long a writer waits for one statement (the coordinator retries writes for 30 s).
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(45);
@@ -125,25 +134,50 @@ impl Writers {
                         )
                         .await;
                         let took = started.elapsed().as_millis() as u64;
-                        let mut ledger = ledger.lock();
-                        match result {
-                            Ok(Ok(_)) => {
-                                ledger.acknowledged.push(id);
-                                longest.fetch_max(took, Ordering::AcqRel);
-                            }
-                            Ok(Err(error)) => {
-                                if error.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-                                    ledger.false_duplicates.push(id);
+                        let acknowledged = matches!(result, Ok(Ok(_)));
+                        {
+                            let mut book = ledger.lock();
+                            match result {
+                                Ok(Ok(_)) => {
+                                    book.acknowledged.push(id);
+                                    longest.fetch_max(took, Ordering::AcqRel);
                                 }
-                                ledger.uncertain.push(id);
-                                ledger.errors.push(format!("{error:?}"));
+                                Ok(Err(error)) => {
+                                    if error.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                                        book.false_duplicates.push(id);
+                                    }
+                                    book.uncertain.push(id);
+                                    book.errors.push(format!("{error:?}"));
+                                }
+                                Err(_) => {
+                                    book.uncertain.push(id);
+                                    book.errors
+                                        .push(format!("no answer in {STATEMENT_TIMEOUT:?}"));
+                                    client = None;
+                                }
                             }
-                            Err(_) => {
-                                ledger.uncertain.push(id);
-                                ledger
-                                    .errors
-                                    .push(format!("no answer in {STATEMENT_TIMEOUT:?}"));
-                                client = None;
+                        }
+                        if acknowledged && next % READ_BACK_EVERY == 0 {
+                            let sql = format!(
+                                "SELECT count(*) FROM {table} WHERE id >= {id} AND id < {id} + 1"
+                            );
+                            let read = tokio::time::timeout(
+                                STATEMENT_TIMEOUT,
+                                client.as_ref().expect("connected").simple_query(&sql),
+                            )
+                            .await;
+                            // A read that fails (its copy lost mid-fault) proves nothing
+                            // either way; one that answers must include the write.
+                            match read {
+                                Ok(Ok(messages)) => {
+                                    let mut ledger = ledger.lock();
+                                    ledger.read_backs += 1;
+                                    if count_of(&messages) != Some(1) {
+                                        ledger.unseen_writes.push(id);
+                                    }
+                                }
+                                Ok(Err(_)) => {}
+                                Err(_) => client = None,
                             }
                         }
                     }
@@ -174,6 +208,14 @@ impl Writers {
     }
 }
 
+/// The single integer a `SELECT count(*)` answered.
+fn count_of(messages: &[tokio_postgres::SimpleQueryMessage]) -> Option<i64> {
+    messages.iter().find_map(|message| match message {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0)?.parse().ok(),
+        _ => None,
+    })
+}
+
 /// What [`verify_ledger`] found.
 pub struct Verified {
     /// Failed inserts whose row is there anyway.
@@ -193,6 +235,14 @@ pub async fn verify_ledger(
          twice), e.g. {:?}",
         ledger.false_duplicates.len(),
         &ledger.false_duplicates[..ledger.false_duplicates.len().min(10)]
+    );
+    ensure!(
+        ledger.unseen_writes.is_empty(),
+        "{} of {} read-backs by the writing session missed its acknowledged insert into \
+         {table} (read-your-writes broken), e.g. {:?}",
+        ledger.unseen_writes.len(),
+        ledger.read_backs,
+        &ledger.unseen_writes[..ledger.unseen_writes.len().min(10)]
     );
     client
         .batch_execute(&format!("REFRESH TABLE {table}"))

@@ -42,7 +42,7 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, SessionWrites};
 use crate::plan::routing::{id_for_key_values, scalar_to_key_text};
 
 /// A user table backed by shards on data nodes.
@@ -235,7 +235,7 @@ impl TableProvider for ShardTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -257,8 +257,19 @@ impl TableProvider for ShardTable {
                     lookups.into_iter().map(|(id, _)| id).collect(),
                 )
             }
-            None => ((0..self.table.num_shards).collect(), Vec::new()),
+            None => ((0..self.table.num_shards).collect::<Vec<u32>>(), Vec::new()),
         };
+        // What the planning session wrote to these shards, for the copies to show first.
+        let session_writes: BTreeMap<u32, u64> =
+            match state.config().get_extension::<SessionWrites>() {
+                Some(writes) => shards
+                    .iter()
+                    .copied()
+                    .zip(writes.required(self.table.id, &shards))
+                    .filter(|(_, seq_no)| *seq_no > 0)
+                    .collect(),
+                None => BTreeMap::new(),
+            };
         Ok(Arc::new(ShardScanExec::new(
             self.table.clone(),
             self.cluster.clone(),
@@ -268,6 +279,7 @@ impl TableProvider for ShardTable {
             filters.to_vec(),
             limit,
             realtime_ids,
+            Arc::new(session_writes),
         )))
     }
 }
@@ -287,6 +299,8 @@ pub struct ShardScanExec {
     filters: Vec<Expr>,
     limit: Option<usize>,
     realtime_ids: Vec<String>,
+    /// The planning session's highest written sequence number per shard (absent: none).
+    session_writes: Arc<BTreeMap<u32, u64>>,
     properties: Arc<PlanProperties>,
     /// Operators to run on the data node above this scan; their leaf is this scan without a
     /// fragment.
@@ -313,6 +327,7 @@ impl ShardScanExec {
         filters: Vec<Expr>,
         limit: Option<usize>,
         realtime_ids: Vec<String>,
+        session_writes: Arc<BTreeMap<u32, u64>>,
     ) -> ShardScanExec {
         // Real-time lookups read primaries; scans spread over the started copies, differently
         // for each scan, so that replicas add read capacity.
@@ -352,6 +367,7 @@ impl ShardScanExec {
             filters,
             limit,
             realtime_ids,
+            session_writes,
             properties,
             fragment: None,
         }
@@ -403,6 +419,7 @@ impl ShardScanExec {
             self.filters.clone(),
             self.limit,
             self.realtime_ids.clone(),
+            self.session_writes.clone(),
         )
     }
 
@@ -435,6 +452,14 @@ impl ShardScanExec {
             filters,
             limit: self.limit.map(|l| l as u64),
             realtime_ids: self.realtime_ids.clone(),
+            visible_seq_nos: if self.session_writes.is_empty() {
+                Vec::new()
+            } else {
+                self.shards
+                    .iter()
+                    .map(|shard| self.session_writes.get(shard).copied().unwrap_or(0))
+                    .collect()
+            },
         })
     }
 

@@ -367,7 +367,7 @@ impl SimpleQueryHandler for PgHandler {
             }
             match session.execute_one(statement, &[]).await {
                 Ok(Output::CopyIn(copy)) => {
-                    responses.push(start_copy(client, &self.cluster, *copy));
+                    responses.push(start_copy(client, &self.cluster, session.writes(), *copy));
                     // COPY takes over the connection until CopyDone; later statements do not run.
                     break;
                 }
@@ -581,7 +581,7 @@ impl ExtendedQueryHandler for PgHandler {
                     session.settings().extra_float_digits,
                 )))
             }
-            Output::CopyIn(copy) => Ok(start_copy(client, &self.cluster, *copy)),
+            Output::CopyIn(copy) => Ok(start_copy(client, &self.cluster, session.writes(), *copy)),
             other => output_to_response(other, session.settings().extra_float_digits),
         }
     }

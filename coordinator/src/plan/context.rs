@@ -10,7 +10,7 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::catalog::provider::CreekCatalogProvider;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, SessionWrites};
 use crate::plan::cooperative::YieldAfterJoins;
 use crate::plan::decorrelate::CorrelatedScalarSubqueryRule;
 use crate::plan::fragments::PushFragmentsToShards;
@@ -44,11 +44,13 @@ fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync
 }
 
 /// Creates a context for a session with `settings`: unqualified names resolve in its schema,
-/// and PostgreSQL's catalog functions see its settings.
+/// and PostgreSQL's catalog functions see its settings. With `writes`, the shard scans it
+/// plans see what the session wrote (a context only used to resolve names passes `None`).
 pub fn session_context(
     cluster: Arc<Cluster>,
     session_settings: &Arc<Mutex<SessionSettings>>,
     expose_hidden: bool,
+    writes: Option<Arc<SessionWrites>>,
 ) -> SessionContext {
     let settings = session_settings.lock().clone();
     let mut config = SessionConfig::new()
@@ -58,6 +60,9 @@ pub fn session_context(
         .with_target_partitions(4);
     config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
     config.options_mut().sql_parser.enable_ident_normalization = true;
+    if let Some(writes) = writes {
+        config = config.with_extension(writes);
+    }
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()

@@ -74,7 +74,9 @@ pub async fn view_provider(
         schema: view.schema_name.clone(),
         ..SessionSettings::default()
     }));
-    let ctx = session_context(cluster.clone(), &settings, false);
+    // Only names are resolved here: the scans are planned in the querying session's
+    // context, which carries its writes.
+    let ctx = session_context(cluster.clone(), &settings, false, None);
     let plan = ctx.state().create_logical_plan(&view.query).await?;
     Ok(Arc::new(ViewTable::new(plan, Some(view.query.clone()))))
 }

@@ -17,7 +17,7 @@ use sqlparser::ast::{
 
 use super::ddl::{ident_name, split_name};
 use super::dml::{conform_batch, write_batch};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, SessionWrites, Visibility};
 use crate::error::{Error, Result};
 
 /// Rows buffered before they are written.
@@ -189,6 +189,8 @@ pub fn copy_from_stdin(
 /// Receives a COPY's data and writes it.
 pub struct CopyLoader {
     cluster: Arc<Cluster>,
+    /// The session running the COPY: it sees the rows written even if the COPY fails later.
+    session_writes: Arc<SessionWrites>,
     copy: CopyFromStdin,
     pending: Vec<u8>,
     rows: Vec<Vec<Option<String>>>,
@@ -201,9 +203,14 @@ pub struct CopyLoader {
 
 impl CopyLoader {
     /// Creates a loader for `copy`.
-    pub fn new(cluster: Arc<Cluster>, copy: CopyFromStdin) -> CopyLoader {
+    pub fn new(
+        cluster: Arc<Cluster>,
+        session_writes: Arc<SessionWrites>,
+        copy: CopyFromStdin,
+    ) -> CopyLoader {
         CopyLoader {
             cluster,
+            session_writes,
             copy,
             pending: Vec::new(),
             rows: Vec::new(),
@@ -249,7 +256,8 @@ impl CopyLoader {
             self.parse_complete_records()?;
         }
         self.flush().await?;
-        // A finished COPY is visible to the next query, as users of PostgreSQL expect.
+        // A finished COPY is visible to every session's next query, as users of PostgreSQL
+        // expect of a bulk load; one refresh per COPY, not per row.
         self.cluster.refresh_table(&self.copy.table).await?;
         Ok(self.written)
     }
@@ -317,7 +325,10 @@ impl CopyLoader {
             &self.copy.table,
             &batch,
             WriteMode::Insert,
-            false,
+            Visibility {
+                session: &self.session_writes,
+                refresh: false,
+            },
         )
         .await?;
         let duplicates = statuses

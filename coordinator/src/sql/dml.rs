@@ -37,7 +37,7 @@ use sqlparser::ast::{self, OnConflictAction, OnInsert, SetExpr, Statement};
 
 use super::ddl::split_name;
 use super::Output;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Visibility};
 use crate::error::{Error, Result};
 use crate::plan::params::{placeholder_index, set_parameter_type};
 use crate::plan::routing::ids_and_shards;
@@ -54,8 +54,8 @@ pub struct DmlContext<'a> {
     pub default_schema: &'a str,
     /// Bound parameter values.
     pub params: &'a ParamValues,
-    /// Whether writes are refreshed before acknowledgement (`SET write_refresh = true`).
-    pub write_refresh: bool,
+    /// How the statement's writes become visible.
+    pub visibility: Visibility<'a>,
 }
 
 fn lookup_table(
@@ -199,7 +199,7 @@ async fn write_insert(
             continue;
         }
         let (statuses, rows) =
-            write_batch(dml.cluster, &table, &batch, mode, dml.write_refresh).await?;
+            write_batch(dml.cluster, &table, &batch, mode, dml.visibility).await?;
         if insert.returning.is_some() {
             let ok = BooleanArray::from_iter(statuses.iter().map(|s| Some(*s == RowStatus::Ok)));
             written.push(filter_record_batch(&rows, &ok)?);
@@ -624,7 +624,7 @@ pub(crate) async fn write_batch(
     table: &TableSchema,
     batch: &RecordBatch,
     mode: WriteMode,
-    refresh: bool,
+    visibility: Visibility<'_>,
 ) -> Result<(Vec<RowStatus>, RecordBatch)> {
     let (ids, shards) = ids_and_shards(table, batch)?;
     let mut with_id_fields: Vec<Field> = vec![Field::new(ID_COLUMN, DataType::Utf8, false)];
@@ -643,7 +643,7 @@ pub(crate) async fn write_batch(
         async move {
             let part = take_record_batch(with_ids, &UInt32Array::from(rows.clone()))?;
             let shard_statuses = cluster
-                .write_rows(table, shard, mode, &part, refresh)
+                .write_rows(table, shard, mode, &part, visibility)
                 .await?;
             Ok::<_, Error>((rows, shard_statuses))
         }

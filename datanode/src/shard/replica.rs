@@ -273,6 +273,8 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::arrow::record_batch::RecordBatch;
 
+    use std::time::Duration;
+
     use crate::error::Error;
     use crate::shard::copy::CopyRole;
     use crate::shard::Shard;
@@ -416,5 +418,37 @@ mod tests {
         let barrier = retry.op.unwrap();
         assert!(barrier.rows_ipc.is_empty() && barrier.operation_id.is_empty());
         assert_eq!(barrier.primary_term, 2);
+    }
+
+    /// A read that must see a write: the primary refreshes for it; a replica that has not
+    /// applied it yet fails the read after the wait instead of answering without it, and
+    /// serves it once the operation arrives.
+    #[test]
+    fn a_read_waits_for_the_sessions_writes_to_be_visible() {
+        let dir = tempfile::tempdir().unwrap();
+        let primary = copy(dir.path(), "p", true, 1);
+        let replica = copy(dir.path(), "r", false, 1);
+        let outcome = primary
+            .write(WriteMode::Insert, &row(1), &[], &[], "op-1")
+            .unwrap();
+        assert_eq!(primary.searcher().num_docs(), 0, "not refreshed yet");
+        primary
+            .ensure_visible(outcome.max_seq_no, Duration::ZERO)
+            .unwrap();
+        assert_eq!(primary.searcher().num_docs(), 1);
+
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            replica.ensure_visible(outcome.max_seq_no, Duration::from_millis(50)),
+            Err(Error::NotCaughtUp { applied: 0, wanted, .. }) if wanted == outcome.max_seq_no
+        ));
+        assert!(started.elapsed() >= Duration::from_millis(40), "it waited");
+        replica.apply_replicated(&outcome.op.unwrap(), 1).unwrap();
+        replica
+            .ensure_visible(outcome.max_seq_no, Duration::ZERO)
+            .unwrap();
+        assert_eq!(replica.searcher().num_docs(), 1);
+        // Nothing left to show: no refresh (and no wait) at all.
+        replica.ensure_visible(0, Duration::ZERO).unwrap();
     }
 }

@@ -187,10 +187,11 @@ async fn scenario(cluster: &mut TestCluster, args: &Args) -> anyhow::Result<()> 
     check_converged(&client, "t").await?;
     eprintln!(
         "partitions: {} acknowledged, none lost, none duplicated; {} failed or unanswered ({} of \
-         them present); copies converged",
+         them present); copies converged; {} read-backs saw their session's write",
         ledger.acknowledged.len(),
         ledger.uncertain.len(),
         verified.uncertain_present,
+        ledger.read_backs,
     );
     if let Some(error) = ledger.errors.first() {
         eprintln!("  first failed insert: {error}");

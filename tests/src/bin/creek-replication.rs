@@ -206,11 +206,13 @@ async fn scenario(
     check_converged(&client, "t").await?;
     eprintln!(
         "inserts: {} acknowledged, none lost, none duplicated; {} failed ({} of them present); \
-         copies converged; longest insert after a kill {} ms",
+         copies converged; longest insert after a kill {} ms; {} read-backs saw their \
+         session's write",
         ledger.acknowledged.len(),
         ledger.uncertain.len(),
         verified.uncertain_present,
-        pauses.iter().max().copied().unwrap_or(0)
+        pauses.iter().max().copied().unwrap_or(0),
+        ledger.read_backs,
     );
     if let Some(error) = ledger.errors.first() {
         eprintln!("  first failed insert: {error}");

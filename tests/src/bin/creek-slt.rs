@@ -282,10 +282,7 @@ async fn run_file(
     let records =
         sqllogictest::parse_with_name::<DefaultColumnType>(&script, path.display().to_string())
             .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
-    let config = server.pg_config(
-        index,
-        &format!("-c write_refresh=true -c search_path={schema}"),
-    );
+    let config = server.pg_config(index, &format!("-c search_path={schema}"));
     let make_connection = move || {
         let config = config.clone();
         async move {

@@ -15,7 +15,7 @@ use pgwire::messages::PgWireBackendMessage;
 
 use super::error::to_pg_error;
 use super::PgHandler;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, SessionWrites};
 use crate::sql::copy::{CopyFromStdin, CopyLoader};
 
 /// The COPY in progress on a connection.
@@ -25,9 +25,10 @@ struct CopyState(tokio::sync::Mutex<Option<CopyLoader>>);
 pub fn start_copy<C: ClientInfo>(
     client: &C,
     cluster: &Arc<Cluster>,
+    session_writes: Arc<SessionWrites>,
     copy: CopyFromStdin,
 ) -> Response {
-    let loader = CopyLoader::new(cluster.clone(), copy);
+    let loader = CopyLoader::new(cluster.clone(), session_writes, copy);
     let columns = loader.column_count();
     client
         .session_extensions()

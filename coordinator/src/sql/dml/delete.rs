@@ -116,7 +116,7 @@ pub async fn delete(dml: &DmlContext<'_>, delete: &ast::Delete) -> Result<Output
         for (shard, (ids, versions)) in by_shard {
             let statuses = dml
                 .cluster
-                .delete_ids_if_version(&table, shard, ids.clone(), &versions, dml.write_refresh)
+                .delete_ids_if_version(&table, shard, ids.clone(), &versions, dml.visibility)
                 .await?;
             for (id, status) in ids.into_iter().zip(statuses) {
                 match status {

@@ -290,7 +290,7 @@ async fn write_updated_rows(
             rows.iter().map(|row| versions[*row as usize]).collect();
         let statuses = dml
             .cluster
-            .update_rows_if_version(table, shard, &part, &part_versions, dml.write_refresh)
+            .update_rows_if_version(table, shard, &part, &part_versions, dml.visibility)
             .await?;
         for (row, status) in rows.iter().zip(statuses) {
             match status {

@@ -85,14 +85,8 @@ pub(super) async fn upsert(
         if !inserts.is_empty() {
             let positions: Vec<u32> = inserts.iter().map(|(p, _)| *p).collect();
             let part = take_record_batch(&values, &UInt32Array::from(positions))?;
-            let (part_statuses, part_rows) = write_batch(
-                dml.cluster,
-                table,
-                &part,
-                WriteMode::Insert,
-                dml.write_refresh,
-            )
-            .await?;
+            let (part_statuses, part_rows) =
+                write_batch(dml.cluster, table, &part, WriteMode::Insert, dml.visibility).await?;
             for (index, ((_, input_row), status)) in inserts.iter().zip(part_statuses).enumerate() {
                 match status {
                     // Inserted by someone else since it was read: merge with theirs.
@@ -176,7 +170,7 @@ async fn update_if_version(
             .collect();
         let part_statuses = dml
             .cluster
-            .update_rows_if_version(table, shard, &part, &part_versions, dml.write_refresh)
+            .update_rows_if_version(table, shard, &part, &part_versions, dml.visibility)
             .await?;
         for (row, status) in shard_rows.iter().zip(part_statuses) {
             statuses[*row as usize] = status;

@@ -14,6 +14,13 @@ use crate::error::{CodedError, ErrorCode};
 use crate::ids::TableId;
 use crate::types::ColumnType;
 
+/// The table setting bounding the translog a shard keeps between flushes, hence what a
+/// restart replays.
+pub const TRANSLOG_FLUSH_THRESHOLD: &str = "translog.flush_threshold_size";
+
+/// Its default, in bytes.
+pub const DEFAULT_TRANSLOG_FLUSH_THRESHOLD_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Name of the hidden column holding a row's document id (the primary key's canonical form,
 /// or a generated id for tables without a primary key).
 pub const ID_COLUMN: &str = "_id";
@@ -119,6 +126,15 @@ impl TableSchema {
             .get("refresh_interval")
             .and_then(|value| parse_duration_ms(value))
             .unwrap_or(DEFAULT_REFRESH_INTERVAL_MS as i64)
+    }
+
+    /// How many translog bytes a shard collects before it flushes (`translog.flush_threshold_size`,
+    /// Elasticsearch's name: `64mb` by default; a byte size such as `512kb`).
+    pub fn translog_flush_threshold_bytes(&self) -> u64 {
+        self.settings
+            .get(TRANSLOG_FLUSH_THRESHOLD)
+            .and_then(|value| crate::state::parse_byte_size(value))
+            .unwrap_or(DEFAULT_TRANSLOG_FLUSH_THRESHOLD_BYTES)
     }
 
     /// Returns whether every write is fsynced before it is acknowledged

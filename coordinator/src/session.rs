@@ -529,6 +529,30 @@ impl Session {
         params: &[ScalarValue],
         param_values: ParamValues,
     ) -> Result<Output> {
+        if let Statement::Explain {
+            statement: explained,
+            analyze: false,
+            ..
+        } = statement.as_ref()
+        {
+            if let Some(lookup) = PkLookup::recognise(&self.cluster, explained, default_schema) {
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("plan_type", DataType::Utf8, false),
+                    Field::new("plan", DataType::Utf8, false),
+                ]));
+                let batch = RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(StringArray::from(vec!["physical_plan"])),
+                        Arc::new(StringArray::from(vec![lookup.describe()])),
+                    ],
+                )?;
+                return Ok(Output::Rows {
+                    schema: schema.clone(),
+                    stream: Box::pin(MemoryStream::try_new(vec![batch], schema, None)?),
+                });
+            }
+        }
         if let Some(lookup) = PkLookup::recognise(&self.cluster, &statement, default_schema) {
             if let Some(batch) = lookup.run(&self.cluster, params).await? {
                 let schema = batch.schema();

@@ -524,12 +524,14 @@ impl DataNode {
         self.shards.read().values().cloned().collect()
     }
 
-    /// Refreshes shards whose refresh interval has passed and syncs async translogs.
+    /// Refreshes shards whose refresh interval has passed, flushes those due a flush and
+    /// syncs async translogs.
     pub fn refresh_due_shards(&self) {
         for shard in self.shards() {
             let interval = shard.table().refresh_interval_ms();
             if let Err(error) = shard
                 .refresh_if_due(interval)
+                .and_then(|_| shard.flush_if_due())
                 .and_then(|_| shard.sync_translog())
             {
                 tracing::warn!(shard_id = %shard.id(), %error, "periodic refresh failed");
@@ -574,10 +576,11 @@ impl DataNode {
             )
             .await;
         refresher.abort();
-        // Make everything acknowledged durable in the index before the process exits.
+        // Make everything acknowledged durable in the index before the process exits, so
+        // the next start replays no translog.
         for shard in self.shards() {
-            if let Err(error) = shard.refresh() {
-                tracing::warn!(shard_id = %shard.id(), %error, "final refresh failed");
+            if let Err(error) = shard.flush() {
+                tracing::warn!(shard_id = %shard.id(), %error, "final flush failed");
             }
         }
         result

@@ -169,6 +169,53 @@ impl ExecutionPlan for TantivyScanExec {
     }
 }
 
+/// The live rows with `ids` of one shard, real-time (refreshing first if one of them was
+/// written since the last refresh): a term lookup per id and a read of `columns` at the
+/// documents found — no query, no plan. Rows come grouped by segment; ids not found are
+/// left out.
+pub fn lookup_ids(
+    shard: &Shard,
+    columns: &[ColumnSpec],
+    ids: &[String],
+    schema: SchemaRef,
+) -> DfResult<RecordBatch> {
+    shard.refresh_if_any_live(ids)?;
+    let searcher = shard.searcher();
+    let mut by_segment: std::collections::BTreeMap<u32, Vec<DocId>> = Default::default();
+    for id in ids {
+        if let Some(address) = shard.find_document(&searcher, id)? {
+            by_segment
+                .entry(address.segment_ord)
+                .or_default()
+                .push(address.doc_id);
+        }
+    }
+    let tantivy_err = |e: tantivy::TantivyError| DataFusionError::External(Box::new(e));
+    let mut batches = Vec::with_capacity(by_segment.len());
+    for (ordinal, mut docs) in by_segment {
+        docs.sort_unstable();
+        docs.dedup();
+        let segment = searcher.segment_reader(ordinal);
+        let arrays = columns
+            .iter()
+            .map(|spec| {
+                let column = open_segment_column(segment, spec, docs.len()).map_err(tantivy_err)?;
+                read_column(&column, spec, &docs)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        batches.push(RecordBatch::try_new_with_options(
+            schema.clone(),
+            arrays,
+            &datafusion::arrow::record_batch::RecordBatchOptions::new()
+                .with_row_count(Some(docs.len())),
+        )?);
+    }
+    Ok(datafusion::arrow::compute::concat_batches(
+        &schema, &batches,
+    )?)
+}
+
 /// Scans one shard, handing each batch to `emit`; stops early when `emit` returns false (the
 /// consumer went away) or the limit is reached.
 #[allow(clippy::too_many_arguments)]

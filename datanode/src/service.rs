@@ -17,10 +17,7 @@ use creek_proto::v1::{
     ShardStatsResponse, StartRecoveryRequest, StartRecoveryResponse, TranslogOp, WriteMode,
     WriteRequest, WriteResponse,
 };
-use datafusion::arrow::compute::concat_batches;
-use datafusion::logical_expr::{col, lit};
-use datafusion::physical_plan::{collect, ExecutionPlan};
-use datafusion::prelude::SessionContext;
+use datafusion::arrow::datatypes::{Field, Schema};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
@@ -28,7 +25,7 @@ use crate::codec::column_spec;
 use crate::error::Error;
 use crate::flight::status_from_datafusion;
 use crate::node::{DataNode, SourceSession};
-use crate::scan::TantivyScanExec;
+use crate::scan::lookup_ids;
 use crate::shard::Version;
 
 /// The gRPC service over a [`DataNode`].
@@ -212,25 +209,17 @@ impl ShardService for ShardServiceImpl {
         for name in &request.columns {
             columns.push(column_spec(&table, name).map_err(status_from_datafusion)?);
         }
-        let filter = col(ID_COLUMN).in_list(
-            request.ids.iter().map(|id| lit(id.clone())).collect(),
-            false,
-        );
-        let scan = Arc::new(TantivyScanExec::new(
-            table,
-            vec![shard],
-            columns,
-            vec![filter],
-            None,
-            request.ids.clone(),
-            Vec::new(),
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|spec| Field::new(spec.name(), spec.arrow_type(), true))
+                .collect::<Vec<_>>(),
         ));
-        let schema = scan.schema();
-        let batches = collect(scan, SessionContext::new().task_ctx())
+        let ids = request.ids;
+        let batch = tokio::task::spawn_blocking(move || lookup_ids(&shard, &columns, &ids, schema))
             .await
+            .map_err(|e| Status::internal(format!("storage task failed: {e}")))?
             .map_err(status_from_datafusion)?;
-        let batch =
-            concat_batches(&schema, &batches).map_err(|e| Status::internal(e.to_string()))?;
         let rows_ipc = batch_to_ipc(&batch).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(GetResponse { rows_ipc }))
     }

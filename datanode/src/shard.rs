@@ -3,12 +3,15 @@
 //!
 //! Writes are serialised per shard under one lock: append to the translog (fsync by default),
 //! then apply to the index writer, then acknowledge. A refresh commits the index with the highest
-//! applied sequence number as its payload, reloads the reader and rolls the translog; until then
-//! the ids written since the last refresh are kept in a small "live" map so that duplicate checks
-//! and real-time gets see them. All methods block (disk and CPU): call them from a blocking pool.
+//! applied sequence number as its payload and reloads the reader, without fsyncing anything; a
+//! flush (on translog size or age) also makes that commit durable and rolls the translog. Until
+//! a refresh the ids written since the last one are kept in a small "live" map so that duplicate
+//! checks and real-time gets see them. All methods block (disk and CPU): call them from a
+//! blocking pool.
 
 pub mod copy;
 pub mod document;
+pub(crate) mod lazy_sync;
 pub mod recent_ops;
 mod replica;
 pub mod translog;
@@ -30,7 +33,6 @@ use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use tantivy::directory::MmapDirectory;
 use tantivy::schema::IndexRecordOption;
 use tantivy::{
     DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term, TERMINATED,
@@ -39,6 +41,7 @@ use tantivy::{
 use crate::error::{Error, Result};
 use copy::{CopyRole, Peer};
 use document::{documents_from_batch, id_column, shard_schema, ShardFields};
+use lazy_sync::{remove_strays, LazySyncDirectory};
 use recent_ops::RecentOps;
 use translog::Translog;
 
@@ -47,6 +50,11 @@ impl std::fmt::Debug for Shard {
         write!(f, "Shard({})", self.id)
     }
 }
+
+/// A shard flushes (see [`Shard::flush`]) once its translog grew by the table's
+/// `translog.flush_threshold_size` since the last flush (which bounds the log a restart
+/// replays), or once its oldest unflushed operation is this old.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Memory budget of one shard's index writer.
 const WRITER_MEMORY_BYTES: usize = 48 * 1024 * 1024;
@@ -96,6 +104,9 @@ struct WriterState {
     /// Ids written since the last refresh, mapped to the version of the row now (`None`:
     /// deleted). The index reader lags until the next refresh; this map does not.
     live: HashMap<String, Option<Version>>,
+    /// Translog bytes applied since the last flush, and when that was.
+    unflushed_bytes: u64,
+    last_flush: Instant,
 }
 
 /// An open shard.
@@ -131,6 +142,8 @@ pub struct Shard {
     translog_holds: AtomicUsize,
     /// The index, for listing a commit's files to a recovering copy.
     index: Index,
+    /// The index's directory, which a flush makes durable.
+    directory: LazySyncDirectory,
     /// Up to this primary term the copy may not act as primary (see
     /// [`Shard::fence_primary_up_to`]).
     primary_fence: AtomicU64,
@@ -149,11 +162,11 @@ impl Shard {
             source,
         })?;
         let (schema, fields) = shard_schema();
-        let directory = MmapDirectory::open(&index_dir).map_err(|e| Error::ShardCorrupted {
+        let directory = LazySyncDirectory::open(&index_dir).map_err(|e| Error::ShardCorrupted {
             shard_id: id,
             detail: e.to_string(),
         })?;
-        let index = Index::open_or_create(directory, schema).map_err(index_err)?;
+        let index = Index::open_or_create(directory.clone(), schema).map_err(index_err)?;
         // The writer and reader are made from this handle; the shard keeps it for recovery.
         let index_handle = index.clone();
         let committed = index
@@ -163,6 +176,15 @@ impl Shard {
             .and_then(|payload| serde_json::from_str::<CommitPayload>(&payload).ok())
             .unwrap_or_default();
         let checkpoint = committed.max_seq_no;
+        // Segments written after the last flush, by a process that died before the next:
+        // the translog still has their operations.
+        let strays = remove_strays(&index_dir, &index).map_err(|source| Error::Io {
+            shard_id: id,
+            source,
+        })?;
+        if strays > 0 {
+            tracing::info!(shard_id = %id, files = strays, "removed index files no flush covered");
+        }
         let writer: IndexWriter = index_handle
             .writer_with_num_threads(1, WRITER_MEMORY_BYTES)
             .map_err(index_err)?;
@@ -190,6 +212,8 @@ impl Shard {
                 next_seq_no,
                 last_term: committed.max_term,
                 live: HashMap::new(),
+                unflushed_bytes: 0,
+                last_flush: Instant::now(),
             }),
             dirty: AtomicBool::new(false),
             visible_seq_no: AtomicU64::new(checkpoint),
@@ -206,6 +230,7 @@ impl Shard {
             recent: Mutex::new(RecentOps::default()),
             translog_holds: AtomicUsize::new(0),
             index,
+            directory,
             primary_fence: AtomicU64::new(0),
         };
         // Operations the index already holds: only their answers are needed (a coordinator
@@ -590,11 +615,16 @@ impl Shard {
         &self.replication
     }
 
-    /// Makes every applied write visible to new searchers and durable in the index, then drops
-    /// the translog generations the commit covers.
+    /// Makes every applied write visible to new searchers: a tantivy commit whose files are
+    /// written but not synced (the translog still holds every operation since the last
+    /// [`Shard::flush`], so a crash loses nothing acknowledged).
     pub fn refresh(&self) -> Result<()> {
         let mut state = self.state.lock();
         self.check_not_failed()?;
+        self.refresh_locked(&mut state)
+    }
+
+    fn refresh_locked(&self, state: &mut WriterState) -> Result<()> {
         // Set under the writer lock: what is applied now is what the reloaded reader shows.
         let applied = state.next_seq_no.saturating_sub(1);
         if !self.dirty.swap(false, Ordering::AcqRel) {
@@ -604,33 +634,72 @@ impl Shard {
             *self.last_refresh.lock() = Instant::now();
             return Ok(());
         }
-        let index_err = |source| Error::Index {
-            shard_id: self.id,
-            source,
-        };
-        let committed = (|| {
-            // Async-durability writes must be on disk before the commit makes the log
-            // disposable.
-            state.translog.sync()?;
-            let payload = serde_json::to_string(&CommitPayload {
-                max_seq_no: state.next_seq_no.saturating_sub(1),
-                max_term: state.last_term,
-            })
-            .expect("payload serialises");
-            let mut prepared = state.writer.prepare_commit().map_err(index_err)?;
-            prepared.set_payload(&payload);
-            prepared.commit().map_err(index_err)?;
-            // While a recovery reads the translog, its generations stay.
-            let delete_old = self.translog_holds.load(Ordering::Acquire) == 0;
-            state.translog.roll_after_commit(delete_old)?;
-            self.reader.reload().map_err(index_err)
-        })();
+        let committed = self.commit(state);
         // A commit that failed half way is not retried in place: the shard fails, and opening
         // it again replays the translog, which still holds every write.
         self.or_fail(committed)?;
         state.live.clear();
         self.visible_seq_no.fetch_max(applied, Ordering::AcqRel);
         *self.last_refresh.lock() = Instant::now();
+        Ok(())
+    }
+
+    /// A tantivy commit recording the highest applied sequence number, and a reader reload.
+    fn commit(&self, state: &mut WriterState) -> Result<()> {
+        let index_err = |source| Error::Index {
+            shard_id: self.id,
+            source,
+        };
+        let payload = serde_json::to_string(&CommitPayload {
+            max_seq_no: state.next_seq_no.saturating_sub(1),
+            max_term: state.last_term,
+        })
+        .expect("payload serialises");
+        let mut prepared = state.writer.prepare_commit().map_err(index_err)?;
+        prepared.set_payload(&payload);
+        prepared.commit().map_err(index_err)?;
+        self.reader.reload().map_err(index_err)
+    }
+
+    /// Makes every applied write durable in the index — commit, sync the files written since
+    /// the last flush, then put the commit's meta on disk — and drops the translog
+    /// generations it covers. Everything a refresh does, too.
+    pub fn flush(&self) -> Result<()> {
+        let mut state = self.state.lock();
+        self.check_not_failed()?;
+        let flushed = (|| {
+            // Async-durability writes must be on disk before the commit makes the log
+            // disposable.
+            state.translog.sync()?;
+            // Always a commit, so that its payload covers empty operations too.
+            self.dirty.store(true, Ordering::Release);
+            self.refresh_locked(&mut state)?;
+            self.directory.persist().map_err(|source| Error::Io {
+                shard_id: self.id,
+                source,
+            })?;
+            // While a recovery reads the translog, its generations stay.
+            let delete_old = self.translog_holds.load(Ordering::Acquire) == 0;
+            state.translog.roll_after_commit(delete_old)
+        })();
+        self.or_fail(flushed)?;
+        state.unflushed_bytes = 0;
+        state.last_flush = Instant::now();
+        Ok(())
+    }
+
+    /// Flushes if the translog has grown by the table's `translog.flush_threshold_size`
+    /// since the last flush, or holds operations older than [`FLUSH_INTERVAL`].
+    pub fn flush_if_due(&self) -> Result<()> {
+        let threshold = self.table().translog_flush_threshold_bytes();
+        let due = {
+            let state = self.state.lock();
+            state.unflushed_bytes >= threshold
+                || (state.unflushed_bytes > 0 && state.last_flush.elapsed() >= FLUSH_INTERVAL)
+        };
+        if due {
+            self.flush()?;
+        }
         Ok(())
     }
 
@@ -653,14 +722,15 @@ impl Shard {
                     return Ok(());
                 }
             }
-            if Instant::now() + pause > deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return Err(Error::NotCaughtUp {
                     shard_id: self.id,
                     applied,
                     wanted: seq_no,
                 });
             }
-            std::thread::sleep(pause);
+            std::thread::sleep(pause.min(deadline - now));
             pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
@@ -738,7 +808,7 @@ impl Shard {
 
     /// The live document with `id` in the searcher's segments, read straight from the id
     /// field's postings (the hot path of every insert's duplicate check).
-    fn find_document(&self, searcher: &Searcher, id: &str) -> Result<Option<DocAddress>> {
+    pub fn find_document(&self, searcher: &Searcher, id: &str) -> Result<Option<DocAddress>> {
         let term = Term::from_field_text(self.fields.id, id);
         for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
             let inverted =
@@ -852,6 +922,8 @@ impl Shard {
         }
         state.next_seq_no = state.next_seq_no.max(op.seq_no + op_len(op));
         state.last_term = state.last_term.max(op.primary_term);
+        state.unflushed_bytes +=
+            (op.rows_ipc.len() + op.delete_ids.iter().map(String::len).sum::<usize>()) as u64 + 64;
         Ok(())
     }
 

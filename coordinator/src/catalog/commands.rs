@@ -385,7 +385,10 @@ fn set_table_settings(
         } else if !is_allocation_setting(setting)
             && !matches!(
                 setting.as_str(),
-                "refresh_interval" | "translog.durability" | "write.wait_for_active_shards"
+                "refresh_interval"
+                    | "translog.durability"
+                    | creek_common::schema::TRANSLOG_FLUSH_THRESHOLD
+                    | "write.wait_for_active_shards"
             )
         {
             return Err(refused(

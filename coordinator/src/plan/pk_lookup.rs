@@ -25,6 +25,9 @@ use crate::sql::dml::conform_batch;
 /// A recognised lookup: the table, the output columns and the key values' expressions.
 pub struct PkLookup {
     table: TableSchema,
+    /// The table restricted to its key (and routing) columns: what the key values are
+    /// conformed to (the other columns' NOT NULL and DEFAULT rules do not apply to a key).
+    key_table: TableSchema,
     columns: Vec<String>,
     keys: Vec<(String, ast::Expr)>,
 }
@@ -114,11 +117,30 @@ impl PkLookup {
         if names.len() != keys.len() || names != needed {
             return None;
         }
+        let mut key_table = table.clone();
+        key_table.columns.retain(|c| needed.contains(&&c.name));
         Some(PkLookup {
             table,
+            key_table,
             columns,
             keys,
         })
+    }
+
+    /// What `EXPLAIN` shows for the lookup (CrateDB shows its `Get` the same way).
+    pub fn describe(&self) -> String {
+        let keys: Vec<String> = self
+            .keys
+            .iter()
+            .map(|(name, value)| format!("{name} = {value}"))
+            .collect();
+        format!(
+            "PrimaryKeyGet: table={}.{}, columns=[{}], keys=[{}]",
+            self.table.schema_name,
+            self.table.name,
+            self.columns.join(", "),
+            keys.join(", ")
+        )
     }
 
     /// The result schema, as the planned path would report it.
@@ -169,10 +191,10 @@ impl PkLookup {
         let options = RecordBatchOptions::new().with_row_count(Some(1));
         let keys =
             RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)?;
-        let Ok(keys) = conform_batch(&self.table, &keys) else {
+        let Ok(keys) = conform_batch(&self.key_table, &keys) else {
             return Ok(None);
         };
-        let Ok((ids, shards)) = ids_and_shards(&self.table, &keys) else {
+        let Ok((ids, shards)) = ids_and_shards(&self.key_table, &keys) else {
             return Ok(None);
         };
         let found = cluster

@@ -325,6 +325,7 @@ pub fn is_table_setting(key: &str) -> bool {
         "number_of_replicas"
             | "refresh_interval"
             | "translog.durability"
+            | creek_common::schema::TRANSLOG_FLUSH_THRESHOLD
             | "write.wait_for_active_shards"
             | "column_policy"
     ) || crate::catalog::commands::is_allocation_setting(key)
@@ -346,6 +347,13 @@ pub fn check_table_setting(key: &str, value: &str) -> Result<()> {
             if !matches!(value.to_lowercase().as_str(), "request" | "async") {
                 return invalid(format!(
                     "translog.durability must be 'request' or 'async', got '{value}'"
+                ));
+            }
+        }
+        creek_common::schema::TRANSLOG_FLUSH_THRESHOLD => {
+            if creek_common::state::parse_byte_size(value).is_none_or(|bytes| bytes == 0) {
+                return invalid(format!(
+                    "translog.flush_threshold_size must be a byte size above 0 such as '64mb', got '{value}'"
                 ));
             }
         }

@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use creek_proto::v1::{TranslogOp, WriteMode};
-use tantivy::index::SegmentComponent;
 
 use super::{CommitPayload, Shard, Version};
 use crate::error::{Error, Result};
@@ -178,19 +177,7 @@ impl Shard {
             .max_seq_no;
         let mut names: Vec<String> = Vec::new();
         for segment in &metas.segments {
-            for component in [
-                SegmentComponent::Postings,
-                SegmentComponent::Positions,
-                SegmentComponent::FastFields,
-                SegmentComponent::FieldNorms,
-                SegmentComponent::Terms,
-                SegmentComponent::Store,
-                SegmentComponent::Delete,
-            ] {
-                if component == SegmentComponent::Delete && segment.delete_opstamp().is_none() {
-                    continue;
-                }
-                let name = segment.relative_path(component);
+            for name in super::lazy_sync::segment_files(segment) {
                 let name = name.to_string_lossy().to_string();
                 if index_dir.join(&name).exists() {
                     names.push(name);

@@ -196,7 +196,10 @@ async fn main() -> anyhow::Result<()> {
     connect(&server)
         .await?
         .batch_execute(
-            "CREATE TABLE acked (id BIGINT PRIMARY KEY, payload TEXT) CLUSTERED INTO 3 SHARDS",
+            // Refreshes every 20 ms and flushes every 64 KiB of translog, so that kills land
+            // during refreshes, flushes and the merges they start.
+            "CREATE TABLE acked (id BIGINT PRIMARY KEY, payload TEXT) CLUSTERED INTO 3 SHARDS \
+             WITH (refresh_interval = 20, \"translog.flush_threshold_size\" = '64kb')",
         )
         .await?;
     let started = Instant::now();

@@ -88,6 +88,26 @@ def test_copy_errors_are_reported_and_connection_survives(conn):
     assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
+def test_copy_of_many_batches_is_counted_and_a_duplicate_fails_it(conn):
+    # Batches of 10,000 rows are written while the next ones arrive: the count must cover
+    # every batch, the rows be visible to this session at once, and a duplicate in an early
+    # batch still fail the COPY.
+    conn.execute("CREATE TABLE pg_copy_big (id INTEGER PRIMARY KEY, v TEXT)")
+    with conn.cursor() as cur:
+        with cur.copy("COPY pg_copy_big FROM STDIN") as copy:
+            for i in range(25_000):
+                copy.write_row((i, f"v{i}"))
+        assert cur.rowcount == 25_000
+    assert conn.execute("SELECT count(*), max(id) FROM pg_copy_big").fetchone() == (25_000, 24_999)
+    with pytest.raises(errors.UniqueViolation) as failed:
+        with conn.cursor().copy("COPY pg_copy_big FROM STDIN") as copy:
+            copy.write_row((5, "again"))
+            for i in range(30_000, 55_000):
+                copy.write_row((i, f"v{i}"))
+    assert "pg_copy_big_pkey" in str(failed.value)
+    assert conn.execute("SELECT v FROM pg_copy_big WHERE id = 5").fetchone() == ("v5",)
+
+
 def test_explain_shows_pushed_filters(conn):
     conn.execute("CREATE TABLE IF NOT EXISTS pg_explain (id INTEGER PRIMARY KEY, v TEXT)")
     plan = "\n".join(r[1] for r in conn.execute("EXPLAIN SELECT v FROM pg_explain WHERE id = 3 AND v = 'x'"))

@@ -199,6 +199,9 @@ pub struct CopyLoader {
     written: u64,
     line: u64,
     error: Option<Error>,
+    /// The write of the last full batch, running while the next one is received and
+    /// parsed: the network, the coordinator's parsing and the data nodes' indexing overlap.
+    in_flight: Option<tokio::task::JoinHandle<Result<Vec<RowStatus>>>>,
 }
 
 impl CopyLoader {
@@ -219,6 +222,7 @@ impl CopyLoader {
             written: 0,
             line: 0,
             error: None,
+            in_flight: None,
         }
     }
 
@@ -239,14 +243,48 @@ impl CopyLoader {
             return;
         }
         if self.rows.len() >= ROWS_PER_WRITE {
-            if let Err(error) = self.flush().await {
+            if let Err(error) = self.write_full_batch().await {
                 self.error = Some(error);
             }
         }
     }
 
+    /// Gives the COPY up (the client sent CopyFail, or it failed): returns once the write in
+    /// flight, if any, has ended, so that no write of it is still running when the client is
+    /// answered. Rows already written stay, as for a multi-row INSERT that fails part way.
+    pub async fn abandon(mut self) {
+        if let Some(write) = self.in_flight.take() {
+            let _ = write.await;
+        }
+    }
+
+    /// Starts writing the buffered rows once the previous write has finished.
+    async fn write_full_batch(&mut self) -> Result<()> {
+        let batch = self.take_batch()?;
+        self.settle().await?;
+        if let Some(batch) = batch {
+            self.start_write(batch);
+        }
+        Ok(())
+    }
+
     /// Writes what is left and returns the number of rows copied.
     pub async fn finish(mut self) -> Result<u64> {
+        let written = self.write_rest().await;
+        if written.is_err() {
+            // No write of this COPY may still be running once the client has its answer.
+            if let Some(write) = self.in_flight.take() {
+                let _ = write.await;
+            }
+        }
+        written?;
+        // A finished COPY is visible to every session's next query, as users of PostgreSQL
+        // expect of a bulk load; one refresh per COPY, not per row.
+        self.cluster.refresh_table(&self.copy.table).await?;
+        Ok(self.written)
+    }
+
+    async fn write_rest(&mut self) -> Result<()> {
         if let Some(error) = self.error.take() {
             return Err(error);
         }
@@ -255,11 +293,8 @@ impl CopyLoader {
             self.pending.push(b'\n');
             self.parse_complete_records()?;
         }
-        self.flush().await?;
-        // A finished COPY is visible to every session's next query, as users of PostgreSQL
-        // expect of a bulk load; one refresh per COPY, not per row.
-        self.cluster.refresh_table(&self.copy.table).await?;
-        Ok(self.written)
+        self.write_full_batch().await?;
+        self.settle().await
     }
 
     fn parse_complete_records(&mut self) -> Result<()> {
@@ -305,9 +340,10 @@ impl CopyLoader {
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<()> {
+    /// The buffered rows as a batch of the table's types (`None` if there are none).
+    fn take_batch(&mut self) -> Result<Option<RecordBatch>> {
         if self.rows.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let rows = std::mem::take(&mut self.rows);
         let mut fields = Vec::with_capacity(self.copy.columns.len());
@@ -319,18 +355,35 @@ impl CopyLoader {
             )));
         }
         let batch = RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), arrays)?;
-        let batch = conform_batch(&self.copy.table, &batch)?;
-        let (statuses, _) = write_batch(
-            &self.cluster,
-            &self.copy.table,
-            &batch,
-            WriteMode::Insert,
-            Visibility {
-                session: &self.session_writes,
+        Ok(Some(conform_batch(&self.copy.table, &batch)?))
+    }
+
+    fn start_write(&mut self, batch: RecordBatch) {
+        let cluster = self.cluster.clone();
+        let table = self.copy.table.clone();
+        let session = self.session_writes.clone();
+        self.in_flight = Some(tokio::spawn(async move {
+            let visibility = Visibility {
+                session: &session,
                 refresh: false,
-            },
-        )
-        .await?;
+            };
+            let (statuses, _) =
+                write_batch(&cluster, &table, &batch, WriteMode::Insert, visibility).await?;
+            Ok(statuses)
+        }));
+    }
+
+    /// Waits for the write in flight and counts its rows; a duplicate key fails the COPY.
+    async fn settle(&mut self) -> Result<()> {
+        let Some(write) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let statuses = write.await.map_err(|e| {
+            Error::new(
+                ErrorCode::Internal,
+                format!("a COPY write task failed: {e}"),
+            )
+        })??;
         let duplicates = statuses
             .iter()
             .filter(|s| **s == RowStatus::Duplicate)

@@ -27,6 +27,8 @@ use tantivy::directory::{
 use tantivy::index::{SegmentComponent, SegmentMeta};
 use tantivy::Index;
 
+use crate::durable_file;
+
 /// What changed since the last [`LazySyncDirectory::persist`].
 #[derive(Default)]
 struct Unpersisted {
@@ -84,13 +86,13 @@ impl LazySyncDirectory {
                 Err(error) => return Err(error),
             }
         }
-        sync_dir(&self.root)?;
+        durable_file::sync_dir(&self.root)?;
         unpersisted.unsynced.clear();
         // The managed-file list first: a meta on disk must never name a file that list lacks
         // (tantivy would not clean it up later).
         for name in [".managed.json", "meta.json"] {
             if let Some(content) = unpersisted.atomic.remove(Path::new(name)) {
-                if let Err(error) = write_durably(&self.root, Path::new(name), &content) {
+                if let Err(error) = durable_file::write(&self.root.join(name), &content) {
                     unpersisted.atomic.insert(PathBuf::from(name), content);
                     return Err(error);
                 }
@@ -118,25 +120,6 @@ impl LazySyncDirectory {
         let unpersisted = self.unpersisted.lock();
         !unpersisted.unsynced.is_empty() || !unpersisted.atomic.is_empty()
     }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-fn write_durably(root: &Path, path: &Path, content: &[u8]) -> io::Result<()> {
-    let target = root.join(path);
-    let temp = root.join(format!(
-        ".{}.tmp",
-        path.to_string_lossy().trim_start_matches('.')
-    ));
-    {
-        let mut file = File::create(&temp)?;
-        file.write_all(content)?;
-        file.sync_data()?;
-    }
-    std::fs::rename(&temp, &target)?;
-    sync_dir(root)
 }
 
 /// The files a committed segment consists of.
@@ -181,7 +164,7 @@ pub fn remove_strays(root: &Path, index: &Index) -> io::Result<usize> {
         removed += 1;
     }
     if removed > 0 {
-        sync_dir(root)?;
+        durable_file::sync_dir(root)?;
     }
     Ok(removed)
 }

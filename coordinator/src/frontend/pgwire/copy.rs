@@ -84,8 +84,9 @@ impl CopyHandler for PgHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        // Rows already flushed stay written, as for a multi-row INSERT that fails part way.
-        drop(take_copy(client).await);
+        if let Some(loader) = take_copy(client).await {
+            loader.abandon().await;
+        }
         to_pg_error(&crate::error::Error::new(
             creek_common::ErrorCode::QueryCanceled,
             format!("COPY from stdin failed: {}", fail.message),

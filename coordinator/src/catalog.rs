@@ -61,7 +61,10 @@ impl Catalog {
         let mut guard = self.state.write();
         if state.version <= guard.version && state.cluster_uuid == guard.cluster_uuid {
             // This state or an older one: nothing to install, nothing to refuse (a
-            // coordinator re-installing what its own state machine applied lands here).
+            // coordinator re-installing what its own state machine applied lands here). A
+            // newer leader term it carries is still learnt.
+            self.leader_term
+                .fetch_max(state.leader_term, Ordering::AcqRel);
             return false;
         }
         let mut current = guard.as_ref().clone();

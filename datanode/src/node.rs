@@ -349,11 +349,16 @@ impl DataNode {
             .join(shard_id.shard.to_string())
     }
 
-    /// Stops serving a copy (its files stay); returns it if it was open (queries and
-    /// refreshes that already hold it go on with it).
+    /// Stops serving a copy (its files stay); returns it if it was open. Queries that already
+    /// hold it finish reading; it writes, refreshes and flushes nothing more (its directory
+    /// may go to a new copy).
     pub fn close_shard(&self, shard_id: ShardId) -> Option<Arc<Shard>> {
         self.failed.write().remove(&shard_id);
-        self.shards.write().remove(&shard_id)
+        let closed = self.shards.write().remove(&shard_id);
+        if let Some(shard) = &closed {
+            shard.close();
+        }
+        closed
     }
 
     /// Deletes the files of a copy the cluster moved elsewhere, once nothing uses `closed`

@@ -30,8 +30,10 @@ use crate::shard::Shard;
 use columns::{open_segment_column, read_column, ColumnSpec};
 
 /// How long a scan waits for a copy to apply the reading session's writes: a replica gets
-/// a write just before its primary answers it, so this is only ever a brief wait; a copy
-/// that takes longer is behind and fails the read (the coordinator reads another copy).
+/// a write before its primary answers it, so this is only ever a brief wait; a copy that
+/// takes longer is behind (dropped from the in-sync set, still in the reader's routing) and
+/// fails the read as unavailable (the coordinator plans a query that returned nothing yet
+/// again, on newer routing).
 const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 
 /// Rows per Arrow batch produced by a shard scan.

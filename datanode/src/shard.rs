@@ -147,6 +147,9 @@ pub struct Shard {
     /// Up to this primary term the copy may not act as primary (see
     /// [`Shard::fence_primary_up_to`]).
     primary_fence: AtomicU64,
+    /// Set when the node stops serving this copy: its directory may be handed to a new
+    /// copy of the shard, so it writes, refreshes and flushes no more.
+    closed: AtomicBool,
 }
 
 impl Shard {
@@ -176,8 +179,12 @@ impl Shard {
             .and_then(|payload| serde_json::from_str::<CommitPayload>(&payload).ok())
             .unwrap_or_default();
         let checkpoint = committed.max_seq_no;
+        let writer: IndexWriter = index_handle
+            .writer_with_num_threads(1, WRITER_MEMORY_BYTES)
+            .map_err(index_err)?;
         // Segments written after the last flush, by a process that died before the next:
-        // the translog still has their operations.
+        // the translog still has their operations. Removed once the writer lock is held, so
+        // never under another live writer.
         let strays = remove_strays(&index_dir, &index).map_err(|source| Error::Io {
             shard_id: id,
             source,
@@ -185,9 +192,6 @@ impl Shard {
         if strays > 0 {
             tracing::info!(shard_id = %id, files = strays, "removed index files no flush covered");
         }
-        let writer: IndexWriter = index_handle
-            .writer_with_num_threads(1, WRITER_MEMORY_BYTES)
-            .map_err(index_err)?;
         let reader = index_handle
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -232,6 +236,7 @@ impl Shard {
             index,
             directory,
             primary_fence: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
         };
         // Operations the index already holds: only their answers are needed (a coordinator
         // may still be retrying them).
@@ -250,6 +255,15 @@ impl Shard {
             shard.refresh()?;
         }
         Ok(shard)
+    }
+
+    /// Stops the copy for good (the node no longer serves it): from now on it writes,
+    /// refreshes and flushes nothing, so a new copy may take over its directory. Searchers
+    /// already handed out keep reading.
+    pub fn close(&self) {
+        // Taken so that a write, refresh or flush under way finishes first.
+        let _state = self.state.lock();
+        self.closed.store(true, Ordering::Release);
     }
 
     /// Returns the shard's id.
@@ -292,6 +306,9 @@ impl Shard {
     }
 
     fn check_not_failed(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::ShardNotFound { shard_id: self.id });
+        }
         match self.failed.lock().as_ref() {
             Some(reason) => Err(Error::ShardFailed {
                 shard_id: self.id,
@@ -646,6 +663,14 @@ impl Shard {
 
     /// A tantivy commit recording the highest applied sequence number, and a reader reload.
     fn commit(&self, state: &mut WriterState) -> Result<()> {
+        self.commit_without_reload(state)?;
+        self.reader.reload().map_err(|source| Error::Index {
+            shard_id: self.id,
+            source,
+        })
+    }
+
+    fn commit_without_reload(&self, state: &mut WriterState) -> Result<()> {
         let index_err = |source| Error::Index {
             shard_id: self.id,
             source,
@@ -658,26 +683,32 @@ impl Shard {
         let mut prepared = state.writer.prepare_commit().map_err(index_err)?;
         prepared.set_payload(&payload);
         prepared.commit().map_err(index_err)?;
-        self.reader.reload().map_err(index_err)
+        Ok(())
     }
 
     /// Makes every applied write durable in the index — commit, sync the files written since
     /// the last flush, then put the commit's meta on disk — and drops the translog
     /// generations it covers. Everything a refresh does, too.
     pub fn flush(&self) -> Result<()> {
+        let io_err = |source| Error::Io {
+            shard_id: self.id,
+            source,
+        };
+        self.check_not_failed()?;
+        // Most of a flush's fsyncs (merged segments can be large) run before the writer lock
+        // is taken, so that writes and refreshes do not wait for them.
+        self.or_fail(self.directory.sync_written().map_err(io_err))?;
         let mut state = self.state.lock();
         self.check_not_failed()?;
         let flushed = (|| {
             // Async-durability writes must be on disk before the commit makes the log
             // disposable.
             state.translog.sync()?;
-            // Always a commit, so that its payload covers empty operations too.
-            self.dirty.store(true, Ordering::Release);
-            self.refresh_locked(&mut state)?;
-            self.directory.persist().map_err(|source| Error::Io {
-                shard_id: self.id,
-                source,
-            })?;
+            // Always a commit, so that its payload covers empty operations too; the reader
+            // is not reloaded (what other sessions see changes only on refresh), so the
+            // applied writes stay unrefreshed, and so does the live map.
+            self.commit_without_reload(&mut state)?;
+            self.directory.persist().map_err(io_err)?;
             // While a recovery reads the translog, its generations stay.
             let delete_old = self.translog_holds.load(Ordering::Acquire) == 0;
             state.translog.roll_after_commit(delete_old)

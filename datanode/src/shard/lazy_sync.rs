@@ -72,6 +72,28 @@ impl LazySyncDirectory {
         })
     }
 
+    /// Syncs the files written so far, without holding the directory's lock during the
+    /// fsyncs (tantivy's threads go on writing); [`LazySyncDirectory::persist`] then syncs
+    /// only what was written after.
+    pub fn sync_written(&self) -> io::Result<()> {
+        let written: Vec<PathBuf> = self.unpersisted.lock().unsynced.iter().cloned().collect();
+        let mut synced = Vec::with_capacity(written.len());
+        for path in written {
+            match File::open(self.root.join(&path)) {
+                Ok(file) => file.sync_data()?,
+                // Deleted meanwhile (merged away before any meta on disk named it).
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+            synced.push(path);
+        }
+        let mut unpersisted = self.unpersisted.lock();
+        for path in &synced {
+            unpersisted.unsynced.remove(path);
+        }
+        Ok(())
+    }
+
     /// Makes the latest metas durable: syncs every file written since the last call, then
     /// replaces `.managed.json` and `meta.json` on disk (each written to a temporary file,
     /// synced, renamed, the directory synced), then deletes the files tantivy dropped before.
@@ -79,12 +101,9 @@ impl LazySyncDirectory {
     pub fn persist(&self) -> io::Result<()> {
         let mut unpersisted = self.unpersisted.lock();
         for path in &unpersisted.unsynced {
-            match File::open(self.root.join(path)) {
-                Ok(file) => file.sync_data()?,
-                // Deleted since (merged away before any meta on disk named it).
-                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-                Err(error) => return Err(error),
-            }
+            // Under the lock tantivy cannot delete one of these (`delete` takes it first): a
+            // file gone here was removed by something else, and the meta would name it.
+            File::open(self.root.join(path))?.sync_data()?;
         }
         durable_file::sync_dir(&self.root)?;
         unpersisted.unsynced.clear();

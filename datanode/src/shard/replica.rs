@@ -438,4 +438,25 @@ mod tests {
         // Nothing left to show: no refresh (and no wait) at all.
         replica.ensure_visible(0, Duration::ZERO).unwrap();
     }
+
+    /// A closed copy (its directory may be taken over by a new copy) refuses to write,
+    /// refresh or flush; searchers handed out before keep reading.
+    #[test]
+    fn a_closed_copy_writes_refreshes_and_flushes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = copy(dir.path(), "p", true, 1);
+        shard
+            .write(WriteMode::Insert, &row(1), &[], &[], "op-1")
+            .unwrap();
+        shard.refresh().unwrap();
+        let searcher = shard.searcher();
+        shard.close();
+        assert!(matches!(
+            shard.write(WriteMode::Insert, &row(2), &[], &[], "op-2"),
+            Err(Error::ShardNotFound { .. })
+        ));
+        assert!(matches!(shard.refresh(), Err(Error::ShardNotFound { .. })));
+        assert!(matches!(shard.flush(), Err(Error::ShardNotFound { .. })));
+        assert_eq!(searcher.num_docs(), 1);
+    }
 }

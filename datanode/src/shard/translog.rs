@@ -167,7 +167,14 @@ impl Translog {
     fn prune_retained(&mut self) -> std::io::Result<()> {
         while let Some(&(generation, bytes, retired)) = self.retained.front() {
             let old = retired.elapsed().is_ok_and(|age| age > RETAIN_AGE);
-            if !old && self.retained_bytes <= RETAIN_BYTES && self.retained.len() <= RETAIN_FILES {
+            // The newest one stays its full age whatever its size: a flush retires a whole
+            // flush threshold's worth of log at once (64 MiB by default), and the answers of
+            // retries right after it are in there.
+            let newest = self.retained.len() == 1;
+            if !old
+                && (newest
+                    || (self.retained_bytes <= RETAIN_BYTES && self.retained.len() <= RETAIN_FILES))
+            {
                 break;
             }
             match fs::remove_file(retained_path(&self.dir, generation)) {
@@ -449,6 +456,25 @@ mod tests {
         assert_eq!(
             list_files(&dir.path().join(RETAINED_DIR), "retained-").unwrap(),
             [1]
+        );
+    }
+
+    /// A flush retires a whole flush threshold of log at once: that generation, bigger than
+    /// the retention budget, is still kept for its full age; the older ones make room.
+    #[test]
+    fn the_newest_retired_generation_is_kept_whatever_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _, _) = Translog::open(shard(), dir.path(), 0).unwrap();
+        log.append(&op(1), false).unwrap();
+        log.roll_after_commit(true).unwrap();
+        let mut big = op(2);
+        big.rows_ipc = vec![7; (RETAIN_BYTES + (1 << 20)) as usize];
+        log.append(&big, false).unwrap();
+        log.roll_after_commit(true).unwrap();
+        assert_eq!(
+            list_files(&dir.path().join(RETAINED_DIR), "retained-").unwrap(),
+            [2],
+            "generation 1 made room, generation 2 stays"
         );
     }
 }

@@ -41,6 +41,29 @@ pub struct ColumnDef {
     pub not_null: bool,
     /// The `DEFAULT` expression as SQL text, evaluated by the coordinator at insert time.
     pub default_expr: Option<String>,
+    /// How the column's values are indexed besides being stored columnar.
+    #[serde(default, skip_serializing_if = "ColumnIndex::is_plain")]
+    pub index: ColumnIndex,
+}
+
+/// A column's index, as `CREATE TABLE` declares it (CrateDB's `INDEX OFF`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnIndex {
+    /// Every value is an exact term of the inverted index (and columnar): equality, `IN`
+    /// and prefix filters are answered from the index.
+    #[default]
+    Plain,
+    /// Columnar only: filters are evaluated on the column values (ranges and equality
+    /// still narrow a scan through the columnar data), ingest skips the inverted index.
+    Off,
+}
+
+impl ColumnIndex {
+    /// Whether this is the default.
+    pub fn is_plain(&self) -> bool {
+        *self == ColumnIndex::Plain
+    }
 }
 
 /// A table or view definition.
@@ -196,6 +219,13 @@ impl TableSchema {
                     format!("column {key} named in a key does not exist"),
                 ));
             };
+            if self.primary_key.contains(key) && column.index == ColumnIndex::Off {
+                // Key lookups and uniqueness go through the key's index.
+                return Err(CodedError::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!("primary key column {key} cannot be INDEX OFF"),
+                ));
+            }
             if !column.column_type.is_routable() {
                 return Err(CodedError::new(
                     ErrorCode::InvalidParameterValue,
@@ -262,6 +292,7 @@ mod tests {
                     column_type: ColumnType::BigInt,
                     not_null: false,
                     default_expr: None,
+                    index: Default::default(),
                 })
                 .collect(),
             primary_key: pk.iter().map(|s| s.to_string()).collect(),

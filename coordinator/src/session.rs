@@ -366,8 +366,19 @@ impl Session {
                         } => {
                             // Each operation sees the previous one's result.
                             let current = self.cluster.catalog().existing_table(&schema, &name)?;
-                            ddl::add_column(&self.cluster, &current, column_def, *if_not_exists)
-                                .await?;
+                            let index = clauses
+                                .column_index
+                                .get(&ddl::ident_name(&column_def.name))
+                                .copied()
+                                .unwrap_or_default();
+                            ddl::add_column(
+                                &self.cluster,
+                                &current,
+                                column_def,
+                                index,
+                                *if_not_exists,
+                            )
+                            .await?;
                         }
                         other => {
                             return Err(Error::new(

@@ -110,6 +110,7 @@ pub fn column_spec(table: &TableSchema, name: &str) -> DfResult<ColumnSpec> {
             .map(|column| ColumnSpec::Table {
                 name: column.name.clone(),
                 column_type: column.column_type.clone(),
+                index: column.index,
             })
             .ok_or_else(|| {
                 DataFusionError::Plan(format!("column {name} does not exist in {}", table.name))

@@ -235,8 +235,13 @@ fn scan_shard(
         shard.refresh_if_any_live(realtime_ids)?;
     }
     let searcher = shard.searcher();
-    let query: Box<dyn Query> = query::query_for_filters(table, shard.fields(), filters)
-        .unwrap_or_else(|| Box::new(AllQuery));
+    let layout = query::Layout {
+        table,
+        schema: shard.schema(),
+        fields: shard.fields(),
+    };
+    let query: Box<dyn Query> =
+        query::query_for_filters(layout, filters).unwrap_or_else(|| Box::new(AllQuery));
     let tantivy_err = |e: tantivy::TantivyError| DataFusionError::External(Box::new(e));
     let weight = query
         .weight(EnableScoring::disabled_from_searcher(&searcher))

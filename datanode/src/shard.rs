@@ -34,14 +34,14 @@ use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use tantivy::schema::IndexRecordOption;
+use tantivy::schema::{IndexRecordOption, Schema};
 use tantivy::{
     DocAddress, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term, TERMINATED,
 };
 
 use crate::error::{Error, Result};
 use copy::{CopyRole, Peer};
-use document::{documents_from_batch, id_column, shard_schema, ShardFields};
+use document::{documents_from_batch, id_column, new_index_schema, ShardFields};
 use lazy_sync::{remove_strays, LazySyncDirectory};
 use recent_ops::RecentOps;
 use translog::Translog;
@@ -116,6 +116,8 @@ pub struct Shard {
     dir: PathBuf,
     table: RwLock<Arc<TableSchema>>,
     fields: ShardFields,
+    /// The index's schema: which columns have fields of their own (see `shard::document`).
+    schema: Schema,
     reader: IndexReader,
     state: Mutex<WriterState>,
     dirty: AtomicBool,
@@ -165,12 +167,27 @@ impl Shard {
             shard_id: id,
             source,
         })?;
-        let (schema, fields) = shard_schema();
         let directory = LazySyncDirectory::open(&index_dir).map_err(|e| Error::ShardCorrupted {
             shard_id: id,
             detail: e.to_string(),
         })?;
-        let index = Index::open_or_create(directory.clone(), schema).map_err(index_err)?;
+        // An existing index keeps the layout it was created with (recovered copies take
+        // their primary's); a new one is laid out for the table as it is now.
+        let index = if Index::exists(&directory).map_err(|e| index_err(e.into()))? {
+            Index::open(directory.clone()).map_err(index_err)?
+        } else {
+            Index::create(
+                directory.clone(),
+                new_index_schema(&table),
+                tantivy::IndexSettings::default(),
+            )
+            .map_err(index_err)?
+        };
+        let schema = index.schema();
+        let fields = ShardFields::of(&schema).map_err(|e| Error::ShardCorrupted {
+            shard_id: id,
+            detail: e.to_string(),
+        })?;
         // The writer and reader are made from this handle; the shard keeps it for recovery.
         let index_handle = index.clone();
         let committed = index
@@ -210,6 +227,7 @@ impl Shard {
             dir: dir.to_path_buf(),
             table: RwLock::new(table),
             fields,
+            schema,
             reader,
             state: Mutex::new(WriterState {
                 writer,
@@ -285,6 +303,11 @@ impl Shard {
     /// Returns the fixed index fields.
     pub fn fields(&self) -> ShardFields {
         self.fields
+    }
+
+    /// Returns the index's schema, for locating columns in it.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
     }
 
     /// Returns a searcher over the last refresh.
@@ -810,8 +833,14 @@ impl Shard {
         replace: bool,
     ) -> Result<()> {
         let table = self.table();
-        let documents =
-            documents_from_batch(&table, self.fields, batch, first_seq_no, primary_term)?;
+        let documents = documents_from_batch(
+            &table,
+            &self.schema,
+            self.fields,
+            batch,
+            first_seq_no,
+            primary_term,
+        )?;
         for (id, document) in documents {
             if replace {
                 state

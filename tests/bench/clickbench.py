@@ -52,8 +52,13 @@ assert len(SCHEMA) == 105
 PRIMARY_KEY = ["CounterID", "EventDate", "UserID", "EventTime", "WatchID"]
 
 
-def create_table(name="hits"):
-    columns = ",\n    ".join(f"{c} {t} NOT NULL" for c, t in SCHEMA)
+def create_table(name="hits", index_off=False):
+    """The `hits` DDL; `index_off` declares it as PostgreSQL holds it (Creek only): the key
+    columns indexed, every other column `INDEX OFF` (columnar only)."""
+    def column(c, t):
+        off = " INDEX OFF" if index_off and c not in PRIMARY_KEY else ""
+        return f"{c} {t} NOT NULL{off}"
+    columns = ",\n    ".join(column(c, t) for c, t in SCHEMA)
     return f"CREATE TABLE {name}\n(\n    {columns},\n    PRIMARY KEY ({', '.join(PRIMARY_KEY)})\n)"
 
 

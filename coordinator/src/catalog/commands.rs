@@ -473,6 +473,7 @@ mod tests {
                 column_type: ColumnType::Integer,
                 not_null: false,
                 default_expr: None,
+                index: Default::default(),
             }],
             primary_key: vec![],
             clustered_by: None,

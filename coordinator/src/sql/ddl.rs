@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use creek_common::error::ErrorCode;
-use creek_common::schema::{ColumnDef, TableSchema, ViewDef};
+use creek_common::schema::{ColumnDef, ColumnIndex, TableSchema, ViewDef};
 use creek_common::types::{ColumnType, DEFAULT_NUMERIC_PRECISION, DEFAULT_NUMERIC_SCALE};
 use creek_common::TableId;
 use sqlparser::ast::{
@@ -262,11 +262,26 @@ pub fn table_from_create(
             }
         }
         columns.push(ColumnDef {
+            index: clauses
+                .column_index
+                .get(&column_name)
+                .copied()
+                .unwrap_or_default(),
             name: column_name,
             column_type: column_type(&column.data_type)?,
             not_null,
             default_expr,
         });
+    }
+    if let Some(name) = clauses
+        .column_index
+        .keys()
+        .find(|name| !columns.iter().any(|c| &c.name == *name))
+    {
+        return Err(Error::new(
+            ErrorCode::SyntaxError,
+            format!("INDEX OFF given for {name}, which is not a column definition"),
+        ));
     }
     for constraint in &create.constraints {
         match constraint {
@@ -390,6 +405,9 @@ pub fn show_create_table(table: &TableSchema) -> String {
             if let Some(default) = &c.default_expr {
                 line.push_str(&format!(" DEFAULT {default}"));
             }
+            if c.index == ColumnIndex::Off {
+                line.push_str(" INDEX OFF");
+            }
             line
         })
         .collect();
@@ -443,6 +461,7 @@ pub async fn add_column(
     cluster: &Arc<Cluster>,
     table: &TableSchema,
     column: &ast::ColumnDef,
+    index: ColumnIndex,
     if_not_exists: bool,
 ) -> Result<()> {
     let name = ident_name(&column.name);
@@ -478,6 +497,7 @@ pub async fn add_column(
         column_type: column_type(&column.data_type)?,
         not_null,
         default_expr,
+        index,
     };
     let mut changed = table.clone();
     changed.columns.push(column.clone());

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use creek_common::error::ErrorCode;
+use creek_common::schema::ColumnIndex;
 use sqlparser::ast::{self, ObjectName, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -66,6 +67,8 @@ pub struct TableClauses {
     pub num_shards: Option<u32>,
     /// `WITH (key = value, ...)`.
     pub settings: BTreeMap<String, String>,
+    /// Columns declared with `INDEX OFF` (in `CREATE TABLE` or `ALTER TABLE .. ADD COLUMN`).
+    pub column_index: BTreeMap<String, ColumnIndex>,
 }
 
 /// One parsed statement.
@@ -170,10 +173,20 @@ fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
         && word_is(significant[0], "create")
         && (word_is(significant[1], "table")
             || (significant.len() > 3 && word_is(significant[2], "table")));
-    let (tokens, clauses) = if is_create_table {
+    let is_alter_table = significant.len() > 2
+        && word_is(significant[0], "alter")
+        && word_is(significant[1], "table");
+    let (tokens, mut clauses) = if is_create_table {
         lift_table_clauses(tokens)?
     } else {
         (tokens, TableClauses::default())
+    };
+    let tokens = if is_create_table || is_alter_table {
+        let (tokens, column_index) = lift_column_index(tokens, is_alter_table)?;
+        clauses.column_index = column_index;
+        tokens
+    } else {
+        tokens
     };
     let dialect = PostgreSqlDialect {};
     let mut parser = Parser::new(&dialect)
@@ -432,6 +445,75 @@ fn lift_table_clauses(tokens: Vec<Token>) -> Result<(Vec<Token>, TableClauses)> 
     Ok((out, clauses))
 }
 
+/// Removes each column definition's `INDEX OFF`, which sqlparser does not know, and returns
+/// the columns that had it. Column definitions are the elements of `CREATE TABLE`'s column
+/// list (`alter == false`) or follow `ADD [COLUMN] [IF NOT EXISTS]` (`alter == true`).
+fn lift_column_index(
+    tokens: Vec<Token>,
+    alter: bool,
+) -> Result<(Vec<Token>, BTreeMap<String, ColumnIndex>)> {
+    let mut found = BTreeMap::new();
+    let mut out = Vec::with_capacity(tokens.len());
+    let definition_depth = if alter { 0 } else { 1 };
+    let mut depth = 0i64;
+    let mut awaiting_name = false;
+    let mut column: Option<String> = None;
+    let mut i = 0;
+    while i < tokens.len() {
+        let token = &tokens[i];
+        match token {
+            Token::LParen => {
+                depth += 1;
+                if !alter && depth == 1 && column.is_none() && !awaiting_name {
+                    awaiting_name = true;
+                }
+            }
+            Token::RParen => depth -= 1,
+            Token::Comma if depth == definition_depth => {
+                awaiting_name = !alter;
+                column = None;
+            }
+            Token::Word(word) if depth == definition_depth => {
+                if alter && word_is(token, "add") {
+                    awaiting_name = true;
+                    column = None;
+                } else if awaiting_name {
+                    let skipped = alter
+                        && ["column", "if", "not", "exists"]
+                            .iter()
+                            .any(|keyword| word_is(token, keyword));
+                    if !skipped {
+                        column = Some(if word.quote_style.is_some() {
+                            word.value.clone()
+                        } else {
+                            word.value.to_lowercase()
+                        });
+                        awaiting_name = false;
+                    }
+                } else if word_is(token, "index") {
+                    let next =
+                        (i + 1..tokens.len()).find(|j| !matches!(tokens[*j], Token::Whitespace(_)));
+                    if let (Some(next), Some(name)) = (next, &column) {
+                        if word_is(&tokens[next], "off") {
+                            if found.insert(name.clone(), ColumnIndex::Off).is_some() {
+                                return Err(syntax_error(format!(
+                                    "INDEX given twice for column {name}"
+                                )));
+                            }
+                            i = next + 1;
+                            continue;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        out.push(token.clone());
+        i += 1;
+    }
+    Ok((out, found))
+}
+
 /// Parses `key = value, ...)` starting after the `(`; returns the index after `)`.
 fn parse_settings(
     tokens: &[Token],
@@ -481,6 +563,29 @@ fn parse_settings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_off_is_lifted_per_column() {
+        let column_index = |sql: &str| {
+            let parsed = parse_sql(sql).unwrap();
+            let ParsedStatement::Sql(_, clauses) = &parsed[0] else {
+                panic!()
+            };
+            clauses.column_index.keys().cloned().collect::<Vec<_>>()
+        };
+        assert_eq!(
+            column_index(
+                "create table t (id int primary key, \"V\" varchar(10) index off, w numeric(5, 2) not null INDEX OFF default 1, index int) with (a = 1)"
+            ),
+            ["V", "w"]
+        );
+        assert_eq!(
+            column_index("alter table t add column if not exists x text index off, add y int"),
+            ["x"]
+        );
+        assert!(parse_sql("create table t (a int index off index off)").is_err());
+        assert!(parse_sql("create table t (a int index on)").is_err());
+    }
 
     #[test]
     fn creek_clauses_are_lifted() {

@@ -20,7 +20,8 @@ use datafusion::arrow::datatypes::{DataType, Field};
 use tantivy::columnar::{Column, DynamicColumn, NumericalType, StrColumn};
 use tantivy::{DocId, SegmentReader};
 
-use super::super::shard::document::{EXACT_ARRAY_PREFIX, SOURCE_FIELD};
+use super::super::shard::document::{locate, EXACT_ARRAY_PREFIX};
+use creek_common::schema::ColumnIndex;
 use datafusion::common::ScalarValue;
 
 /// What a scan reads for one output column.
@@ -32,10 +33,11 @@ pub enum ColumnSpec {
     SeqNo,
     /// The hidden `_primary_term` column.
     PrimaryTerm,
-    /// A table column stored under `_source.<name>`.
+    /// A table column (where the index keeps it: `shard::document::locate`).
     Table {
         name: String,
         column_type: ColumnType,
+        index: ColumnIndex,
     },
 }
 
@@ -191,7 +193,7 @@ pub fn open_segment_column(
     reads: usize,
 ) -> tantivy::Result<SegmentColumn> {
     let fast_fields = segment.fast_fields();
-    let (path, column_type) = match spec {
+    let path = match spec {
         ColumnSpec::Id => {
             let column = fast_fields.str(ID_COLUMN)?;
             return Ok(SegmentColumn::Str(StrColumns::open(
@@ -207,19 +209,30 @@ pub fn open_segment_column(
                 fast_fields.i64(PRIMARY_TERM_COLUMN)?
             ]));
         }
-        ColumnSpec::Table { name, column_type } => (format!("{SOURCE_FIELD}.{name}"), column_type),
+        ColumnSpec::Table {
+            name,
+            column_type,
+            index,
+        } => (name, column_type, *index),
     };
-    if let (ColumnType::Array(inner), ColumnSpec::Table { name, .. }) = (column_type, spec) {
-        let exact = fast_fields.str(&format!("{SOURCE_FIELD}.{EXACT_ARRAY_PREFIX}{name}"))?;
+    let (name, column_type, index) = path;
+    let location = locate(segment.schema(), name, column_type, index)
+        .map_err(|e| tantivy::TantivyError::SchemaError(e.to_string()))?;
+    if let ColumnType::Array(inner) = column_type {
+        // Arrays are always keys of a JSON field, with their exact form beside them.
+        let json_name = segment.schema().get_field_name(location.field);
+        let exact = fast_fields.str(&format!("{json_name}.{EXACT_ARRAY_PREFIX}{name}"))?;
         let element_spec = ColumnSpec::Table {
-            name: name.clone(),
+            name: name.to_string(),
             column_type: inner.as_ref().clone(),
+            index,
         };
         return Ok(SegmentColumn::Array {
             exact: StrColumns::open(exact.into_iter().collect(), reads)?,
             elements: Box::new(open_segment_column(segment, &element_spec, reads)?),
         });
     }
+    let path = location.fast_name;
     let element_type = match column_type {
         ColumnType::Array(inner) => inner.as_ref(),
         other => other,

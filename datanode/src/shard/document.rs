@@ -1,13 +1,20 @@
-//! Turns Arrow rows into shard documents.
+//! The field layout of a shard index, and turning Arrow rows into its documents.
 //!
-//! Every table column is a key of one JSON field (`_source`) that is both indexed (exact terms)
-//! and fast (columnar), so adding a column never rewrites a shard and dynamic columns can be
-//! added later. Values are written with one stable tantivy type per column type, which the scan
-//! side (`scan::columns`) relies on when it reads them back.
+//! An index created for a table gives each scalar column a field of its own, named after the
+//! column: indexed (exact terms) and fast (columnar), or fast only for `INDEX OFF` columns.
+//! A tantivy schema is fixed when the index is created, so what it cannot name lives in
+//! JSON fields: array columns and columns added later are keys of `_source` (indexed and
+//! fast), or of `_columnar` (fast only) when `INDEX OFF`. Indexes written before typed fields
+//! existed have only `_source` and keep working. [`locate`] is the one place that decides
+//! where a column is; the write side here and the scan side (`scan::columns`, `scan::query`)
+//! both ask it. Values are written with one stable tantivy type per column type, which the
+//! scan side relies on when it reads them back.
 
 use std::collections::BTreeMap;
 
-use creek_common::schema::{TableSchema, ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
+use creek_common::schema::{
+    ColumnDef, ColumnIndex, TableSchema, ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN,
+};
 use creek_common::types::ColumnType;
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array,
@@ -15,15 +22,18 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use tantivy::schema::{
-    Field, IndexRecordOption, JsonObjectOptions, OwnedValue, Schema, TextFieldIndexing, FAST,
-    INDEXED, STRING,
+    Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
+    TextFieldIndexing, TextOptions, Type, FAST, INDEXED, STRING,
 };
 use tantivy::TantivyDocument;
 
 use crate::error::{Error, Result};
 
-/// Name of the JSON field holding all table columns.
+/// Name of the JSON field holding indexed columns without a field of their own.
 pub const SOURCE_FIELD: &str = "_source";
+
+/// Name of the JSON field holding `INDEX OFF` columns without a field of their own.
+pub const COLUMNAR_FIELD: &str = "_columnar";
 
 /// Prefix of the key under which an array column is also kept exactly, as JSON text: the
 /// columnar values drop NULL elements and cannot tell an empty array from NULL. The DEL
@@ -39,39 +49,158 @@ pub struct ShardFields {
     pub seq_no: Field,
     /// `_primary_term`: fast i64.
     pub primary_term: Field,
-    /// `_source`: the table columns as a JSON object.
+    /// `_source`: indexed columns without a field of their own, as a JSON object.
     pub source: Field,
+    /// `_columnar`: `INDEX OFF` columns without a field of their own; absent from indexes
+    /// created before it existed, which keep such columns in `_source`.
+    pub columnar: Option<Field>,
 }
 
-/// Builds the tantivy schema shared by every shard of every table.
-pub fn shard_schema() -> (Schema, ShardFields) {
+impl ShardFields {
+    /// Finds the fixed fields in an index's schema.
+    pub fn of(schema: &Schema) -> Result<ShardFields> {
+        let field = |name: &str| {
+            schema.get_field(name).map_err(|_| {
+                Error::InvalidRequest(format!("shard index schema lacks the {name} field"))
+            })
+        };
+        Ok(ShardFields {
+            id: field(ID_COLUMN)?,
+            seq_no: field(SEQ_NO_COLUMN)?,
+            primary_term: field(PRIMARY_TERM_COLUMN)?,
+            source: field(SOURCE_FIELD)?,
+            columnar: schema.get_field(COLUMNAR_FIELD).ok(),
+        })
+    }
+}
+
+/// Builds the schema of a new shard index for `table`.
+pub fn new_index_schema(table: &TableSchema) -> Schema {
     let mut builder = Schema::builder();
-    let id = builder.add_text_field(ID_COLUMN, STRING | FAST);
-    let seq_no = builder.add_i64_field(SEQ_NO_COLUMN, INDEXED | FAST);
-    let primary_term = builder.add_i64_field(PRIMARY_TERM_COLUMN, FAST);
-    let json_options = JsonObjectOptions::default()
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer("raw")
-                .set_index_option(IndexRecordOption::Basic),
-        )
-        .set_fast("raw");
-    let source = builder.add_json_field(SOURCE_FIELD, json_options);
-    (
-        builder.build(),
-        ShardFields {
-            id,
-            seq_no,
-            primary_term,
-            source,
-        },
-    )
+    builder.add_text_field(ID_COLUMN, STRING | FAST);
+    builder.add_i64_field(SEQ_NO_COLUMN, INDEXED | FAST);
+    builder.add_i64_field(PRIMARY_TERM_COLUMN, FAST);
+    let json = |indexed: bool| {
+        let options = JsonObjectOptions::default().set_fast("raw");
+        if indexed {
+            options.set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("raw")
+                    .set_index_option(IndexRecordOption::Basic),
+            )
+        } else {
+            options
+        }
+    };
+    builder.add_json_field(SOURCE_FIELD, json(true));
+    builder.add_json_field(COLUMNAR_FIELD, json(false));
+    for column in &table.columns {
+        let Some(value_type) = typed_field_type(&column.column_type) else {
+            continue;
+        };
+        if !tantivy::schema::is_valid_field_name(&column.name) {
+            continue;
+        }
+        let indexed = column.index == ColumnIndex::Plain;
+        let numeric = if indexed {
+            NumericOptions::from(INDEXED | FAST)
+        } else {
+            NumericOptions::from(FAST)
+        };
+        match value_type {
+            Type::Str => {
+                let options: TextOptions = if indexed {
+                    STRING | FAST
+                } else {
+                    TextOptions::default().set_fast("raw")
+                };
+                builder.add_text_field(&column.name, options);
+            }
+            Type::Bool => {
+                builder.add_bool_field(&column.name, numeric);
+            }
+            Type::F64 => {
+                builder.add_f64_field(&column.name, numeric);
+            }
+            _ => {
+                builder.add_i64_field(&column.name, numeric);
+            }
+        }
+    }
+    builder.build()
 }
 
-/// Builds one document per row of `batch`. The batch has an `_id` column plus table columns
-/// (any subset, any order); rows get `_seq_no = first_seq_no + row` and `primary_term`.
+/// The tantivy type of a column's own field; `None` for arrays, which live in JSON fields.
+fn typed_field_type(column_type: &ColumnType) -> Option<Type> {
+    Some(match column_type {
+        ColumnType::Boolean => Type::Bool,
+        ColumnType::SmallInt
+        | ColumnType::Integer
+        | ColumnType::BigInt
+        | ColumnType::Timestamp
+        | ColumnType::TimestampTz
+        | ColumnType::Date => Type::I64,
+        ColumnType::Real | ColumnType::Double => Type::F64,
+        ColumnType::Numeric { .. } | ColumnType::Text { .. } | ColumnType::Ip => Type::Str,
+        ColumnType::Array(_) => return None,
+    })
+}
+
+/// Where one column's values are in an index.
+#[derive(Debug, Clone)]
+pub struct ColumnLocation {
+    /// The column's own field, or the JSON field it is a key of.
+    pub field: Field,
+    /// Whether `field` is a JSON field (the column is its key of the column's name).
+    pub json: bool,
+    /// Whether the values are exact terms of the inverted index (else columnar only).
+    pub indexed: bool,
+    /// The column's name for fast-field and exists lookups.
+    pub fast_name: String,
+}
+
+/// Where `column` (of `column_type`, declared with `index`) is in an index of `schema`.
+pub fn locate(
+    schema: &Schema,
+    name: &str,
+    column_type: &ColumnType,
+    index: ColumnIndex,
+) -> Result<ColumnLocation> {
+    if let (Some(value_type), Ok(field)) = (typed_field_type(column_type), schema.get_field(name)) {
+        let entry = schema.get_field_entry(field);
+        if entry.field_type().value_type() == value_type {
+            return Ok(ColumnLocation {
+                field,
+                json: false,
+                indexed: entry.is_indexed(),
+                fast_name: name.to_string(),
+            });
+        }
+    }
+    let fields = ShardFields::of(schema)?;
+    let (field, json_name, indexed) = match (index, fields.columnar) {
+        (ColumnIndex::Off, Some(columnar)) => (columnar, COLUMNAR_FIELD, false),
+        _ => (fields.source, SOURCE_FIELD, true),
+    };
+    Ok(ColumnLocation {
+        field,
+        json: true,
+        indexed,
+        fast_name: format!("{json_name}.{name}"),
+    })
+}
+
+/// [`locate`] for a column definition.
+pub fn locate_column(schema: &Schema, column: &ColumnDef) -> Result<ColumnLocation> {
+    locate(schema, &column.name, &column.column_type, column.index)
+}
+
+/// Builds one document per row of `batch` for an index of `schema`. The batch has an `_id`
+/// column plus table columns (any subset, any order); rows get
+/// `_seq_no = first_seq_no + row` and `primary_term`.
 pub fn documents_from_batch(
     table: &TableSchema,
+    schema: &Schema,
     fields: ShardFields,
     batch: &RecordBatch,
     first_seq_no: u64,
@@ -92,40 +221,108 @@ pub fn documents_from_batch(
             table.name
         )));
     }
-    let columns: Vec<(&str, &ColumnType, &ArrayRef)> = table
-        .columns
-        .iter()
-        .filter_map(|column| {
-            batch
-                .column_by_name(&column.name)
-                .map(|array| (column.name.as_str(), &column.column_type, array))
-        })
-        .collect();
+    let mut columns: Vec<(&ColumnDef, ColumnLocation, &ArrayRef)> = Vec::new();
+    for column in &table.columns {
+        if let Some(array) = batch.column_by_name(&column.name) {
+            columns.push((column, locate_column(schema, column)?, array));
+        }
+    }
     let mut documents = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
-        let mut object = BTreeMap::new();
-        for (name, column_type, array) in &columns {
-            if let ColumnType::Array(inner) = column_type {
-                if let Some(exact) = exact_array(inner, array, row)? {
-                    object.insert(
-                        format!("{EXACT_ARRAY_PREFIX}{name}"),
-                        OwnedValue::Str(exact),
-                    );
-                }
-            }
-            if let Some(value) = owned_value(column_type, array, row)? {
-                object.insert((*name).to_string(), value);
-            }
-        }
         let id = ids.value(row).to_string();
         let mut document = TantivyDocument::default();
         document.add_text(fields.id, &id);
         document.add_i64(fields.seq_no, (first_seq_no + row as u64) as i64);
         document.add_i64(fields.primary_term, primary_term as i64);
-        document.add_object(fields.source, object);
+        // Keys of each JSON field, built only for columns without a field of their own.
+        let mut objects: Vec<(Field, BTreeMap<String, OwnedValue>)> = Vec::new();
+        for (column, location, array) in &columns {
+            if !location.json {
+                add_typed(
+                    &mut document,
+                    location.field,
+                    &column.column_type,
+                    array,
+                    row,
+                )?;
+                continue;
+            }
+            let position = match objects.iter().position(|(f, _)| *f == location.field) {
+                Some(position) => position,
+                None => {
+                    objects.push((location.field, BTreeMap::new()));
+                    objects.len() - 1
+                }
+            };
+            let object = &mut objects[position].1;
+            if let ColumnType::Array(inner) = &column.column_type {
+                if let Some(exact) = exact_array(inner, array, row)? {
+                    object.insert(
+                        format!("{EXACT_ARRAY_PREFIX}{}", column.name),
+                        OwnedValue::Str(exact),
+                    );
+                }
+            }
+            if let Some(value) = owned_value(&column.column_type, array, row)? {
+                object.insert(column.name.clone(), value);
+            }
+        }
+        for (field, object) in objects {
+            if !object.is_empty() {
+                document.add_object(field, object);
+            }
+        }
         documents.push((id, document));
     }
     Ok(documents)
+}
+
+/// Adds one scalar value to its own field; NULL adds nothing.
+fn add_typed(
+    document: &mut TantivyDocument,
+    field: Field,
+    column_type: &ColumnType,
+    array: &ArrayRef,
+    row: usize,
+) -> Result<()> {
+    if array.is_null(row) {
+        return Ok(());
+    }
+    let mismatch = || {
+        Error::InvalidRequest(format!(
+            "column of type {column_type} got arrow type {}",
+            array.data_type()
+        ))
+    };
+    macro_rules! get {
+        ($ty:ty) => {
+            array
+                .as_any()
+                .downcast_ref::<$ty>()
+                .ok_or_else(mismatch)?
+                .value(row)
+        };
+    }
+    match column_type {
+        ColumnType::Boolean => document.add_bool(field, get!(BooleanArray)),
+        ColumnType::SmallInt => document.add_i64(field, i64::from(get!(Int16Array))),
+        ColumnType::Integer => document.add_i64(field, i64::from(get!(Int32Array))),
+        ColumnType::BigInt => document.add_i64(field, get!(Int64Array)),
+        // -0.0 is written as 0.0: the index orders -0.0 below 0.0, SQL finds them equal (the
+        // JSON layout loses the sign the same way).
+        ColumnType::Real => document.add_f64(field, f64::from(get!(Float32Array)) + 0.0),
+        ColumnType::Double => document.add_f64(field, get!(Float64Array) + 0.0),
+        ColumnType::Numeric { .. } => {
+            document.add_text(field, get!(Decimal128Array).to_string());
+        }
+        ColumnType::Text { .. } | ColumnType::Ip => document.add_text(field, get!(StringArray)),
+        ColumnType::Timestamp | ColumnType::TimestampTz => {
+            document.add_i64(field, get!(TimestampMicrosecondArray));
+        }
+        ColumnType::Date => document.add_i64(field, i64::from(get!(Date32Array))),
+        ColumnType::Array(_) => return Err(mismatch()),
+    }
+    Ok(())
 }
 
 /// Returns the `_id` column of a write batch.
@@ -191,8 +388,8 @@ fn owned_value(
         ColumnType::SmallInt => OwnedValue::I64(i64::from(get!(Int16Array))),
         ColumnType::Integer => OwnedValue::I64(i64::from(get!(Int32Array))),
         ColumnType::BigInt => OwnedValue::I64(get!(Int64Array)),
-        ColumnType::Real => OwnedValue::F64(f64::from(get!(Float32Array))),
-        ColumnType::Double => OwnedValue::F64(get!(Float64Array)),
+        ColumnType::Real => OwnedValue::F64(f64::from(get!(Float32Array)) + 0.0),
+        ColumnType::Double => OwnedValue::F64(get!(Float64Array) + 0.0),
         ColumnType::Numeric { .. } => {
             let decimals = array
                 .as_any()

@@ -276,6 +276,7 @@ mod tests {
                 column_type: ColumnType::Integer,
                 not_null: false,
                 default_expr: None,
+                index: Default::default(),
             }],
             primary_key: vec!["a".into()],
             clustered_by: None,

@@ -1,7 +1,7 @@
 //! Table definitions as kept in cluster state and sent to the data nodes that hold shards.
 //!
-//! A table's rows are stored as documents: every column is a key of the shard's document, so
-//! adding a column never rewrites data. This module owns the definition and its invariants
+//! A table's rows are stored as documents (the shard's field layout is the data node's
+//! business); adding a column never rewrites data. This module owns the definition and its invariants
 //! (checked in [`TableSchema::validate`]); it must not know how a shard stores documents.
 
 use std::collections::BTreeMap;

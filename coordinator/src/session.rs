@@ -357,6 +357,17 @@ impl Session {
             Statement::AlterTable(alter) => {
                 let (schema, name) = split_name(&alter.name, &default_schema)?;
                 self.cluster.catalog().existing_table(&schema, &name)?;
+                if let Some(stray) = clauses.column_index.keys().find(|column| {
+                    !alter.operations.iter().any(|operation| {
+                        matches!(operation, ast::AlterTableOperation::AddColumn { column_def, .. }
+                            if &ddl::ident_name(&column_def.name) == *column)
+                    })
+                }) {
+                    return Err(Error::new(
+                        ErrorCode::SyntaxError,
+                        format!("INDEX OFF given for {stray}, which is not a column being added"),
+                    ));
+                }
                 for operation in &alter.operations {
                     match operation {
                         ast::AlterTableOperation::AddColumn {

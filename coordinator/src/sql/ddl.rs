@@ -402,11 +402,11 @@ pub fn show_create_table(table: &TableSchema) -> String {
             if c.not_null && !table.primary_key.contains(&c.name) {
                 line.push_str(" NOT NULL");
             }
-            if let Some(default) = &c.default_expr {
-                line.push_str(&format!(" DEFAULT {default}"));
-            }
             if c.index == ColumnIndex::Off {
                 line.push_str(" INDEX OFF");
+            }
+            if let Some(default) = &c.default_expr {
+                line.push_str(&format!(" DEFAULT {default}"));
             }
             line
         })

@@ -452,6 +452,8 @@ fn lift_column_index(
     tokens: Vec<Token>,
     alter: bool,
 ) -> Result<(Vec<Token>, BTreeMap<String, ColumnIndex>)> {
+    let significant_after =
+        |from: usize| (from..tokens.len()).find(|j| !matches!(tokens[*j], Token::Whitespace(_)));
     let mut found = BTreeMap::new();
     let mut out = Vec::with_capacity(tokens.len());
     let definition_depth = if alter { 0 } else { 1 };
@@ -462,37 +464,50 @@ fn lift_column_index(
     while i < tokens.len() {
         let token = &tokens[i];
         match token {
-            Token::LParen => {
+            // Brackets and braces nest too: `DEFAULT ARRAY[1, 2]` has no column separator.
+            Token::LParen | Token::LBracket | Token::LBrace => {
                 depth += 1;
                 if !alter && depth == 1 && column.is_none() && !awaiting_name {
                     awaiting_name = true;
                 }
             }
-            Token::RParen => depth -= 1,
+            Token::RParen | Token::RBracket | Token::RBrace => depth -= 1,
             Token::Comma if depth == definition_depth => {
                 awaiting_name = !alter;
                 column = None;
             }
             Token::Word(word) if depth == definition_depth => {
-                if alter && word_is(token, "add") {
-                    awaiting_name = true;
-                    column = None;
-                } else if awaiting_name {
-                    let skipped = alter
-                        && ["column", "if", "not", "exists"]
-                            .iter()
-                            .any(|keyword| word_is(token, keyword));
-                    if !skipped {
-                        column = Some(if word.quote_style.is_some() {
-                            word.value.clone()
-                        } else {
-                            word.value.to_lowercase()
-                        });
-                        awaiting_name = false;
+                if alter && column.is_none() && !awaiting_name && word_is(token, "add") {
+                    // ADD [COLUMN] [IF NOT EXISTS] name: skip the optional words in place.
+                    out.push(token.clone());
+                    let mut next = significant_after(i + 1);
+                    if let Some(j) = next.filter(|j| word_is(&tokens[*j], "column")) {
+                        out.extend(tokens[i + 1..=j].iter().cloned());
+                        i = j;
+                        next = significant_after(j + 1);
                     }
+                    if let Some(j) = next.filter(|j| word_is(&tokens[*j], "if")) {
+                        let not = significant_after(j + 1).filter(|k| word_is(&tokens[*k], "not"));
+                        let exists = not
+                            .and_then(|k| significant_after(k + 1))
+                            .filter(|k| word_is(&tokens[*k], "exists"));
+                        if let Some(k) = exists {
+                            out.extend(tokens[i + 1..=k].iter().cloned());
+                            i = k;
+                        }
+                    }
+                    awaiting_name = true;
+                    i += 1;
+                    continue;
+                } else if awaiting_name {
+                    column = Some(if word.quote_style.is_some() {
+                        word.value.clone()
+                    } else {
+                        word.value.to_lowercase()
+                    });
+                    awaiting_name = false;
                 } else if word_is(token, "index") {
-                    let next =
-                        (i + 1..tokens.len()).find(|j| !matches!(tokens[*j], Token::Whitespace(_)));
+                    let next = significant_after(i + 1);
                     if let (Some(next), Some(name)) = (next, &column) {
                         if word_is(&tokens[next], "off") {
                             if found.insert(name.clone(), ColumnIndex::Off).is_some() {
@@ -584,6 +599,24 @@ mod tests {
             ["x"]
         );
         assert!(parse_sql("create table t (a int index off index off)").is_err());
+        assert_eq!(
+            column_index(
+                "create table t (id int primary key, tags int[] default array[1, 2] not null index off)"
+            ),
+            ["tags"]
+        );
+        assert_eq!(
+            column_index("alter table t add column tags int[] default array[1, 2] index off"),
+            ["tags"]
+        );
+        assert_eq!(
+            column_index("alter table t add column \"exists\" int index off"),
+            ["exists"]
+        );
+        assert_eq!(
+            column_index("alter table t add \"add\" int index off"),
+            ["add"]
+        );
         assert!(parse_sql("create table t (a int index on)").is_err());
     }
 

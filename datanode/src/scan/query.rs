@@ -82,8 +82,9 @@ fn translate(layout: Layout<'_>, expr: &Expr) -> Option<Box<dyn Query>> {
                     _ => return None,
                 };
                 if op == Operator::Eq {
-                    if !is_indexed(layout, column) {
-                        // Columnar only: the range [v, v] reads the column's values.
+                    if !is_indexed(layout, column) || is_float_zero(layout, column, value) {
+                        // Columnar only: the range [v, v] reads the column's values. (Zero
+                        // is -0.0 and 0.0, two terms: a range holds both.)
                         if !supports_range(table, column) {
                             return None;
                         }
@@ -108,8 +109,15 @@ fn translate(layout: Layout<'_>, expr: &Expr) -> Option<Box<dyn Query>> {
                 if !supports_range(table, column) {
                     return None;
                 }
+                let zero = is_float_zero(layout, column, value);
                 let bound = |bound: Bound<Side>| -> Option<Bound<Term>> {
                     Some(match bound {
+                        // An excluded zero would exclude the other zero too, which SQL (total
+                        // order: -0.0 < 0.0) may keep: include it and let the filter above
+                        // decide.
+                        Bound::Excluded(side) if zero => {
+                            Bound::Included(term_for(layout, column, value, Bound::Included(side))?)
+                        }
                         Bound::Included(side) => {
                             Bound::Included(term_for(layout, column, value, Bound::Included(side))?)
                         }
@@ -325,19 +333,10 @@ fn term_for(
             ScalarValue::Int64(Some(v)) => Some(Term::from_field_i64(field, v)),
             ScalarValue::Date32(Some(v)) => Some(Term::from_field_i64(field, i64::from(v))),
             ScalarValue::TimestampMicrosecond(Some(v), _) => Some(Term::from_field_i64(field, v)),
-            // Written with -0.0 as 0.0 (see `shard::document`): equality looks for 0.0.
-            ScalarValue::Float32(Some(v)) if v.is_finite() => Some(Term::from_field_f64(
-                field,
-                if for_range {
-                    f64::from(v)
-                } else {
-                    f64::from(v) + 0.0
-                },
-            )),
-            ScalarValue::Float64(Some(v)) if v.is_finite() => Some(Term::from_field_f64(
-                field,
-                if for_range { v } else { v + 0.0 },
-            )),
+            ScalarValue::Float32(Some(v)) if v.is_finite() => {
+                Some(Term::from_field_f64(field, f64::from(v)))
+            }
+            ScalarValue::Float64(Some(v)) if v.is_finite() => Some(Term::from_field_f64(field, v)),
             ScalarValue::Utf8(Some(text)) => Some(Term::from_field_text(field, &text)),
             ScalarValue::Decimal128(Some(v), _, _) => {
                 Some(Term::from_field_text(field, &v.to_string()))
@@ -362,18 +361,27 @@ fn term_for(
     Some(term)
 }
 
-/// The index orders -0.0 below 0.0 (shards written before typed fields may hold both),
-/// while SQL finds them equal: a range bound at zero takes the sign that keeps both inside
-/// whenever SQL keeps either.
+/// Whether `value`, as `column`'s type, is a floating-point zero (either sign).
+fn is_float_zero(layout: Layout<'_>, column: &str, value: &ScalarValue) -> bool {
+    let Some((column_type, _)) = layout.column(column) else {
+        return false;
+    };
+    matches!(
+        value.cast_to(&column_type.arrow_type()),
+        // A float pattern compares with ==: it matches -0.0 too.
+        Ok(ScalarValue::Float64(Some(0.0)) | ScalarValue::Float32(Some(0.0)))
+    )
+}
+
+/// The index orders -0.0 below 0.0 and holds both, so a range's included zero bound takes
+/// the sign that keeps both zeros inside (excluded zero bounds are made included first).
 fn signed_zero(value: ScalarValue, bound: Bound<Side>) -> ScalarValue {
     let negative = match bound {
-        Bound::Unbounded => return value,
         Bound::Included(side) => side == Side::Lower,
-        Bound::Excluded(side) => side == Side::Upper,
+        Bound::Excluded(_) | Bound::Unbounded => return value,
     };
     let zero = if negative { -0.0 } else { 0.0 };
     match value {
-        // A float pattern compares with ==: it matches -0.0 too.
         ScalarValue::Float64(Some(0.0)) => ScalarValue::Float64(Some(zero)),
         ScalarValue::Float32(Some(0.0)) => ScalarValue::Float32(Some(zero as f32)),
         other => other,

@@ -308,10 +308,8 @@ fn add_typed(
         ColumnType::SmallInt => document.add_i64(field, i64::from(get!(Int16Array))),
         ColumnType::Integer => document.add_i64(field, i64::from(get!(Int32Array))),
         ColumnType::BigInt => document.add_i64(field, get!(Int64Array)),
-        // -0.0 is written as 0.0: the index orders -0.0 below 0.0, SQL finds them equal (the
-        // JSON layout loses the sign the same way).
-        ColumnType::Real => document.add_f64(field, f64::from(get!(Float32Array)) + 0.0),
-        ColumnType::Double => document.add_f64(field, get!(Float64Array) + 0.0),
+        ColumnType::Real => document.add_f64(field, f64::from(get!(Float32Array))),
+        ColumnType::Double => document.add_f64(field, get!(Float64Array)),
         ColumnType::Numeric { .. } => {
             document.add_text(field, get!(Decimal128Array).to_string());
         }
@@ -388,8 +386,8 @@ fn owned_value(
         ColumnType::SmallInt => OwnedValue::I64(i64::from(get!(Int16Array))),
         ColumnType::Integer => OwnedValue::I64(i64::from(get!(Int32Array))),
         ColumnType::BigInt => OwnedValue::I64(get!(Int64Array)),
-        ColumnType::Real => OwnedValue::F64(f64::from(get!(Float32Array)) + 0.0),
-        ColumnType::Double => OwnedValue::F64(get!(Float64Array) + 0.0),
+        ColumnType::Real => OwnedValue::F64(f64::from(get!(Float32Array))),
+        ColumnType::Double => OwnedValue::F64(get!(Float64Array)),
         ColumnType::Numeric { .. } => {
             let decimals = array
                 .as_any()

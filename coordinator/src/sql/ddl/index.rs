@@ -1,4 +1,5 @@
-//! `CREATE INDEX` and `DROP INDEX`. Every column is indexed already, so an index is a
+//! `CREATE INDEX` and `DROP INDEX`. Every column not declared `INDEX OFF` is indexed
+//! already, so an index is a
 //! declaration recorded in cluster state (`catalog/commands/index.rs`), listed like
 //! PostgreSQL's and dropped again; what it cannot honour is refused rather than accepted and
 //! ignored: a UNIQUE index (only the primary key is unique), an index on expressions and a
@@ -38,7 +39,21 @@ pub async fn create_index(
     let mut columns = Vec::with_capacity(create.columns.len());
     for column in &create.columns {
         match &column.column.expr {
-            ast::Expr::Identifier(ident) => columns.push(ident_name(ident)),
+            ast::Expr::Identifier(ident) => {
+                let name = ident_name(ident);
+                if table
+                    .column(&name)
+                    .is_some_and(|c| c.index == creek_common::schema::ColumnIndex::Off)
+                {
+                    // Its shards hold no inverted index for it, and adding one would mean
+                    // rewriting them.
+                    return Err(Error::new(
+                        ErrorCode::FeatureNotSupported,
+                        format!("column {name} is INDEX OFF: an index on it is not supported"),
+                    ));
+                }
+                columns.push(name)
+            }
             other => {
                 return Err(Error::new(
                     ErrorCode::FeatureNotSupported,

@@ -193,7 +193,7 @@ pub fn open_segment_column(
     reads: usize,
 ) -> tantivy::Result<SegmentColumn> {
     let fast_fields = segment.fast_fields();
-    let path = match spec {
+    let (name, column_type, index) = match spec {
         ColumnSpec::Id => {
             let column = fast_fields.str(ID_COLUMN)?;
             return Ok(SegmentColumn::Str(StrColumns::open(
@@ -215,7 +215,6 @@ pub fn open_segment_column(
             index,
         } => (name, column_type, *index),
     };
-    let (name, column_type, index) = path;
     let location = locate(segment.schema(), name, column_type, index)
         .map_err(|e| tantivy::TantivyError::SchemaError(e.to_string()))?;
     if let ColumnType::Array(inner) = column_type {

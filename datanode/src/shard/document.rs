@@ -238,13 +238,10 @@ pub fn documents_from_batch(
         let mut objects: Vec<(Field, BTreeMap<String, OwnedValue>)> = Vec::new();
         for (column, location, array) in &columns {
             if !location.json {
-                add_typed(
-                    &mut document,
-                    location.field,
-                    &column.column_type,
-                    array,
-                    row,
-                )?;
+                // A scalar's owned value has its field's type (see `typed_field_type`).
+                if let Some(value) = owned_value(&column.column_type, array, row)? {
+                    document.add_field_value(location.field, &value);
+                }
                 continue;
             }
             let position = match objects.iter().position(|(f, _)| *f == location.field) {
@@ -275,52 +272,6 @@ pub fn documents_from_batch(
         documents.push((id, document));
     }
     Ok(documents)
-}
-
-/// Adds one scalar value to its own field; NULL adds nothing.
-fn add_typed(
-    document: &mut TantivyDocument,
-    field: Field,
-    column_type: &ColumnType,
-    array: &ArrayRef,
-    row: usize,
-) -> Result<()> {
-    if array.is_null(row) {
-        return Ok(());
-    }
-    let mismatch = || {
-        Error::InvalidRequest(format!(
-            "column of type {column_type} got arrow type {}",
-            array.data_type()
-        ))
-    };
-    macro_rules! get {
-        ($ty:ty) => {
-            array
-                .as_any()
-                .downcast_ref::<$ty>()
-                .ok_or_else(mismatch)?
-                .value(row)
-        };
-    }
-    match column_type {
-        ColumnType::Boolean => document.add_bool(field, get!(BooleanArray)),
-        ColumnType::SmallInt => document.add_i64(field, i64::from(get!(Int16Array))),
-        ColumnType::Integer => document.add_i64(field, i64::from(get!(Int32Array))),
-        ColumnType::BigInt => document.add_i64(field, get!(Int64Array)),
-        ColumnType::Real => document.add_f64(field, f64::from(get!(Float32Array))),
-        ColumnType::Double => document.add_f64(field, get!(Float64Array)),
-        ColumnType::Numeric { .. } => {
-            document.add_text(field, get!(Decimal128Array).to_string());
-        }
-        ColumnType::Text { .. } | ColumnType::Ip => document.add_text(field, get!(StringArray)),
-        ColumnType::Timestamp | ColumnType::TimestampTz => {
-            document.add_i64(field, get!(TimestampMicrosecondArray));
-        }
-        ColumnType::Date => document.add_i64(field, i64::from(get!(Date32Array))),
-        ColumnType::Array(_) => return Err(mismatch()),
-    }
-    Ok(())
 }
 
 /// Returns the `_id` column of a write batch.

@@ -57,8 +57,22 @@ impl std::fmt::Debug for Shard {
 /// replays), or once its oldest unflushed operation is this old.
 const FLUSH_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Memory budget of one shard's index writer.
-const WRITER_MEMORY_BYTES: usize = 48 * 1024 * 1024;
+/// Memory budget of one shard's index writer: a segment is cut when it is full. Every
+/// indexed column's term dictionary is rebuilt for each segment (an FST build was the largest
+/// cost of a COPY of 105-column rows at 48 MiB), so larger segments repeat less of that work
+/// per row. The arena grows as documents arrive, so an idle writer does not hold the budget.
+const WRITER_MEMORY_BYTES: usize = 128 * 1024 * 1024;
+
+/// A copy that served no search for this long is search-idle: periodic refreshes skip it
+/// (a bulk load is not cut into small segments nobody reads) and its next search refreshes
+/// before it reads, so that search still sees every write the copy applied (Elasticsearch's
+/// `index.search.idle.after`).
+const SEARCH_IDLE_AFTER: Duration = Duration::from_secs(30);
+
+/// Ids written since the last refresh that a copy tracks before it refreshes whatever its
+/// interval says: the live map holds one entry per such id, so it must not grow with a load
+/// into a search-idle copy or a table with periodic refresh off.
+const LIVE_IDS_BEFORE_REFRESH: usize = 250_000;
 
 /// What a commit records, so a restart replays only the translog after it.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -126,6 +140,8 @@ pub struct Shard {
     /// [`Shard::ensure_visible`]).
     visible_seq_no: AtomicU64,
     last_refresh: Mutex<Instant>,
+    /// When this copy last served a search (see [`SEARCH_IDLE_AFTER`]).
+    last_search: Mutex<Instant>,
     /// Set by the first storage error the shard cannot account for (a translog append or
     /// index write that may have half happened, a failed commit): from then on the shard
     /// acknowledges nothing, so it never acknowledges a write it might not replay. It is
@@ -241,6 +257,7 @@ impl Shard {
             dirty: AtomicBool::new(false),
             visible_seq_no: AtomicU64::new(checkpoint),
             last_refresh: Mutex::new(Instant::now()),
+            last_search: Mutex::new(Instant::now()),
             failed: Mutex::new(None),
             // A copy serves as primary only once the cluster state says so.
             role: RwLock::new(CopyRole {
@@ -510,6 +527,7 @@ impl Shard {
             self.or_fail(applied)?;
             self.dirty.store(true, Ordering::Release);
             self.recent.lock().record(&op);
+            self.refresh_if_many_live(&mut state)?;
         }
         Ok(WriteOutcome {
             statuses,

@@ -23,7 +23,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::record_batch::RecordBatch;
 use tantivy::schema::{
     Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
-    TextFieldIndexing, TextOptions, Type, FAST, INDEXED, STRING,
+    TextFieldIndexing, TextOptions, Type, FAST,
 };
 use tantivy::TantivyDocument;
 
@@ -74,20 +74,38 @@ impl ShardFields {
     }
 }
 
+/// How every indexed value is indexed: one exact term, postings without frequencies, and no
+/// field norms (they only weigh relevance scores, which exact terms do not have; writing them
+/// costs a byte per document and field).
+fn exact_terms() -> TextFieldIndexing {
+    TextFieldIndexing::default()
+        .set_tokenizer("raw")
+        .set_index_option(IndexRecordOption::Basic)
+        .set_fieldnorms(false)
+}
+
+/// A text field of exact terms that is also fast.
+fn exact_text_fast() -> TextOptions {
+    TextOptions::default()
+        .set_indexing_options(exact_terms())
+        .set_fast("raw")
+}
+
+/// An indexed and fast numeric field, without field norms (see [`exact_terms`]).
+fn indexed_numeric_fast() -> NumericOptions {
+    NumericOptions::default().set_indexed().set_fast()
+}
+
 /// Builds the schema of a new shard index for `table`.
 pub fn new_index_schema(table: &TableSchema) -> Schema {
     let mut builder = Schema::builder();
-    builder.add_text_field(ID_COLUMN, STRING | FAST);
-    builder.add_i64_field(SEQ_NO_COLUMN, INDEXED | FAST);
+    builder.add_text_field(ID_COLUMN, exact_text_fast());
+    builder.add_i64_field(SEQ_NO_COLUMN, indexed_numeric_fast());
     builder.add_i64_field(PRIMARY_TERM_COLUMN, FAST);
     let json = |indexed: bool| {
         let options = JsonObjectOptions::default().set_fast("raw");
         if indexed {
-            options.set_indexing_options(
-                TextFieldIndexing::default()
-                    .set_tokenizer("raw")
-                    .set_index_option(IndexRecordOption::Basic),
-            )
+            options.set_indexing_options(exact_terms())
         } else {
             options
         }
@@ -103,14 +121,14 @@ pub fn new_index_schema(table: &TableSchema) -> Schema {
         }
         let indexed = column.index == ColumnIndex::Plain;
         let numeric = if indexed {
-            NumericOptions::from(INDEXED | FAST)
+            indexed_numeric_fast()
         } else {
             NumericOptions::from(FAST)
         };
         match value_type {
             Type::Str => {
                 let options: TextOptions = if indexed {
-                    STRING | FAST
+                    exact_text_fast()
                 } else {
                     TextOptions::default().set_fast("raw")
                 };

@@ -6,7 +6,9 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{CommitPayload, Shard, WriterState, FLUSH_INTERVAL};
+use super::{
+    CommitPayload, Shard, WriterState, FLUSH_INTERVAL, LIVE_IDS_BEFORE_REFRESH, SEARCH_IDLE_AFTER,
+};
 use crate::error::{Error, Result};
 
 impl Shard {
@@ -17,6 +19,15 @@ impl Shard {
         let mut state = self.state.lock();
         self.check_not_failed()?;
         self.refresh_locked(&mut state)
+    }
+
+    /// Refreshes once [`LIVE_IDS_BEFORE_REFRESH`] ids wait in the live map, whatever the
+    /// interval (called after each applied write, holding the writer lock).
+    pub(super) fn refresh_if_many_live(&self, state: &mut WriterState) -> Result<()> {
+        if state.live.len() >= LIVE_IDS_BEFORE_REFRESH {
+            self.refresh_locked(state)?;
+        }
+        Ok(())
     }
 
     fn refresh_locked(&self, state: &mut WriterState) -> Result<()> {
@@ -116,8 +127,19 @@ impl Shard {
     /// it is, after a refresh if this copy has applied them (a refresh in flight is waited
     /// for, not repeated), after waiting up to `wait` for a copy still applying them (a
     /// replica is sent a write just before its primary answers). A copy that does not get
-    /// there in time fails the read rather than answer without the writes.
+    /// there in time fails the read rather than answer without the writes. Every search of
+    /// the copy asks this first: a search-idle copy refreshes here, as its periodic
+    /// refreshes were skipped.
     pub fn ensure_visible(&self, seq_no: u64, wait: Duration) -> Result<()> {
+        let was_idle = {
+            let mut last_search = self.last_search.lock();
+            let idle = last_search.elapsed() >= SEARCH_IDLE_AFTER;
+            *last_search = Instant::now();
+            idle
+        };
+        if was_idle && self.dirty.load(Ordering::Acquire) {
+            self.refresh()?;
+        }
         if seq_no <= self.visible_seq_no.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -144,9 +166,13 @@ impl Shard {
         }
     }
 
-    /// Refreshes if the shard has unrefreshed writes older than `interval_ms`.
+    /// Refreshes if the shard has unrefreshed writes older than `interval_ms` and served a
+    /// search lately (a search-idle copy refreshes on its next search instead).
     pub fn refresh_if_due(&self, interval_ms: i64) -> Result<()> {
         if interval_ms <= 0 || !self.dirty.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if self.last_search.lock().elapsed() >= SEARCH_IDLE_AFTER {
             return Ok(());
         }
         if self.last_refresh.lock().elapsed().as_millis() as i64 >= interval_ms {

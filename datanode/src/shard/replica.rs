@@ -109,7 +109,7 @@ impl Shard {
         self.or_fail(applied)?;
         self.dirty.store(true, Ordering::Release);
         self.recent.lock().record(op);
-        Ok(())
+        self.refresh_if_many_live(&mut state)
     }
 
     /// The next sequence number this copy expects.
@@ -438,6 +438,64 @@ mod tests {
         assert_eq!(replica.searcher().num_docs(), 1);
         // Nothing left to show: no refresh (and no wait) at all.
         replica.ensure_visible(0, Duration::ZERO).unwrap();
+    }
+
+    /// A copy nobody searched lately skips its periodic refreshes; its next search refreshes
+    /// first and so sees every applied write, and periodic refreshes resume after it.
+    #[test]
+    fn a_search_idle_copy_refreshes_on_its_next_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = copy(dir.path(), "p", true, 1);
+        shard
+            .write(WriteMode::Insert, &row(1), &[], &[], "op-1")
+            .unwrap();
+        *shard.last_search.lock() = std::time::Instant::now()
+            .checked_sub(crate::shard::SEARCH_IDLE_AFTER)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        shard.refresh_if_due(1).unwrap();
+        assert_eq!(shard.searcher().num_docs(), 0, "an idle copy skips it");
+        shard.ensure_visible(0, Duration::ZERO).unwrap();
+        assert_eq!(
+            shard.searcher().num_docs(),
+            1,
+            "a search refreshes an idle copy"
+        );
+        shard
+            .write(WriteMode::Insert, &row(2), &[], &[], "op-2")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        shard.refresh_if_due(1).unwrap();
+        assert_eq!(shard.searcher().num_docs(), 2, "searched lately: refreshed");
+    }
+
+    /// Writes into a copy that never refreshes on its own still bound the ids it tracks as
+    /// unrefreshed: past the limit the write refreshes.
+    #[test]
+    fn unrefreshed_ids_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = copy(dir.path(), "p", true, 1);
+        let rows = crate::shard::LIVE_IDS_BEFORE_REFRESH as i32;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(ID_COLUMN, DataType::Utf8, false),
+            Field::new("a", DataType::Int32, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|k| k.to_string()),
+                )),
+                Arc::new(Int32Array::from_iter_values(0..rows)),
+            ],
+        )
+        .unwrap();
+        let ipc = creek_proto::ipc::batch_to_ipc(&batch).unwrap();
+        shard
+            .write(WriteMode::Insert, &ipc, &[], &[], "op-1")
+            .unwrap();
+        assert_eq!(shard.searcher().num_docs(), rows as u64);
+        assert!(shard.state.lock().live.is_empty());
     }
 
     /// A closed copy (its directory may be taken over by a new copy) refuses to write,

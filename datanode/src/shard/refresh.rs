@@ -131,15 +131,14 @@ impl Shard {
     /// the copy asks this first: a search-idle copy refreshes here, as its periodic
     /// refreshes were skipped.
     pub fn ensure_visible(&self, seq_no: u64, wait: Duration) -> Result<()> {
-        let was_idle = {
-            let mut last_search = self.last_search.lock();
-            let idle = last_search.elapsed() >= SEARCH_IDLE_AFTER;
-            *last_search = Instant::now();
-            idle
-        };
-        if was_idle && self.dirty.load(Ordering::Acquire) {
+        if self.is_search_idle() {
+            // Unconditional: a refresh another search of this idle copy started may still be
+            // committing (it cleared `dirty` first); this one waits for it on the writer lock
+            // and costs nothing more when it finds nothing new. The copy counts as searched
+            // only after it, so that every search arriving meanwhile waits the same way.
             self.refresh()?;
         }
+        *self.last_search.lock() = Instant::now();
         if seq_no <= self.visible_seq_no.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -172,13 +171,22 @@ impl Shard {
         if interval_ms <= 0 || !self.dirty.load(Ordering::Acquire) {
             return Ok(());
         }
-        if self.last_search.lock().elapsed() >= SEARCH_IDLE_AFTER {
+        if self.is_search_idle() {
             return Ok(());
         }
         if self.last_refresh.lock().elapsed().as_millis() as i64 >= interval_ms {
             self.refresh()?;
         }
         Ok(())
+    }
+
+    /// Whether periodic refreshes skip this copy: it served no search for
+    /// [`SEARCH_IDLE_AFTER`] and its table leaves `refresh_interval` at the default (an
+    /// interval set explicitly is kept to, as Elasticsearch does; `-1` keeps writes hidden
+    /// until a refresh is asked for).
+    fn is_search_idle(&self) -> bool {
+        self.last_search.lock().elapsed() >= SEARCH_IDLE_AFTER
+            && !self.table().settings.contains_key("refresh_interval")
     }
 
     /// Refreshes if any of `ids` was written since the last refresh, so a following scan sees

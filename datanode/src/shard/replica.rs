@@ -467,6 +467,26 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         shard.refresh_if_due(1).unwrap();
         assert_eq!(shard.searcher().num_docs(), 2, "searched lately: refreshed");
+
+        // An interval set explicitly is kept to however long nobody searched.
+        let mut explicit = (*table()).clone();
+        explicit
+            .settings
+            .insert("refresh_interval".into(), "1".into());
+        shard.set_table(Arc::new(explicit));
+        shard
+            .write(WriteMode::Insert, &row(3), &[], &[], "op-3")
+            .unwrap();
+        *shard.last_search.lock() = std::time::Instant::now()
+            .checked_sub(crate::shard::SEARCH_IDLE_AFTER)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        shard.refresh_if_due(1).unwrap();
+        assert_eq!(
+            shard.searcher().num_docs(),
+            3,
+            "an explicit interval: refreshed"
+        );
     }
 
     /// Writes into a copy that never refreshes on its own still bound the ids it tracks as

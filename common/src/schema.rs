@@ -151,6 +151,11 @@ impl TableSchema {
             .unwrap_or(DEFAULT_REFRESH_INTERVAL_MS as i64)
     }
 
+    /// Whether the table sets `refresh_interval` itself rather than leaving the default.
+    pub fn sets_refresh_interval(&self) -> bool {
+        self.settings.contains_key("refresh_interval")
+    }
+
     /// How many translog bytes a shard collects before it flushes (`translog.flush_threshold_size`,
     /// Elasticsearch's name: `64mb` by default; a byte size such as `512kb`).
     pub fn translog_flush_threshold_bytes(&self) -> u64 {

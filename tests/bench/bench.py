@@ -4,7 +4,7 @@
 Run through `tests/bench/run` (which installs the engines and builds a release Creek):
 
     tests/bench/run [--scale 10k|1m|10m] [--runs 3] [--warmup 1] [--smoke]
-                    [--workloads ingest,analytics,lookups]
+                    [--workloads ingest,analytics,lookups,trivial]
     tests/bench/run --cluster [--scale ...]   # creek dev against a 3+3 cluster instead
 
 Workloads, each on every engine that has the feature:
@@ -15,6 +15,8 @@ Workloads, each on every engine that has the feature:
     every engine's answer is checked against PostgreSQL's, and a differing one is WRONG,
     not timed;
   * point lookups: pgbench, 8 clients, a primary-key SELECT, simple and extended protocol;
+  * trivial: a statement's fixed cost, `SELECT 1` and `count(*)` of an empty table, pgbench
+    with one client;
   * full text and Flight export, reported as not yet supported until Creek has them.
 
 Prints a markdown table and appends it, with date, commit and machine, to
@@ -278,28 +280,52 @@ def point_lookups(args, rows, workdir, engines, clients=(8,)):
         raise SystemExit(f"point lookups differ: {lookups}")
     results = []
     for mode, n in [(mode, n) for n in clients for mode in ("simple", "extended")]:
-        row = {}
-        for engine in engines:
-            logs = workdir / f"pgbench-{engine.name.replace(' ', '-')}-{mode}-{n}"
-            logs.mkdir()
-            done = subprocess.run(
-                ["pgbench", "-n", "-h", "127.0.0.1", "-p", str(engine.port), "-U", engine.user,
-                 "-c", str(n), "-j", str(min(n, os.cpu_count() or 2)),
-                 "-T", str(args.pgbench_seconds),
-                 "-M", mode, "-f", str(script), "-l", f"--log-prefix={logs}/tx", engine.dbname],
-                capture_output=True, text=True)
-            tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
-            failed = re.search(r"number of failed transactions: (\d+)", done.stdout)
-            if done.returncode != 0 or not tps or (failed and int(failed.group(1))):
-                row[engine.name] = ("FAILED", (done.stderr or done.stdout).strip()[-300:])
-                continue
-            latencies = sorted(int(line.split()[2]) for log in logs.iterdir()
-                               for line in log.read_text().splitlines())
-            p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] / 1000
-            row[engine.name] = ("ok", float(tps.group(1)), p99)
+        row = {engine.name: pgbench(args, engine, script, mode, n, workdir / "pgbench-lookup")
+               for engine in engines}
         results.append((f"point lookup, pgbench -M {mode}, {n} client{'s' * (n > 1)}, "
                         f"{size:,} rows", row))
     return results
+
+
+def trivial_statements(args, workdir, engines):
+    """The fixed cost of a statement: `SELECT 1` and `count(*)` of an empty table, one
+    pgbench client, simple and extended protocol; the mean latency includes the same client
+    and loopback round trip for every engine, so the difference is server time."""
+    for engine in engines:
+        client = PgClient(engine.name, engine.dsn())
+        client.query("CREATE TABLE no_rows (id INTEGER PRIMARY KEY)", args.timeout)
+        client.close()
+    results = []
+    for label, sql in [("SELECT 1", "SELECT 1;"), ("count(*) of an empty table",
+                                                   "SELECT count(*) FROM no_rows;")]:
+        script = workdir / f"trivial-{len(results)}.sql"
+        script.write_text(sql + "\n")
+        for mode in ("simple", "extended"):
+            row = {engine.name: pgbench(args, engine, script, mode, 1, workdir / "pgbench-trivial")
+                   for engine in engines}
+            results.append((f"{label}, pgbench -M {mode}, 1 client", row))
+    return results
+
+
+def pgbench(args, engine, script, mode, clients, logs_under):
+    """Runs `script` on `engine` with pgbench for `--pgbench-seconds`; the cell is
+    ("ok", tps, p99 ms, mean ms) or ("FAILED", why)."""
+    logs = logs_under / f"{engine.name.replace(' ', '-')}-{script.stem}-{mode}-{clients}"
+    logs.mkdir(parents=True)
+    done = subprocess.run(
+        ["pgbench", "-n", "-h", "127.0.0.1", "-p", str(engine.port), "-U", engine.user,
+         "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 2)),
+         "-T", str(args.pgbench_seconds),
+         "-M", mode, "-f", str(script), "-l", f"--log-prefix={logs}/tx", engine.dbname],
+        capture_output=True, text=True)
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", done.stdout)
+    if done.returncode != 0 or not tps or (failed and int(failed.group(1))):
+        return ("FAILED", (done.stderr or done.stdout).strip()[-300:])
+    latencies = sorted(int(line.split()[2]) for log in logs.iterdir()
+                       for line in log.read_text().splitlines())
+    p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] / 1000
+    return ("ok", float(tps.group(1)), p99, statistics.fmean(latencies) / 1000)
 
 
 # ---------------------------------------------------------------------------------------
@@ -314,6 +340,8 @@ def fmt_cell(cell, unit):
         return f"{value * 1000:,.1f}"
     if unit == "tps":
         return f"{value:,.0f} tps, p99 {cell[2]:.2f} ms"
+    if unit == "latency":
+        return f"{cell[3]:.3f} ms, p99 {cell[2]:.2f} ms"
     return f"{value:,.0f}"
 
 
@@ -340,7 +368,7 @@ def commit():
         return "unknown"
 
 
-def report(args, rows, ingest_rows, query_rows, lookup_rows, versions):
+def report(args, rows, ingest_rows, query_rows, lookup_rows, trivial_rows, versions):
     cores, memory = machine()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -387,6 +415,15 @@ def report(args, rows, ingest_rows, query_rows, lookup_rows, versions):
         lines.append(f"| {name} | " + " | ".join(
             fmt_cell(row[e], "tps") if e in row else "–" for e in ("Creek", "PostgreSQL", "DuckDB"))
             + f" | {ratio(row.get('Creek'), row.get('PostgreSQL'), True)} | |")
+    for name, row in trivial_rows:
+        for engine, cell in row.items():
+            if cell[0] != "ok":
+                problems.append(f"- {name} {engine} FAILED: {cell[1]}")
+        mean = {e: ("ok", c[3]) if c[0] == "ok" else c for e, c in row.items()}
+        lines.append(f"| {name}, mean latency | " + " | ".join(
+            fmt_cell(row[e], "latency") if e in row else "–"
+            for e in ("Creek", "PostgreSQL", "DuckDB"))
+            + f" | {ratio(mean.get('Creek'), mean.get('PostgreSQL'))} | |")
     lines.append(f"| workloads run: {', '.join(sorted(args.workloads))} | | | | | |")
     lines.append("| full text: top 10 by relevance, 1-3 word queries | not yet supported "
                  "(Creek has no `MATCH`) | | | | |")
@@ -417,9 +454,9 @@ def main():
     parser.add_argument("--cluster", action="store_true",
                         help="instead of the engine comparison: creek dev against a cluster of "
                              "3 coordinators and 3 data nodes (see cluster_bench.py)")
-    parser.add_argument("--workloads", default="ingest,analytics,lookups",
+    parser.add_argument("--workloads", default="ingest,analytics,lookups,trivial",
                         type=lambda text: set(text.split(",")),
-                        help="comma-separated subset of ingest,analytics,lookups (the COPY "
+                        help="comma-separated subset of ingest,analytics,lookups,trivial (the COPY "
                              "load of hits always runs)")
     args = parser.parse_args()
     # SIGTERM (a killed CI job) unwinds like Ctrl-C, so the servers below are stopped.
@@ -466,6 +503,8 @@ def main():
         query_rows = analytics(args, clients) if "analytics" in args.workloads else []
         lookup_rows = (point_lookups(args, rows, workdir, [creek, postgres])
                        if "lookups" in args.workloads else [])
+        trivial_rows = (trivial_statements(args, workdir, [creek, postgres])
+                        if "trivial" in args.workloads else [])
     finally:
         for client in clients.values():
             client.close()
@@ -473,7 +512,8 @@ def main():
             engine.stop()
         if not args.keep:
             servers.remove(workdir)
-    text, problems = report(args, rows, ingest_rows, query_rows, lookup_rows, versions)
+    text, problems = report(args, rows, ingest_rows, query_rows, lookup_rows, trivial_rows,
+                            versions)
     print(text)
     if not args.smoke:
         with open(RESULTS, "a") as out:

@@ -24,16 +24,12 @@ from pathlib import Path
 
 import psycopg
 
+from servers import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 REGIONS = [f"region-{i:02d}" for i in range(50)]
 COLUMNS = "id BIGINT PRIMARY KEY, region TEXT, category INTEGER, price DOUBLE PRECISION, " \
           "ts TIMESTAMP, note TEXT"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rows(start, count, seed=42):

@@ -13,10 +13,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Below the kernel's ephemeral range (32768 and up), so that no outgoing connection is given
+# a port between this check and the server binding it; each process starts at its own place.
+_TEST_PORTS = range(20000, 32000)
+_next_port = [(os.getpid() * 7919 + time.time_ns()) % len(_TEST_PORTS)]
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in _TEST_PORTS:
+        port = _TEST_PORTS[_next_port[0] % len(_TEST_PORTS)]
+        _next_port[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port in 20000..32000")
 
 
 def creek_binary():

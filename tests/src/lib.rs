@@ -16,9 +16,34 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-/// Returns a loopback port that was free a moment ago.
+/// Where [`free_port`] looks: below the kernel's ephemeral range (32768 and up by default),
+/// so that no outgoing connection (a client, a gRPC channel, another test's) is given the
+/// port between the check here and the server binding it, as one bound to port 0 can be.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// Returns a loopback port that was free a moment ago and that this process has not handed
+/// out before. Each process starts at its own place in [`TEST_PORTS`] (tests run as parallel
+/// processes) and walks on from there.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    if NEXT.load(Ordering::Acquire) == u32::MAX {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let start = std::process::id().wrapping_mul(7_919).wrapping_add(nanos) % span;
+        let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::AcqRel, Ordering::Acquire);
+    }
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::AcqRel) % span;
+        let port = TEST_PORTS.start + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port in {TEST_PORTS:?}")
 }
 
 /// Returns the `creek` binary: `$CREEK_BIN`, or the one next to this test binary.

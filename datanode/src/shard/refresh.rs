@@ -59,7 +59,7 @@ impl Shard {
         })
     }
 
-    fn commit_without_reload(&self, state: &mut WriterState) -> Result<()> {
+    pub(super) fn commit_without_reload(&self, state: &mut WriterState) -> Result<()> {
         let index_err = |source| Error::Index {
             shard_id: self.id,
             source,
@@ -182,11 +182,10 @@ impl Shard {
 
     /// Whether periodic refreshes skip this copy: it served no search for
     /// [`SEARCH_IDLE_AFTER`] and its table leaves `refresh_interval` at the default (an
-    /// interval set explicitly is kept to, as Elasticsearch does; `-1` keeps writes hidden
-    /// until a refresh is asked for).
+    /// interval set explicitly, `-1` included, is kept to, as Elasticsearch does).
     fn is_search_idle(&self) -> bool {
         self.last_search.lock().elapsed() >= SEARCH_IDLE_AFTER
-            && !self.table().settings.contains_key("refresh_interval")
+            && !self.table().sets_refresh_interval()
     }
 
     /// Refreshes if any of `ids` was written since the last refresh, so a following scan sees

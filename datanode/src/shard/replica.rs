@@ -132,8 +132,13 @@ impl Shard {
             commit_seq_no: 0,
             shard: self.clone(),
         };
-        self.dirty.store(true, Ordering::Release);
-        self.refresh()?;
+        // A commit, not a refresh: building a copy must not change what this one shows.
+        {
+            let mut state = self.state.lock();
+            self.check_not_failed()?;
+            let committed = self.commit_without_reload(&mut state);
+            self.or_fail(committed)?;
+        }
         let index_dir = self.dir.join("index");
         // A merge may replace segments (and delete their files) at any moment: list and link
         // one meta's files, and start over if one vanished before it was linked.
@@ -303,6 +308,11 @@ mod tests {
     }
 
     fn row(key: i32) -> Vec<u8> {
+        rows(key..key + 1)
+    }
+
+    /// A write batch of the rows with `keys`, as IPC.
+    fn rows(keys: std::ops::Range<i32>) -> Vec<u8> {
         let schema = Arc::new(Schema::new(vec![
             Field::new(ID_COLUMN, DataType::Utf8, false),
             Field::new("a", DataType::Int32, true),
@@ -310,12 +320,23 @@ mod tests {
         let batch = RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(StringArray::from(vec![key.to_string()])),
-                Arc::new(Int32Array::from(vec![key])),
+                Arc::new(StringArray::from_iter_values(
+                    keys.clone().map(|k| k.to_string()),
+                )),
+                Arc::new(Int32Array::from_iter_values(keys)),
             ],
         )
         .unwrap();
         creek_proto::ipc::batch_to_ipc(&batch).unwrap()
+    }
+
+    /// Makes `shard` look unsearched for the whole idle period, then lets a 1 ms refresh
+    /// interval pass.
+    fn leave_unsearched(shard: &Shard) {
+        *shard.last_search.lock() = std::time::Instant::now()
+            .checked_sub(crate::shard::SEARCH_IDLE_AFTER)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
     }
 
     /// The old primary's last write reached one replica only and was never acknowledged; the
@@ -449,10 +470,7 @@ mod tests {
         shard
             .write(WriteMode::Insert, &row(1), &[], &[], "op-1")
             .unwrap();
-        *shard.last_search.lock() = std::time::Instant::now()
-            .checked_sub(crate::shard::SEARCH_IDLE_AFTER)
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(5));
+        leave_unsearched(&shard);
         shard.refresh_if_due(1).unwrap();
         assert_eq!(shard.searcher().num_docs(), 0, "an idle copy skips it");
         shard.ensure_visible(0, Duration::ZERO).unwrap();
@@ -477,10 +495,7 @@ mod tests {
         shard
             .write(WriteMode::Insert, &row(3), &[], &[], "op-3")
             .unwrap();
-        *shard.last_search.lock() = std::time::Instant::now()
-            .checked_sub(crate::shard::SEARCH_IDLE_AFTER)
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(5));
+        leave_unsearched(&shard);
         shard.refresh_if_due(1).unwrap();
         assert_eq!(
             shard.searcher().num_docs(),
@@ -495,27 +510,33 @@ mod tests {
     fn unrefreshed_ids_are_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let shard = copy(dir.path(), "p", true, 1);
-        let rows = crate::shard::LIVE_IDS_BEFORE_REFRESH as i32;
-        let schema = Arc::new(Schema::new(vec![
-            Field::new(ID_COLUMN, DataType::Utf8, false),
-            Field::new("a", DataType::Int32, true),
-        ]));
-        let batch = RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from_iter_values(
-                    (0..rows).map(|k| k.to_string()),
-                )),
-                Arc::new(Int32Array::from_iter_values(0..rows)),
-            ],
-        )
-        .unwrap();
-        let ipc = creek_proto::ipc::batch_to_ipc(&batch).unwrap();
+        let limit = crate::shard::LIVE_IDS_BEFORE_REFRESH as i32;
         shard
-            .write(WriteMode::Insert, &ipc, &[], &[], "op-1")
+            .write(WriteMode::Insert, &rows(0..limit), &[], &[], "op-1")
             .unwrap();
-        assert_eq!(shard.searcher().num_docs(), rows as u64);
+        assert_eq!(shard.searcher().num_docs(), limit as u64);
         assert!(shard.state.lock().live.is_empty());
+    }
+
+    /// Building a replica commits the primary's applied writes for the copy but leaves what
+    /// the primary shows alone: another session still waits for the primary's refresh.
+    #[test]
+    fn a_recovery_snapshot_commits_without_showing_the_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = Arc::new(copy(dir.path(), "p", true, 1));
+        let outcome = shard
+            .write(WriteMode::Insert, &rows(0..3), &[], &[], "op-1")
+            .unwrap();
+        let snapshot = shard.recovery_snapshot("r1").unwrap();
+        assert_eq!(snapshot.commit_seq_no, outcome.max_seq_no);
+        assert!(snapshot.files.iter().any(|(name, ..)| name == "meta.json"));
+        assert_eq!(shard.searcher().num_docs(), 0, "the primary shows no more");
+        shard.refresh().unwrap();
+        assert_eq!(
+            shard.searcher().num_docs(),
+            3,
+            "still unrefreshed, so refreshed now"
+        );
     }
 
     /// A closed copy (its directory may be taken over by a new copy) refuses to write,

@@ -296,9 +296,10 @@ def trivial_statements(args, workdir, engines):
         client.query("CREATE TABLE no_rows (id INTEGER PRIMARY KEY)", args.timeout)
         client.close()
     results = []
-    for label, sql in [("SELECT 1", "SELECT 1;"), ("count(*) of an empty table",
-                                                   "SELECT count(*) FROM no_rows;")]:
-        script = workdir / f"trivial-{len(results)}.sql"
+    for label, stem, sql in [("SELECT 1", "select-1", "SELECT 1;"),
+                             ("count(*) of an empty table", "count-empty",
+                              "SELECT count(*) FROM no_rows;")]:
+        script = workdir / f"{stem}.sql"
         script.write_text(sql + "\n")
         for mode in ("simple", "extended"):
             row = {engine.name: pgbench(args, engine, script, mode, 1, workdir / "pgbench-trivial")
@@ -408,22 +409,16 @@ def report(args, rows, ingest_rows, query_rows, lookup_rows, trivial_rows, versi
         lines.append("| ClickBench geometric mean of ratios (queries all engines answered) "
                      "| | | | " + " | ".join(f"{geo[p]:.2f}" if geo[p] else ""
                                             for p in ("PostgreSQL", "DuckDB")) + " |")
-    for name, row in lookup_rows:
+    # pgbench rows; the ratio is of tps, which for one client is that of mean latency.
+    pgbench_rows = [(name, row, "tps") for name, row in lookup_rows] + \
+        [(f"{name}, mean latency", row, "latency") for name, row in trivial_rows]
+    for name, row, unit in pgbench_rows:
         for engine, cell in row.items():
             if cell[0] != "ok":
                 problems.append(f"- {name} {engine} FAILED: {cell[1]}")
         lines.append(f"| {name} | " + " | ".join(
-            fmt_cell(row[e], "tps") if e in row else "–" for e in ("Creek", "PostgreSQL", "DuckDB"))
+            fmt_cell(row[e], unit) if e in row else "–" for e in ("Creek", "PostgreSQL", "DuckDB"))
             + f" | {ratio(row.get('Creek'), row.get('PostgreSQL'), True)} | |")
-    for name, row in trivial_rows:
-        for engine, cell in row.items():
-            if cell[0] != "ok":
-                problems.append(f"- {name} {engine} FAILED: {cell[1]}")
-        mean = {e: ("ok", c[3]) if c[0] == "ok" else c for e, c in row.items()}
-        lines.append(f"| {name}, mean latency | " + " | ".join(
-            fmt_cell(row[e], "latency") if e in row else "–"
-            for e in ("Creek", "PostgreSQL", "DuckDB"))
-            + f" | {ratio(mean.get('Creek'), mean.get('PostgreSQL'))} | |")
     lines.append(f"| workloads run: {', '.join(sorted(args.workloads))} | | | | | |")
     lines.append("| full text: top 10 by relevance, 1-3 word queries | not yet supported "
                  "(Creek has no `MATCH`) | | | | |")

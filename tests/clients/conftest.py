@@ -2,6 +2,7 @@
 import os
 import shutil
 import signal
+import sys
 import socket
 import subprocess
 import tempfile
@@ -11,25 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-# Below the kernel's ephemeral range (32768 and up), so that no outgoing connection is given
-# a port between this check and the server binding it; each process starts at its own place.
-_TEST_PORTS = range(20000, 32000)
-_next_port = [(os.getpid() * 7919 + time.time_ns()) % len(_TEST_PORTS)]
-
-
-def free_port():
-    for _ in _TEST_PORTS:
-        port = _TEST_PORTS[_next_port[0] % len(_TEST_PORTS)]
-        _next_port[0] += 1
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free loopback port in 20000..32000")
+# The port picking the bench's servers use (below the ephemeral range, see there).
+sys.path.insert(0, str(ROOT / "tests" / "bench"))
+from servers import free_port  # noqa: E402
 
 
 def creek_binary():

@@ -26,16 +26,14 @@ const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
 /// processes) and walks on from there.
 pub fn free_port() -> anyhow::Result<u16> {
     use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
-    if NEXT.load(Ordering::Acquire) == u32::MAX {
+    use std::sync::LazyLock;
+    static NEXT: LazyLock<AtomicU32> = LazyLock::new(|| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let start = std::process::id().wrapping_mul(7_919).wrapping_add(nanos) % span;
-        let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::AcqRel, Ordering::Acquire);
-    }
+            .map_or(0, |d| d.subsec_nanos());
+        AtomicU32::new(std::process::id().wrapping_mul(7_919).wrapping_add(nanos))
+    });
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
     for _ in 0..span {
         let offset = NEXT.fetch_add(1, Ordering::AcqRel) % span;
         let port = TEST_PORTS.start + offset as u16;

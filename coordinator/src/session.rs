@@ -9,11 +9,12 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::SendableRecordBatchStream;
-use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 mod prepare;
 mod settings;
 
-pub use prepare::PreparedQuery;
+pub use prepare::{PreparedPlan, PreparedQuery};
 pub use settings::SessionSettings;
 
 use crate::cluster::{Cluster, SessionWrites, Visibility};
@@ -49,6 +50,10 @@ pub struct Session {
     current_query: Mutex<CancellationToken>,
     /// What this session wrote, so its scans see it (read-your-writes).
     writes: Arc<SessionWrites>,
+    /// The contexts this session plans in (without and with system columns exposed), each with
+    /// the settings it was built for: building one registers every function, which costs more
+    /// than planning a small statement, so a statement reuses them until a setting changes.
+    contexts: Mutex<[Option<(SessionSettings, SessionContext)>; 2]>,
 }
 
 fn one_column(name: &str, values: Vec<String>) -> Result<Output> {
@@ -83,6 +88,7 @@ impl Session {
             sql_prepared: Default::default(),
             current_query: Mutex::new(CancellationToken::new()),
             writes: Arc::default(),
+            contexts: Mutex::default(),
         }
     }
 
@@ -124,13 +130,25 @@ impl Session {
         self.settings.lock().get(name)
     }
 
+    /// The context a statement plans in. Names resolve against the current cluster state at
+    /// planning time, so only a change of the session's settings needs a new one.
     fn context(&self, expose_hidden: bool) -> SessionContext {
-        session_context(
+        let settings = self.settings.lock().clone();
+        let mut contexts = self.contexts.lock();
+        let slot = &mut contexts[usize::from(expose_hidden)];
+        if let Some((built_for, ctx)) = slot.as_ref() {
+            if *built_for == settings {
+                return ctx.clone();
+            }
+        }
+        let ctx = session_context(
             self.cluster.clone(),
             &self.settings,
             expose_hidden,
             Some(self.writes.clone()),
-        )
+        );
+        *slot = Some((settings, ctx.clone()));
+        ctx
     }
 
     /// Executes every statement of `sql` with the given parameters.
@@ -591,9 +609,11 @@ impl Session {
         if hidden {
             exclude_system_columns_from_wildcards(&mut statement);
         }
-        let ctx = self.context(hidden);
-        match plan_query(&ctx, statement).await? {
-            QueryPlan::Plan(plan) => self.run_query(&ctx, plan, param_values).await,
+        // One state per statement: it fixes `now()` for the statement, and cloning it copies
+        // every function registry.
+        let state = self.context(hidden).state();
+        match plan_query(&state, statement).await? {
+            QueryPlan::Plan(plan) => self.run_query(&state, plan, param_values).await,
             QueryPlan::Empty(schema) => Ok(Output::Rows {
                 schema: schema.clone(),
                 stream: Box::pin(MemoryStream::try_new(vec![], schema, None)?),
@@ -603,7 +623,7 @@ impl Session {
 
     async fn run_query(
         &self,
-        ctx: &SessionContext,
+        state: &SessionState,
         plan: LogicalPlan,
         params: ParamValues,
     ) -> Result<Output> {
@@ -622,13 +642,12 @@ impl Session {
         // as unavailable before it returned anything is planned again on the copies the
         // newer cluster state names, a few times.
         let mut attempt = 0;
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let task_context = state.task_ctx();
         loop {
             attempt += 1;
-            let df = DataFrame::new(ctx.state(), plan.clone());
-            let schema = Arc::new(df.schema().as_arrow().clone());
-            let task_context = Arc::new(df.task_ctx());
-            let physical = df.create_physical_plan().await?;
-            let stream = creek_proto::exec::execute_stream(physical, None, task_context)?;
+            let physical = state.create_physical_plan(&plan).await?;
+            let stream = creek_proto::exec::execute_stream(physical, None, task_context.clone())?;
             // Cancellable while it waits for the first batch too.
             let mut stream = cancellable(schema.clone(), stream, token.clone());
             let first = stream.next().await;
@@ -716,7 +735,7 @@ enum QueryPlan {
 }
 
 /// Plans a query (or EXPLAIN) the same way for execution and for extended-protocol Describe.
-async fn plan_query(ctx: &SessionContext, mut statement: Box<Statement>) -> Result<QueryPlan> {
+async fn plan_query(state: &SessionState, mut statement: Box<Statement>) -> Result<QueryPlan> {
     crate::plan::naming::alias_subquery_columns(&mut statement);
     pg_compat::rewrite(&mut statement);
     // The rewrites nest queries of their own (`IN (subquery)` in a select list).
@@ -730,7 +749,7 @@ async fn plan_query(ctx: &SessionContext, mut statement: Box<Statement>) -> Resu
         return Ok(QueryPlan::Empty(Arc::new(Schema::new(fields))));
     }
     Ok(QueryPlan::Plan(
-        ctx.state()
+        state
             .statement_to_plan(DfStatement::Statement(statement))
             .await?,
     ))

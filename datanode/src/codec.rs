@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use creek_common::schema::{TableSchema, ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
-use creek_common::ShardId;
+use creek_common::{ShardId, TableId};
 use creek_proto::v1::ShardScanNode;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
@@ -48,13 +48,17 @@ impl PhysicalExtensionCodec for DatanodeCodec {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let node = ShardScanNode::decode(buf)
             .map_err(|e| DataFusionError::Plan(format!("bad shard scan node: {e}")))?;
-        let wire_table: TableSchema = serde_json::from_slice(&node.table_json)
-            .map_err(|e| DataFusionError::Plan(format!("bad table in shard scan: {e}")))?;
-        // The node's own copy is authoritative for how its shards store columns.
-        let table = self
-            .node
-            .table(wire_table.id)
-            .unwrap_or_else(|| Arc::new(wire_table));
+        let table_id = TableId(node.table_id);
+        // A node without the table holds none of its shards (it dropped them, or has not
+        // learnt of the table yet): the same answer as for a shard that moved away.
+        let table = self.node.table(table_id).ok_or_else(|| {
+            DataFusionError::from(crate::error::Error::ShardNotFound {
+                shard_id: ShardId {
+                    table: table_id,
+                    shard: node.shards.first().copied().unwrap_or_default(),
+                },
+            })
+        })?;
         let shards = node
             .shards
             .iter()

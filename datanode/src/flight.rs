@@ -14,6 +14,7 @@ use creek_proto::arrow_flight::{
 };
 use creek_proto::v1::FragmentTicket;
 use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::ExecutionPlan;
@@ -31,8 +32,9 @@ use crate::node::DataNode;
 pub struct FlightFragmentService {
     node: Arc<DataNode>,
     /// Resolves the functions fragments call: DataFusion's built-in ones, the only ones the
-    /// coordinator sends (see the coordinator's `plan::fragments`).
-    session: SessionContext,
+    /// coordinator sends (see the coordinator's `plan::fragments`). Built once and shared by
+    /// every fragment: making a task context copies every function registry.
+    task_ctx: Arc<TaskContext>,
 }
 
 impl FlightFragmentService {
@@ -40,7 +42,7 @@ impl FlightFragmentService {
     pub fn new(node: Arc<DataNode>) -> FlightFragmentService {
         FlightFragmentService {
             node,
-            session: SessionContext::new(),
+            task_ctx: SessionContext::new().task_ctx(),
         }
     }
 }
@@ -84,7 +86,7 @@ impl FlightService for FlightFragmentService {
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let ticket = FragmentTicket::decode(request.into_inner().ticket)
             .map_err(|e| Status::invalid_argument(format!("bad fragment ticket: {e}")))?;
-        let task_ctx = self.session.task_ctx();
+        let task_ctx = self.task_ctx.clone();
         let codec = DatanodeCodec::new(self.node.clone());
         let plan = physical_plan_from_bytes_with_extension_codec(&ticket.plan, &task_ctx, &codec)
             .map_err(status_from_datafusion)?;

@@ -235,6 +235,16 @@ fn scan_shard(
         shard.refresh_if_any_live(realtime_ids)?;
     }
     let searcher = shard.searcher();
+    if columns.is_empty() && filters.is_empty() {
+        // Rows without columns (`count(*)`): each segment's live-document count says how
+        // many, no document needs to be enumerated.
+        let live = searcher
+            .segment_readers()
+            .iter()
+            .map(|segment| segment.num_docs() as usize)
+            .sum::<usize>();
+        return emit_row_counts(live.min(limit.unwrap_or(usize::MAX)), &schema, emit);
+    }
     let layout = query::Layout {
         table,
         schema: shard.schema(),
@@ -293,6 +303,27 @@ fn scan_shard(
                 break;
             }
         }
+    }
+    Ok(())
+}
+
+/// Emits `rows` rows of no columns, in batches of [`BATCH_ROWS`].
+fn emit_row_counts(
+    mut rows: usize,
+    schema: &SchemaRef,
+    mut emit: impl FnMut(RecordBatch) -> bool,
+) -> DfResult<()> {
+    while rows > 0 {
+        let take = rows.min(BATCH_ROWS);
+        let batch = RecordBatch::try_new_with_options(
+            schema.clone(),
+            Vec::new(),
+            &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(take)),
+        )?;
+        if !emit(batch) {
+            break;
+        }
+        rows -= take;
     }
     Ok(())
 }

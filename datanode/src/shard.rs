@@ -283,7 +283,7 @@ impl Shard {
             for op in &pending {
                 // An op may already be in the index (written after the checkpoint but before
                 // a crash), so replay replaces by id.
-                shard.apply_to_index(&mut state, op, true)?;
+                shard.apply_to_index(&mut state, op, true, None)?;
                 shard.recent.lock().record(op);
             }
             drop(state);
@@ -418,6 +418,7 @@ impl Shard {
         // is in the translog: a failed append must leave no trace. The version an accepted
         // row gets is its position among the accepted rows after the operation's seq_no.
         let mut changes: HashMap<String, Option<Version>> = HashMap::new();
+        let mut accepted_batch = None;
         let first_seq_no = state.next_seq_no;
         let (op, statuses) = match mode {
             WriteMode::Delete | WriteMode::DeleteIfVersion => {
@@ -494,11 +495,13 @@ impl Shard {
                     statuses.push(status);
                     keep.push(accepted);
                 }
-                let accepted_rows = if accepted_count == keep.len() as u64 {
-                    rows_ipc.to_vec()
+                let (accepted_rows, accepted) = if accepted_count == keep.len() as u64 {
+                    (rows_ipc.to_vec(), batch)
                 } else {
-                    batch_to_ipc(&filter_record_batch(&batch, &BooleanArray::from(keep))?)?
+                    let accepted = filter_record_batch(&batch, &BooleanArray::from(keep))?;
+                    (batch_to_ipc(&accepted)?, accepted)
                 };
+                accepted_batch = Some(accepted);
                 // Replay replaces by id, so a replayed insert is idempotent.
                 let op = TranslogOp {
                     seq_no: first_seq_no,
@@ -523,7 +526,7 @@ impl Shard {
             // need to delete an older version. Deleting per row anyway costs tantivy a delete
             // term for every document, each applied against every segment at the next commit.
             let replace = matches!(mode, WriteMode::Upsert | WriteMode::UpdateIfVersion);
-            let applied = self.apply_to_index(&mut state, &op, replace);
+            let applied = self.apply_to_index(&mut state, &op, replace, accepted_batch.as_ref());
             self.or_fail(applied)?;
             self.dirty.store(true, Ordering::Release);
             self.recent.lock().record(&op);
@@ -571,7 +574,7 @@ impl Shard {
             ..TranslogOp::default()
         };
         self.or_fail(state.translog.append(&op, fsync))?;
-        let applied = self.apply_to_index(state, &op, false);
+        let applied = self.apply_to_index(state, &op, false, None);
         self.or_fail(applied)?;
         Ok(Arc::new(op))
     }
@@ -801,11 +804,15 @@ impl Shard {
         }))
     }
 
+    /// Applies a logged operation to the index. `decoded` is the operation's rows when the
+    /// caller already decoded them (a write checks its ids first), so no payload is decoded
+    /// twice; `None` decodes them here.
     fn apply_to_index(
         &self,
         state: &mut WriterState,
         op: &TranslogOp,
         replace: bool,
+        decoded: Option<&RecordBatch>,
     ) -> Result<()> {
         // Translog operations are only ever deletes and upserts (conditional writes are
         // logged as what they did); an unknown mode is corruption, not a guess.
@@ -828,10 +835,14 @@ impl Shard {
             | WriteMode::InsertIgnore
             | WriteMode::Upsert
             | WriteMode::UpdateIfVersion => {
-                if !op.rows_ipc.is_empty() {
-                    let batch = batch_from_ipc(&op.rows_ipc)?;
-                    let term = op.primary_term.max(1);
-                    self.index_batch(state, &batch, op.seq_no, term, replace)?;
+                let term = op.primary_term.max(1);
+                match decoded {
+                    Some(batch) => self.index_batch(state, batch, op.seq_no, term, replace)?,
+                    None if !op.rows_ipc.is_empty() => {
+                        let batch = batch_from_ipc(&op.rows_ipc)?;
+                        self.index_batch(state, &batch, op.seq_no, term, replace)?;
+                    }
+                    None => {}
                 }
             }
         }

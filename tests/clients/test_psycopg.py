@@ -52,6 +52,27 @@ def test_errors_have_sqlstate_and_connection_survives(conn):
     assert conn.execute("SELECT 42").fetchone() == (42,)
 
 
+def test_a_prepared_query_is_planned_again_after_ddl_and_setting_changes(conn):
+    # Not a key lookup, so Execute runs the plan made at Parse while it is still valid.
+    query = "SELECT id, v FROM pg_prep WHERE v = %s ORDER BY id"
+    conn.execute("CREATE TABLE pg_prep (id INTEGER PRIMARY KEY, v TEXT)")
+    conn.execute("INSERT INTO pg_prep VALUES (1, 'a'), (2, 'b')")
+    for _ in range(3):
+        assert conn.execute(query, ("a",), prepare=True).fetchall() == [(1, "a")]
+    conn.execute("DROP TABLE pg_prep")
+    conn.execute("CREATE TABLE pg_prep (id INTEGER PRIMARY KEY, v TEXT)")
+    conn.execute("INSERT INTO pg_prep VALUES (3, 'a')")
+    assert conn.execute(query, ("a",), prepare=True).fetchall() == [(3, "a")]
+    conn.execute("CREATE TABLE pg_prep_other.pg_prep (id INTEGER PRIMARY KEY, v TEXT)")
+    conn.execute("INSERT INTO pg_prep_other.pg_prep VALUES (4, 'a')")
+    conn.execute("SET search_path TO pg_prep_other")
+    try:
+        assert conn.execute(query, ("a",), prepare=True).fetchall() == [(4, "a")]
+    finally:
+        conn.execute("SET search_path TO doc")
+    assert conn.execute(query, ("a",), prepare=True).fetchall() == [(3, "a")]
+
+
 def test_duplicate_key(conn):
     conn.execute("CREATE TABLE IF NOT EXISTS pg_dup (id INTEGER PRIMARY KEY)")
     conn.execute("INSERT INTO pg_dup VALUES (1) ON CONFLICT (id) DO NOTHING")
@@ -85,6 +106,37 @@ def test_copy_errors_are_reported_and_connection_survives(conn):
     with pytest.raises(errors.UndefinedTable):
         with conn.cursor().copy("COPY no_such_table FROM STDIN") as copy:
             copy.write("1\n")
+    assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_copy_refuses_malformed_records_and_unbounded_ones(conn):
+    conn.execute("CREATE TABLE IF NOT EXISTS pg_copy_bad (id INTEGER PRIMARY KEY, a TEXT, b TEXT)")
+    with pytest.raises(errors.InvalidTextRepresentation, match='missing data for column "b"'):
+        with conn.cursor().copy("COPY pg_copy_bad FROM STDIN") as copy:
+            copy.write("1\tx\n")
+    with pytest.raises(errors.InvalidTextRepresentation, match="extra data after last expected column"):
+        with conn.cursor().copy("COPY pg_copy_bad FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write("1,x,y," + "z," * 100_000 + "\n")
+    # A quoted field that never ends fails the COPY once it passes 64 MiB; it is not buffered
+    # (and rescanned) for as long as the client sends.
+    with pytest.raises(errors.ProgramLimitExceeded, match="longer than 64 MiB"):
+        with conn.cursor().copy("COPY pg_copy_bad FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write('1,"')
+            chunk = "x\n" * (1 << 19)
+            for _ in range(80):
+                copy.write(chunk)
+    # Option characters are single bytes, and CSV's delimiter and quote differ.
+    with pytest.raises(errors.SyntaxError):
+        conn.execute("COPY pg_copy_bad FROM STDIN WITH (FORMAT csv, QUOTE '\u00e9')")
+    with pytest.raises(errors.InvalidParameterValue, match="delimiter and quote must be different"):
+        conn.execute("COPY pg_copy_bad FROM STDIN WITH (FORMAT csv, QUOTE ',')")
+    # Quoted CSV fields that span lines, an escape other than the quote (records split across
+    # CopyData messages anywhere are covered by the loader's unit tests).
+    with conn.cursor().copy("COPY pg_copy_bad FROM STDIN WITH (FORMAT csv, ESCAPE '\\')") as copy:
+        for piece in ('2,"line\nbreak \\', '"q\\', '"", x\n3,"", \n'):
+            copy.write(piece)
+    assert conn.execute("SELECT id, a, b FROM pg_copy_bad ORDER BY id").fetchall() == [
+        (2, 'line\nbreak "q"', " x"), (3, "", " ")]
     assert conn.execute("SELECT 1").fetchone() == (1,)
 
 

@@ -396,14 +396,13 @@ impl ShardScanExec {
         if let Some((_, shards)) = self.groups.first() {
             let ticket = FragmentTicket::decode(scan.encode_fragment(shards)?.as_slice())
                 .map_err(|e| DataFusionError::Internal(format!("bad fragment ticket: {e}")))?;
-            static DATA_NODE_FUNCTIONS: OnceLock<SessionContext> = OnceLock::new();
-            let task_ctx = DATA_NODE_FUNCTIONS
-                .get_or_init(SessionContext::new)
-                .task_ctx();
+            // Built once: a task context copies every function registry it is made from.
+            static DATA_NODE_FUNCTIONS: OnceLock<Arc<TaskContext>> = OnceLock::new();
+            let task_ctx = DATA_NODE_FUNCTIONS.get_or_init(|| SessionContext::new().task_ctx());
             let codec = ShardLeafCodec {
                 leaf_schema: Some(self.leaf_schema()),
             };
-            physical_plan_from_bytes_with_extension_codec(&ticket.plan, &task_ctx, &codec)?;
+            physical_plan_from_bytes_with_extension_codec(&ticket.plan, task_ctx, &codec)?;
         }
         Ok(scan)
     }
@@ -446,7 +445,7 @@ impl ShardScanExec {
             .map(|f| f.to_bytes().map(|b| b.to_vec()))
             .collect::<DfResult<Vec<_>>>()?;
         Ok(ShardScanNode {
-            table_json: serde_json::to_vec(self.table.as_ref()).expect("table serialises"),
+            table_id: self.table.id.0,
             shards: self.shards.clone(),
             columns: self.columns.clone(),
             filters,

@@ -36,7 +36,7 @@ use pgwire::messages::PgWireFrontendMessage;
 use tokio::net::TcpListener;
 
 use crate::cluster::Cluster;
-use crate::session::Session;
+use crate::session::{PreparedPlan, Session};
 use crate::sql::parse::ParsedStatement;
 use crate::sql::Output;
 use encode::{arrow_to_pg_type, encode_stream, fields_for_schema};
@@ -397,6 +397,8 @@ pub struct PgStatement {
     statements: Arc<Vec<ParsedStatement>>,
     fields: Vec<(String, DataType)>,
     param_types: Vec<Option<DataType>>,
+    /// The plan made at Parse, which Execute reuses while it is valid.
+    plan: Option<Arc<PreparedPlan>>,
 }
 
 /// Plans statements at Parse time so Describe can answer without executing.
@@ -434,6 +436,7 @@ impl QueryParser for PgQueryParser {
                 })
                 .unwrap_or_default(),
             param_types: prepared.param_types,
+            plan: prepared.plan,
         }))
     }
 
@@ -566,7 +569,7 @@ impl ExtendedQueryHandler for PgHandler {
         }
         let params = decode_params(portal)?;
         let mut outputs = session
-            .execute_statements(&statement.statements, &params)
+            .execute_prepared(&statement.statements, statement.plan.as_deref(), &params)
             .await
             .map_err(|e| to_pg_error(&e))?;
         let Some(output) = outputs.pop() else {

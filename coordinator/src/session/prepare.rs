@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use creek_common::error::ErrorCode;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
 use datafusion::common::ScalarValue;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::Statement as DfStatement;
 use sqlparser::ast::{self, Statement};
 
-use super::{named, plan_query, QueryPlan, Session};
+use super::{named, plan_query, renamed_rows, QueryPlan, Session, SessionSettings};
 use crate::error::{Error, Result};
 use crate::plan::identifiers::ident_name;
 use crate::plan::output_names::OutputNames;
@@ -36,6 +38,18 @@ pub struct PreparedQuery {
     pub schema: Option<datafusion::arrow::datatypes::SchemaRef>,
     /// Inferred parameter types, by position.
     pub param_types: Vec<Option<DataType>>,
+    /// The query's plan, for Execute to reuse while it is still what planning would give.
+    pub plan: Option<Arc<PreparedPlan>>,
+}
+
+/// The logical plan of a prepared query and what it was planned against: a plan names tables
+/// as the cluster state had them and resolves names with the session's settings, so it is
+/// reused only while both are unchanged (the shards a scan reads are chosen later, from the
+/// state at execution).
+pub struct PreparedPlan {
+    plan: LogicalPlan,
+    state_version: u64,
+    settings: SessionSettings,
 }
 
 /// Statements prepared with SQL `PREPARE`, by name.
@@ -89,6 +103,38 @@ impl Session {
         self.prepare_parsed(sql, Arc::new(parse_sql(sql)?)).await
     }
 
+    /// Executes prepared statements: with the plan made when they were prepared if it is
+    /// still valid (the cluster state and the session's settings are those it was planned
+    /// with), else as [`Session::execute_statements`] does, planning them again.
+    pub async fn execute_prepared(
+        &self,
+        statements: &[ParsedStatement],
+        plan: Option<&PreparedPlan>,
+        params: &[ScalarValue],
+    ) -> Result<Vec<Output>> {
+        let (Some(prepared), [ParsedStatement::Sql(statement, _)]) = (plan, statements) else {
+            return self.execute_statements(statements, params).await;
+        };
+        let current = prepared.state_version == self.cluster.catalog().state().version
+            && prepared.settings == *self.settings.lock();
+        if !current {
+            return self.execute_statements(statements, params).await;
+        }
+        let params = ParamValues::List(params.iter().cloned().map(Into::into).collect());
+        let state = self.context(false).state();
+        let output = self
+            .run_query(&state, prepared.plan.clone(), params)
+            .await?;
+        Ok(vec![
+            match (output, OutputNames::of(statement, self.naming)) {
+                (Output::Rows { schema, stream }, Some(names)) => {
+                    renamed_rows(&names, schema, stream)
+                }
+                (output, _) => output,
+            },
+        ])
+    }
+
     /// Plans parsed statements without running them: the result schema and parameter types of
     /// a single statement.
     async fn prepare_parsed(
@@ -101,6 +147,7 @@ impl Session {
             statements: statements.clone(),
             schema: None,
             param_types: Vec::new(),
+            plan: None,
         };
         if let [ParsedStatement::Sql(statement, _)] = statements.as_slice() {
             let default_schema = self.settings.lock().schema.clone();
@@ -124,10 +171,14 @@ impl Session {
                     .resize(crate::plan::params::highest_parameter(statement), None);
                 return Ok(prepared);
             }
-            let ctx = self.context(super::names_system_column(statement));
+            let hidden = super::names_system_column(statement);
+            let ctx = self.context(hidden);
+            // Read before planning: a change while it plans makes Execute plan again.
+            let state_version = self.cluster.catalog().state().version;
+            let settings = self.settings.lock().clone();
             let planned = match statement.as_ref() {
                 Statement::Query(_) | Statement::Explain { .. } => {
-                    match plan_query(&ctx, statement.clone()).await? {
+                    match plan_query(&ctx.state(), statement.clone()).await? {
                         QueryPlan::Plan(plan) => Some(plan),
                         QueryPlan::Empty(schema) => {
                             prepared.schema = Some(schema);
@@ -182,6 +233,15 @@ impl Session {
                 ) {
                     let schema = Arc::new(plan.schema().as_arrow().clone());
                     prepared.schema = Some(named(names.as_ref(), schema));
+                }
+                // Only a plain query runs its plan as planned here: EXPLAIN describes key
+                // lookups without planning, and system columns change what `*` means.
+                if matches!(statement.as_ref(), Statement::Query(_)) && !hidden {
+                    prepared.plan = Some(Arc::new(PreparedPlan {
+                        plan,
+                        state_version,
+                        settings,
+                    }));
                 }
             }
             if let Statement::Insert(insert) = statement.as_ref() {

@@ -8,7 +8,7 @@ use creek_common::error::ErrorCode;
 use crate::error::{Error, Result};
 
 /// Per-session settings changed with `SET` and read with `SHOW`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionSettings {
     /// Schema of unqualified names (`search_path`).
     pub schema: String,

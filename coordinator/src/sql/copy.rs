@@ -8,12 +8,15 @@ use std::sync::Arc;
 use creek_common::error::ErrorCode;
 use creek_common::schema::TableSchema;
 use creek_proto::v1::{RowStatus, WriteMode};
-use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement,
 };
+
+mod records;
+
+use records::{ColumnBuilders, RecordScan};
 
 use super::ddl::{ident_name, split_name};
 use super::dml::{conform_batch, write_batch};
@@ -22,6 +25,10 @@ use crate::error::{Error, Result};
 
 /// Rows buffered before they are written.
 const ROWS_PER_WRITE: usize = 10_000;
+
+/// The longest record a COPY buffers: a client that never ends its record (an unterminated
+/// quoted CSV field, a stream without newlines) fails the COPY instead of filling memory.
+const MAX_RECORD_BYTES: usize = 64 << 20;
 
 /// How the client encodes rows.
 #[derive(Debug, Clone)]
@@ -53,6 +60,17 @@ pub struct CopyFromStdin {
 
 fn unsupported(message: &str) -> Error {
     Error::new(ErrorCode::FeatureNotSupported, message)
+}
+
+/// A COPY option character as the byte the parser splits on: PostgreSQL takes only one-byte
+/// characters, and so the split never falls inside a multi-byte one.
+fn one_byte(c: char, option: &str) -> Result<u8> {
+    u8::try_from(c).ok().filter(u8::is_ascii).ok_or_else(|| {
+        Error::new(
+            ErrorCode::InvalidParameterValue,
+            format!("COPY {option} must be a single one-byte character"),
+        )
+    })
 }
 
 /// Interprets a `COPY` statement; only `COPY table FROM STDIN` is supported.
@@ -126,8 +144,8 @@ pub fn copy_from_stdin(
             CopyOption::Delimiter(c) => delimiter = Some(*c),
             CopyOption::Null(text) => null = Some(text.clone()),
             CopyOption::Header(h) => format.header = *h,
-            CopyOption::Quote(c) => format.quote = *c as u8,
-            CopyOption::Escape(c) => format.escape = *c as u8,
+            CopyOption::Quote(c) => format.quote = one_byte(*c, "quote")?,
+            CopyOption::Escape(c) => format.escape = one_byte(*c, "escape")?,
             CopyOption::Freeze(_) | CopyOption::Encoding(_) => {}
             other => {
                 return Err(unsupported(&format!(
@@ -143,8 +161,8 @@ pub fn copy_from_stdin(
                 for csv_option in csv_options {
                     match csv_option {
                         CopyLegacyCsvOption::Header => format.header = true,
-                        CopyLegacyCsvOption::Quote(c) => format.quote = *c as u8,
-                        CopyLegacyCsvOption::Escape(c) => format.escape = *c as u8,
+                        CopyLegacyCsvOption::Quote(c) => format.quote = one_byte(*c, "quote")?,
+                        CopyLegacyCsvOption::Escape(c) => format.escape = one_byte(*c, "escape")?,
                         other => {
                             return Err(unsupported(&format!(
                                 "COPY option {other} is not supported"
@@ -168,16 +186,16 @@ pub fn copy_from_stdin(
         format.null = String::new();
     }
     if let Some(c) = delimiter {
-        if !c.is_ascii() {
-            return Err(Error::new(
-                ErrorCode::InvalidParameterValue,
-                "COPY delimiter must be a single one-byte character",
-            ));
-        }
-        format.delimiter = c as u8;
+        format.delimiter = one_byte(c, "delimiter")?;
     }
     if let Some(text) = null {
         format.null = text;
+    }
+    if format.csv && format.delimiter == format.quote {
+        return Err(Error::new(
+            ErrorCode::InvalidParameterValue,
+            "COPY delimiter and quote must be different",
+        ));
     }
     Ok(CopyFromStdin {
         table,
@@ -192,8 +210,12 @@ pub struct CopyLoader {
     /// The session running the COPY: it sees the rows written even if the COPY fails later.
     session_writes: Arc<SessionWrites>,
     copy: CopyFromStdin,
+    /// Bytes received and not yet parsed: at most the start of one unfinished record.
     pending: Vec<u8>,
-    rows: Vec<Vec<Option<String>>>,
+    /// How far the unfinished record at the start of `pending` has been scanned.
+    scan: RecordScan,
+    /// The parsed rows not yet written.
+    columns: ColumnBuilders,
     header_skipped: bool,
     finished: bool,
     written: u64,
@@ -211,12 +233,14 @@ impl CopyLoader {
         session_writes: Arc<SessionWrites>,
         copy: CopyFromStdin,
     ) -> CopyLoader {
+        let columns = ColumnBuilders::new(copy.columns.len());
         CopyLoader {
             cluster,
             session_writes,
             copy,
             pending: Vec::new(),
-            rows: Vec::new(),
+            scan: RecordScan::default(),
+            columns,
             header_skipped: false,
             finished: false,
             written: 0,
@@ -242,7 +266,7 @@ impl CopyLoader {
             self.error = Some(error);
             return;
         }
-        if self.rows.len() >= ROWS_PER_WRITE {
+        if self.columns.rows() >= ROWS_PER_WRITE {
             if let Err(error) = self.write_full_batch().await {
                 self.error = Some(error);
             }
@@ -298,19 +322,20 @@ impl CopyLoader {
     }
 
     fn parse_complete_records(&mut self) -> Result<()> {
+        let format = &self.copy.format;
         let mut start = 0;
-        while let Some(end) = record_end(&self.pending[start..], &self.copy.format) {
-            let record = self.pending[start..start + end].to_vec();
+        while let Some(end) = self.scan.record_end(&self.pending[start..], format) {
+            let record = &self.pending[start..start + end];
             start += end + 1;
             self.line += 1;
-            let text = String::from_utf8(record).map_err(|_| {
+            let text = std::str::from_utf8(record).map_err(|_| {
                 Error::new(
                     ErrorCode::InvalidEncoding,
                     format!("invalid UTF-8 in COPY data, line {}", self.line),
                 )
             })?;
-            let text = text.strip_suffix('\r').unwrap_or(&text);
-            if self.copy.format.header && !self.header_skipped {
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            if format.header && !self.header_skipped {
                 self.header_skipped = true;
                 continue;
             }
@@ -318,43 +343,45 @@ impl CopyLoader {
                 self.finished = true;
                 break;
             }
-            let fields = if self.copy.format.csv {
-                parse_csv_record(text, &self.copy.format)
-            } else {
-                parse_text_record(text, &self.copy.format)
-            };
-            if fields.len() != self.copy.columns.len() {
+            if let Err(mismatch) = self.columns.push_record(text, format) {
+                // PostgreSQL's wording.
+                let problem = match self.copy.columns.get(mismatch.found) {
+                    Some(column) => format!("missing data for column \"{column}\""),
+                    None => "extra data after last expected column".to_string(),
+                };
                 return Err(Error::new(
                     ErrorCode::InvalidTextRepresentation,
-                    format!(
-                        "COPY line {}: expected {} columns, got {}",
-                        self.line,
-                        self.copy.columns.len(),
-                        fields.len()
-                    ),
+                    format!("{problem} (COPY line {})", self.line),
                 ));
             }
-            self.rows.push(fields);
         }
         self.pending.drain(..start);
+        if self.scan.scanned() > MAX_RECORD_BYTES {
+            return Err(Error::new(
+                ErrorCode::ProgramLimitExceeded,
+                format!(
+                    "COPY line {}: a record is longer than {} MiB (an unterminated quoted field?)",
+                    self.line + 1,
+                    MAX_RECORD_BYTES >> 20
+                ),
+            ));
+        }
         Ok(())
     }
 
     /// The buffered rows as a batch of the table's types (`None` if there are none).
     fn take_batch(&mut self) -> Result<Option<RecordBatch>> {
-        if self.rows.is_empty() {
+        let rows = self.columns.rows();
+        if rows == 0 {
             return Ok(None);
         }
-        let rows = std::mem::take(&mut self.rows);
-        let mut fields = Vec::with_capacity(self.copy.columns.len());
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.copy.columns.len());
-        for (index, column) in self.copy.columns.iter().enumerate() {
-            fields.push(Field::new(column, DataType::Utf8, true));
-            arrays.push(std::sync::Arc::new(StringArray::from_iter(
-                rows.iter().map(|row| row[index].as_deref()),
-            )));
-        }
-        let batch = RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), arrays)?;
+        let fields: Vec<Field> = self
+            .copy
+            .columns
+            .iter()
+            .map(|column| Field::new(column, DataType::Utf8, true))
+            .collect();
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), self.columns.finish())?;
         Ok(Some(conform_batch(&self.copy.table, &batch)?))
     }
 
@@ -399,172 +426,5 @@ impl CopyLoader {
             ));
         }
         Ok(())
-    }
-}
-
-/// Returns the index of the newline that ends the first complete record, if any. In CSV a
-/// newline inside quotes does not end the record.
-fn record_end(data: &[u8], format: &CopyFormat) -> Option<usize> {
-    if !format.csv {
-        return data.iter().position(|b| *b == b'\n');
-    }
-    let mut quoted = false;
-    let mut index = 0;
-    while index < data.len() {
-        let byte = data[index];
-        if quoted
-            && byte == format.escape
-            && format.escape != format.quote
-            && data.get(index + 1) == Some(&format.quote)
-        {
-            index += 2;
-            continue;
-        }
-        if byte == format.quote {
-            quoted = !quoted;
-        } else if byte == b'\n' && !quoted {
-            return Some(index);
-        }
-        index += 1;
-    }
-    None
-}
-
-/// Splits one line of PostgreSQL's text format, undoing backslash escapes.
-fn parse_text_record(line: &str, format: &CopyFormat) -> Vec<Option<String>> {
-    line.split(format.delimiter as char)
-        .map(|raw| {
-            if raw == format.null {
-                return None;
-            }
-            let mut out = String::with_capacity(raw.len());
-            let mut chars = raw.chars();
-            while let Some(c) = chars.next() {
-                if c != '\\' {
-                    out.push(c);
-                    continue;
-                }
-                match chars.next() {
-                    Some('t') => out.push('\t'),
-                    Some('n') => out.push('\n'),
-                    Some('r') => out.push('\r'),
-                    Some('b') => out.push('\u{8}'),
-                    Some('f') => out.push('\u{c}'),
-                    Some('v') => out.push('\u{b}'),
-                    Some(other) => out.push(other),
-                    None => out.push('\\'),
-                }
-            }
-            Some(out)
-        })
-        .collect()
-}
-
-/// Splits one CSV record: quoted fields keep delimiters and newlines; an unquoted field equal
-/// to the NULL string is NULL, a quoted one never is.
-fn parse_csv_record(record: &str, format: &CopyFormat) -> Vec<Option<String>> {
-    let delimiter = format.delimiter as char;
-    let quote = format.quote as char;
-    let escape = format.escape as char;
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut quoted_field = false;
-    let mut in_quotes = false;
-    let mut chars = record.chars().peekable();
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            // An escaped quote (`""` by default) is a literal quote; a lone quote closes.
-            if c == escape && chars.peek() == Some(&quote) {
-                chars.next();
-                field.push(quote);
-            } else if c == quote {
-                in_quotes = false;
-            } else {
-                field.push(c);
-            }
-        } else if c == quote {
-            in_quotes = true;
-            quoted_field = true;
-        } else if c == delimiter {
-            fields.push(finish_csv_field(
-                std::mem::take(&mut field),
-                quoted_field,
-                format,
-            ));
-            quoted_field = false;
-        } else {
-            field.push(c);
-        }
-    }
-    fields.push(finish_csv_field(field, quoted_field, format));
-    fields
-}
-
-fn finish_csv_field(field: String, quoted: bool, format: &CopyFormat) -> Option<String> {
-    if !quoted && field == format.null {
-        None
-    } else {
-        Some(field)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn text() -> CopyFormat {
-        CopyFormat {
-            csv: false,
-            delimiter: b'\t',
-            null: "\\N".into(),
-            header: false,
-            quote: b'"',
-            escape: b'"',
-        }
-    }
-
-    fn csv() -> CopyFormat {
-        CopyFormat {
-            csv: true,
-            delimiter: b',',
-            null: String::new(),
-            header: false,
-            quote: b'"',
-            escape: b'"',
-        }
-    }
-
-    #[test]
-    fn text_format_unescapes_and_reads_nulls() {
-        assert_eq!(
-            parse_text_record("1\ta\\tb\t\\N\tc\\\\d", &text()),
-            vec![
-                Some("1".into()),
-                Some("a\tb".into()),
-                None,
-                Some("c\\d".into())
-            ]
-        );
-    }
-
-    #[test]
-    fn csv_quotes_keep_delimiters_and_mark_non_null() {
-        assert_eq!(
-            parse_csv_record("1,\"x, \"\"y\"\"\",,\"\"", &csv()),
-            vec![
-                Some("1".into()),
-                Some("x, \"y\"".into()),
-                None,
-                Some(String::new())
-            ]
-        );
-    }
-
-    #[test]
-    fn csv_records_may_span_lines_inside_quotes() {
-        let data = b"1,\"two\nlines\"\n2,x\n";
-        let end = record_end(data, &csv()).unwrap();
-        assert_eq!(&data[..end], b"1,\"two\nlines\"");
-        assert_eq!(record_end(b"no newline yet", &csv()), None);
     }
 }

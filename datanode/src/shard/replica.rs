@@ -88,6 +88,7 @@ impl Shard {
         })?;
         let term = op.primary_term.max(1);
         let mut changes: Vec<(String, Option<Version>)> = Vec::new();
+        let mut decoded = None;
         if matches!(mode, WriteMode::Delete | WriteMode::DeleteIfVersion) {
             changes.extend(op.delete_ids.iter().map(|id| (id.clone(), None)));
         } else if !op.rows_ipc.is_empty() {
@@ -102,10 +103,11 @@ impl Shard {
                     }),
                 ));
             }
+            decoded = Some(batch);
         }
         self.or_fail(state.translog.append(op, table.fsync_per_request()))?;
         state.live.extend(changes);
-        let applied = self.apply_to_index(&mut state, op, true);
+        let applied = self.apply_to_index(&mut state, op, true, decoded.as_ref());
         self.or_fail(applied)?;
         self.dirty.store(true, Ordering::Release);
         self.recent.lock().record(op);

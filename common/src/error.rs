@@ -27,6 +27,8 @@ pub enum ErrorCode {
     DuplicateKey,
     /// A value cannot be converted to the target type.
     InvalidTextRepresentation,
+    /// COPY data that is not well-formed records (field count, an unterminated quote).
+    BadCopyFileFormat,
     /// Input bytes are not valid in the client encoding (UTF-8).
     InvalidEncoding,
     /// A value has the wrong type for its column or operator.
@@ -96,6 +98,7 @@ impl ErrorCode {
             ErrorCode::DependentObjectsStillExist => "dependent_objects_still_exist",
             ErrorCode::NotNullViolation => "not_null_violation",
             ErrorCode::InvalidParameterValue => "invalid_parameter_value",
+            ErrorCode::BadCopyFileFormat => "bad_copy_file_format",
             ErrorCode::FeatureNotSupported => "feature_not_supported",
             ErrorCode::QueryCanceled => "query_canceled",
             ErrorCode::DataCorrupted => "data_corrupted",
@@ -116,7 +119,7 @@ impl ErrorCode {
     }
 }
 
-const ALL_CODES: [ErrorCode; 28] = [
+const ALL_CODES: [ErrorCode; 29] = [
     ErrorCode::InvalidEncoding,
     ErrorCode::UndefinedObject,
     ErrorCode::SyntaxError,
@@ -127,6 +130,7 @@ const ALL_CODES: [ErrorCode; 28] = [
     ErrorCode::DuplicateObject,
     ErrorCode::DuplicateKey,
     ErrorCode::InvalidTextRepresentation,
+    ErrorCode::BadCopyFileFormat,
     ErrorCode::DatatypeMismatch,
     ErrorCode::DivisionByZero,
     ErrorCode::NumericOutOfRange,

@@ -111,12 +111,15 @@ def test_copy_errors_are_reported_and_connection_survives(conn):
 
 def test_copy_refuses_malformed_records_and_unbounded_ones(conn):
     conn.execute("CREATE TABLE IF NOT EXISTS pg_copy_bad (id INTEGER PRIMARY KEY, a TEXT, b TEXT)")
-    with pytest.raises(errors.InvalidTextRepresentation, match='missing data for column "b"'):
+    with pytest.raises(errors.BadCopyFileFormat, match='missing data for column "b"'):
         with conn.cursor().copy("COPY pg_copy_bad FROM STDIN") as copy:
             copy.write("1\tx\n")
-    with pytest.raises(errors.InvalidTextRepresentation, match="extra data after last expected column"):
+    with pytest.raises(errors.BadCopyFileFormat, match="extra data after last expected column"):
         with conn.cursor().copy("COPY pg_copy_bad FROM STDIN WITH (FORMAT csv)") as copy:
             copy.write("1,x,y," + "z," * 100_000 + "\n")
+    with pytest.raises(errors.BadCopyFileFormat, match="unterminated CSV quoted field"):
+        with conn.cursor().copy("COPY pg_copy_bad FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write('9,x,y\n10,"never closed,z\n')
     # A quoted field that never ends fails the COPY once it passes 64 MiB; it is not buffered
     # (and rescanned) for as long as the client sends.
     with pytest.raises(errors.ProgramLimitExceeded, match="longer than 64 MiB"):

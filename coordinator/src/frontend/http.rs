@@ -85,6 +85,7 @@ pub fn crate_error_code(code: ErrorCode) -> (u32, StatusCode) {
         ErrorCode::SyntaxError => (4000, StatusCode::BAD_REQUEST),
         ErrorCode::InvalidParameterValue
         | ErrorCode::InvalidTextRepresentation
+        | ErrorCode::BadCopyFileFormat
         | ErrorCode::InvalidEncoding
         | ErrorCode::DatatypeMismatch
         | ErrorCode::NumericOutOfRange

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use creek_common::error::ErrorCode;
+use creek_common::state::ClusterState;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
 use datafusion::common::ScalarValue;
@@ -48,7 +49,9 @@ pub struct PreparedQuery {
 /// state at execution).
 pub struct PreparedPlan {
     plan: LogicalPlan,
-    state_version: u64,
+    /// The very state planned against, not its version: a Raft snapshot may install another
+    /// state under a version number already seen.
+    state: Arc<ClusterState>,
     settings: SessionSettings,
 }
 
@@ -115,7 +118,7 @@ impl Session {
         let (Some(prepared), [ParsedStatement::Sql(statement, _)]) = (plan, statements) else {
             return self.execute_statements(statements, params).await;
         };
-        let current = prepared.state_version == self.cluster.catalog().state().version
+        let current = Arc::ptr_eq(&prepared.state, &self.cluster.catalog().state())
             && prepared.settings == *self.settings.lock();
         if !current {
             return self.execute_statements(statements, params).await;
@@ -174,7 +177,7 @@ impl Session {
             let hidden = super::names_system_column(statement);
             let ctx = self.context(hidden);
             // Read before planning: a change while it plans makes Execute plan again.
-            let state_version = self.cluster.catalog().state().version;
+            let cluster_state = self.cluster.catalog().state();
             let settings = self.settings.lock().clone();
             let planned = match statement.as_ref() {
                 Statement::Query(_) | Statement::Explain { .. } => {
@@ -239,7 +242,7 @@ impl Session {
                 if matches!(statement.as_ref(), Statement::Query(_)) && !hidden {
                     prepared.plan = Some(Arc::new(PreparedPlan {
                         plan,
-                        state_version,
+                        state: cluster_state,
                         settings,
                     }));
                 }

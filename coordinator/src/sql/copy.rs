@@ -16,7 +16,7 @@ use sqlparser::ast::{
 
 mod records;
 
-use records::{ColumnBuilders, RecordScan};
+use records::{ColumnBuilders, RecordError, RecordScan};
 
 use super::ddl::{ident_name, split_name};
 use super::dml::{conform_batch, write_batch};
@@ -316,6 +316,18 @@ impl CopyLoader {
             // The last line may lack its newline.
             self.pending.push(b'\n');
             self.parse_complete_records()?;
+            if !self.pending.is_empty() && !self.finished {
+                // Still no end: the data ends inside a quoted field (or on a lone backslash).
+                let problem = if self.scan.in_quotes() {
+                    "unterminated CSV quoted field"
+                } else {
+                    "the data ends inside an escape"
+                };
+                return Err(Error::new(
+                    ErrorCode::BadCopyFileFormat,
+                    format!("{problem} (COPY line {})", self.line + 1),
+                ));
+            }
         }
         self.write_full_batch().await?;
         self.settle().await
@@ -343,14 +355,23 @@ impl CopyLoader {
                 self.finished = true;
                 break;
             }
-            if let Err(mismatch) = self.columns.push_record(text, format) {
-                // PostgreSQL's wording.
-                let problem = match self.copy.columns.get(mismatch.found) {
-                    Some(column) => format!("missing data for column \"{column}\""),
-                    None => "extra data after last expected column".to_string(),
+            if let Err(error) = self.columns.push_record(text, format) {
+                // PostgreSQL's wording and codes.
+                let (code, problem) = match error {
+                    RecordError::Encoding => (
+                        ErrorCode::InvalidEncoding,
+                        "an escape spells bytes that are not UTF-8".to_string(),
+                    ),
+                    RecordError::FieldCount { found } => (
+                        ErrorCode::BadCopyFileFormat,
+                        match self.copy.columns.get(found) {
+                            Some(column) => format!("missing data for column \"{column}\""),
+                            None => "extra data after last expected column".to_string(),
+                        },
+                    ),
                 };
                 return Err(Error::new(
-                    ErrorCode::InvalidTextRepresentation,
+                    code,
                     format!("{problem} (COPY line {})", self.line),
                 ));
             }

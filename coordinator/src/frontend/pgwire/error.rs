@@ -25,6 +25,7 @@ pub fn sqlstate(code: ErrorCode) -> &'static str {
         ErrorCode::DependentObjectsStillExist => "2BP01",
         ErrorCode::NotNullViolation => "23502",
         ErrorCode::InvalidParameterValue => "22023",
+        ErrorCode::BadCopyFileFormat => "22P04",
         ErrorCode::FeatureNotSupported => "0A000",
         ErrorCode::QueryCanceled => "57014",
         ErrorCode::DataCorrupted => "XX001",

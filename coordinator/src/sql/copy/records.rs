@@ -33,33 +33,31 @@ impl RecordScan {
     /// for the next record.
     pub fn record_end(&mut self, data: &[u8], format: &CopyFormat) -> Option<usize> {
         let mut index = self.scanned;
-        if !format.csv {
-            return match data[index..].iter().position(|b| *b == b'\n') {
-                Some(offset) => {
-                    *self = RecordScan::default();
-                    Some(index + offset)
-                }
-                None => {
-                    self.scanned = data.len();
-                    None
-                }
-            };
-        }
         let mut quoted = self.quoted;
         while index < data.len() {
             let byte = data[index];
-            if quoted && byte == format.escape && format.escape != format.quote {
+            // Text format: a backslash makes the next byte data (an escaped newline is part of
+            // the field). CSV: inside quotes, an escape other than the quote makes a following
+            // quote or escape data.
+            let escapes = if format.csv {
+                quoted && byte == format.escape && format.escape != format.quote
+            } else {
+                byte == b'\\'
+            };
+            if escapes {
                 match data.get(index + 1) {
-                    Some(next) if *next == format.quote => {
+                    Some(next)
+                        if !format.csv || *next == format.quote || *next == format.escape =>
+                    {
                         index += 2;
                         continue;
                     }
                     Some(_) => {}
-                    // Whether it escapes a quote is only known with the next chunk.
+                    // What it escapes is only known with the next chunk.
                     None => break,
                 }
             }
-            if byte == format.quote {
+            if format.csv && byte == format.quote {
                 quoted = !quoted;
             } else if byte == b'\n' && !quoted {
                 *self = RecordScan::default();
@@ -71,6 +69,11 @@ impl RecordScan {
         self.quoted = quoted;
         None
     }
+
+    /// Whether the scan stopped inside a quoted CSV field.
+    pub fn in_quotes(&self) -> bool {
+        self.quoted
+    }
 }
 
 /// The COPY's columns being filled, one string builder per column.
@@ -81,11 +84,14 @@ pub struct ColumnBuilders {
     scratch: String,
 }
 
-/// A record with another number of fields than the COPY has columns.
+/// Why a record could not be added.
 #[derive(Debug, PartialEq, Eq)]
-pub struct FieldCountMismatch {
-    /// How many fields the record has (counted up to one past the columns).
-    pub found: usize,
+pub enum RecordError {
+    /// The record has another number of fields than the COPY has columns; `found` is counted
+    /// up to one past the columns.
+    FieldCount { found: usize },
+    /// A text-format escape (`\ooo`, `\xhh`) spelled bytes that are not UTF-8.
+    Encoding,
 }
 
 impl ColumnBuilders {
@@ -114,18 +120,14 @@ impl ColumnBuilders {
 
     /// Adds one record (without its newline). After an error the builders are inconsistent
     /// and must not be finished: a COPY with a malformed record fails as a whole.
-    pub fn push_record(
-        &mut self,
-        record: &str,
-        format: &CopyFormat,
-    ) -> Result<(), FieldCountMismatch> {
+    pub fn push_record(&mut self, record: &str, format: &CopyFormat) -> Result<(), RecordError> {
         let found = if format.csv {
             self.push_csv(record, format)
         } else {
-            self.push_text(record, format)
+            self.push_text(record, format)?
         };
         if found != self.builders.len() {
-            return Err(FieldCountMismatch { found });
+            return Err(RecordError::FieldCount { found });
         }
         self.rows += 1;
         Ok(())
@@ -138,28 +140,49 @@ impl ColumnBuilders {
         }
     }
 
-    /// PostgreSQL's text format: fields split at the delimiter, backslash escapes undone, the
-    /// NULL string (`\N`) as NULL. Returns the number of fields.
-    fn push_text(&mut self, line: &str, format: &CopyFormat) -> usize {
+    /// PostgreSQL's text format: fields end at an unescaped delimiter, backslash escapes are
+    /// undone, the NULL string (`\N`, compared before unescaping) is NULL. Returns the number
+    /// of fields.
+    fn push_text(&mut self, line: &str, format: &CopyFormat) -> Result<usize, RecordError> {
+        let bytes = line.as_bytes();
         let mut count = 0;
-        for raw in line.split(format.delimiter as char) {
+        let mut start = 0;
+        loop {
             if count > self.builders.len() {
-                break;
+                return Ok(count);
             }
+            let mut end = start;
+            let mut escaped = false;
+            while end < bytes.len() && bytes[end] != format.delimiter {
+                if bytes[end] == b'\\' {
+                    escaped = true;
+                    end += 1;
+                }
+                end += 1;
+            }
+            // A backslash ending the line escapes nothing; past the end means it did.
+            let end = end.min(bytes.len());
+            let raw = &line[start..end];
             if raw == format.null {
                 self.append(count, None);
-            } else if !raw.contains('\\') {
+            } else if !escaped {
                 self.append(count, Some(raw));
             } else {
                 let mut text = std::mem::take(&mut self.scratch);
                 text.clear();
-                unescape_text(raw, &mut text);
-                self.append(count, Some(&text));
+                let unescaped = unescape_text(raw, &mut text);
+                if unescaped.is_ok() {
+                    self.append(count, Some(&text));
+                }
                 self.scratch = text;
+                unescaped?;
             }
             count += 1;
+            if end == bytes.len() {
+                return Ok(count);
+            }
+            start = end + 1;
         }
-        count
     }
 
     /// CSV: quoted fields keep delimiters, newlines and (escaped) quotes; an unquoted field
@@ -201,25 +224,62 @@ impl ColumnBuilders {
     }
 }
 
-/// Undoes PostgreSQL's text-format backslash escapes of `raw` into `out`.
-fn unescape_text(raw: &str, out: &mut String) {
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
+/// Undoes PostgreSQL's text-format backslash escapes of `raw` into `out`: `\t` and the other
+/// control-character letters, one to three octal digits or `x` and one or two hex digits for
+/// a byte, and any other character for itself (the delimiter, a newline, a backslash).
+fn unescape_text(raw: &str, out: &mut String) -> Result<(), RecordError> {
+    let mut bytes: Vec<u8> = Vec::with_capacity(raw.len());
+    let input = raw.as_bytes();
+    let mut index = 0;
+    while index < input.len() {
+        let byte = input[index];
+        index += 1;
+        if byte != b'\\' {
+            bytes.push(byte);
             continue;
         }
-        match chars.next() {
-            Some('t') => out.push('\t'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('b') => out.push('\u{8}'),
-            Some('f') => out.push('\u{c}'),
-            Some('v') => out.push('\u{b}'),
-            Some(other) => out.push(other),
-            None => out.push('\\'),
+        let Some(&next) = input.get(index) else {
+            bytes.push(b'\\');
+            break;
+        };
+        index += 1;
+        let digits = |index: &mut usize, radix: u32, most: usize, first: u32| {
+            let mut value = first;
+            let mut taken = 0;
+            while taken < most {
+                match input.get(*index).and_then(|b| (*b as char).to_digit(radix)) {
+                    Some(digit) => {
+                        value = value * radix + digit;
+                        *index += 1;
+                        taken += 1;
+                    }
+                    None => break,
+                }
+            }
+            (value, taken)
+        };
+        match next {
+            b't' => bytes.push(b'\t'),
+            b'n' => bytes.push(b'\n'),
+            b'r' => bytes.push(b'\r'),
+            b'b' => bytes.push(0x08),
+            b'f' => bytes.push(0x0c),
+            b'v' => bytes.push(0x0b),
+            b'0'..=b'7' => {
+                let (value, _) = digits(&mut index, 8, 2, u32::from(next - b'0'));
+                // Three octal digits reach 511; PostgreSQL keeps the low byte.
+                bytes.push((value & 0xff) as u8);
+            }
+            b'x' => match digits(&mut index, 16, 2, 0) {
+                (value, taken) if taken > 0 => bytes.push(value as u8),
+                _ => bytes.push(b'x'),
+            },
+            other => bytes.push(other),
         }
     }
+    let text = String::from_utf8(bytes).map_err(|_| RecordError::Encoding)?;
+    out.push_str(&text);
+    Ok(())
 }
 
 /// Reads a CSV field starting at `start` that holds a quote somewhere into `out`; returns the
@@ -235,9 +295,14 @@ fn quoted_csv_field(record: &str, start: usize, format: &CopyFormat, out: &mut S
     while index < bytes.len() {
         let byte = bytes[index];
         if in_quotes {
-            if byte == format.escape && bytes.get(index + 1) == Some(&format.quote) {
+            // The escape makes a following quote or escape data (with the default escape,
+            // the quote itself, that is a doubled quote).
+            let escaped = bytes
+                .get(index + 1)
+                .filter(|next| **next == format.quote || **next == format.escape);
+            if let (true, Some(&next)) = (byte == format.escape, escaped) {
                 out.push_str(&record[copied_to..index]);
-                out.push(format.quote as char);
+                out.push(next as char);
                 index += 2;
                 copied_to = index;
                 continue;
@@ -349,23 +414,69 @@ mod tests {
     }
 
     #[test]
+    fn text_escapes_keep_delimiters_and_spell_bytes() {
+        assert_eq!(
+            fields("a\\\tb\t\\101\\x42\\x4\\7\t\\303\\251\tx\\", &text(), 4),
+            vec![
+                Some("a\tb".into()),
+                Some("AB\u{4}\u{7}".into()),
+                Some("é".into()),
+                Some("x\\".into())
+            ]
+        );
+        let mut builders = ColumnBuilders::new(1);
+        assert_eq!(
+            builders.push_record("\\377", &text()),
+            Err(RecordError::Encoding)
+        );
+    }
+
+    #[test]
+    fn a_text_record_continues_after_an_escaped_newline() {
+        let data = b"1\\\nmore\t2\n3\n";
+        let end = RecordScan::default().record_end(data, &text()).unwrap();
+        assert_eq!(&data[..end], b"1\\\nmore\t2");
+        let record = std::str::from_utf8(&data[..end]).unwrap();
+        assert_eq!(
+            fields(record, &text(), 2),
+            vec![Some("1\nmore".into()), Some("2".into())]
+        );
+    }
+
+    #[test]
+    fn a_csv_escape_escapes_itself_inside_quotes() {
+        let format = CopyFormat {
+            escape: b'\\',
+            ..csv()
+        };
+        let data = b"\"C:\\dir\\\\\",x\n2,y\n";
+        let end = RecordScan::default().record_end(data, &format).unwrap();
+        assert_eq!(&data[..end], b"\"C:\\dir\\\\\",x");
+        let record = std::str::from_utf8(&data[..end]).unwrap();
+        assert_eq!(
+            fields(record, &format, 2),
+            vec![Some("C:\\dir\\".into()), Some("x".into())]
+        );
+    }
+
+    #[test]
     fn a_record_with_another_field_count_is_refused() {
         let mut builders = ColumnBuilders::new(2);
         assert_eq!(
             builders.push_record("1,2,3", &csv()),
-            Err(FieldCountMismatch { found: 3 })
+            Err(RecordError::FieldCount { found: 3 })
         );
         let mut builders = ColumnBuilders::new(2);
         assert_eq!(
             builders.push_record("1", &csv()),
-            Err(FieldCountMismatch { found: 1 })
+            Err(RecordError::FieldCount { found: 1 })
         );
         // Counting stops one past the columns: a huge record costs no more fields.
         let mut builders = ColumnBuilders::new(2);
         let long = vec!["x"; 10_000].join("\t");
         assert_eq!(
             builders.push_record(&long, &text()),
-            Err(FieldCountMismatch { found: 3 })
+            Err(RecordError::FieldCount { found: 3 })
         );
     }
 

@@ -379,6 +379,14 @@ impl Shard {
         let table = self.table();
         let mut state = self.state.lock();
         self.check_not_failed()?;
+        // One look at the role under the writer lock: a copy demoted since the caller checked
+        // must not log an operation under the term of the primary that replaced it (that
+        // operation would later pass for the new primary's own at the same sequence number).
+        let role = self.role();
+        if !role.primary {
+            return Err(Error::NotPrimary { shard_id: self.id });
+        }
+        let term = role.primary_term;
         let remembered = self.recent.lock().get(operation_id);
         if let Some(remembered) = remembered {
             // An answer learnt in recovery comes without the operation: an empty one of this
@@ -386,7 +394,6 @@ impl Shard {
             // group is known to hold everything up to here (a copy that cannot be brought
             // there is failed first).
             let op = if remembered.answer_only {
-                let term = self.primary_term();
                 self.log_empty_op(&mut state, term, table.fsync_per_request())?
             } else {
                 remembered.op.clone()
@@ -399,7 +406,6 @@ impl Shard {
             });
         }
         let searcher = self.reader.searcher();
-        let term = self.primary_term();
         let conditional = matches!(
             mode,
             WriteMode::UpdateIfVersion | WriteMode::DeleteIfVersion

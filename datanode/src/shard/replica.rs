@@ -37,6 +37,14 @@ impl Shard {
     /// copy missed an operation and must be recovered). An operation this copy already has
     /// is acknowledged again without being applied twice.
     pub fn apply_replicated(&self, op: &TranslogOp, primary_term: u64) -> Result<()> {
+        let table = self.table();
+        // The term is checked under the writer lock, as this copy's own writes read it
+        // (state, then role): a copy promoted meanwhile either logged its first operation
+        // of the new term before this one — then this one is refused as stale — or after it.
+        // Checked before the lock, a promotion could slip in between, log its own operation
+        // at this sequence number, and this one would pass as "already applied" while the
+        // deposed primary acknowledged it.
+        let mut state = self.state.lock();
         {
             let mut role = self.role.write();
             // A primary takes operations only from a newer primary (which deposes it); one of
@@ -57,8 +65,6 @@ impl Shard {
             }
             role.primary_term = primary_term;
         }
-        let table = self.table();
-        let mut state = self.state.lock();
         self.check_not_failed()?;
         if op.seq_no < state.next_seq_no {
             // Already applied, unless a newer primary assigned the same sequence numbers to
@@ -396,6 +402,71 @@ mod tests {
             .start_primary_term()
             .unwrap()
             .is_none());
+    }
+
+    /// A forwarded operation that waits for the writer lock while its copy is promoted is
+    /// refused as stale once it gets the lock, even if the promotion's own first operation
+    /// took that sequence number meanwhile: passing it as "already applied" would let the
+    /// deposed primary acknowledge a write no copy kept.
+    #[test]
+    fn an_operation_that_waited_out_a_promotion_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let old_primary = copy(dir.path(), "p", true, 1);
+        let heir = Arc::new(copy(dir.path(), "r", false, 1));
+        let op = old_primary
+            .write(WriteMode::Insert, &row(1), &[], &[], "op-1")
+            .unwrap()
+            .op
+            .unwrap();
+        let writer_lock = heir.state.lock();
+        let applying = {
+            let (heir, op) = (heir.clone(), op.clone());
+            std::thread::spawn(move || heir.apply_replicated(&op, 1))
+        };
+        // Let the forwarded operation reach the lock before the promotion lands.
+        std::thread::sleep(Duration::from_millis(100));
+        heir.set_role(CopyRole {
+            allocation_id: "r".into(),
+            primary: true,
+            primary_term: 2,
+            peers: Vec::new(),
+        });
+        drop(writer_lock);
+        let start = heir.start_primary_term().unwrap();
+        let applied = applying.join().unwrap();
+        assert!(
+            matches!(
+                applied,
+                Err(Error::StaleTerm {
+                    got: 1,
+                    current: 2,
+                    ..
+                })
+            ),
+            "{applied:?}"
+        );
+        let start = start.expect("the heir is primary");
+        assert_eq!((start.seq_no, start.primary_term), (op.seq_no, 2));
+    }
+
+    /// A copy demoted after its caller checked that it was primary writes nothing, rather
+    /// than an operation under its successor's term.
+    #[test]
+    fn a_demoted_copy_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = copy(dir.path(), "p", true, 1);
+        let before = copy.next_seq_no();
+        copy.set_role(CopyRole {
+            allocation_id: "p".into(),
+            primary: false,
+            primary_term: 2,
+            peers: Vec::new(),
+        });
+        assert!(matches!(
+            copy.write(WriteMode::Insert, &row(1), &[], &[], "op-1"),
+            Err(Error::NotPrimary { .. })
+        ));
+        assert_eq!(copy.next_seq_no(), before);
     }
 
     /// A retry answered from what a recovery taught this copy still goes through a

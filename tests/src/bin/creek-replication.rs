@@ -24,6 +24,7 @@
 //! Prints what it measures (longest write pause after a kill, time to GREEN). Exits non-zero
 //! on the first failed check.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -604,10 +605,31 @@ async fn reshape(cluster: &mut TestCluster, root: &std::path::Path) -> anyhow::R
     client.batch_execute("REFRESH TABLE t").await?;
     let after = count(&client).await?;
     let expected = total.parse::<usize>()? + ledger.acknowledged.len();
-    ensure!(
-        after == expected.to_string(),
-        "{after} rows after the moves, expected {expected}"
-    );
+    if after != expected.to_string() {
+        // Say whether rows are gone or only miscounted, and which copy lacks them.
+        let present: HashSet<i64> = rows(&client, "SELECT id FROM t WHERE id >= 100000000")
+            .await?
+            .iter()
+            .map(|r| r[0].parse::<i64>())
+            .collect::<Result<_, _>>()?;
+        let lost: Vec<i64> = ledger
+            .acknowledged
+            .iter()
+            .filter(|id| !present.contains(id))
+            .copied()
+            .collect();
+        let scanned = rows(&client, "SELECT count(id) FROM t").await?;
+        let copies = rows(
+            &client,
+            "SELECT id, node_id, \"primary\", num_docs, seq_no FROM sys.shards \
+             WHERE table_name = 't' ORDER BY id, node_id",
+        )
+        .await?;
+        bail!(
+            "{after} rows after the moves, expected {expected}; count(id) = {scanned:?}; \
+             acknowledged ids not found by a scan: {lost:?}; copies: {copies:?}"
+        );
+    }
     check_converged(&client, "t").await?;
     eprintln!(
         "moves: {} rows written meanwhile, no statement failed, every row there",

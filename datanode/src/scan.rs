@@ -1,9 +1,12 @@
 //! `TantivyScanExec`: the leaf of every plan fragment on a data node. Each output partition
-//! scans one shard: it runs the pushed-down filters as a tantivy query, then reads the matching
-//! documents' fast fields into Arrow batches on a blocking thread.
+//! scans one shard: it runs the pushed-down filters as a tantivy query, narrows the matches by
+//! the filters on one text column that can be decided per dictionary term (`term_filter`), then
+//! reads the remaining documents' fast fields into Arrow batches on a blocking thread.
 
 pub mod columns;
+pub mod late_fetch;
 pub mod query;
+mod term_filter;
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,7 +30,7 @@ use tantivy::query::{AllQuery, EnableScoring, Query};
 use tantivy::DocId;
 
 use crate::shard::Shard;
-use columns::{open_segment_column, read_column, ColumnSpec};
+use columns::{open_segment_column, read_column, ColumnSpec, SegmentColumn};
 
 /// How long a scan waits for a copy to apply the reading session's writes: a replica gets
 /// a write before its primary answers it, so this is only ever a brief wait; a copy that
@@ -50,6 +53,8 @@ pub struct TantivyScanExec {
     realtime_ids: Vec<String>,
     /// Aligned with `shards`: the sequence number each must show before it is scanned.
     visible_seq_nos: Vec<u64>,
+    /// Where each partition leaves the searcher it read, when a late fetch reads from it too.
+    searchers: Option<Arc<late_fetch::ScanSearchers>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
 }
@@ -86,6 +91,7 @@ impl TantivyScanExec {
             limit,
             realtime_ids,
             visible_seq_nos,
+            searchers: None,
             schema,
             properties,
         }
@@ -154,6 +160,7 @@ impl ExecutionPlan for TantivyScanExec {
         let realtime_ids = self.realtime_ids.clone();
         let visible_seq_no = self.visible_seq_nos.get(partition).copied().unwrap_or(0);
         let schema = self.schema.clone();
+        let searchers = self.searchers.clone();
         builder.spawn_blocking(move || {
             shard.ensure_visible(visible_seq_no, CATCH_UP_WAIT)?;
             scan_shard(
@@ -163,6 +170,7 @@ impl ExecutionPlan for TantivyScanExec {
                 &filters,
                 limit,
                 &realtime_ids,
+                searchers.as_deref().map(|searchers| (searchers, partition)),
                 schema,
                 |batch| sender.blocking_send(Ok(batch)).is_ok(),
             )
@@ -228,6 +236,7 @@ fn scan_shard(
     filters: &[Expr],
     limit: Option<usize>,
     realtime_ids: &[String],
+    keep_searcher: Option<(&late_fetch::ScanSearchers, usize)>,
     schema: SchemaRef,
     mut emit: impl FnMut(RecordBatch) -> bool,
 ) -> DfResult<()> {
@@ -235,6 +244,9 @@ fn scan_shard(
         shard.refresh_if_any_live(realtime_ids)?;
     }
     let searcher = shard.searcher();
+    if let Some((searchers, partition)) = keep_searcher {
+        searchers.keep(partition, &searcher);
+    }
     if columns.is_empty() && filters.is_empty() {
         // Rows without columns (`count(*)`): each segment's live-document count says how
         // many, no document needs to be enumerated.
@@ -252,12 +264,13 @@ fn scan_shard(
     };
     let query: Box<dyn Query> =
         query::query_for_filters(layout, filters).unwrap_or_else(|| Box::new(AllQuery));
+    let term_filters = term_filter::term_filters(table, filters);
     let tantivy_err = |e: tantivy::TantivyError| DataFusionError::External(Box::new(e));
     let weight = query
         .weight(EnableScoring::disabled_from_searcher(&searcher))
         .map_err(tantivy_err)?;
     let mut remaining = limit.unwrap_or(usize::MAX);
-    for segment in searcher.segment_readers() {
+    for (segment_ord, segment) in searcher.segment_readers().iter().enumerate() {
         if remaining == 0 {
             break;
         }
@@ -268,12 +281,30 @@ fn scan_shard(
         if let Some(alive) = segment.alive_bitset() {
             docs.retain(|doc| alive.is_alive(*doc));
         }
+        for filter in &term_filters {
+            if docs.is_empty() {
+                break;
+            }
+            filter.retain(segment, &mut docs).map_err(tantivy_err)?;
+        }
         if docs.is_empty() {
             continue;
         }
         let opened = columns
             .iter()
-            .map(|spec| open_segment_column(segment, spec, docs.len().min(remaining)))
+            .map(|spec| match spec {
+                ColumnSpec::DocAddress => {
+                    let partition = keep_searcher.map_or(0, |(_, partition)| partition);
+                    late_fetch::address_base(partition, segment_ord)
+                        .map(SegmentColumn::DocAddress)
+                        .ok_or_else(|| {
+                            tantivy::TantivyError::InvalidArgument(format!(
+                                "segment {segment_ord} of partition {partition} has no address"
+                            ))
+                        })
+                }
+                _ => open_segment_column(segment, spec, docs.len().min(remaining)),
+            })
             .collect::<tantivy::Result<Vec<_>>>()
             .map_err(tantivy_err)?;
         for chunk in docs.chunks(BATCH_ROWS) {

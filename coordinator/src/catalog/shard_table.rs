@@ -172,11 +172,65 @@ fn pinned_values(filter: &Expr, column: &str) -> Option<Vec<ScalarValue>> {
 /// Returns whether a data node can use `expr` to narrow a shard scan. This mirrors the data
 /// node's translation; a filter it ends up not using is still applied above the scan.
 fn is_index_filter(table: &TableSchema, expr: &Expr) -> bool {
+    is_term_filter(table, expr) || is_index_query(table, expr)
+}
+
+/// A predicate on one text column and nothing else, built only of operators that evaluate the
+/// same everywhere: a data node decides it once per distinct term of a segment's dictionary.
+/// Functions are left out: Creek's coordinator-side functions (and its versions of some
+/// built-in names) are not what a data node has.
+fn is_term_filter(table: &TableSchema, expr: &Expr) -> bool {
+    let columns = expr.column_refs();
+    let mut columns = columns.iter();
+    let (Some(column), None) = (columns.next(), columns.next()) else {
+        return false;
+    };
+    if !matches!(
+        table.column(&column.name).map(|c| &c.column_type),
+        Some(creek_common::types::ColumnType::Text { .. })
+    ) {
+        return false;
+    }
+    let mut plain = true;
+    let _ = expr.apply(|e| {
+        plain &= matches!(
+            e,
+            Expr::Column(_)
+                | Expr::Literal(..)
+                | Expr::BinaryExpr(_)
+                | Expr::Like(_)
+                | Expr::SimilarTo(_)
+                | Expr::Not(_)
+                | Expr::IsNull(_)
+                | Expr::IsNotNull(_)
+                | Expr::IsTrue(_)
+                | Expr::IsFalse(_)
+                | Expr::IsUnknown(_)
+                | Expr::IsNotTrue(_)
+                | Expr::IsNotFalse(_)
+                | Expr::IsNotUnknown(_)
+                | Expr::Between(_)
+                | Expr::InList(_)
+                | Expr::Case(_)
+                | Expr::Cast(_)
+                | Expr::TryCast(_)
+        );
+        Ok(if plain {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    plain
+}
+
+/// A predicate the data node turns into a tantivy query (`scan::query` there).
+fn is_index_query(table: &TableSchema, expr: &Expr) -> bool {
     let known = |name: &str| name == ID_COLUMN || table.column(name).is_some();
     match expr {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
-            Operator::And => is_index_filter(table, left) || is_index_filter(table, right),
-            Operator::Or => is_index_filter(table, left) && is_index_filter(table, right),
+            Operator::And => is_index_query(table, left) || is_index_query(table, right),
+            Operator::Or => is_index_query(table, left) && is_index_query(table, right),
             Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
                 matches!((left.as_ref(), right.as_ref()),
                     (Expr::Column(c), Expr::Literal(..)) | (Expr::Literal(..), Expr::Column(c)) if known(&c.name))

@@ -12,7 +12,7 @@ use creek_common::types::ColumnType;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Date32Array, Decimal128Array,
     Float32Array, Float64Array, Float64Builder, Int16Array, Int32Array, Int64Array, Int64Builder,
-    ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray,
+    ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray, UInt64Array,
 };
 use datafusion::arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::compute::interleave;
@@ -33,6 +33,9 @@ pub enum ColumnSpec {
     SeqNo,
     /// The hidden `_primary_term` column.
     PrimaryTerm,
+    /// Where the row is: its partition, segment and document in the scan's searcher (for a
+    /// late fetch of the other columns, `late_fetch`).
+    DocAddress,
     /// A table column (where the index keeps it: `shard::document::locate`).
     Table {
         name: String,
@@ -47,6 +50,7 @@ impl ColumnSpec {
         match self {
             ColumnSpec::Id => DataType::Utf8,
             ColumnSpec::SeqNo | ColumnSpec::PrimaryTerm => DataType::Int64,
+            ColumnSpec::DocAddress => DataType::UInt64,
             ColumnSpec::Table { column_type, .. } => column_type.arrow_type(),
         }
     }
@@ -57,6 +61,7 @@ impl ColumnSpec {
             ColumnSpec::Id => ID_COLUMN,
             ColumnSpec::SeqNo => SEQ_NO_COLUMN,
             ColumnSpec::PrimaryTerm => PRIMARY_TERM_COLUMN,
+            ColumnSpec::DocAddress => "_doc_address",
             ColumnSpec::Table { name, .. } => name,
         }
     }
@@ -72,6 +77,8 @@ pub enum SegmentColumn {
     Bool(Vec<Column<bool>>),
     /// A dictionary-encoded string column.
     Str(StrColumns),
+    /// Document addresses: this base or-ed with the document id.
+    DocAddress(u64),
     /// An array column: its exact JSON form where written, and the element values for
     /// documents written before the exact form existed.
     Array {
@@ -119,6 +126,11 @@ impl StrColumns {
 
     fn iter(&self) -> std::slice::Iter<'_, StrColumn> {
         self.columns.iter()
+    }
+
+    /// The segment's columns of this name, in the order a value is read from them.
+    pub(super) fn columns(&self) -> &[StrColumn] {
+        &self.columns
     }
 }
 
@@ -208,6 +220,11 @@ pub fn open_segment_column(
             return Ok(SegmentColumn::I64(vec![
                 fast_fields.i64(PRIMARY_TERM_COLUMN)?
             ]));
+        }
+        ColumnSpec::DocAddress => {
+            return Err(tantivy::TantivyError::InvalidArgument(
+                "a document address is made by the scan, not read from a segment".into(),
+            ));
         }
         ColumnSpec::Table {
             name,
@@ -301,6 +318,16 @@ pub fn read_column(
         ColumnSpec::Id => return Ok(Arc::new(read_strings(column, docs)?)),
         ColumnSpec::SeqNo | ColumnSpec::PrimaryTerm => {
             return Ok(Arc::new(Int64Array::from(read_i64(column, docs))))
+        }
+        ColumnSpec::DocAddress => {
+            let SegmentColumn::DocAddress(base) = column else {
+                return Err(io::Error::other(
+                    "document addresses without a segment base",
+                ));
+            };
+            return Ok(Arc::new(UInt64Array::from_iter_values(
+                docs.iter().map(|doc| base | u64::from(*doc)),
+            )));
         }
         ColumnSpec::Table { column_type, .. } => column_type,
     };

@@ -286,6 +286,11 @@ impl Shard {
                 shard.apply_to_index(&mut state, op, true, None)?;
                 shard.recent.lock().record(op);
             }
+            // The replayed operations' terms count as learnt: an operation from a primary
+            // older than them is stale here even before the cluster state arrives.
+            let mut role = shard.role.write();
+            role.primary_term = role.primary_term.max(state.last_term);
+            drop(role);
             drop(state);
             shard.dirty.store(true, Ordering::Release);
             shard.refresh()?;

@@ -268,7 +268,7 @@ mod tests {
     use creek_common::schema::{ColumnDef, TableSchema, ID_COLUMN};
     use creek_common::types::ColumnType;
     use creek_common::{ShardId, TableId};
-    use creek_proto::v1::WriteMode;
+    use creek_proto::v1::{TranslogOp, WriteMode};
     use datafusion::arrow::array::{Int32Array, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::arrow::record_batch::RecordBatch;
@@ -447,6 +447,40 @@ mod tests {
         );
         let start = start.expect("the heir is primary");
         assert_eq!((start.seq_no, start.primary_term), (op.seq_no, 2));
+    }
+
+    /// A restarted copy knows the terms of the operations it replayed from its translog, so
+    /// a deposed primary's forwarded operation is refused before any cluster state arrives.
+    #[test]
+    fn a_replayed_term_is_known_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let op = {
+            let primary = copy(dir.path(), "p", true, 3);
+            primary
+                .write(WriteMode::Insert, &row(1), &[], &[], "op-1")
+                .unwrap()
+                .op
+                .unwrap()
+        };
+        let id = ShardId {
+            table: TableId(1),
+            shard: 0,
+        };
+        let reopened = Shard::open(id, &dir.path().join("p"), table()).unwrap();
+        assert_eq!(reopened.primary_term(), 3);
+        let stale = TranslogOp {
+            seq_no: op.seq_no + 1,
+            primary_term: 2,
+            ..(*op).clone()
+        };
+        assert!(matches!(
+            reopened.apply_replicated(&stale, 2),
+            Err(Error::StaleTerm {
+                got: 2,
+                current: 3,
+                ..
+            })
+        ));
     }
 
     /// A copy demoted after its caller checked that it was primary writes nothing, rather

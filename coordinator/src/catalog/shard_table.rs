@@ -169,10 +169,19 @@ fn pinned_values(filter: &Expr, column: &str) -> Option<Vec<ScalarValue>> {
     }
 }
 
-/// Returns whether a data node can use `expr` to narrow a shard scan. This mirrors the data
-/// node's translation; a filter it ends up not using is still applied above the scan.
-fn is_index_filter(table: &TableSchema, expr: &Expr) -> bool {
-    is_term_filter(table, expr) || is_index_query(table, expr)
+/// What of `expr` a data node can use to narrow a shard scan, in the form it is sent there:
+/// `expr` itself when it is a term filter, else the part of it the data node turns into an
+/// index query (which matches at least the rows `expr` matches). `None`: nothing; the filter
+/// is applied above the scan only. Whatever is sent is still applied above the scan too.
+///
+/// Only this part travels: a data node decodes pushed filters without the coordinator's
+/// functions, so `(url = 'a' AND lower(url) = 'b') OR url = 'c'` is sent as
+/// `url = 'a' OR url = 'c'`.
+fn pushed_filter(table: &TableSchema, expr: &Expr) -> Option<Expr> {
+    if is_term_filter(table, expr) {
+        return Some(expr.clone());
+    }
+    index_query(table, expr)
 }
 
 /// A predicate on one text column and nothing else, built only of operators that evaluate the
@@ -224,13 +233,23 @@ fn is_term_filter(table: &TableSchema, expr: &Expr) -> bool {
     plain
 }
 
-/// A predicate the data node turns into a tantivy query (`scan::query` there).
-fn is_index_query(table: &TableSchema, expr: &Expr) -> bool {
+/// The part of `expr` the data node turns into a tantivy query (`scan::query` there): a
+/// conjunction keeps the conjuncts it can use (dropping one only widens the match), a
+/// disjunction needs both sides.
+fn index_query(table: &TableSchema, expr: &Expr) -> Option<Expr> {
     let known = |name: &str| name == ID_COLUMN || table.column(name).is_some();
-    match expr {
+    let usable = match expr {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
-            Operator::And => is_index_query(table, left) || is_index_query(table, right),
-            Operator::Or => is_index_query(table, left) && is_index_query(table, right),
+            Operator::And => {
+                return match (index_query(table, left), index_query(table, right)) {
+                    (Some(left), Some(right)) => Some(left.and(right)),
+                    (Some(one), None) | (None, Some(one)) => Some(one),
+                    (None, None) => None,
+                };
+            }
+            Operator::Or => {
+                return Some(index_query(table, left)?.or(index_query(table, right)?));
+            }
             Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
                 matches!((left.as_ref(), right.as_ref()),
                     (Expr::Column(c), Expr::Literal(..)) | (Expr::Literal(..), Expr::Column(c)) if known(&c.name))
@@ -238,10 +257,17 @@ fn is_index_query(table: &TableSchema, expr: &Expr) -> bool {
             _ => false,
         },
         Expr::Between(b) => {
-            !b.negated && matches!(b.expr.as_ref(), Expr::Column(c) if known(&c.name))
+            !b.negated
+                && matches!(b.expr.as_ref(), Expr::Column(c) if known(&c.name))
+                && matches!(
+                    (b.low.as_ref(), b.high.as_ref()),
+                    (Expr::Literal(..), Expr::Literal(..))
+                )
         }
         Expr::InList(l) => {
-            !l.negated && matches!(l.expr.as_ref(), Expr::Column(c) if known(&c.name))
+            !l.negated
+                && matches!(l.expr.as_ref(), Expr::Column(c) if known(&c.name))
+                && l.list.iter().all(|item| matches!(item, Expr::Literal(..)))
         }
         Expr::IsNull(e) | Expr::IsNotNull(e) => {
             matches!(e.as_ref(), Expr::Column(c) if table.column(&c.name).is_some())
@@ -251,6 +277,7 @@ fn is_index_query(table: &TableSchema, expr: &Expr) -> bool {
         Expr::Like(like) => {
             !like.negated
                 && !like.case_insensitive
+                && like.escape_char.is_none()
                 && matches!(like.expr.as_ref(), Expr::Column(c) if matches!(
                     table.column(&c.name).map(|c| &c.column_type),
                     Some(creek_common::types::ColumnType::Text { .. })))
@@ -258,7 +285,8 @@ fn is_index_query(table: &TableSchema, expr: &Expr) -> bool {
                     Expr::Literal(ScalarValue::Utf8(Some(p)), _) if !p.starts_with(['%', '_']))
         }
         _ => false,
-    }
+    };
+    usable.then(|| expr.clone())
 }
 
 #[async_trait]
@@ -278,7 +306,7 @@ impl TableProvider for ShardTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if is_index_filter(&self.table, f) {
+                if pushed_filter(&self.table, f).is_some() {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -303,7 +331,11 @@ impl TableProvider for ShardTable {
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        let (shards, realtime_ids) = match self.primary_key_lookup(filters) {
+        let filters: Vec<Expr> = filters
+            .iter()
+            .filter_map(|f| pushed_filter(&self.table, f))
+            .collect();
+        let (shards, realtime_ids) = match self.primary_key_lookup(&filters) {
             Some(lookups) => {
                 let shards: BTreeSet<u32> = lookups.iter().map(|(_, shard)| *shard).collect();
                 (
@@ -330,7 +362,7 @@ impl TableProvider for ShardTable {
             projected,
             columns,
             shards,
-            filters.to_vec(),
+            filters,
             limit,
             realtime_ids,
             Arc::new(session_writes),

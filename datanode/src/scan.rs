@@ -281,11 +281,14 @@ fn scan_shard(
         if let Some(alive) = segment.alive_bitset() {
             docs.retain(|doc| alive.is_alive(*doc));
         }
+        let mut decoded = term_filter::Decoded::default();
         for filter in &term_filters {
             if docs.is_empty() {
                 break;
             }
-            filter.retain(segment, &mut docs).map_err(tantivy_err)?;
+            filter
+                .retain(segment, &mut docs, &mut decoded)
+                .map_err(tantivy_err)?;
         }
         if docs.is_empty() {
             continue;
@@ -303,7 +306,16 @@ fn scan_shard(
                             ))
                         })
                 }
-                _ => open_segment_column(segment, spec, docs.len().min(remaining)),
+                _ => match decoded.get(spec.name()) {
+                    // A dictionary a term filter decoded: read from it, not decode it again.
+                    Some(terms) => open_segment_column(segment, spec, 0).map(|mut column| {
+                        if let SegmentColumn::Str(columns) = &mut column {
+                            columns.adopt(terms);
+                        }
+                        column
+                    }),
+                    None => open_segment_column(segment, spec, docs.len().min(remaining)),
+                },
             })
             .collect::<tantivy::Result<Vec<_>>>()
             .map_err(tantivy_err)?;

@@ -109,8 +109,7 @@ impl StrColumns {
             .map(|column| {
                 let terms = column.num_terms();
                 if reads >= PRELOAD_MIN_READS && terms <= reads.saturating_mul(2) {
-                    let ords: Vec<u64> = (0..terms as u64).collect();
-                    match Terms::resolve(column, ords) {
+                    match Terms::all(column) {
                         Ok(terms) => Ok(Some(terms)),
                         // Too large to hold at once: resolve batch by batch instead.
                         Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(None),
@@ -122,6 +121,19 @@ impl StrColumns {
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(StrColumns { columns, all_terms })
+    }
+
+    /// Reads from dictionaries this scan already decoded whole (`decoded`, one per column, as
+    /// [`Terms::all`] gives them) instead of decoding them again.
+    pub(super) fn adopt(&mut self, decoded: &[Terms]) {
+        if decoded.len() != self.columns.len() {
+            return;
+        }
+        for (slot, terms) in self.all_terms.iter_mut().zip(decoded) {
+            if slot.is_none() {
+                *slot = Some(terms.clone());
+            }
+        }
     }
 
     fn iter(&self) -> std::slice::Iter<'_, StrColumn> {
@@ -136,12 +148,27 @@ impl StrColumns {
 
 /// Terms of one dictionary for a sorted set of ordinals, as an Arrow array: batches take
 /// their values from it, so each term is decoded and UTF-8-checked once, not once per row.
-struct Terms {
-    ords: Vec<u64>,
+#[derive(Clone)]
+pub(super) struct Terms {
+    /// The ordinal of each value; `None`: every ordinal of the dictionary, from 0.
+    ords: Option<Vec<u64>>,
     values: StringArray,
 }
 
 impl Terms {
+    /// Every term of `column`'s dictionary, in ordinal order. Fails with `InvalidInput` if they
+    /// do not fit one Arrow string array (2 GiB).
+    pub(super) fn all(column: &StrColumn) -> io::Result<Terms> {
+        let ords: Vec<u64> = (0..column.num_terms() as u64).collect();
+        let values = Terms::resolve(column, ords)?.values;
+        Ok(Terms { ords: None, values })
+    }
+
+    /// The terms, by position.
+    pub(super) fn values(&self) -> &StringArray {
+        &self.values
+    }
+
     /// Fails with `InvalidInput` if the terms do not fit one Arrow string array (2 GiB).
     fn resolve(column: &StrColumn, ords: Vec<u64>) -> io::Result<Terms> {
         let mut offsets: Vec<i32> = Vec::with_capacity(ords.len() + 1);
@@ -184,16 +211,18 @@ impl Terms {
                 })
                 .collect()
         };
-        Ok(Terms { ords, values })
+        Ok(Terms {
+            ords: Some(ords),
+            values,
+        })
     }
 
     /// Position of `ord` in `values`.
     fn index(&self, ord: u64) -> Option<usize> {
-        // Dense (every ordinal from 0) when the whole dictionary was decoded.
-        if self.ords.len() as u64 > ord && self.ords[ord as usize] == ord {
-            return Some(ord as usize);
+        match &self.ords {
+            None => usize::try_from(ord).ok().filter(|&i| i < self.values.len()),
+            Some(ords) => ords.binary_search(&ord).ok(),
         }
-        self.ords.binary_search(&ord).ok()
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use creek_common::schema::TableSchema;
 use creek_common::types::ColumnType;
-use datafusion::arrow::array::{Array, ArrayBuilder, AsArray, StringArray, StringBuilder};
+use datafusion::arrow::array::{Array, AsArray, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -27,13 +27,27 @@ use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
-use tantivy::columnar::StrColumn;
 use tantivy::{DocId, SegmentReader};
 
-use super::columns::{open_segment_column, ColumnSpec, SegmentColumn};
+use super::columns::{open_segment_column, ColumnSpec, SegmentColumn, Terms};
 
 /// Terms per evaluation of the predicate.
 const TERMS_PER_BATCH: usize = 8192;
+
+/// The dictionaries of one segment's text columns that term filters decoded whole, by column
+/// name: read again by the scan rather than decoded twice.
+#[derive(Default)]
+pub struct Decoded(Vec<(String, Vec<Terms>)>);
+
+impl Decoded {
+    /// One decoded dictionary per segment column of `name`, in the order the scan reads them.
+    pub fn get(&self, name: &str) -> Option<&[Terms]> {
+        self.0
+            .iter()
+            .find(|(column, _)| column == name)
+            .map(|(_, terms)| terms.as_slice())
+    }
+}
 
 /// One conjunct of a scan's filters that reads a single text column.
 pub struct TermFilter {
@@ -99,20 +113,43 @@ impl TermFilter {
     }
 
     /// Keeps those of `docs` (ascending ids of `segment`) whose value passes the predicate; a
-    /// document without a value passes if NULL does.
-    pub fn retain(&self, segment: &SegmentReader, docs: &mut Vec<DocId>) -> tantivy::Result<()> {
+    /// document without a value passes if NULL does. The column's dictionaries, decoded whole
+    /// to decide their terms, are left in `decoded` for the scan to read the column's values
+    /// from (and for another filter on the same column).
+    pub fn retain(
+        &self,
+        segment: &SegmentReader,
+        docs: &mut Vec<DocId>,
+        decoded: &mut Decoded,
+    ) -> tantivy::Result<()> {
         let SegmentColumn::Str(columns) = open_segment_column(segment, &self.column, 0)? else {
             return Ok(());
         };
         let columns = columns.columns();
-        let terms: usize = columns.iter().map(|column| column.num_terms()).sum();
-        // Evaluating more terms than there are rows to decide costs more than it saves.
-        if terms > docs.len() {
-            return Ok(());
+        let name = self.column.name();
+        if decoded.get(name).is_none() {
+            let terms: usize = columns.iter().map(|column| column.num_terms()).sum();
+            // Evaluating more terms than there are rows to decide costs more than it saves.
+            if terms > docs.len() {
+                return Ok(());
+            }
+            let mut all = Vec::with_capacity(columns.len());
+            for column in columns {
+                match Terms::all(column) {
+                    Ok(terms) => all.push(terms),
+                    // Larger than one Arrow array: not decided per term.
+                    Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            decoded.0.push((name.to_string(), all));
         }
+        let Some(dictionaries) = decoded.get(name) else {
+            return Ok(());
+        };
         let mut passing = Vec::with_capacity(columns.len());
-        for column in columns {
-            match self.passing_ords(column)? {
+        for terms in dictionaries {
+            match self.passing_ords(terms) {
                 Some(ords) => passing.push(ords),
                 None => return Ok(()),
             }
@@ -136,35 +173,16 @@ impl TermFilter {
         Ok(())
     }
 
-    /// Whether each term of `column`'s dictionary, by ordinal, passes; `None` if the predicate
-    /// cannot be evaluated on them.
-    fn passing_ords(&self, column: &StrColumn) -> io::Result<Option<Vec<bool>>> {
-        let mut passing = Vec::with_capacity(column.num_terms());
-        let mut terms = StringBuilder::new();
-        let mut stream = column.dictionary().stream()?;
-        while stream.advance() {
-            match std::str::from_utf8(stream.key()) {
-                Ok(term) => terms.append_value(term),
-                // As the scan reads such a term (see `columns`).
-                Err(_) => terms.append_value(String::from_utf8_lossy(stream.key())),
-            }
-            if terms.len() == TERMS_PER_BATCH {
-                let Some(batch) = self.passes(terms.finish()) else {
-                    return Ok(None);
-                };
-                passing.extend(batch);
-            }
+    /// Whether each term of a dictionary, by ordinal, passes; `None` if the predicate cannot
+    /// be evaluated on them.
+    fn passing_ords(&self, terms: &Terms) -> Option<Vec<bool>> {
+        let values = terms.values();
+        let mut passing = Vec::with_capacity(values.len());
+        for start in (0..values.len()).step_by(TERMS_PER_BATCH) {
+            let len = TERMS_PER_BATCH.min(values.len() - start);
+            passing.extend(self.passes(values.slice(start, len))?);
         }
-        if !terms.is_empty() {
-            let Some(batch) = self.passes(terms.finish()) else {
-                return Ok(None);
-            };
-            passing.extend(batch);
-        }
-        if passing.len() != column.num_terms() {
-            return Ok(None);
-        }
-        Ok(Some(passing))
+        Some(passing)
     }
 
     /// The predicate on `values`: true where it holds (not false, not NULL).
@@ -314,7 +332,9 @@ mod tests {
         let searcher = shard.searcher();
         let segment = &searcher.segment_readers()[0];
         let mut docs = docs;
-        filters[0].retain(segment, &mut docs).unwrap();
+        filters[0]
+            .retain(segment, &mut docs, &mut Decoded::default())
+            .unwrap();
         docs
     }
 

@@ -126,13 +126,14 @@ impl TermFilter {
             return Ok(());
         };
         let columns = columns.columns();
+        let terms: usize = columns.iter().map(|column| column.num_terms()).sum();
+        // Evaluating more terms than there are rows to decide costs more than it saves, also
+        // when another filter on the column already decoded them.
+        if terms > docs.len() {
+            return Ok(());
+        }
         let name = self.column.name();
         if decoded.get(name).is_none() {
-            let terms: usize = columns.iter().map(|column| column.num_terms()).sum();
-            // Evaluating more terms than there are rows to decide costs more than it saves.
-            if terms > docs.len() {
-                return Ok(());
-            }
             let mut all = Vec::with_capacity(columns.len());
             for column in columns {
                 match Terms::all(column) {

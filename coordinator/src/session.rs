@@ -9,11 +9,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::error::DataFusionError;
-use datafusion::execution::SessionState;
+use datafusion::execution::{SessionState, TaskContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use futures::StreamExt;
@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use sqlparser::ast::{self, ObjectType, Statement};
 use tokio_util::sync::CancellationToken;
 
+mod plan_cache;
 mod prepare;
 mod settings;
 
@@ -33,10 +34,12 @@ use crate::plan::context::session_context;
 use crate::plan::output_names::{NamingRules, OutputNames};
 use crate::plan::pk_lookup::PkLookup;
 use crate::plan::{pg_compat, single_row};
+use crate::session::plan_cache::{CachedPlan, PlanCache};
 use crate::sql::ddl::{self, split_name};
 use crate::sql::dml::{self, DmlContext};
 use crate::sql::parse::{parse_sql, ParsedStatement};
 use crate::sql::Output;
+use creek_common::state::ClusterState;
 
 /// A client session.
 pub struct Session {
@@ -53,7 +56,33 @@ pub struct Session {
     /// The contexts this session plans in (without and with system columns exposed), each with
     /// the settings it was built for: building one registers every function, which costs more
     /// than planning a small statement, so a statement reuses them until a setting changes.
-    contexts: Mutex<[Option<(SessionSettings, SessionContext)>; 2]>,
+    contexts: Mutex<[Option<Planning>; 2]>,
+}
+
+/// A session context, the settings it was built for, and the plans made in it.
+struct Planning {
+    settings: SessionSettings,
+    context: SessionContext,
+    /// What kept plans run with: made once, as making one copies every function registry.
+    task: Arc<TaskContext>,
+    plans: PlanCache,
+}
+
+/// What a query about to be planned needs for its plan to be kept (see `plan_cache`).
+struct KeepPlan {
+    /// The statement as parsed, before planning rewrites it.
+    statement: Statement,
+    hidden: bool,
+    /// The cluster state when planning began: a plan reflects this state or a newer one,
+    /// so a kept plan is never taken for newer than it is.
+    state: Arc<ClusterState>,
+}
+
+/// How a query's start went.
+enum Started {
+    Rows(Output),
+    /// It lost the copy it read before returning anything: plan it again.
+    Lost(DataFusionError),
 }
 
 fn one_column(name: &str, values: Vec<String>) -> Result<Output> {
@@ -136,19 +165,70 @@ impl Session {
         let settings = self.settings.lock().clone();
         let mut contexts = self.contexts.lock();
         let slot = &mut contexts[usize::from(expose_hidden)];
-        if let Some((built_for, ctx)) = slot.as_ref() {
-            if *built_for == settings {
-                return ctx.clone();
+        if let Some(planning) = slot.as_ref() {
+            if planning.settings == settings {
+                return planning.context.clone();
             }
         }
-        let ctx = session_context(
+        let context = session_context(
             self.cluster.clone(),
             &self.settings,
             expose_hidden,
             Some(self.writes.clone()),
         );
-        *slot = Some((settings, ctx.clone()));
-        ctx
+        *slot = Some(Planning {
+            settings,
+            task: context.task_ctx(),
+            context: context.clone(),
+            plans: PlanCache::default(),
+        });
+        context
+    }
+
+    /// The plan kept for `statement`, fresh for one run, with the task context to run it in;
+    /// `None` unless the session's settings and the cluster state are those it was made with.
+    fn cached_plan(
+        &self,
+        hidden: bool,
+        statement: &Statement,
+    ) -> Option<(CachedPlan, Arc<TaskContext>)> {
+        let settings = self.settings.lock().clone();
+        let state = self.cluster.catalog().state();
+        let mut contexts = self.contexts.lock();
+        let planning = contexts[usize::from(hidden)].as_mut()?;
+        if planning.settings != settings {
+            return None;
+        }
+        let cached = planning.plans.get(statement, &state)?;
+        Some((cached, planning.task.clone()))
+    }
+
+    fn keep_plan(
+        &self,
+        keep: &KeepPlan,
+        logical: &LogicalPlan,
+        schema: SchemaRef,
+        physical: &Arc<dyn ExecutionPlan>,
+    ) {
+        let settings = self.settings.lock().clone();
+        let mut contexts = self.contexts.lock();
+        if let Some(planning) = contexts[usize::from(keep.hidden)].as_mut() {
+            if planning.settings == settings {
+                planning.plans.insert(
+                    &keep.statement,
+                    keep.state.clone(),
+                    logical,
+                    schema,
+                    physical,
+                );
+            }
+        }
+    }
+
+    fn forget_plan(&self, hidden: bool, statement: &Statement) {
+        if let Some(planning) = self.contexts.lock()[usize::from(hidden)].as_mut() {
+            planning.plans.forget(statement);
+        }
     }
 
     /// Executes every statement of `sql` with the given parameters.
@@ -606,6 +686,28 @@ impl Session {
         // in a query that names one.
         let mut statement = statement;
         let hidden = names_system_column(&statement);
+        let keep = if params.is_empty() {
+            if let Some((cached, task)) = self.cached_plan(hidden, &statement) {
+                let token = self.begin_query();
+                match self
+                    .start(cached.schema, cached.plan, task, &token, true)
+                    .await?
+                {
+                    Started::Rows(output) => return Ok(output),
+                    Started::Lost(error) => {
+                        tracing::debug!(%error, "a kept plan lost its copy; planning it again");
+                        self.forget_plan(hidden, &statement);
+                    }
+                }
+            }
+            Some(KeepPlan {
+                statement: statement.as_ref().clone(),
+                hidden,
+                state: self.cluster.catalog().state(),
+            })
+        } else {
+            None
+        };
         if hidden {
             exclude_system_columns_from_wildcards(&mut statement);
         }
@@ -613,7 +715,7 @@ impl Session {
         // every function registry.
         let state = self.context(hidden).state();
         match plan_query(&state, statement).await? {
-            QueryPlan::Plan(plan) => self.run_query(&state, plan, param_values).await,
+            QueryPlan::Plan(plan) => self.run_query(&state, plan, param_values, keep).await,
             QueryPlan::Empty(schema) => Ok(Output::Rows {
                 schema: schema.clone(),
                 stream: Box::pin(MemoryStream::try_new(vec![], schema, None)?),
@@ -621,11 +723,14 @@ impl Session {
         }
     }
 
+    /// Plans and runs `plan`; with `keep`, the physical plan is kept for the statement to run
+    /// again if it may (see `plan_cache`).
     async fn run_query(
         &self,
         state: &SessionState,
         plan: LogicalPlan,
         params: ParamValues,
+        keep: Option<KeepPlan>,
     ) -> Result<Output> {
         let plan = match &params {
             ParamValues::List(list) if list.is_empty() => plan,
@@ -647,26 +752,65 @@ impl Session {
         loop {
             attempt += 1;
             let physical = state.create_physical_plan(&plan).await?;
-            let stream = creek_proto::exec::execute_stream(physical, None, task_context.clone())?;
-            // Cancellable while it waits for the first batch too.
-            let mut stream = cancellable(schema.clone(), stream, token.clone());
-            let first = stream.next().await;
-            if let Some(Err(error)) = &first {
-                let retry = attempt < READ_ATTEMPTS
-                    && !token.is_cancelled()
-                    && error_code_of(error) == ErrorCode::Unavailable;
-                if retry {
+            if let (1, Some(keep)) = (attempt, &keep) {
+                self.keep_plan(keep, &plan, schema.clone(), &physical);
+            }
+            let may_retry = attempt < READ_ATTEMPTS;
+            match self
+                .start(
+                    schema.clone(),
+                    physical,
+                    task_context.clone(),
+                    &token,
+                    may_retry,
+                )
+                .await?
+            {
+                Started::Rows(output) => return Ok(output),
+                Started::Lost(error) => {
+                    if let Some(keep) = &keep {
+                        self.forget_plan(keep.hidden, &keep.statement);
+                    }
                     tracing::debug!(%error, attempt, "a read lost its copy; planning it again");
                     tokio::time::sleep(READ_RETRY_PAUSE).await;
-                    continue;
                 }
             }
-            let stream = futures::stream::iter(first).chain(stream);
-            return Ok(Output::Rows {
-                schema: schema.clone(),
-                stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
-            });
         }
+    }
+
+    /// Starts running `physical` and waits for its first batch. A query that lost the copy it
+    /// reads before returning anything is `Lost` if `may_retry`; any other error reaches the
+    /// client in the rows.
+    async fn start(
+        &self,
+        schema: SchemaRef,
+        physical: Arc<dyn ExecutionPlan>,
+        task_context: Arc<TaskContext>,
+        token: &CancellationToken,
+        may_retry: bool,
+    ) -> Result<Started> {
+        let stream = creek_proto::exec::execute_stream(physical, None, task_context)?;
+        // Cancellable while it waits for the first batch too.
+        let mut stream = cancellable(schema.clone(), stream, token.clone());
+        let first = stream.next().await;
+        if let Some(Err(error)) = first {
+            if may_retry && !token.is_cancelled() && error_code_of(&error) == ErrorCode::Unavailable
+            {
+                return Ok(Started::Lost(error));
+            }
+            return Ok(Started::Rows(Output::Rows {
+                schema: schema.clone(),
+                stream: Box::pin(RecordBatchStreamAdapter::new(
+                    schema,
+                    futures::stream::once(async move { Err(error) }).chain(stream),
+                )),
+            }));
+        }
+        let stream = futures::stream::iter(first).chain(stream);
+        Ok(Started::Rows(Output::Rows {
+            schema: schema.clone(),
+            stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+        }))
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use creek_common::schema::{TableSchema, ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
-use creek_common::NodeId;
+use creek_common::{NodeId, TableId};
 use creek_proto::arrow_flight::decode::FlightRecordBatchStream;
 use creek_proto::arrow_flight::error::FlightError;
 use creek_proto::arrow_flight::Ticket;
@@ -317,7 +317,7 @@ impl TableProvider for ShardTable {
 
     async fn scan(
         &self,
-        state: &dyn Session,
+        _state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -345,17 +345,6 @@ impl TableProvider for ShardTable {
             }
             None => ((0..self.table.num_shards).collect::<Vec<u32>>(), Vec::new()),
         };
-        // What the planning session wrote to these shards, for the copies to show first.
-        let session_writes: BTreeMap<u32, u64> =
-            match state.config().get_extension::<SessionWrites>() {
-                Some(writes) => shards
-                    .iter()
-                    .copied()
-                    .zip(writes.required(self.table.id, &shards))
-                    .filter(|(_, seq_no)| *seq_no > 0)
-                    .collect(),
-                None => BTreeMap::new(),
-            };
         Ok(Arc::new(ShardScanExec::new(
             self.table.clone(),
             self.cluster.clone(),
@@ -365,8 +354,23 @@ impl TableProvider for ShardTable {
             filters,
             limit,
             realtime_ids,
-            Arc::new(session_writes),
+            Arc::default(),
         )))
+    }
+}
+
+/// What the executing session wrote to `shards` of `table`, for the copies to show before
+/// they answer. Read when a scan executes, not when it is planned, so that a plan the session
+/// runs again (`session::plan_cache`) sees the writes made since.
+fn session_writes(context: &TaskContext, table: TableId, shards: &[u32]) -> BTreeMap<u32, u64> {
+    match context.session_config().get_extension::<SessionWrites>() {
+        Some(writes) => shards
+            .iter()
+            .copied()
+            .zip(writes.required(table, shards))
+            .filter(|(_, seq_no)| *seq_no > 0)
+            .collect(),
+        None => BTreeMap::new(),
     }
 }
 
@@ -385,7 +389,8 @@ pub struct ShardScanExec {
     filters: Vec<Expr>,
     limit: Option<usize>,
     realtime_ids: Vec<String>,
-    /// The planning session's highest written sequence number per shard (absent: none).
+    /// The executing session's highest written sequence number per shard (absent: none); set
+    /// only on the leaf sent to a data node (see [`session_writes`]).
     session_writes: Arc<BTreeMap<u32, u64>>,
     properties: Arc<PlanProperties>,
     /// Operators to run on the data node above this scan; their leaf is this scan without a
@@ -464,6 +469,17 @@ impl ShardScanExec {
         self.fragment.as_ref()
     }
 
+    /// Whether each shard this scan reads has one copy only, so that the copy it reads is no
+    /// choice made when it was planned (scans spread over copies, see [`ShardScanExec::new`]).
+    pub fn reads_sole_copies(&self) -> bool {
+        let routing = self.cluster.catalog().routing(self.table.id);
+        self.shards.iter().all(|shard| {
+            routing
+                .get(*shard as usize)
+                .is_some_and(|r| r.copies.len() == 1)
+        })
+    }
+
     /// This scan running `fragment` (operators over this scan) on the data nodes; its output is
     /// the fragment's, one partition per data node. Fails unless the fragment survives the trip a
     /// data node makes: encoded, then decoded with only DataFusion's built-in functions (so
@@ -480,8 +496,9 @@ impl ShardScanExec {
         );
         scan.fragment = Some(fragment);
         if let Some((_, shards)) = self.groups.first() {
-            let ticket = FragmentTicket::decode(scan.encode_fragment(shards)?.as_slice())
-                .map_err(|e| DataFusionError::Internal(format!("bad fragment ticket: {e}")))?;
+            let ticket =
+                FragmentTicket::decode(scan.encode_fragment(shards, Arc::default())?.as_slice())
+                    .map_err(|e| DataFusionError::Internal(format!("bad fragment ticket: {e}")))?;
             // Built once: a task context copies every function registry it is made from.
             static DATA_NODE_FUNCTIONS: OnceLock<Arc<TaskContext>> = OnceLock::new();
             let task_ctx = DATA_NODE_FUNCTIONS.get_or_init(|| SessionContext::new().task_ctx());
@@ -493,8 +510,13 @@ impl ShardScanExec {
         Ok(scan)
     }
 
-    /// This scan (without fragment) restricted to some shards: the leaf sent to their node.
-    fn leaf_for_shards(&self, shards: &[u32]) -> ShardScanExec {
+    /// This scan (without fragment) restricted to some shards: the leaf sent to their node,
+    /// showing `session_writes` there.
+    fn leaf_for_shards(
+        &self,
+        shards: &[u32],
+        session_writes: Arc<BTreeMap<u32, u64>>,
+    ) -> ShardScanExec {
         ShardScanExec::new(
             self.table.clone(),
             self.cluster.clone(),
@@ -504,7 +526,7 @@ impl ShardScanExec {
             self.filters.clone(),
             self.limit,
             self.realtime_ids.clone(),
-            self.session_writes.clone(),
+            session_writes,
         )
     }
 
@@ -550,8 +572,12 @@ impl ShardScanExec {
 
     /// Encodes the fragment for one node: the fragment's operators (if any) over a
     /// `ShardScanNode` leaf for the node's shards, all partitions sent as one stream.
-    fn encode_fragment(&self, shards: &[u32]) -> DfResult<Vec<u8>> {
-        let leaf: Arc<dyn ExecutionPlan> = Arc::new(self.leaf_for_shards(shards));
+    fn encode_fragment(
+        &self,
+        shards: &[u32],
+        session_writes: Arc<BTreeMap<u32, u64>>,
+    ) -> DfResult<Vec<u8>> {
+        let leaf: Arc<dyn ExecutionPlan> = Arc::new(self.leaf_for_shards(shards, session_writes));
         let plan = match &self.fragment {
             Some(fragment) => {
                 Arc::clone(fragment)
@@ -683,7 +709,7 @@ impl ExecutionPlan for ShardScanExec {
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let schema = self.schema.clone();
         let Some((node, shards)) = self.groups.get(partition) else {
@@ -692,7 +718,8 @@ impl ExecutionPlan for ShardScanExec {
                 futures::stream::empty(),
             )));
         };
-        let ticket = self.encode_fragment(shards)?;
+        let writes = session_writes(&context, self.table.id, shards);
+        let ticket = self.encode_fragment(shards, Arc::new(writes))?;
         let client = if node.0.is_empty() {
             // No copy could serve this group's shards when the scan was planned: the read
             // fails with the reason.

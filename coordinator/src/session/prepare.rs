@@ -118,6 +118,11 @@ impl Session {
         let (Some(prepared), [ParsedStatement::Sql(statement, _)]) = (plan, statements) else {
             return self.execute_statements(statements, params).await;
         };
+        if params.is_empty() {
+            // Without parameters the session's kept physical plan, if any, saves more than
+            // this logical one would (see `plan_cache`).
+            return self.execute_statements(statements, params).await;
+        }
         let current = Arc::ptr_eq(&prepared.state, &self.cluster.catalog().state())
             && prepared.settings == *self.settings.lock();
         if !current {
@@ -126,7 +131,7 @@ impl Session {
         let params = ParamValues::List(params.iter().cloned().map(Into::into).collect());
         let state = self.context(false).state();
         let output = self
-            .run_query(&state, prepared.plan.clone(), params)
+            .run_query(&state, prepared.plan.clone(), params, None)
             .await?;
         Ok(vec![
             match (output, OutputNames::of(statement, self.naming)) {

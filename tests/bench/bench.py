@@ -111,6 +111,38 @@ class DuckClient:
         self.conn.close()
 
 
+class PeakRss:
+    """Samples a process's resident set every 0.2 s and keeps the peak of each phase (the
+    kernel's own high-water mark, VmHWM, cannot be reset between phases)."""
+
+    def __init__(self, pid):
+        self.pid, self.phase, self.peaks = pid, None, {}
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopped.wait(0.2):
+            try:
+                status = Path(f"/proc/{self.pid}/status").read_text()
+            except OSError:
+                return
+            # Anonymous memory apart: the resident set also counts the index files tantivy
+            # maps, pages the kernel may drop at any time.
+            for key, name in (("VmRSS", self.phase), ("RssAnon", f"{self.phase} (anonymous)")):
+                match = re.search(rf"^{key}:\s+(\d+) kB", status, re.M)
+                if match and self.phase:
+                    kib = int(match.group(1))
+                    self.peaks[name] = max(self.peaks.get(name, 0), kib)
+
+    def enter(self, phase):
+        self.phase = phase
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join()
+
+
 def timed(fn):
     started = time.perf_counter()
     result = fn()
@@ -369,7 +401,7 @@ def commit():
         return "unknown"
 
 
-def report(args, rows, ingest_rows, query_rows, lookup_rows, trivial_rows, versions):
+def report(args, rows, ingest_rows, query_rows, lookup_rows, trivial_rows, versions, rss):
     cores, memory = machine()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -398,9 +430,10 @@ def report(args, rows, ingest_rows, query_rows, lookup_rows, trivial_rows, versi
             if cell[0] != "ok":
                 problems.append(f"- {name} {engine} {cell[0]}: {cell[1]}")
         for peer in ratios:
-            r = ratio(row["Creek"], row[peer])
-            if r:
-                ratios[peer].append(float(r))
+            creek, other = row["Creek"], row[peer]
+            # From the times, not from the two-decimal text: a ratio under 0.005 prints 0.00.
+            if creek[0] == "ok" and other[0] == "ok" and creek[1] > 0 and other[1] > 0:
+                ratios[peer].append(creek[1] / other[1])
         lines.append(f"| {name} (ms) | " + " | ".join(
             fmt_cell(row[e], "ms") for e in ("Creek", "PostgreSQL", "DuckDB"))
             + f" | {ratio(row['Creek'], row['PostgreSQL'])} | {ratio(row['Creek'], row['DuckDB'])} |")
@@ -419,6 +452,9 @@ def report(args, rows, ingest_rows, query_rows, lookup_rows, trivial_rows, versi
         lines.append(f"| {name} | " + " | ".join(
             fmt_cell(row[e], unit) if e in row else "–" for e in ("Creek", "PostgreSQL", "DuckDB"))
             + f" | {ratio(row.get('Creek'), row.get('PostgreSQL'), True)} | |")
+    if rss:
+        lines.append("| Creek peak RSS (MiB): " + ", ".join(rss) + " | "
+                     + " / ".join(f"{kib / 1024:,.0f}" for kib in rss.values()) + " | | | | |")
     lines.append(f"| workloads run: {', '.join(sorted(args.workloads))} | | | | | |")
     lines.append("| full text: top 10 by relevance, 1-3 word queries | not yet supported "
                  "(Creek has no `MATCH`) | | | | |")
@@ -461,7 +497,7 @@ def main():
     rows = SCALES[args.scale]
     workdir = Path(tempfile.mkdtemp(prefix="creek-bench-"))
     cores, memory = machine()
-    engines, clients = [], {}
+    engines, clients, rss_sampler = [], {}, None
     if args.cluster:
         try:
             csv = workdir / "hits.csv"
@@ -493,9 +529,15 @@ def main():
             "PostgreSQL": clients["PostgreSQL"].query("SHOW server_version", 30)[0][0],
             "DuckDB": duckdb.__version__,
         }
+        rss_sampler = PeakRss(creek.proc.pid)
+        rss_sampler.enter("load")
         ingest_rows = ingest(args, rows, csv, creek, clients)
         print(f"loaded: {ingest_rows}", file=sys.stderr, flush=True)
+        rss_sampler.enter("queries")
         query_rows = analytics(args, clients) if "analytics" in args.workloads else []
+        rss_sampler.enter(None)
+        rss_sampler.stop()
+        print(f"Creek peak RSS (KiB): {rss_sampler.peaks}", file=sys.stderr, flush=True)
         lookup_rows = (point_lookups(args, rows, workdir, [creek, postgres])
                        if "lookups" in args.workloads else [])
         trivial_rows = (trivial_statements(args, workdir, [creek, postgres])
@@ -507,8 +549,9 @@ def main():
             engine.stop()
         if not args.keep:
             servers.remove(workdir)
+    rss = rss_sampler.peaks if rss_sampler else {}
     text, problems = report(args, rows, ingest_rows, query_rows, lookup_rows, trivial_rows,
-                            versions)
+                            versions, rss)
     print(text)
     if not args.smoke:
         with open(RESULTS, "a") as out:

@@ -10,14 +10,19 @@ use std::sync::Arc;
 use creek_common::schema::{ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
 use creek_common::types::ColumnType;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Date32Array, Decimal128Array,
-    Float32Array, Float64Array, Float64Builder, Int16Array, Int32Array, Int64Array, Int64Builder,
-    ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray, UInt64Array,
+    Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Decimal128Array, Float64Builder,
+    Int64Builder, ListBuilder, StringArray, StringBuilder, UInt64Array,
 };
+use datafusion::arrow::array::{ArrowPrimitiveType, PrimitiveArray};
 use datafusion::arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::compute::interleave;
-use datafusion::arrow::datatypes::{DataType, Field};
-use tantivy::columnar::{Column, DynamicColumn, NumericalType, StrColumn};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Field, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
+    TimestampMicrosecondType,
+};
+use tantivy::columnar::{
+    Column, ColumnIndex as ColumnValuesIndex, DynamicColumn, NumericalType, StrColumn,
+};
 use tantivy::{DocId, SegmentReader};
 
 use super::super::shard::document::{locate, EXACT_ARRAY_PREFIX};
@@ -70,9 +75,13 @@ impl ColumnSpec {
 /// The opened fast-field columns of one output column in one segment.
 pub enum SegmentColumn {
     /// A numerical column read as i64 (ints, timestamps, dates).
-    I64(Vec<Column<i64>>),
+    /// The second field is the one column's stored `u64` values, where the column is a
+    /// single typed one: its codec unpacks a range of them at once, while the mapped `i64`
+    /// view goes through a wrapper value by value.
+    I64(Vec<Column<i64>>, Option<Column<u64>>),
     /// A numerical column read as f64.
-    F64(Vec<Column<f64>>),
+    /// As for `I64`: the stored `u64` values of a single typed column.
+    F64(Vec<Column<f64>>, Option<Column<u64>>),
     /// A boolean column.
     Bool(Vec<Column<bool>>),
     /// A dictionary-encoded string column.
@@ -243,12 +252,16 @@ pub fn open_segment_column(
             )?));
         }
         ColumnSpec::SeqNo => {
-            return Ok(SegmentColumn::I64(vec![fast_fields.i64(SEQ_NO_COLUMN)?]));
+            return Ok(SegmentColumn::I64(
+                vec![fast_fields.i64(SEQ_NO_COLUMN)?],
+                None,
+            ));
         }
         ColumnSpec::PrimaryTerm => {
-            return Ok(SegmentColumn::I64(vec![
-                fast_fields.i64(PRIMARY_TERM_COLUMN)?
-            ]));
+            return Ok(SegmentColumn::I64(
+                vec![fast_fields.i64(PRIMARY_TERM_COLUMN)?],
+                None,
+            ));
         }
         ColumnSpec::DocAddress => {
             return Err(tantivy::TantivyError::InvalidArgument(
@@ -283,6 +296,12 @@ pub fn open_segment_column(
         other => other,
     };
     let handles = fast_fields.dynamic_column_handles(&path)?;
+    let raw = |stored: tantivy::columnar::ColumnType| match handles.as_slice() {
+        [handle] if handle.column_type() == stored => handle.open_u64_lenient(),
+        _ => Ok(None),
+    };
+    let raw_i64 = raw(tantivy::columnar::ColumnType::I64)?;
+    let raw_f64 = raw(tantivy::columnar::ColumnType::F64)?;
     let mut opened = Vec::with_capacity(handles.len());
     for handle in handles {
         opened.push(handle.open()?);
@@ -305,6 +324,7 @@ pub fn open_segment_column(
                     _ => None,
                 })
                 .collect(),
+            raw_f64,
         ),
         ColumnType::SmallInt
         | ColumnType::Integer
@@ -319,6 +339,7 @@ pub fn open_segment_column(
                     _ => None,
                 })
                 .collect(),
+            raw_i64,
         ),
         ColumnType::Numeric { .. }
         | ColumnType::Text { .. }
@@ -346,7 +367,7 @@ pub fn read_column(
     let column_type = match spec {
         ColumnSpec::Id => return Ok(Arc::new(read_strings(column, docs)?)),
         ColumnSpec::SeqNo | ColumnSpec::PrimaryTerm => {
-            return Ok(Arc::new(Int64Array::from(read_i64(column, docs))))
+            return Ok(Arc::new(read_i64_as::<Int64Type>(column, docs, |v| v)))
         }
         ColumnSpec::DocAddress => {
             let SegmentColumn::DocAddress(base) = column else {
@@ -362,26 +383,11 @@ pub fn read_column(
     };
     Ok(match column_type {
         ColumnType::Boolean => Arc::new(BooleanArray::from(read_bool(column, docs))),
-        ColumnType::SmallInt => Arc::new(Int16Array::from(
-            read_i64(column, docs)
-                .into_iter()
-                .map(|v| v.map(|v| v as i16))
-                .collect::<Vec<_>>(),
-        )),
-        ColumnType::Integer => Arc::new(Int32Array::from(
-            read_i64(column, docs)
-                .into_iter()
-                .map(|v| v.map(|v| v as i32))
-                .collect::<Vec<_>>(),
-        )),
-        ColumnType::BigInt => Arc::new(Int64Array::from(read_i64(column, docs))),
-        ColumnType::Real => Arc::new(Float32Array::from(
-            read_f64(column, docs)
-                .into_iter()
-                .map(|v| v.map(|v| v as f32))
-                .collect::<Vec<_>>(),
-        )),
-        ColumnType::Double => Arc::new(Float64Array::from(read_f64(column, docs))),
+        ColumnType::SmallInt => Arc::new(read_i64_as::<Int16Type>(column, docs, |v| v as i16)),
+        ColumnType::Integer => Arc::new(read_i64_as::<Int32Type>(column, docs, |v| v as i32)),
+        ColumnType::BigInt => Arc::new(read_i64_as::<Int64Type>(column, docs, |v| v)),
+        ColumnType::Real => Arc::new(read_f64_as::<Float32Type>(column, docs, |v| v as f32)),
+        ColumnType::Double => Arc::new(read_f64_as::<Float64Type>(column, docs, |v| v)),
         ColumnType::Numeric { precision, scale } => {
             let strings = read_strings(column, docs)?;
             let values: Vec<Option<i128>> = strings
@@ -397,16 +403,13 @@ pub fn read_column(
             )
         }
         ColumnType::Text { .. } | ColumnType::Ip => Arc::new(read_strings(column, docs)?),
-        ColumnType::Timestamp => Arc::new(TimestampMicrosecondArray::from(read_i64(column, docs))),
+        ColumnType::Timestamp => {
+            Arc::new(read_i64_as::<TimestampMicrosecondType>(column, docs, |v| v))
+        }
         ColumnType::TimestampTz => Arc::new(
-            TimestampMicrosecondArray::from(read_i64(column, docs)).with_timezone("+00:00"),
+            read_i64_as::<TimestampMicrosecondType>(column, docs, |v| v).with_timezone("+00:00"),
         ),
-        ColumnType::Date => Arc::new(Date32Array::from(
-            read_i64(column, docs)
-                .into_iter()
-                .map(|v| v.map(|v| v as i32))
-                .collect::<Vec<_>>(),
-        )),
+        ColumnType::Date => Arc::new(read_i64_as::<Date32Type>(column, docs, |v| v as i32)),
         ColumnType::Array(inner) => match column {
             SegmentColumn::Array { exact, elements } => read_array(exact, elements, inner, docs)?,
             other => read_list(other, inner, docs),
@@ -498,20 +501,81 @@ fn element_scalar(inner: &ColumnType, item: &serde_json::Value) -> Option<Scalar
     })
 }
 
-fn read_i64(column: &SegmentColumn, docs: &[DocId]) -> Vec<Option<i64>> {
-    let mut out = vec![None; docs.len()];
-    if let SegmentColumn::I64(columns) = column {
-        fill_first(columns, docs, &mut out);
+fn read_i64_as<T: ArrowPrimitiveType>(
+    column: &SegmentColumn,
+    docs: &[DocId],
+    convert: impl Fn(i64) -> T::Native,
+) -> PrimitiveArray<T> {
+    match column {
+        SegmentColumn::I64(columns, raw) => {
+            read_numbers(columns, raw.as_ref(), stored_to_i64, docs, convert)
+        }
+        _ => PrimitiveArray::new_null(docs.len()),
     }
-    out
 }
 
-fn read_f64(column: &SegmentColumn, docs: &[DocId]) -> Vec<Option<f64>> {
-    let mut out = vec![None; docs.len()];
-    if let SegmentColumn::F64(columns) = column {
-        fill_first(columns, docs, &mut out);
+fn read_f64_as<T: ArrowPrimitiveType>(
+    column: &SegmentColumn,
+    docs: &[DocId],
+    convert: impl Fn(f64) -> T::Native,
+) -> PrimitiveArray<T> {
+    match column {
+        SegmentColumn::F64(columns, raw) => {
+            read_numbers(columns, raw.as_ref(), stored_to_f64, docs, convert)
+        }
+        _ => PrimitiveArray::new_null(docs.len()),
     }
-    out
+}
+
+/// tantivy's `u64_to_i64`, which tantivy does not inline across crates: called through a
+/// function pointer it cost more than unpacking the values (the test pins the two equal).
+#[inline(always)]
+fn stored_to_i64(value: u64) -> i64 {
+    (value ^ (1 << 63)) as i64
+}
+
+/// tantivy's `u64_to_f64`, inlined (see [`stored_to_i64`]).
+#[inline(always)]
+fn stored_to_f64(value: u64) -> f64 {
+    f64::from_bits(if value & (1 << 63) != 0 {
+        value ^ (1 << 63)
+    } else {
+        !value
+    })
+}
+
+/// Reads the first value of each of `docs` from `columns` (the first column holding one wins)
+/// into an Arrow array. A single column with a value for every document (every NOT NULL
+/// column, and most others) is read in bulk from its stored `u64`s (`raw`, mapped back by
+/// `from_raw`) into a buffer without nulls; a contiguous run of documents, as a scan without
+/// filters reads, is one range the codec unpacks at once. Only sparse columns go value by
+/// value through `Option`s.
+fn read_numbers<V, T>(
+    columns: &[Column<V>],
+    raw: Option<&Column<u64>>,
+    from_raw: impl Fn(u64) -> V,
+    docs: &[DocId],
+    convert: impl Fn(V) -> T::Native,
+) -> PrimitiveArray<T>
+where
+    V: PartialOrd + Copy + Send + Sync + std::fmt::Debug + 'static,
+    T: ArrowPrimitiveType,
+{
+    if let Some(raw) = raw.filter(|raw| matches!(raw.index, ColumnValuesIndex::Full)) {
+        let mut values = vec![0u64; docs.len()];
+        match (docs.first(), docs.last()) {
+            (Some(&first), Some(&last)) if (last - first) as usize + 1 == docs.len() => {
+                raw.values.get_range(u64::from(first), &mut values)
+            }
+            _ => raw.values.get_vals(docs, &mut values),
+        }
+        return PrimitiveArray::from_iter_values(
+            values.into_iter().map(|value| convert(from_raw(value))),
+        );
+    }
+    let mut out = vec![None; docs.len()];
+    fill_first(columns, docs, &mut out);
+    out.into_iter().map(|value| value.map(&convert)).collect()
 }
 
 fn read_bool(column: &SegmentColumn, docs: &[DocId]) -> Vec<Option<bool>> {
@@ -626,10 +690,10 @@ fn read_list(column: &SegmentColumn, inner: &ColumnType, docs: &[DocId]) -> Arra
         }};
     }
     match (column, inner) {
-        (SegmentColumn::I64(columns), ColumnType::BigInt) => {
+        (SegmentColumn::I64(columns, _), ColumnType::BigInt) => {
             build_list!(Int64Builder::new(), columns, |v: i64| v)
         }
-        (SegmentColumn::F64(columns), ColumnType::Double) => {
+        (SegmentColumn::F64(columns, _), ColumnType::Double) => {
             build_list!(Float64Builder::new(), columns, |v: f64| v)
         }
         (SegmentColumn::Bool(columns), _) => {
@@ -655,10 +719,10 @@ fn read_list(column: &SegmentColumn, inner: &ColumnType, docs: &[DocId]) -> Arra
         _ => {
             // Element types without a list reader yet come back cast from the widest type.
             let wide = match column {
-                SegmentColumn::I64(columns) => {
+                SegmentColumn::I64(columns, _) => {
                     build_list!(Int64Builder::new(), columns, |v: i64| v)
                 }
-                SegmentColumn::F64(columns) => {
+                SegmentColumn::F64(columns, _) => {
                     build_list!(Float64Builder::new(), columns, |v: f64| v)
                 }
                 _ => {
@@ -671,6 +735,37 @@ fn read_list(column: &SegmentColumn, inner: &ColumnType, docs: &[DocId]) -> Arra
             };
             let target = DataType::List(Arc::new(Field::new("item", inner.arrow_type(), true)));
             datafusion::arrow::compute::cast(&wide, &target).unwrap_or(wide)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_values_map_back_as_tantivy_maps_them() {
+        for value in [i64::MIN, -1_000_000, -1, 0, 1, 42, i64::MAX] {
+            let stored = tantivy::i64_to_u64(value);
+            assert_eq!(stored_to_i64(stored), tantivy::u64_to_i64(stored));
+            assert_eq!(stored_to_i64(stored), value);
+        }
+        for value in [
+            f64::MIN,
+            -2.5,
+            -0.0,
+            0.0,
+            1e-300,
+            3.25,
+            f64::MAX,
+            f64::INFINITY,
+        ] {
+            let stored = tantivy::f64_to_u64(value);
+            assert_eq!(
+                stored_to_f64(stored).to_bits(),
+                tantivy::u64_to_f64(stored).to_bits()
+            );
+            assert_eq!(stored_to_f64(stored).to_bits(), value.to_bits());
         }
     }
 }

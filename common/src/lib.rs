@@ -5,6 +5,7 @@
 //! any wire protocol (pgwire, HTTP, gRPC) and must not depend on another Creek crate.
 
 pub mod error;
+pub mod fulltext;
 pub mod ids;
 pub mod routing;
 pub mod schema;

@@ -11,6 +11,7 @@ use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CodedError, ErrorCode};
+use crate::fulltext::FulltextIndexDef;
 use crate::ids::TableId;
 use crate::types::ColumnType;
 
@@ -29,6 +30,10 @@ pub const SEQ_NO_COLUMN: &str = "_seq_no";
 /// Name of the hidden column holding the primary term under which a row was written; with
 /// `_seq_no` it is the row's version, which conditional writes compare.
 pub const PRIMARY_TERM_COLUMN: &str = "_primary_term";
+
+/// Name of the hidden column holding a row's relevance to the query's `MATCH` (BM25; 1.0
+/// in a query without one).
+pub const SCORE_COLUMN: &str = "_score";
 
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +94,10 @@ pub struct TableSchema {
     /// that they are listed like PostgreSQL's and can be dropped again.
     #[serde(default)]
     pub indexes: Vec<IndexDef>,
+    /// FULLTEXT indexes: analyzed text searched by `MATCH` (the shard field layout gives each
+    /// one a field of its own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fulltext: Vec<FulltextIndexDef>,
     /// Grows with every change of the definition (a column added, ...). A write carries the
     /// version it was planned with; a data node holding an older one waits for the newer
     /// definition instead of dropping the values it does not know.
@@ -249,6 +258,7 @@ impl TableSchema {
                 ));
             }
         }
+        self.validate_fulltext()?;
         if self.num_shards == 0 || self.num_shards > MAX_SHARDS {
             return Err(CodedError::new(
                 ErrorCode::InvalidParameterValue,
@@ -257,6 +267,64 @@ impl TableSchema {
                     self.num_shards
                 ),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl TableSchema {
+    /// Returns the FULLTEXT index called `name`, if any.
+    pub fn fulltext_index(&self, name: &str) -> Option<&FulltextIndexDef> {
+        self.fulltext.iter().find(|index| index.name == name)
+    }
+
+    /// A FULLTEXT index names text columns of the table, and its name is unique among the
+    /// table's columns and indexes, unless it is a column's own (column-level) index.
+    fn validate_fulltext(&self) -> Result<(), CodedError> {
+        let mut names = std::collections::HashSet::new();
+        for index in &self.fulltext {
+            if index.name.starts_with('_') || index.name.contains(['.', '\u{7f}']) {
+                return Err(CodedError::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!("index name {:?} is invalid", index.name),
+                ));
+            }
+            if !names.insert(index.name.as_str()) {
+                return Err(CodedError::new(
+                    ErrorCode::DuplicateObject,
+                    format!("index {} specified more than once", index.name),
+                ));
+            }
+            let own = index.columns.len() == 1 && index.columns[0] == index.name;
+            if self.column(&index.name).is_some() && !own {
+                return Err(CodedError::new(
+                    ErrorCode::DuplicateObject,
+                    format!("index {} has the name of a column", index.name),
+                ));
+            }
+            if index.columns.is_empty() {
+                return Err(CodedError::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!("index {} names no column", index.name),
+                ));
+            }
+            for name in &index.columns {
+                let Some(column) = self.column(name) else {
+                    return Err(CodedError::new(
+                        ErrorCode::UndefinedColumn,
+                        format!("column {name} of index {} does not exist", index.name),
+                    ));
+                };
+                if !matches!(column.column_type, ColumnType::Text { .. }) {
+                    return Err(CodedError::new(
+                        ErrorCode::DatatypeMismatch,
+                        format!(
+                            "FULLTEXT index {} can only index text columns, {name} is {}",
+                            index.name, column.column_type
+                        ),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -305,6 +373,7 @@ mod tests {
             num_shards: 4,
             settings: BTreeMap::new(),
             indexes: Vec::new(),
+            fulltext: Vec::new(),
             version: 0,
         }
     }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::fulltext::AnalyzerDef;
 use crate::ids::{NodeId, TableId};
 use crate::schema::{TableSchema, ViewDef};
 
@@ -86,6 +87,9 @@ pub struct ClusterState {
     pub tables: BTreeMap<String, TableSchema>,
     /// Views by `schema.name`.
     pub views: BTreeMap<String, ViewDef>,
+    /// Analyzers defined by `CREATE ANALYZER`, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub analyzers: BTreeMap<String, AnalyzerDef>,
     /// For each table id, the copies of each shard (index = shard number).
     #[serde(deserialize_with = "deserialize_routing")]
     pub routing: BTreeMap<u64, Vec<ShardRouting>>,

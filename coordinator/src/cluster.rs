@@ -386,6 +386,27 @@ impl Cluster {
             .map(|_| ())
     }
 
+    /// Defines an analyzer.
+    pub async fn create_analyzer(
+        &self,
+        name: String,
+        definition: creek_common::fulltext::AnalyzerDef,
+    ) -> Result<()> {
+        self.change(Command::CreateAnalyzer {
+            name,
+            definition: Box::new(definition),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Drops an analyzer.
+    pub async fn drop_analyzer(&self, name: String) -> Result<()> {
+        self.change(Command::DropAnalyzer { name })
+            .await
+            .map(|_| ())
+    }
+
     /// Drops a view.
     pub async fn drop_view(&self, schema: &str, name: &str, if_exists: bool) -> Result<()> {
         self.change(Command::DropView {

@@ -6,6 +6,7 @@ pub mod context;
 pub mod cooperative;
 pub mod decorrelate;
 pub mod fragments;
+pub mod fulltext;
 pub mod identifiers;
 pub mod naming;
 pub mod output_names;

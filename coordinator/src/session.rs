@@ -375,6 +375,14 @@ impl Session {
                 self.cluster.decommission(&node).await?;
                 return Ok(affected("ALTER CLUSTER", 0));
             }
+            ParsedStatement::CreateAnalyzer { name, definition } => {
+                self.cluster.create_analyzer(name, definition).await?;
+                return Ok(affected("CREATE ANALYZER", 0));
+            }
+            ParsedStatement::DropAnalyzer(name) => {
+                self.cluster.drop_analyzer(name).await?;
+                return Ok(affected("DROP ANALYZER", 0));
+            }
             ParsedStatement::Sql(statement, clauses) => (statement, clauses),
         };
         let default_schema = self.settings.lock().schema.clone();
@@ -386,6 +394,7 @@ impl Session {
                     &clauses,
                     &default_schema,
                     self.cluster.data_nodes().len(),
+                    &self.cluster.catalog().state().analyzers,
                 )?;
                 self.cluster
                     .create_table(table, create.if_not_exists)
@@ -882,6 +891,7 @@ enum QueryPlan {
 async fn plan_query(state: &SessionState, mut statement: Box<Statement>) -> Result<QueryPlan> {
     crate::plan::naming::alias_subquery_columns(&mut statement);
     pg_compat::rewrite(&mut statement);
+    crate::plan::fulltext::resolve_matches(state, &mut statement).await?;
     // The rewrites nest queries of their own (`IN (subquery)` in a select list).
     crate::sql::parse::check_query_nesting(&statement)?;
     single_row::wrap_scalar_subqueries(&mut statement);
@@ -923,12 +933,17 @@ fn first_words(sql: &str) -> String {
     sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
-/// Whether `statement` names `_id`, `_seq_no` or `_primary_term` anywhere.
+/// The hidden columns of every table, readable when a statement names them.
+const SYSTEM_COLUMNS: [&str; 4] = [
+    creek_common::schema::ID_COLUMN,
+    creek_common::schema::SEQ_NO_COLUMN,
+    creek_common::schema::PRIMARY_TERM_COLUMN,
+    creek_common::schema::SCORE_COLUMN,
+];
+
+/// Whether `statement` names `_id`, `_seq_no`, `_primary_term` or `_score` anywhere.
 pub(crate) fn names_system_column(statement: &Statement) -> bool {
-    use creek_common::schema::{ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
-    let system = |ident: &ast::Ident| {
-        [ID_COLUMN, SEQ_NO_COLUMN, PRIMARY_TERM_COLUMN].contains(&ident.value.as_str())
-    };
+    let system = |ident: &ast::Ident| SYSTEM_COLUMNS.contains(&ident.value.as_str());
     ast::visit_expressions(statement, |expr| match expr {
         ast::Expr::Identifier(ident) if system(ident) => std::ops::ControlFlow::Break(()),
         ast::Expr::CompoundIdentifier(parts) if parts.last().is_some_and(system) => {
@@ -942,7 +957,6 @@ pub(crate) fn names_system_column(statement: &Statement) -> bool {
 /// Makes every `*` of `statement` leave out the system columns, which a query that names one
 /// can see: `SELECT _seq_no, * FROM t` shows `_seq_no` once, as in CrateDB.
 pub(crate) fn exclude_system_columns_from_wildcards(statement: &mut Statement) {
-    use creek_common::schema::{ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
     struct Exclude;
     impl ast::VisitorMut for Exclude {
         type Break = ();
@@ -956,7 +970,7 @@ pub(crate) fn exclude_system_columns_from_wildcards(statement: &mut Statement) {
                     };
                     if options.opt_exclude.is_none() {
                         options.opt_exclude = Some(ast::ExcludeSelectItem::Multiple(
-                            [ID_COLUMN, SEQ_NO_COLUMN, PRIMARY_TERM_COLUMN]
+                            SYSTEM_COLUMNS
                                 .iter()
                                 .map(|name| ast::ObjectName::from(vec![ast::Ident::new(*name)]))
                                 .collect(),

@@ -5,7 +5,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use creek_common::schema::{TableSchema, ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
+use creek_common::schema::{
+    TableSchema, ID_COLUMN, PRIMARY_TERM_COLUMN, SCORE_COLUMN, SEQ_NO_COLUMN,
+};
 use creek_common::{ShardId, TableId};
 use creek_proto::v1::ShardScanNode;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -80,7 +82,7 @@ impl PhysicalExtensionCodec for DatanodeCodec {
             .iter()
             .map(|bytes| Expr::from_bytes(bytes))
             .collect::<DfResult<Vec<_>>>()?;
-        Ok(Arc::new(TantivyScanExec::new(
+        let scan = TantivyScanExec::new(
             table,
             shards,
             columns,
@@ -88,7 +90,16 @@ impl PhysicalExtensionCodec for DatanodeCodec {
             node.limit.map(|limit| limit as usize),
             node.realtime_ids,
             node.visible_seq_nos,
-        )))
+        );
+        Ok(Arc::new(if node.match_spec.is_empty() {
+            scan
+        } else {
+            let spec: creek_common::fulltext::MatchSpec = serde_json::from_str(&node.match_spec)
+                .map_err(|e| DataFusionError::Plan(format!("bad MATCH in a shard scan: {e}")))?;
+            crate::scan::fulltext::check_fields(&spec, scan.table())
+                .map_err(|e| DataFusionError::Plan(e.to_string()))?;
+            scan.with_match(spec)
+        }))
     }
 
     fn try_encode(
@@ -109,6 +120,7 @@ pub fn column_spec(table: &TableSchema, name: &str) -> DfResult<ColumnSpec> {
         ID_COLUMN => Ok(ColumnSpec::Id),
         SEQ_NO_COLUMN => Ok(ColumnSpec::SeqNo),
         PRIMARY_TERM_COLUMN => Ok(ColumnSpec::PrimaryTerm),
+        SCORE_COLUMN => Ok(ColumnSpec::Score),
         _ => table
             .column(name)
             .map(|column| ColumnSpec::Table {

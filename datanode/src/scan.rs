@@ -4,6 +4,7 @@
 //! reads the remaining documents' fast fields into Arrow batches on a blocking thread.
 
 pub mod columns;
+pub mod fulltext;
 pub mod late_fetch;
 pub mod query;
 mod term_filter;
@@ -12,7 +13,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use creek_common::fulltext::MatchSpec;
 use creek_common::schema::TableSchema;
+use datafusion::arrow::array::{ArrayRef, Float32Array};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -26,7 +29,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
-use tantivy::query::{AllQuery, EnableScoring, Query};
+use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, EnableScoring, Occur, Query};
 use tantivy::DocId;
 
 use crate::shard::Shard;
@@ -37,7 +40,7 @@ use columns::{open_segment_column, read_column, ColumnSpec, SegmentColumn};
 /// takes longer is behind (dropped from the in-sync set, still in the reader's routing) and
 /// fails the read as unavailable (the coordinator plans a query that returned nothing yet
 /// again, on newer routing).
-const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
+pub const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 
 /// Rows per Arrow batch produced by a shard scan.
 pub const BATCH_ROWS: usize = 8192;
@@ -55,6 +58,9 @@ pub struct TantivyScanExec {
     visible_seq_nos: Vec<u64>,
     /// Where each partition leaves the searcher it read, when a late fetch reads from it too.
     searchers: Option<Arc<late_fetch::ScanSearchers>>,
+    /// The query's `MATCH` on this table: only documents it matches are read, and `_score`
+    /// is their relevance.
+    match_spec: Option<Arc<MatchSpec>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
 }
@@ -92,9 +98,21 @@ impl TantivyScanExec {
             realtime_ids,
             visible_seq_nos,
             searchers: None,
+            match_spec: None,
             schema,
             properties,
         }
+    }
+
+    /// The scan restricted to (and scored by) `spec`.
+    pub fn with_match(mut self, spec: MatchSpec) -> TantivyScanExec {
+        self.match_spec = Some(Arc::new(spec));
+        self
+    }
+
+    /// The scanned table.
+    pub fn table(&self) -> &TableSchema {
+        &self.table
     }
 }
 
@@ -102,7 +120,7 @@ impl DisplayAs for TantivyScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "TantivyScanExec: table={}.{}, shards={:?}, filters=[{}], limit={:?}",
+            "TantivyScanExec: table={}.{}, shards={:?}, filters=[{}], limit={:?}{}",
             self.table.schema_name,
             self.table.name,
             self.shards.iter().map(|s| s.id().shard).collect::<Vec<_>>(),
@@ -111,7 +129,11 @@ impl DisplayAs for TantivyScanExec {
                 .map(|f| f.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            self.limit
+            self.limit,
+            match &self.match_spec {
+                Some(spec) => format!(", match={:?} on {:?}", spec.query, spec.fields),
+                None => String::new(),
+            }
         )
     }
 }
@@ -161,15 +183,19 @@ impl ExecutionPlan for TantivyScanExec {
         let visible_seq_no = self.visible_seq_nos.get(partition).copied().unwrap_or(0);
         let schema = self.schema.clone();
         let searchers = self.searchers.clone();
+        let match_spec = self.match_spec.clone();
         builder.spawn_blocking(move || {
             shard.ensure_visible(visible_seq_no, CATCH_UP_WAIT)?;
             scan_shard(
                 &shard,
                 &table,
-                &columns,
-                &filters,
-                limit,
-                &realtime_ids,
+                ScanRequest {
+                    columns: &columns,
+                    filters: &filters,
+                    match_spec: match_spec.as_deref(),
+                    limit,
+                    realtime_ids: &realtime_ids,
+                },
                 searchers.as_deref().map(|searchers| (searchers, partition)),
                 schema,
                 |batch| sender.blocking_send(Ok(batch)).is_ok(),
@@ -226,20 +252,32 @@ pub fn lookup_ids(
     )?)
 }
 
+/// What one shard scan reads.
+pub(crate) struct ScanRequest<'a> {
+    pub columns: &'a [ColumnSpec],
+    pub filters: &'a [Expr],
+    pub match_spec: Option<&'a MatchSpec>,
+    pub limit: Option<usize>,
+    pub realtime_ids: &'a [String],
+}
+
 /// Scans one shard, handing each batch to `emit`; stops early when `emit` returns false (the
 /// consumer went away) or the limit is reached.
-#[allow(clippy::too_many_arguments)]
 fn scan_shard(
     shard: &Shard,
     table: &TableSchema,
-    columns: &[ColumnSpec],
-    filters: &[Expr],
-    limit: Option<usize>,
-    realtime_ids: &[String],
+    request: ScanRequest<'_>,
     keep_searcher: Option<(&late_fetch::ScanSearchers, usize)>,
     schema: SchemaRef,
     mut emit: impl FnMut(RecordBatch) -> bool,
 ) -> DfResult<()> {
+    let ScanRequest {
+        columns,
+        filters,
+        match_spec,
+        limit,
+        realtime_ids,
+    } = request;
     if !realtime_ids.is_empty() {
         shard.refresh_if_any_live(realtime_ids)?;
     }
@@ -247,7 +285,7 @@ fn scan_shard(
     if let Some((searchers, partition)) = keep_searcher {
         searchers.keep(partition, &searcher);
     }
-    if columns.is_empty() && filters.is_empty() {
+    if columns.is_empty() && filters.is_empty() && match_spec.is_none() {
         // Rows without columns (`count(*)`): each segment's live-document count says how
         // many, no document needs to be enumerated.
         let live = searcher
@@ -262,26 +300,63 @@ fn scan_shard(
         schema: shard.schema(),
         fields: shard.fields(),
     };
-    let query: Box<dyn Query> =
-        query::query_for_filters(layout, filters).unwrap_or_else(|| Box::new(AllQuery));
-    let term_filters = term_filter::term_filters(table, filters);
     let tantivy_err = |e: tantivy::TantivyError| DataFusionError::External(Box::new(e));
-    let weight = query
-        .weight(EnableScoring::disabled_from_searcher(&searcher))
-        .map_err(tantivy_err)?;
+    let filter_query = query::query_for_filters(layout, filters);
+    let scored = match_spec.is_some() && columns.iter().any(|c| matches!(c, ColumnSpec::Score));
+    let query: Box<dyn Query> = match (match_spec, filter_query) {
+        (None, filter) => filter.unwrap_or_else(|| Box::new(AllQuery)),
+        (Some(spec), None) => fulltext::match_query(spec, searcher.index()).map_err(tantivy_err)?,
+        // The other filters narrow the matches without adding to their scores.
+        (Some(spec), Some(filter)) => Box::new(BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                fulltext::match_query(spec, searcher.index()).map_err(tantivy_err)?,
+            ),
+            (Occur::Must, Box::new(ConstScoreQuery::new(filter, 0.0))),
+        ])),
+    };
+    let term_filters = term_filter::term_filters(table, filters);
+    let table_statistics = match match_spec {
+        Some(spec) if scored => spec
+            .stats
+            .as_ref()
+            .map(|stats| fulltext::TableStatistics::new(spec, stats, &searcher)),
+        _ => None,
+    };
+    let scoring = match (&table_statistics, scored) {
+        (Some(statistics), _) => {
+            EnableScoring::enabled_from_statistics_provider(statistics, &searcher)
+        }
+        (None, true) => EnableScoring::enabled_from_searcher(&searcher),
+        (None, false) => EnableScoring::disabled_from_searcher(&searcher),
+    };
+    let weight = query.weight(scoring).map_err(tantivy_err)?;
     let mut remaining = limit.unwrap_or(usize::MAX);
     for (segment_ord, segment) in searcher.segment_readers().iter().enumerate() {
         if remaining == 0 {
             break;
         }
         let mut docs: Vec<DocId> = Vec::new();
-        weight
-            .for_each_no_score(segment, &mut |matched| docs.extend_from_slice(matched))
-            .map_err(tantivy_err)?;
+        // Aligned with `docs` when the scan reads `_score`.
+        let mut scores: Vec<f32> = Vec::new();
+        if scored {
+            weight
+                .for_each(segment, &mut |doc, score| {
+                    docs.push(doc);
+                    scores.push(score);
+                })
+                .map_err(tantivy_err)?;
+        } else {
+            weight
+                .for_each_no_score(segment, &mut |matched| docs.extend_from_slice(matched))
+                .map_err(tantivy_err)?;
+        }
         if let Some(alive) = segment.alive_bitset() {
-            docs.retain(|doc| alive.is_alive(*doc));
+            retain_aligned(&mut docs, &mut scores, |doc| alive.is_alive(doc));
         }
         let mut decoded = term_filter::Decoded::default();
+        let before_term_filters =
+            (!scores.is_empty() && !term_filters.is_empty()).then(|| docs.clone());
         for filter in &term_filters {
             if docs.is_empty() {
                 break;
@@ -290,12 +365,17 @@ fn scan_shard(
                 .retain(segment, &mut docs, &mut decoded)
                 .map_err(tantivy_err)?;
         }
+        if let Some(before) = before_term_filters {
+            scores = kept_scores(&before, &scores, &docs);
+        }
         if docs.is_empty() {
             continue;
         }
         let opened = columns
             .iter()
             .map(|spec| match spec {
+                // Filled from the scores per batch below.
+                ColumnSpec::Score => Ok(SegmentColumn::DocAddress(0)),
                 ColumnSpec::DocAddress => {
                     let partition = keep_searcher.map_or(0, |(_, partition)| partition);
                     late_fetch::address_base(partition, segment_ord)
@@ -319,13 +399,17 @@ fn scan_shard(
             })
             .collect::<tantivy::Result<Vec<_>>>()
             .map_err(tantivy_err)?;
-        for chunk in docs.chunks(BATCH_ROWS) {
+        for (number, chunk) in docs.chunks(BATCH_ROWS).enumerate() {
             let take = chunk.len().min(remaining);
             let chunk = &chunk[..take];
+            let offset = number * BATCH_ROWS;
             let arrays = opened
                 .iter()
                 .zip(columns)
-                .map(|(column, spec)| read_column(column, spec, chunk))
+                .map(|(column, spec)| match spec {
+                    ColumnSpec::Score => Ok(score_array(&scores, offset, take)),
+                    _ => read_column(column, spec, chunk),
+                })
                 .collect::<std::io::Result<Vec<_>>>()
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             let batch = if arrays.is_empty() {
@@ -348,6 +432,46 @@ fn scan_shard(
         }
     }
     Ok(())
+}
+
+/// Keeps the documents (and their scores, when there are any) that `keep` accepts.
+fn retain_aligned(docs: &mut Vec<DocId>, scores: &mut Vec<f32>, keep: impl Fn(DocId) -> bool) {
+    if scores.is_empty() {
+        docs.retain(|doc| keep(*doc));
+        return;
+    }
+    let mut kept = 0;
+    for i in 0..docs.len() {
+        if keep(docs[i]) {
+            docs[kept] = docs[i];
+            scores[kept] = scores[i];
+            kept += 1;
+        }
+    }
+    docs.truncate(kept);
+    scores.truncate(kept);
+}
+
+/// The scores of `kept`, a subsequence of `docs` (both ascending), aligned with `kept`.
+fn kept_scores(docs: &[DocId], scores: &[f32], kept: &[DocId]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(kept.len());
+    let mut i = 0;
+    for doc in kept {
+        while docs[i] != *doc {
+            i += 1;
+        }
+        out.push(scores[i]);
+    }
+    out
+}
+
+/// The `_score` column of a batch of `take` rows from `offset`: the rows' scores, or 1 for
+/// each row of a scan without `MATCH` (CrateDB's score of an unscored row).
+fn score_array(scores: &[f32], offset: usize, take: usize) -> ArrayRef {
+    if scores.is_empty() {
+        return Arc::new(Float32Array::from(vec![1.0f32; take]));
+    }
+    Arc::new(Float32Array::from(scores[offset..offset + take].to_vec()))
 }
 
 /// Emits `rows` rows of no columns, in batches of [`BATCH_ROWS`].

@@ -11,11 +11,12 @@ use creek_common::{ShardId, TableId};
 use creek_proto::ipc::batch_to_ipc;
 use creek_proto::v1::shard_service_server::ShardService;
 use creek_proto::v1::{
-    FileChunkRequest, FileChunkResponse, GetRequest, GetResponse, RecoveryFile, RecoveryOpsRequest,
-    RecoveryOpsResponse, RefreshRequest, RefreshResponse, ReplicateRequest, ReplicateResponse,
-    ShardCopyEventRequest, ShardCopyEventResponse, ShardStats, ShardStatsRequest,
-    ShardStatsResponse, StartRecoveryRequest, StartRecoveryResponse, TranslogOp, WriteMode,
-    WriteRequest, WriteResponse,
+    FileChunkRequest, FileChunkResponse, GetRequest, GetResponse, MatchStatsRequest,
+    MatchStatsResponse, RecoveryFile, RecoveryOpsRequest, RecoveryOpsResponse, RefreshRequest,
+    RefreshResponse, ReplicateRequest, ReplicateResponse, ShardCopyEventRequest,
+    ShardCopyEventResponse, ShardStats, ShardStatsRequest, ShardStatsResponse,
+    StartRecoveryRequest, StartRecoveryResponse, TranslogOp, WriteMode, WriteRequest,
+    WriteResponse,
 };
 use datafusion::arrow::datatypes::{Field, Schema};
 use prost::Message;
@@ -222,6 +223,47 @@ impl ShardService for ShardServiceImpl {
             .map_err(status_from_datafusion)?;
         let rows_ipc = batch_to_ipc(&batch).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(GetResponse { rows_ipc }))
+    }
+
+    async fn match_stats(
+        &self,
+        request: Request<MatchStatsRequest>,
+    ) -> Result<Response<MatchStatsResponse>, Status> {
+        let request = request.into_inner();
+        let spec: creek_common::fulltext::MatchSpec = serde_json::from_str(&request.match_spec)
+            .map_err(|e| Status::invalid_argument(format!("bad MATCH: {e}")))?;
+        let shards = request
+            .shards
+            .iter()
+            .map(|shard| {
+                self.node.shard(ShardId {
+                    table: TableId(request.table_id),
+                    shard: *shard,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let visible = request.visible_seq_nos;
+        let stats =
+            blocking(move || {
+                let mut stats = creek_common::fulltext::MatchStats::default();
+                for (i, shard) in shards.iter().enumerate() {
+                    shard.ensure_visible(
+                        visible.get(i).copied().unwrap_or(0),
+                        crate::scan::CATCH_UP_WAIT,
+                    )?;
+                    let searcher = shard.searcher();
+                    let shard_stats = crate::scan::fulltext::shard_stats(&spec, &searcher)
+                        .map_err(|source| Error::Index {
+                            shard_id: shard.id(),
+                            source,
+                        })?;
+                    stats.merge(shard_stats);
+                }
+                Ok(stats)
+            })
+            .await?;
+        let stats = serde_json::to_string(&stats).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(MatchStatsResponse { stats }))
     }
 
     async fn shard_stats(

@@ -9,6 +9,7 @@
 //! checks and real-time gets see them. All methods block (disk and CPU): call them from a
 //! blocking pool.
 
+pub mod analysis;
 pub mod copy;
 pub mod document;
 pub(crate) mod lazy_sync;
@@ -199,6 +200,7 @@ impl Shard {
             )
             .map_err(index_err)?
         };
+        analysis::register_analyzers(&index, &table).map_err(index_err)?;
         let schema = index.schema();
         let fields = ShardFields::of(&schema).map_err(|e| Error::ShardCorrupted {
             shard_id: id,

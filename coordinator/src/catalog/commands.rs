@@ -57,6 +57,13 @@ pub enum Command {
         name: String,
         if_exists: bool,
     },
+    /// Defines an analyzer (`CREATE ANALYZER`).
+    CreateAnalyzer {
+        name: String,
+        definition: Box<creek_common::fulltext::AnalyzerDef>,
+    },
+    /// Drops an analyzer; tables keep the copy of it they were created with.
+    DropAnalyzer { name: String },
     /// Declares an index on a table's columns (`CREATE INDEX`).
     CreateIndex {
         schema: String,
@@ -245,6 +252,29 @@ fn apply_command(state: &mut ClusterState, command: &Command) -> Result<bool, Co
                 return Err(refused(
                     ErrorCode::UndefinedTable,
                     format!("view \"{key}\" does not exist"),
+                ));
+            }
+            Ok(true)
+        }
+        Command::CreateAnalyzer { name, definition } => {
+            if creek_common::fulltext::builtin_analyzer(name).is_some()
+                || state.analyzers.contains_key(name)
+            {
+                return Err(refused(
+                    ErrorCode::DuplicateObject,
+                    format!("analyzer {name} already exists"),
+                ));
+            }
+            state
+                .analyzers
+                .insert(name.clone(), definition.as_ref().clone());
+            Ok(true)
+        }
+        Command::DropAnalyzer { name } => {
+            if state.analyzers.remove(name).is_none() {
+                return Err(refused(
+                    ErrorCode::UndefinedObject,
+                    format!("analyzer {name} does not exist"),
                 ));
             }
             Ok(true)
@@ -484,6 +514,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             indexes: Vec::new(),
+            fulltext: Vec::new(),
             version: 0,
         }
     }

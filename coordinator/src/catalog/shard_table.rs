@@ -9,7 +9,10 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use creek_common::schema::{TableSchema, ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
+use creek_common::fulltext::{MatchSpec, MatchStats};
+use creek_common::schema::{
+    TableSchema, ID_COLUMN, PRIMARY_TERM_COLUMN, SCORE_COLUMN, SEQ_NO_COLUMN,
+};
 use creek_common::{NodeId, TableId};
 use creek_proto::arrow_flight::decode::FlightRecordBatchStream;
 use creek_proto::arrow_flight::error::FlightError;
@@ -59,8 +62,8 @@ impl ShardTable {
         ShardTable::build(table, cluster, false)
     }
 
-    /// Creates the provider that also exposes `_id`, `_seq_no` and `_primary_term` (for UPDATE
-    /// and DELETE).
+    /// Creates the provider that also exposes `_id`, `_seq_no`, `_primary_term` (for UPDATE
+    /// and DELETE) and `_score`.
     pub fn with_hidden_columns(table: Arc<TableSchema>, cluster: Arc<Cluster>) -> ShardTable {
         ShardTable::build(table, cluster, true)
     }
@@ -76,6 +79,7 @@ impl ShardTable {
             fields.push(Field::new(ID_COLUMN, DataType::Utf8, false));
             fields.push(Field::new(SEQ_NO_COLUMN, DataType::Int64, false));
             fields.push(Field::new(PRIMARY_TERM_COLUMN, DataType::Int64, false));
+            fields.push(Field::new(SCORE_COLUMN, DataType::Float32, false));
         }
         ShardTable {
             schema: Arc::new(Schema::new(fields)),
@@ -306,7 +310,10 @@ impl TableProvider for ShardTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if pushed_filter(&self.table, f).is_some() {
+                if crate::plan::fulltext::match_spec_of(f).is_some() {
+                    // Only the data nodes can decide a MATCH: it must not stay above the scan.
+                    TableProviderFilterPushDown::Exact
+                } else if pushed_filter(&self.table, f).is_some() {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -317,11 +324,24 @@ impl TableProvider for ShardTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let mut match_spec: Option<MatchSpec> = None;
+        for filter in filters {
+            if let Some(spec) = crate::plan::fulltext::match_spec_of(filter) {
+                let spec = spec.map_err(|e| e.into_datafusion())?;
+                if match_spec.replace(spec).is_some() {
+                    return Err(crate::error::Error::new(
+                        creek_common::ErrorCode::FeatureNotSupported,
+                        "one table can only be searched by one MATCH per query",
+                    )
+                    .into_datafusion());
+                }
+            }
+        }
         let projected = match projection {
             Some(indices) => Arc::new(self.schema.project(indices)?),
             None => self.schema.clone(),
@@ -333,6 +353,7 @@ impl TableProvider for ShardTable {
             .collect();
         let filters: Vec<Expr> = filters
             .iter()
+            .filter(|f| crate::plan::fulltext::match_spec_of(f).is_none())
             .filter_map(|f| pushed_filter(&self.table, f))
             .collect();
         let (shards, realtime_ids) = match self.primary_key_lookup(&filters) {
@@ -345,7 +366,7 @@ impl TableProvider for ShardTable {
             }
             None => ((0..self.table.num_shards).collect::<Vec<u32>>(), Vec::new()),
         };
-        Ok(Arc::new(ShardScanExec::new(
+        let mut scan = ShardScanExec::new(
             self.table.clone(),
             self.cluster.clone(),
             projected,
@@ -355,7 +376,15 @@ impl TableProvider for ShardTable {
             limit,
             realtime_ids,
             Arc::default(),
-        )))
+        );
+        if let Some(mut spec) = match_spec {
+            if self.table.num_shards > 1 {
+                let writes = session_writes_of(state.config(), self.table.id, &scan.shards);
+                spec.stats = Some(scan.match_stats(&spec, &writes).await?);
+            }
+            scan.match_spec = Some(Arc::new(spec));
+        }
+        Ok(Arc::new(scan))
     }
 }
 
@@ -363,7 +392,15 @@ impl TableProvider for ShardTable {
 /// they answer. Read when a scan executes, not when it is planned, so that a plan the session
 /// runs again (`session::plan_cache`) sees the writes made since.
 fn session_writes(context: &TaskContext, table: TableId, shards: &[u32]) -> BTreeMap<u32, u64> {
-    match context.session_config().get_extension::<SessionWrites>() {
+    session_writes_of(context.session_config(), table, shards)
+}
+
+fn session_writes_of(
+    config: &datafusion::prelude::SessionConfig,
+    table: TableId,
+    shards: &[u32],
+) -> BTreeMap<u32, u64> {
+    match config.get_extension::<SessionWrites>() {
         Some(writes) => shards
             .iter()
             .copied()
@@ -396,6 +433,8 @@ pub struct ShardScanExec {
     /// Operators to run on the data node above this scan; their leaf is this scan without a
     /// fragment.
     fragment: Option<Arc<dyn ExecutionPlan>>,
+    /// The query's `MATCH` on this table, with the table's term statistics.
+    match_spec: Option<Arc<MatchSpec>>,
 }
 
 impl fmt::Debug for ShardScanExec {
@@ -461,7 +500,57 @@ impl ShardScanExec {
             session_writes,
             properties,
             fragment: None,
+            match_spec: None,
         }
+    }
+
+    /// Whether the scan runs a `MATCH`: its term statistics were gathered when it was planned,
+    /// so the plan must not be run again later.
+    pub fn has_match(&self) -> bool {
+        self.match_spec.is_some()
+    }
+
+    /// The term statistics of the whole table for `spec`: each node holding a copy of some of
+    /// the scan's shards sums its shards', and these sums are added up.
+    async fn match_stats(
+        &self,
+        spec: &MatchSpec,
+        writes: &BTreeMap<u32, u64>,
+    ) -> DfResult<MatchStats> {
+        let spec_json = serde_json::to_string(spec)
+            .map_err(|e| DataFusionError::Internal(format!("MATCH does not encode: {e}")))?;
+        let calls = self.groups.iter().map(|(node, shards)| {
+            let client = if node.0.is_empty() {
+                self.cluster
+                    .read_node_for_shard(self.table.id, shards[0], 0)
+                    .and_then(|node| self.cluster.node(&node))
+            } else {
+                self.cluster.node(node)
+            };
+            let request = creek_proto::v1::MatchStatsRequest {
+                table_id: self.table.id.0,
+                shards: shards.clone(),
+                match_spec: spec_json.clone(),
+                visible_seq_nos: shards
+                    .iter()
+                    .map(|shard| writes.get(shard).copied().unwrap_or(0))
+                    .collect(),
+            };
+            async move {
+                let mut client =
+                    client.map_err(|e| DataFusionError::External(Box::new(to_coded(e))))?;
+                let response = client.shards.match_stats(request).await.map_err(|status| {
+                    DataFusionError::External(Box::new(error_from_status(&status)))
+                })?;
+                serde_json::from_str::<MatchStats>(&response.into_inner().stats)
+                    .map_err(|e| DataFusionError::Internal(format!("bad MATCH statistics: {e}")))
+            }
+        });
+        let mut total = MatchStats::default();
+        for stats in futures::future::try_join_all(calls).await? {
+            total.merge(stats);
+        }
+        Ok(total)
     }
 
     /// The operators this scan runs on the data nodes, if any.
@@ -517,7 +606,7 @@ impl ShardScanExec {
         shards: &[u32],
         session_writes: Arc<BTreeMap<u32, u64>>,
     ) -> ShardScanExec {
-        ShardScanExec::new(
+        let mut leaf = ShardScanExec::new(
             self.table.clone(),
             self.cluster.clone(),
             self.leaf_schema(),
@@ -527,7 +616,9 @@ impl ShardScanExec {
             self.limit,
             self.realtime_ids.clone(),
             session_writes,
-        )
+        );
+        leaf.match_spec = self.match_spec.clone();
+        leaf
     }
 
     fn leaf_schema(&self) -> SchemaRef {
@@ -559,6 +650,12 @@ impl ShardScanExec {
             filters,
             limit: self.limit.map(|l| l as u64),
             realtime_ids: self.realtime_ids.clone(),
+            match_spec: match &self.match_spec {
+                Some(spec) => serde_json::to_string(spec.as_ref()).map_err(|e| {
+                    DataFusionError::Internal(format!("MATCH does not encode: {e}"))
+                })?,
+                None => String::new(),
+            },
             visible_seq_nos: if self.session_writes.is_empty() {
                 Vec::new()
             } else {
@@ -663,6 +760,21 @@ impl DisplayAs for ShardScanExec {
         }
         if !self.realtime_ids.is_empty() {
             write!(f, ", primary_key_lookup")?;
+        }
+        if let Some(spec) = &self.match_spec {
+            let fields: Vec<String> = spec
+                .fields
+                .iter()
+                .map(|field| format!("{} {}", field.index, field.boost))
+                .collect();
+            write!(
+                f,
+                ", match=({}, {:?}) using {:?}, table_statistics={}",
+                fields.join(", "),
+                spec.query,
+                spec.match_type,
+                spec.stats.is_some()
+            )?;
         }
         if let Some(fragment) = &self.fragment {
             let mut steps = Vec::new();

@@ -33,7 +33,7 @@ type StorageResult<T> = Result<T, StorageError<RaftNodeId>>;
 /// One line of the log file.
 #[derive(Serialize, Deserialize)]
 enum LogRecord {
-    Append(Entry<TypeConfig>),
+    Append(Box<Entry<TypeConfig>>),
     /// Removes entries at and after this index (a new leader overwrote them).
     Truncate(u64),
     /// Removes entries up to and including this log id (they are in a snapshot).
@@ -140,7 +140,7 @@ impl LogStore {
             push(&LogRecord::Purge(purged));
         }
         for entry in inner.entries.values() {
-            push(&LogRecord::Append(entry.clone()));
+            push(&LogRecord::Append(Box::new(entry.clone())));
         }
         let path = self.dir.join("log.jsonl");
         write_atomically(&path, text.as_bytes())?;
@@ -180,7 +180,7 @@ impl LogInner {
     fn replay(&mut self, record: LogRecord) {
         match record {
             LogRecord::Append(entry) => {
-                if self.entries.insert(entry.log_id.index, entry).is_some() {
+                if self.entries.insert(entry.log_id.index, *entry).is_some() {
                     self.dead_records += 1;
                 }
             }
@@ -263,7 +263,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let records: Vec<LogRecord> = entries.into_iter().map(LogRecord::Append).collect();
+        let records: Vec<LogRecord> = entries
+            .into_iter()
+            .map(|entry| LogRecord::Append(Box::new(entry)))
+            .collect();
         let result = self.persist(records);
         let failed = result.as_ref().err().map(|e| e.to_string());
         callback.log_io_completed(result);
@@ -492,11 +495,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path()).unwrap();
         store
-            .persist((1..=6).map(|i| LogRecord::Append(entry(1, i))).collect())
+            .persist(
+                (1..=6)
+                    .map(|i| LogRecord::Append(Box::new(entry(1, i))))
+                    .collect(),
+            )
             .unwrap();
         // A new leader overwrites 5 and 6; a snapshot covers up to 2.
         store.persist(vec![LogRecord::Truncate(5)]).unwrap();
-        store.persist(vec![LogRecord::Append(entry(2, 5))]).unwrap();
+        store
+            .persist(vec![LogRecord::Append(Box::new(entry(2, 5)))])
+            .unwrap();
         store
             .persist(vec![LogRecord::Purge(entry(1, 2).log_id)])
             .unwrap();
@@ -519,7 +528,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path()).unwrap();
         for i in 1..=2000 {
-            store.persist(vec![LogRecord::Append(entry(1, i))]).unwrap();
+            store
+                .persist(vec![LogRecord::Append(Box::new(entry(1, i)))])
+                .unwrap();
             if i % 100 == 0 {
                 store
                     .persist(vec![LogRecord::Purge(entry(1, i - 10).log_id)])

@@ -87,6 +87,7 @@ pub fn session_context(
     pg_functions::register(&ctx, cluster, session_settings.clone());
     ctx.register_udaf(single_row::single_row_value());
     ctx.register_udf(crate::plan::array_literal::text_to_array_function());
+    ctx.register_udf(crate::plan::fulltext::match_function());
     ctx.register_udf(crate::plan::array_literal::try_text_to_array_function());
     ctx
 }

@@ -168,7 +168,7 @@ fn renewable(plan: &Arc<dyn ExecutionPlan>) -> bool {
 
 fn renewable_operator(node: &dyn ExecutionPlan) -> bool {
     if let Some(scan) = node.downcast_ref::<ShardScanExec>() {
-        return scan.reads_sole_copies();
+        return scan.reads_sole_copies() && !scan.has_match();
     }
     // An aggregate's dynamic filter (its bound for MIN/MAX pruning) would survive a reset:
     // `owns_its_dynamic_filters` turns such an aggregate away.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use creek_common::error::ErrorCode;
+use creek_common::fulltext::{self, AnalyzerDef, FulltextIndexDef};
 use creek_common::schema::{ColumnDef, ColumnIndex, TableSchema, ViewDef};
 use creek_common::types::{ColumnType, DEFAULT_NUMERIC_PRECISION, DEFAULT_NUMERIC_SCALE};
 use creek_common::TableId;
@@ -17,7 +18,7 @@ mod index;
 
 pub use index::{create_index, drop_index};
 
-use super::parse::TableClauses;
+use super::parse::{FulltextClause, TableClauses};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 
@@ -223,6 +224,7 @@ pub fn table_from_create(
     clauses: &TableClauses,
     default_schema: &str,
     data_nodes: usize,
+    analyzers: &BTreeMap<String, AnalyzerDef>,
 ) -> Result<TableSchema> {
     if create.query.is_some() {
         return Err(Error::new(
@@ -261,12 +263,22 @@ pub fn table_from_create(
                 }
             }
         }
+        // A column's own FULLTEXT index replaces its exact terms: `=` and LIKE read its
+        // values from the columnar store instead, as for INDEX OFF.
+        let own_fulltext = clauses
+            .fulltext
+            .iter()
+            .any(|index| index.columns == [column_name.clone()] && index.name == column_name);
         columns.push(ColumnDef {
-            index: clauses
-                .column_index
-                .get(&column_name)
-                .copied()
-                .unwrap_or_default(),
+            index: if own_fulltext {
+                ColumnIndex::Off
+            } else {
+                clauses
+                    .column_index
+                    .get(&column_name)
+                    .copied()
+                    .unwrap_or_default()
+            },
             name: column_name,
             column_type: column_type(&column.data_type)?,
             not_null,
@@ -327,10 +339,42 @@ pub fn table_from_create(
         }),
         settings,
         indexes: Vec::new(),
+        fulltext: fulltext_indexes(&clauses.fulltext, analyzers)?,
         version: 0,
     };
     table.validate()?;
     Ok(table)
+}
+
+/// The FULLTEXT indexes `CREATE TABLE` declares, each with its analyzer's definition: a
+/// built-in one, or one of cluster state's `analyzers`.
+fn fulltext_indexes(
+    clauses: &[FulltextClause],
+    analyzers: &BTreeMap<String, AnalyzerDef>,
+) -> Result<Vec<FulltextIndexDef>> {
+    clauses
+        .iter()
+        .map(|clause| {
+            let analyzer = clause
+                .analyzer
+                .clone()
+                .unwrap_or_else(|| fulltext::DEFAULT_ANALYZER.to_string());
+            let definition = fulltext::builtin_analyzer(&analyzer)
+                .or_else(|| analyzers.get(&analyzer).cloned())
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorCode::UndefinedObject,
+                        format!("analyzer {analyzer} does not exist"),
+                    )
+                })?;
+            Ok(FulltextIndexDef {
+                name: clause.name.clone(),
+                columns: clause.columns.clone(),
+                analyzer,
+                definition,
+            })
+        })
+        .collect()
 }
 
 /// Whether `key` names a table setting.
@@ -402,7 +446,15 @@ pub fn show_create_table(table: &TableSchema) -> String {
             if c.not_null && !table.primary_key.contains(&c.name) {
                 line.push_str(" NOT NULL");
             }
-            if c.index == ColumnIndex::Off {
+            let own_fulltext = table
+                .fulltext_index(&c.name)
+                .filter(|index| index.columns == [c.name.clone()]);
+            if let Some(index) = own_fulltext {
+                line.push_str(&format!(
+                    " INDEX USING FULLTEXT WITH (analyzer = '{}')",
+                    index.analyzer
+                ));
+            } else if c.index == ColumnIndex::Off {
                 line.push_str(" INDEX OFF");
             }
             if let Some(default) = &c.default_expr {
@@ -418,6 +470,18 @@ pub fn show_create_table(table: &TableSchema) -> String {
             .map(|k| format!("\"{k}\""))
             .collect();
         lines.push(format!("   PRIMARY KEY ({})", keys.join(", ")));
+    }
+    for index in &table.fulltext {
+        if index.columns == [index.name.clone()] {
+            continue;
+        }
+        let columns: Vec<String> = index.columns.iter().map(|c| format!("\"{c}\"")).collect();
+        lines.push(format!(
+            "   INDEX \"{}\" USING FULLTEXT ({}) WITH (analyzer = '{}')",
+            index.name,
+            columns.join(", "),
+            index.analyzer
+        ));
     }
     let mut text = format!(
         "CREATE TABLE IF NOT EXISTS \"{}\".\"{}\" (\n{}\n)\n",

@@ -14,6 +14,10 @@ use sqlparser::tokenizer::{Token, Tokenizer, Whitespace, Word};
 use crate::error::{Error, Result};
 use crate::plan::params::parameter_number;
 
+mod fulltext;
+
+pub use fulltext::{FulltextClause, MATCH_FUNCTION};
+
 /// Nesting depth beyond which a statement is rejected instead of parsed.
 pub const MAX_RECURSION: usize = 200;
 
@@ -69,6 +73,9 @@ pub struct TableClauses {
     pub settings: BTreeMap<String, String>,
     /// Columns declared with `INDEX OFF` (in `CREATE TABLE` or `ALTER TABLE .. ADD COLUMN`).
     pub column_index: BTreeMap<String, ColumnIndex>,
+    /// FULLTEXT indexes: table elements `INDEX name USING FULLTEXT (..)`, and columns
+    /// declared `INDEX USING FULLTEXT` (an index of that column, named after it).
+    pub fulltext: Vec<FulltextClause>,
 }
 
 /// One parsed statement.
@@ -87,6 +94,13 @@ pub enum ParsedStatement {
     SetGlobal(BTreeMap<String, Option<String>>),
     /// `ALTER CLUSTER DECOMMISSION 'node'`.
     Decommission(String),
+    /// `CREATE ANALYZER name (...)`.
+    CreateAnalyzer {
+        name: String,
+        definition: creek_common::fulltext::AnalyzerDef,
+    },
+    /// `DROP ANALYZER name`.
+    DropAnalyzer(String),
     /// An empty statement (only whitespace or comments).
     Empty,
 }
@@ -169,6 +183,9 @@ fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
     if let Some(admin) = parse_admin(&significant) {
         return admin;
     }
+    if let Some(analyzer) = fulltext::parse_analyzer_statement(&significant) {
+        return analyzer;
+    }
     let is_create_table = significant.len() > 2
         && word_is(significant[0], "create")
         && (word_is(significant[1], "table")
@@ -182,12 +199,14 @@ fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
         (tokens, TableClauses::default())
     };
     let tokens = if is_create_table || is_alter_table {
-        let (tokens, column_index) = lift_column_index(tokens, is_alter_table)?;
-        clauses.column_index = column_index;
+        let (tokens, indexes) = lift_column_index(tokens, is_alter_table)?;
+        clauses.column_index = indexes.index;
+        clauses.fulltext = indexes.fulltext;
         tokens
     } else {
         tokens
     };
+    let tokens = fulltext::rewrite_match(tokens)?;
     let dialect = PostgreSqlDialect {};
     let mut parser = Parser::new(&dialect)
         .with_recursion_limit(MAX_RECURSION)
@@ -445,13 +464,13 @@ fn lift_table_clauses(tokens: Vec<Token>) -> Result<(Vec<Token>, TableClauses)> 
     Ok((out, clauses))
 }
 
-/// Removes each column definition's `INDEX OFF`, which sqlparser does not know, and returns
-/// the columns that had it. Column definitions are the elements of `CREATE TABLE`'s column
-/// list (`alter == false`) or follow `ADD [COLUMN] [IF NOT EXISTS]` (`alter == true`).
-fn lift_column_index(
-    tokens: Vec<Token>,
-    alter: bool,
-) -> Result<(Vec<Token>, BTreeMap<String, ColumnIndex>)> {
+/// Removes each column definition's `INDEX OFF` and `INDEX USING FULLTEXT [WITH (..)]`, and
+/// `CREATE TABLE`'s `INDEX name USING FULLTEXT (..)` elements, which sqlparser does not know;
+/// returns the columns with `INDEX OFF` and the FULLTEXT indexes. Column definitions are the
+/// elements of `CREATE TABLE`'s column list (`alter == false`) or follow `ADD [COLUMN] [IF
+/// NOT EXISTS]` (`alter == true`).
+fn lift_column_index(tokens: Vec<Token>, alter: bool) -> Result<(Vec<Token>, ColumnIndexes)> {
+    let mut fulltext = Vec::new();
     let significant_after =
         |from: usize| (from..tokens.len()).find(|j| !matches!(tokens[*j], Token::Whitespace(_)));
     let mut found = BTreeMap::new();
@@ -499,6 +518,24 @@ fn lift_column_index(
                     awaiting_name = true;
                     i += 1;
                     continue;
+                } else if awaiting_name && !alter && fulltext::is_index_element(&tokens, i) {
+                    // A whole element: drop it with the comma before it (or after it, when
+                    // it comes first).
+                    let (clause, after) = fulltext::index_element(&tokens, i)?;
+                    fulltext.push(clause);
+                    while matches!(out.last(), Some(Token::Whitespace(_))) {
+                        out.pop();
+                    }
+                    i = after;
+                    if out.last() == Some(&Token::Comma) {
+                        out.pop();
+                    } else if let Some(comma) =
+                        significant_after(i).filter(|j| tokens[*j] == Token::Comma)
+                    {
+                        i = comma + 1;
+                    }
+                    awaiting_name = true;
+                    continue;
                 } else if awaiting_name {
                     column = Some(if word.quote_style.is_some() {
                         word.value.clone()
@@ -518,6 +555,30 @@ fn lift_column_index(
                             i = next + 1;
                             continue;
                         }
+                        if word_is(&tokens[next], "using") {
+                            if alter {
+                                return Err(Error::new(
+                                    ErrorCode::FeatureNotSupported,
+                                    "a FULLTEXT index can only be declared in CREATE TABLE (a \
+                                     shard's field layout is fixed when its index is created)",
+                                ));
+                            }
+                            let (analyzer, after) = fulltext::using_fulltext(&tokens, next)?;
+                            if found.contains_key(name)
+                                || fulltext.iter().any(|f: &FulltextClause| &f.name == name)
+                            {
+                                return Err(syntax_error(format!(
+                                    "INDEX given twice for column {name}"
+                                )));
+                            }
+                            fulltext.push(FulltextClause {
+                                name: name.clone(),
+                                columns: vec![name.clone()],
+                                analyzer,
+                            });
+                            i = after;
+                            continue;
+                        }
                     }
                 }
             }
@@ -526,7 +587,19 @@ fn lift_column_index(
         out.push(token.clone());
         i += 1;
     }
-    Ok((out, found))
+    Ok((
+        out,
+        ColumnIndexes {
+            index: found,
+            fulltext,
+        },
+    ))
+}
+
+/// What [`lift_column_index`] lifts: the columns with `INDEX OFF`, and the FULLTEXT indexes.
+struct ColumnIndexes {
+    index: BTreeMap<String, ColumnIndex>,
+    fulltext: Vec<FulltextClause>,
 }
 
 /// Parses `key = value, ...)` starting after the `(`; returns the index after `)`.

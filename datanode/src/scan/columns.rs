@@ -7,7 +7,7 @@
 use std::io;
 use std::sync::Arc;
 
-use creek_common::schema::{ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
+use creek_common::schema::{ID_COLUMN, PRIMARY_TERM_COLUMN, SCORE_COLUMN, SEQ_NO_COLUMN};
 use creek_common::types::ColumnType;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Decimal128Array, Float64Builder,
@@ -41,6 +41,8 @@ pub enum ColumnSpec {
     /// Where the row is: its partition, segment and document in the scan's searcher (for a
     /// late fetch of the other columns, `late_fetch`).
     DocAddress,
+    /// The hidden `_score` column: the row's relevance to the scan's `MATCH` (1 without one).
+    Score,
     /// A table column (where the index keeps it: `shard::document::locate`).
     Table {
         name: String,
@@ -56,6 +58,7 @@ impl ColumnSpec {
             ColumnSpec::Id => DataType::Utf8,
             ColumnSpec::SeqNo | ColumnSpec::PrimaryTerm => DataType::Int64,
             ColumnSpec::DocAddress => DataType::UInt64,
+            ColumnSpec::Score => DataType::Float32,
             ColumnSpec::Table { column_type, .. } => column_type.arrow_type(),
         }
     }
@@ -67,6 +70,7 @@ impl ColumnSpec {
             ColumnSpec::SeqNo => SEQ_NO_COLUMN,
             ColumnSpec::PrimaryTerm => PRIMARY_TERM_COLUMN,
             ColumnSpec::DocAddress => "_doc_address",
+            ColumnSpec::Score => SCORE_COLUMN,
             ColumnSpec::Table { name, .. } => name,
         }
     }
@@ -263,10 +267,11 @@ pub fn open_segment_column(
                 None,
             ));
         }
-        ColumnSpec::DocAddress => {
-            return Err(tantivy::TantivyError::InvalidArgument(
-                "a document address is made by the scan, not read from a segment".into(),
-            ));
+        ColumnSpec::DocAddress | ColumnSpec::Score => {
+            return Err(tantivy::TantivyError::InvalidArgument(format!(
+                "{} is made by the scan, not read from a segment",
+                spec.name()
+            )));
         }
         ColumnSpec::Table {
             name,
@@ -378,6 +383,9 @@ pub fn read_column(
             return Ok(Arc::new(UInt64Array::from_iter_values(
                 docs.iter().map(|doc| base | u64::from(*doc)),
             )));
+        }
+        ColumnSpec::Score => {
+            return Err(io::Error::other("scores are made by the scan"));
         }
         ColumnSpec::Table { column_type, .. } => column_type,
     };

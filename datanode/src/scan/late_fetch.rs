@@ -149,6 +149,14 @@ fn rewrite_top_n(node: &Arc<dyn ExecutionPlan>) -> DfResult<Option<Arc<dyn Execu
             needed.extend(collect_columns(predicate).iter().map(Column::index));
         }
     }
+    // Scores exist only in the scan that matched: `_score` is read there, never fetched.
+    needed.extend(
+        scan.columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches!(c, ColumnSpec::Score))
+            .map(|(index, _)| index),
+    );
     if needed.len() >= scan.columns.len() {
         return Ok(None);
     }
@@ -174,6 +182,7 @@ fn rewrite_top_n(node: &Arc<dyn ExecutionPlan>) -> DfResult<Option<Arc<dyn Execu
         scan.visible_seq_nos.clone(),
     );
     narrow.searchers = Some(Arc::clone(&searchers));
+    narrow.match_spec = scan.match_spec.clone();
     let narrow_schema = narrow.schema.clone();
     let remap = |expr: &Arc<dyn PhysicalExpr>| -> DfResult<Arc<dyn PhysicalExpr>> {
         Arc::clone(expr)
@@ -439,6 +448,7 @@ mod tests {
             num_shards: 1,
             settings: Default::default(),
             indexes: Vec::new(),
+            fulltext: Vec::new(),
             version: 1,
         })
     }

@@ -451,6 +451,7 @@ mod tests {
             num_shards: 1,
             settings: Default::default(),
             indexes: Vec::new(),
+            fulltext: Vec::new(),
             version: 1,
         })
     }

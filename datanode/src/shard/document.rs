@@ -40,6 +40,16 @@ pub const COLUMNAR_FIELD: &str = "_columnar";
 /// character keeps it apart from any column name DDL accepts.
 pub const EXACT_ARRAY_PREFIX: &str = "\u{7f}exact:";
 
+/// Prefix of the field of a FULLTEXT index (`_ft_<index name>`); table and index names never
+/// start with `_`, so it names nothing else. The field's analyzer is registered under the
+/// same name (`analysis::register_analyzers`).
+pub const FULLTEXT_FIELD_PREFIX: &str = "_ft_";
+
+/// The field (and analyzer) name of the FULLTEXT index `index`.
+pub fn fulltext_field_name(index: &str) -> String {
+    format!("{FULLTEXT_FIELD_PREFIX}{index}")
+}
+
 /// The fixed fields of every shard index.
 #[derive(Debug, Clone, Copy)]
 pub struct ShardFields {
@@ -112,6 +122,20 @@ pub fn new_index_schema(table: &TableSchema) -> Schema {
     };
     builder.add_json_field(SOURCE_FIELD, json(true));
     builder.add_json_field(COLUMNAR_FIELD, json(false));
+    for index in &table.fulltext {
+        // Analyzed terms with frequencies and positions (for scoring and phrases), and field
+        // norms (document lengths, for BM25).
+        let name = fulltext_field_name(&index.name);
+        builder.add_text_field(
+            &name,
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(&name)
+                    .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+                    .set_fieldnorms(true),
+            ),
+        );
+    }
     for column in &table.columns {
         let Some(value_type) = typed_field_type(&column.column_type) else {
             continue;
@@ -245,6 +269,21 @@ pub fn documents_from_batch(
             columns.push((column, locate_column(schema, column)?, array));
         }
     }
+    // Each FULLTEXT index's field and the text columns of the batch it indexes (an index the
+    // shard's layout lacks is skipped: the table cannot gain one after its shards exist).
+    let mut fulltext: Vec<(Field, Vec<&StringArray>)> = Vec::new();
+    for index in &table.fulltext {
+        let Ok(field) = schema.get_field(&fulltext_field_name(&index.name)) else {
+            continue;
+        };
+        let texts = index
+            .columns
+            .iter()
+            .filter_map(|name| batch.column_by_name(name))
+            .filter_map(|array| array.as_any().downcast_ref::<StringArray>())
+            .collect();
+        fulltext.push((field, texts));
+    }
     let mut documents = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         let id = ids.value(row).to_string();
@@ -285,6 +324,13 @@ pub fn documents_from_batch(
         for (field, object) in objects {
             if !object.is_empty() {
                 document.add_object(field, object);
+            }
+        }
+        for (field, texts) in &fulltext {
+            for text in texts {
+                if text.is_valid(row) {
+                    document.add_text(*field, text.value(row));
+                }
             }
         }
         documents.push((id, document));

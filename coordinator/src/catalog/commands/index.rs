@@ -139,6 +139,7 @@ mod tests {
             num_shards: 1,
             settings: Default::default(),
             indexes: Vec::new(),
+            fulltext: Vec::new(),
             version: 0,
         };
         let mut state = ClusterState::default();

@@ -89,6 +89,7 @@ impl FlightService for FlightFragmentService {
         let task_ctx = self.task_ctx.clone();
         let codec = DatanodeCodec::new(self.node.clone());
         let plan = physical_plan_from_bytes_with_extension_codec(&ticket.plan, &task_ctx, &codec)
+            .and_then(crate::scan::fulltext::prune_score_top_k)
             .and_then(crate::scan::late_fetch::defer_columns)
             .map_err(status_from_datafusion)?;
         let (plan, partition) = if ticket.all_partitions {

@@ -29,6 +29,9 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
+use std::collections::BTreeMap;
+
+use tantivy::collector::TopDocs;
 use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, EnableScoring, Occur, Query};
 use tantivy::DocId;
 
@@ -61,6 +64,8 @@ pub struct TantivyScanExec {
     /// The query's `MATCH` on this table: only documents it matches are read, and `_score`
     /// is their relevance.
     match_spec: Option<Arc<MatchSpec>>,
+    /// Set when a top-k by `_score` is all the plan above wants of each shard.
+    top_k: Option<usize>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
 }
@@ -99,6 +104,7 @@ impl TantivyScanExec {
             visible_seq_nos,
             searchers: None,
             match_spec: None,
+            top_k: None,
             schema,
             properties,
         }
@@ -113,6 +119,34 @@ impl TantivyScanExec {
     /// The scanned table.
     pub fn table(&self) -> &TableSchema {
         &self.table
+    }
+
+    /// The columns the scan produces.
+    pub fn columns(&self) -> &[ColumnSpec] {
+        &self.columns
+    }
+
+    /// Whether the scan runs a `MATCH`.
+    pub fn has_match(&self) -> bool {
+        self.match_spec.is_some()
+    }
+
+    /// The scan producing only each shard's `k` best-scoring matches.
+    pub fn with_top_k(&self, k: usize) -> TantivyScanExec {
+        TantivyScanExec {
+            table: self.table.clone(),
+            shards: self.shards.clone(),
+            columns: self.columns.clone(),
+            filters: self.filters.clone(),
+            limit: self.limit,
+            realtime_ids: self.realtime_ids.clone(),
+            visible_seq_nos: self.visible_seq_nos.clone(),
+            searchers: self.searchers.clone(),
+            match_spec: self.match_spec.clone(),
+            top_k: Some(k),
+            schema: self.schema.clone(),
+            properties: self.properties.clone(),
+        }
     }
 }
 
@@ -131,7 +165,10 @@ impl DisplayAs for TantivyScanExec {
                 .join(", "),
             self.limit,
             match &self.match_spec {
-                Some(spec) => format!(", match={:?} on {:?}", spec.query, spec.fields),
+                Some(spec) => format!(
+                    ", match={:?} on {:?}, top_k={:?}",
+                    spec.query, spec.fields, self.top_k
+                ),
                 None => String::new(),
             }
         )
@@ -184,6 +221,7 @@ impl ExecutionPlan for TantivyScanExec {
         let schema = self.schema.clone();
         let searchers = self.searchers.clone();
         let match_spec = self.match_spec.clone();
+        let top_k = self.top_k;
         builder.spawn_blocking(move || {
             shard.ensure_visible(visible_seq_no, CATCH_UP_WAIT)?;
             scan_shard(
@@ -193,6 +231,7 @@ impl ExecutionPlan for TantivyScanExec {
                     columns: &columns,
                     filters: &filters,
                     match_spec: match_spec.as_deref(),
+                    top_k,
                     limit,
                     realtime_ids: &realtime_ids,
                 },
@@ -257,6 +296,8 @@ pub(crate) struct ScanRequest<'a> {
     pub columns: &'a [ColumnSpec],
     pub filters: &'a [Expr],
     pub match_spec: Option<&'a MatchSpec>,
+    /// Only the this many best-scoring documents are wanted (a top-k by `_score` above).
+    pub top_k: Option<usize>,
     pub limit: Option<usize>,
     pub realtime_ids: &'a [String],
 }
@@ -275,6 +316,7 @@ fn scan_shard(
         columns,
         filters,
         match_spec,
+        top_k,
         limit,
         realtime_ids,
     } = request;
@@ -330,10 +372,47 @@ fn scan_shard(
         (None, true) => EnableScoring::enabled_from_searcher(&searcher),
         (None, false) => EnableScoring::disabled_from_searcher(&searcher),
     };
-    let weight = query.weight(scoring).map_err(tantivy_err)?;
     let mut remaining = limit.unwrap_or(usize::MAX);
+    let mut out = SegmentOutput {
+        columns,
+        keep_searcher,
+        schema: &schema,
+        remaining: &mut remaining,
+        emit: &mut emit,
+    };
+    if let Some(k) = top_k.filter(|_| scored && term_filters.is_empty()) {
+        // The k best-scoring documents of the shard, found with tantivy's top-k collector,
+        // which skips blocks of postings that cannot make the cut (block-max WAND).
+        let collector = TopDocs::with_limit(k).order_by_score();
+        let top = match &table_statistics {
+            Some(statistics) => {
+                searcher.search_with_statistics_provider(query.as_ref(), &collector, statistics)
+            }
+            None => searcher.search(query.as_ref(), &collector),
+        }
+        .map_err(tantivy_err)?;
+        let mut by_segment: BTreeMap<u32, Vec<(DocId, f32)>> = BTreeMap::new();
+        for (score, address) in top {
+            by_segment
+                .entry(address.segment_ord)
+                .or_default()
+                .push((address.doc_id, score));
+        }
+        for (segment_ord, mut hits) in by_segment {
+            hits.sort_unstable_by_key(|(doc, _)| *doc);
+            let docs: Vec<DocId> = hits.iter().map(|(doc, _)| *doc).collect();
+            let scores: Vec<f32> = hits.iter().map(|(_, score)| *score).collect();
+            let segment = searcher.segment_reader(segment_ord);
+            let decoded = term_filter::Decoded::default();
+            if !out.emit_segment(segment_ord as usize, segment, &docs, &scores, &decoded)? {
+                break;
+            }
+        }
+        return Ok(());
+    }
+    let weight = query.weight(scoring).map_err(tantivy_err)?;
     for (segment_ord, segment) in searcher.segment_readers().iter().enumerate() {
-        if remaining == 0 {
+        if *out.remaining == 0 {
             break;
         }
         let mut docs: Vec<DocId> = Vec::new();
@@ -371,13 +450,44 @@ fn scan_shard(
         if docs.is_empty() {
             continue;
         }
-        let opened = columns
+        if !out.emit_segment(segment_ord, segment, &docs, &scores, &decoded)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Where a shard scan's rows go: the columns it reads, its limit, its consumer.
+struct SegmentOutput<'a, E: FnMut(RecordBatch) -> bool> {
+    columns: &'a [ColumnSpec],
+    keep_searcher: Option<(&'a late_fetch::ScanSearchers, usize)>,
+    schema: &'a SchemaRef,
+    /// Rows the limit still allows.
+    remaining: &'a mut usize,
+    emit: &'a mut E,
+}
+
+impl<E: FnMut(RecordBatch) -> bool> SegmentOutput<'_, E> {
+    /// Reads the columns of `docs` (ascending; `scores` aligned with them, or empty) of one
+    /// segment and emits them in batches. False once the consumer is gone or the limit met.
+    fn emit_segment(
+        &mut self,
+        segment_ord: usize,
+        segment: &tantivy::SegmentReader,
+        docs: &[DocId],
+        scores: &[f32],
+        decoded: &term_filter::Decoded,
+    ) -> DfResult<bool> {
+        let tantivy_err = |e: tantivy::TantivyError| DataFusionError::External(Box::new(e));
+        let remaining = *self.remaining;
+        let opened = self
+            .columns
             .iter()
             .map(|spec| match spec {
                 // Filled from the scores per batch below.
                 ColumnSpec::Score => Ok(SegmentColumn::DocAddress(0)),
                 ColumnSpec::DocAddress => {
-                    let partition = keep_searcher.map_or(0, |(_, partition)| partition);
+                    let partition = self.keep_searcher.map_or(0, |(_, partition)| partition);
                     late_fetch::address_base(partition, segment_ord)
                         .map(SegmentColumn::DocAddress)
                         .ok_or_else(|| {
@@ -400,38 +510,38 @@ fn scan_shard(
             .collect::<tantivy::Result<Vec<_>>>()
             .map_err(tantivy_err)?;
         for (number, chunk) in docs.chunks(BATCH_ROWS).enumerate() {
-            let take = chunk.len().min(remaining);
+            let take = chunk.len().min(*self.remaining);
             let chunk = &chunk[..take];
             let offset = number * BATCH_ROWS;
             let arrays = opened
                 .iter()
-                .zip(columns)
+                .zip(self.columns)
                 .map(|(column, spec)| match spec {
-                    ColumnSpec::Score => Ok(score_array(&scores, offset, take)),
+                    ColumnSpec::Score => Ok(score_array(scores, offset, take)),
                     _ => read_column(column, spec, chunk),
                 })
                 .collect::<std::io::Result<Vec<_>>>()
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
             let batch = if arrays.is_empty() {
                 RecordBatch::try_new_with_options(
-                    schema.clone(),
+                    self.schema.clone(),
                     arrays,
                     &datafusion::arrow::record_batch::RecordBatchOptions::new()
                         .with_row_count(Some(take)),
                 )?
             } else {
-                RecordBatch::try_new(schema.clone(), arrays)?
+                RecordBatch::try_new(self.schema.clone(), arrays)?
             };
-            if !emit(batch) {
-                return Ok(());
+            if !(self.emit)(batch) {
+                return Ok(false);
             }
-            remaining -= take;
-            if remaining == 0 {
-                break;
+            *self.remaining -= take;
+            if *self.remaining == 0 {
+                return Ok(false);
             }
         }
+        Ok(true)
     }
-    Ok(())
 }
 
 /// Keeps the documents (and their scores, when there are any) that `keep` accepts.

@@ -75,6 +75,12 @@ def test_scores_are_bm25_on_one_shard_and_on_several(conn, query):
         assert set(got) == set(expected), table
         for i, score in got.items():
             assert score == pytest.approx(expected[i], rel=1e-4), (table, i)
+        # A top-k by score alone (each shard collects its k best, skipping blocks of postings
+        # that cannot make the cut) has the k best scores.
+        top = conn.execute(f"SELECT _score FROM {table} WHERE MATCH(body, %s) "
+                           f"ORDER BY _score DESC LIMIT 5", (query,)).fetchall()
+        best = sorted(expected.values(), reverse=True)[:5]
+        assert [s for (s,) in top] == pytest.approx(best, rel=1e-4), table
         # The order is the independent ranking (ties aside).
         order = [i for i, _ in rows]
         for better, worse in zip(order, order[1:]):

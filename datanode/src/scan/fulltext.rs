@@ -15,7 +15,70 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TokenStream;
 use tantivy::{Index, Searcher, Term};
 
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::error::Result as DfResult;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::ExecutionPlan;
+
+use super::columns::ColumnSpec;
+use super::TantivyScanExec;
 use crate::shard::document::fulltext_field_name;
+
+/// The largest top-k a shard collects by score; beyond it every match is scored and sorted.
+const MAX_TOP_K: usize = 10_000;
+
+/// Makes each shard scan under `ORDER BY _score DESC LIMIT k` (a fragment's per-shard top-N
+/// whose only key is the score) collect its k best matches with tantivy's top-k collector
+/// instead of scoring every match: the sort above still orders and cuts them. With a second
+/// sort key the scan keeps scoring every match, since the collector breaks ties its own way.
+pub fn prune_score_top_k(plan: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    plan.transform_down(|node| {
+        let Some(sort) = node.downcast_ref::<SortExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let (Some(k), [key]) = (sort.fetch(), sort.expr().as_ref()) else {
+            return Ok(Transformed::no(node));
+        };
+        let Some(column) = key.expr.downcast_ref::<Column>() else {
+            return Ok(Transformed::no(node));
+        };
+        if !key.options.descending || k > MAX_TOP_K {
+            return Ok(Transformed::no(node));
+        }
+        // Down to the scan through operators that keep its rows and schema.
+        let mut current = Arc::clone(sort.input());
+        while let Some(coop) = current.downcast_ref::<CooperativeExec>() {
+            current = Arc::clone(coop.input());
+        }
+        let Some(scan) = current.downcast_ref::<TantivyScanExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        if !scan.has_match()
+            || !matches!(scan.columns().get(column.index()), Some(ColumnSpec::Score))
+        {
+            return Ok(Transformed::no(node));
+        }
+        let pruned: Arc<dyn ExecutionPlan> = Arc::new(scan.with_top_k(k));
+        let input = Arc::clone(sort.input()).transform_down(|n| {
+            Ok(if n.is::<TantivyScanExec>() {
+                Transformed::new(Arc::clone(&pruned), true, TreeNodeRecursion::Jump)
+            } else {
+                Transformed::no(n)
+            })
+        })?;
+        let rewritten = Arc::clone(&node).replace_children(
+            vec![input.data],
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )?;
+        Ok(Transformed::new(rewritten, true, TreeNodeRecursion::Jump))
+    })
+    .map(|transformed| transformed.data)
+}
 
 /// One searched field: its boost and the query's analyzed terms with their positions.
 struct FieldTerms {

@@ -183,6 +183,7 @@ fn rewrite_top_n(node: &Arc<dyn ExecutionPlan>) -> DfResult<Option<Arc<dyn Execu
     );
     narrow.searchers = Some(Arc::clone(&searchers));
     narrow.match_spec = scan.match_spec.clone();
+    narrow.top_k = scan.top_k;
     let narrow_schema = narrow.schema.clone();
     let remap = |expr: &Arc<dyn PhysicalExpr>| -> DfResult<Arc<dyn PhysicalExpr>> {
         Arc::clone(expr)

@@ -43,6 +43,7 @@ import psycopg
 import answers
 import clickbench
 import cluster_bench
+import fulltext_bench
 import hits_data
 import servers
 
@@ -401,7 +402,8 @@ def commit():
         return "unknown"
 
 
-def report(args, rows, ingest_rows, query_rows, lookup_rows, trivial_rows, versions, rss):
+def report(args, rows, ingest_rows, query_rows, lookup_rows, trivial_rows, fulltext_rows,
+           versions, rss):
     cores, memory = machine()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -452,12 +454,26 @@ def report(args, rows, ingest_rows, query_rows, lookup_rows, trivial_rows, versi
         lines.append(f"| {name} | " + " | ".join(
             fmt_cell(row[e], unit) if e in row else "–" for e in ("Creek", "PostgreSQL", "DuckDB"))
             + f" | {ratio(row.get('Creek'), row.get('PostgreSQL'), True)} | |")
+    for name, row in fulltext_rows:
+        cells = {e: row[e] for e in ("Creek", "PostgreSQL") if e in row}
+        if all(isinstance(v, float) for v in row.values()):
+            cells = {k: ("ok", v) for k, v in row.items()}
+            lines.append(f"| {name} | " + " | ".join(
+                fmt_cell(cells[e], "rate") if e in cells else "–"
+                for e in ("Creek", "PostgreSQL", "DuckDB"))
+                + f" | {ratio(cells.get('Creek'), cells.get('PostgreSQL'), True)} | |")
+            continue
+        for engine, cell in cells.items():
+            if cell[0] != "ok":
+                problems.append(f"- {name} {engine} {cell[0]}: {cell[1]}")
+        lines.append(f"| {name} (ms) | " + " | ".join(
+            fmt_cell(cells[e], "ms") if e in cells else "–"
+            for e in ("Creek", "PostgreSQL", "DuckDB"))
+            + f" | {ratio(cells.get('Creek'), cells.get('PostgreSQL'))} | |")
     if rss:
         lines.append("| Creek peak RSS (MiB): " + ", ".join(rss) + " | "
                      + " / ".join(f"{kib / 1024:,.0f}" for kib in rss.values()) + " | | | | |")
     lines.append(f"| workloads run: {', '.join(sorted(args.workloads))} | | | | | |")
-    lines.append("| full text: top 10 by relevance, 1-3 word queries | not yet supported "
-                 "(Creek has no `MATCH`) | | | | |")
     lines.append("| Flight export: `SELECT *` MB/s | not yet supported "
                  "(Creek serves no Flight SQL) | | | | |")
     if problems:
@@ -485,10 +501,10 @@ def main():
     parser.add_argument("--cluster", action="store_true",
                         help="instead of the engine comparison: creek dev against a cluster of "
                              "3 coordinators and 3 data nodes (see cluster_bench.py)")
-    parser.add_argument("--workloads", default="ingest,analytics,lookups,trivial",
+    parser.add_argument("--workloads", default="ingest,analytics,lookups,trivial,fulltext",
                         type=lambda text: set(text.split(",")),
-                        help="comma-separated subset of ingest,analytics,lookups,trivial (the COPY "
-                             "load of hits always runs)")
+                        help="comma-separated subset of ingest,analytics,lookups,trivial,fulltext "
+                             "(the COPY load of hits always runs)")
     args = parser.parse_args()
     # SIGTERM (a killed CI job) unwinds like Ctrl-C, so the servers below are stopped.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -542,6 +558,16 @@ def main():
                        if "lookups" in args.workloads else [])
         trivial_rows = (trivial_statements(args, workdir, [creek, postgres])
                         if "trivial" in args.workloads else [])
+        fulltext_rows = []
+        if "fulltext" in args.workloads:
+            logs = workdir / "logs.csv"
+            fulltext_bench.generate_csv(logs, rows, args.seed)
+            ft_ingest, ft_queries = fulltext_bench.run(
+                args, rows, logs, clients["Creek"], clients["PostgreSQL"], timed, QueryFailed)
+            fulltext_rows = [ft_ingest] + ft_queries
+            for name, row in ft_queries:
+                print(f"{name}: " + ", ".join(f"{k} {fmt_cell(v, 'ms')}" for k, v in row.items()),
+                      file=sys.stderr, flush=True)
     finally:
         for client in clients.values():
             client.close()
@@ -551,7 +577,7 @@ def main():
             servers.remove(workdir)
     rss = rss_sampler.peaks if rss_sampler else {}
     text, problems = report(args, rows, ingest_rows, query_rows, lookup_rows, trivial_rows,
-                            versions, rss)
+                            fulltext_rows, versions, rss)
     print(text)
     if not args.smoke:
         with open(RESULTS, "a") as out:

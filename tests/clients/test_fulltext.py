@@ -96,3 +96,21 @@ def test_show_create_table_prints_the_indexes(conn):
     assert "\"body\" TEXT INDEX USING FULLTEXT WITH (analyzer = 'english')" in text, text
     assert "INDEX \"both\" USING FULLTEXT (\"title\", \"body\") WITH (analyzer = 'standard')" in text, text
     conn.execute("DROP TABLE ft_show")
+
+
+def test_match_over_http_with_the_crate_client(creek, conn):
+    from crate import client as crate_client
+    load(conn, "ft_http", 2, corpus())
+    conn.execute("REFRESH TABLE ft_http")
+    with crate_client.connect(creek.url) as connection:
+        cursor = connection.cursor()
+        cursor.execute("SELECT id, _score FROM ft_http WHERE MATCH(body, ?) "
+                       "ORDER BY _score DESC LIMIT 3", ("apple",))
+        rows = cursor.fetchall()
+    expected = bm25(corpus(), "apple")
+    assert [s for _, s in rows] == pytest.approx(sorted(expected.values(), reverse=True)[:3],
+                                                 rel=1e-4)
+    # Errors come back as CrateDB error JSON with the SQLSTATE's meaning.
+    with crate_client.connect(creek.url) as connection:
+        with pytest.raises(crate_client.exceptions.ProgrammingError):
+            connection.cursor().execute("SELECT id FROM ft_http WHERE MATCH(body, 'a') OR id = 1")

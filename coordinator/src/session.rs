@@ -383,6 +383,10 @@ impl Session {
                 self.cluster.drop_analyzer(name).await?;
                 return Ok(affected("DROP ANALYZER", 0));
             }
+            ParsedStatement::CopyFromFiles(clause) => {
+                let schema = self.settings.lock().schema.clone();
+                return self.copy_from_files(&clause, &schema).await;
+            }
             ParsedStatement::Sql(statement, clauses) => (statement, clauses),
         };
         let default_schema = self.settings.lock().schema.clone();
@@ -730,6 +734,76 @@ impl Session {
                 stream: Box::pin(MemoryStream::try_new(vec![], schema, None)?),
             }),
         }
+    }
+
+    /// `COPY t FROM 'uri'`: the row count, or with `RETURN SUMMARY` a row per file. Without
+    /// a summary, rows that could not be imported fail the statement (the others stay written).
+    async fn copy_from_files(
+        &self,
+        clause: &crate::sql::parse::CopyFromClause,
+        default_schema: &str,
+    ) -> Result<Output> {
+        use crate::sql::copy::files;
+        let copy = files::file_copy(&self.cluster, clause, default_schema)?;
+        let summary = copy.summary;
+        let token = self.begin_query();
+        let files =
+            files::copy_from_files(self.cluster.clone(), self.writes(), copy, token).await?;
+        if summary {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("node", DataType::Utf8, false),
+                Field::new("uri", DataType::Utf8, false),
+                Field::new("success_count", DataType::Int64, false),
+                Field::new("error_count", DataType::Int64, false),
+                Field::new("errors", DataType::Utf8, false),
+            ]));
+            let node = self.cluster.node_id().0.clone();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(vec![node; files.len()])),
+                    Arc::new(StringArray::from_iter_values(
+                        files.iter().map(|f| f.uri.as_str()),
+                    )),
+                    Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(
+                        files.iter().map(|f| f.success_count as i64),
+                    )),
+                    Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(
+                        files.iter().map(|f| f.error_count as i64),
+                    )),
+                    Arc::new(StringArray::from_iter_values(
+                        files.iter().map(|f| f.errors_json()),
+                    )),
+                ],
+            )?;
+            return Ok(Output::Rows {
+                schema: schema.clone(),
+                stream: Box::pin(MemoryStream::try_new(vec![batch], schema, None)?),
+            });
+        }
+        let written: u64 = files.iter().map(|f| f.success_count).sum();
+        let failed: u64 = files.iter().map(|f| f.error_count).sum();
+        if failed > 0 {
+            let first = files
+                .iter()
+                .find_map(|f| {
+                    let (message, (_, lines)) = f.errors.iter().next()?;
+                    Some(format!(
+                        "{} line {}: {message}",
+                        f.uri,
+                        lines.first().copied().unwrap_or(0)
+                    ))
+                })
+                .unwrap_or_default();
+            return Err(Error::new(
+                ErrorCode::BadCopyFileFormat,
+                format!(
+                    "{failed} row(s) could not be imported ({written} were; first: {first}); \
+                     RETURN SUMMARY lists every file's errors"
+                ),
+            ));
+        }
+        Ok(affected("COPY", written))
     }
 
     /// Plans and runs `plan`; with `keep`, the physical plan is kept for the statement to run

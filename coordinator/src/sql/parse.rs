@@ -14,8 +14,10 @@ use sqlparser::tokenizer::{Token, Tokenizer, Whitespace, Word};
 use crate::error::{Error, Result};
 use crate::plan::params::parameter_number;
 
+mod copy_files;
 mod fulltext;
 
+pub use copy_files::CopyFromClause;
 pub use fulltext::{FulltextClause, MATCH_FUNCTION};
 
 /// Nesting depth beyond which a statement is rejected instead of parsed.
@@ -101,6 +103,8 @@ pub enum ParsedStatement {
     },
     /// `DROP ANALYZER name`.
     DropAnalyzer(String),
+    /// `COPY table [(columns)] FROM 'uri' [WITH (..)] [RETURN SUMMARY]`.
+    CopyFromFiles(CopyFromClause),
     /// An empty statement (only whitespace or comments).
     Empty,
 }
@@ -185,6 +189,9 @@ fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
     }
     if let Some(analyzer) = fulltext::parse_analyzer_statement(&significant) {
         return analyzer;
+    }
+    if let Some(copy) = copy_files::parse_copy_from_files(&significant) {
+        return copy;
     }
     let is_create_table = significant.len() > 2
         && word_is(significant[0], "create")

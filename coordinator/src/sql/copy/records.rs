@@ -224,6 +224,34 @@ impl ColumnBuilders {
     }
 }
 
+/// The fields of one CSV record, as [`ColumnBuilders::push_record`] reads them (an unquoted
+/// field equal to the NULL string is NULL), however many there are.
+pub fn csv_fields(record: &str, format: &CopyFormat) -> Vec<Option<String>> {
+    let bytes = record.as_bytes();
+    let mut fields = Vec::new();
+    let mut start = 0;
+    loop {
+        let plain_end = bytes[start..]
+            .iter()
+            .position(|b| *b == format.delimiter || *b == format.quote)
+            .map_or(bytes.len(), |offset| start + offset);
+        let end = if plain_end == bytes.len() || bytes[plain_end] == format.delimiter {
+            let field = &record[start..plain_end];
+            fields.push((field != format.null).then(|| field.to_string()));
+            plain_end
+        } else {
+            let mut text = String::new();
+            let end = quoted_csv_field(record, start, format, &mut text);
+            fields.push(Some(text));
+            end
+        };
+        if end >= bytes.len() {
+            return fields;
+        }
+        start = end + 1;
+    }
+}
+
 /// Undoes PostgreSQL's text-format backslash escapes of `raw` into `out`: `\t` and the other
 /// control-character letters, one to three octal digits or `x` and one or two hex digits for
 /// a byte, and any other character for itself (the delimiter, a newline, a backslash).

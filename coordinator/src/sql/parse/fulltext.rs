@@ -42,7 +42,7 @@ fn significant_after(tokens: &[Token], from: usize) -> Option<usize> {
 /// Reads `WITH ( key = value, ... )` starting at `with` (the WITH word): values are text,
 /// integers, identifiers or `[ 'a', 'b' ]` lists. Returns the parameters and the index after
 /// the closing parenthesis.
-fn with_params(tokens: &[Token], with: usize) -> Result<(Params, usize)> {
+pub(super) fn with_params(tokens: &[Token], with: usize) -> Result<(Params, usize)> {
     let open = significant_after(tokens, with + 1)
         .filter(|i| tokens[*i] == Token::LParen)
         .ok_or_else(|| syntax_error("expected ( after WITH"))?;

@@ -1,0 +1,161 @@
+"""COPY FROM files: JSON lines and CSV from the local file system and from S3 (a moto server
+this test starts on loopback, a real S3 API over HTTP), with globs, RETURN SUMMARY counting
+bad rows per file, and the statement failing without it when any row could not be imported."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import errors
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from servers import free_port  # noqa: E402
+
+
+@pytest.fixture()
+def conn(creek):
+    with psycopg.connect(creek.dsn, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture()
+def table(conn):
+    conn.execute("DROP TABLE IF EXISTS copy_people")
+    conn.execute("CREATE TABLE copy_people (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                 "score DOUBLE PRECISION, tags TEXT[], seen TIMESTAMP)")
+    yield "copy_people"
+    conn.execute("DROP TABLE copy_people")
+
+
+@pytest.fixture()
+def files():
+    directory = Path(tempfile.mkdtemp(prefix="creek-copy-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def write_lines(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def test_json_lines_from_a_glob_with_a_summary(conn, table, files):
+    write_lines(files / "a.json", [
+        {"id": 1, "name": "ann", "score": 1.5, "tags": ["x", "y"], "seen": "2024-01-02T03:04:05"},
+        {"id": 2, "name": "bob", "score": None},
+    ])
+    (files / "b.json").write_text(
+        json.dumps({"id": 3, "name": "cy"}) + "\n"
+        + "not json\n"
+        + json.dumps({"id": 4, "name": None}) + "\n"          # NOT NULL
+        + json.dumps({"id": 5, "name": "ed", "nope": 1}) + "\n"  # unknown column
+        + json.dumps({"id": 1, "name": "dup"}) + "\n"          # duplicate key
+        + json.dumps({"id": 6, "name": "fy", "score": "high"}) + "\n"  # not a number
+        + json.dumps({"id": 7, "name": "gus"})                 # last line without newline
+    )
+    (files / "c.txt").write_text("ignored by the glob\n")
+    rows = conn.execute(f"COPY {table} FROM 'file://{files}/*.json' RETURN SUMMARY").fetchall()
+    by_uri = {row[1]: row for row in rows}
+    assert set(by_uri) == {f"file://{files}/a.json", f"file://{files}/b.json"}
+    a = by_uri[f"file://{files}/a.json"]
+    b = by_uri[f"file://{files}/b.json"]
+    assert (a[2], a[3]) == (2, 0)
+    assert (b[2], b[3]) == (2, 5)
+    errors_of_b = json.loads(b[4])
+    lines = sorted(line for e in errors_of_b.values() for line in e["line_numbers"])
+    assert lines == [2, 3, 4, 5, 6]
+    assert any("does not exist" in message for message in errors_of_b)
+    assert any("duplicate key" in message for message in errors_of_b)
+    assert conn.execute(f"SELECT id, name, score, tags, seen FROM {table} ORDER BY id").fetchall() == [
+        (1, "ann", 1.5, ["x", "y"], datetime(2024, 1, 2, 3, 4, 5)),
+        (2, "bob", None, None, None),
+        (3, "cy", None, None, None),
+        (7, "gus", None, None, None),
+    ]
+
+
+def test_without_a_summary_bad_rows_fail_the_statement(conn, table, files):
+    write_lines(files / "ok.json", [{"id": 10, "name": "a"}, {"id": 11, "name": "b"}])
+    cursor = conn.execute(f"COPY {table} FROM 'file://{files}/ok.json'")
+    assert cursor.rowcount == 2
+    write_lines(files / "bad.json", [{"id": 12, "name": "c"}, {"id": 13}])
+    with pytest.raises(errors.BadCopyFileFormat) as failure:
+        conn.execute(f"COPY {table} FROM 'file://{files}/bad.json'")
+    assert "1 row(s) could not be imported (1 were" in str(failure.value)
+    assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (3,)
+
+
+def test_csv_with_a_header_and_named_columns(conn, table, files):
+    (files / "people.csv").write_text('name,id\n"smith, j",20\nlee,21\n')
+    assert conn.execute(f"COPY {table} FROM 'file://{files}/people.csv'").rowcount == 2
+    (files / "plain.csv").write_text("22;x\n23;y\n")
+    cursor = conn.execute(f"COPY {table} (id, name) FROM 'file://{files}/plain.csv' "
+                          "WITH (format = 'csv', header = false, delimiter = ';')")
+    assert cursor.rowcount == 2
+    assert conn.execute(f"SELECT id, name FROM {table} ORDER BY id").fetchall() == [
+        (20, "smith, j"), (21, "lee"), (22, "x"), (23, "y")]
+
+
+def test_bad_statements_are_refused(conn, table, files):
+    with pytest.raises(errors.UndefinedObject):
+        conn.execute(f"COPY {table} FROM 'file://{files}/missing.json'")
+    assert conn.execute(f"COPY {table} FROM 'file://{files}/none-*.json' RETURN SUMMARY").fetchall() == []
+    with pytest.raises(errors.InvalidParameterValue):
+        conn.execute(f"COPY {table} FROM 'file://{files}/x.json' WITH (compression = 'gzip')")
+    with pytest.raises(errors.FeatureNotSupported):
+        conn.execute(f"COPY {table} FROM 'http://example.com/x.json'")
+    with pytest.raises(errors.UndefinedColumn):
+        conn.execute(f"COPY {table} (nope) FROM 'file://{files}/x.json'")
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A moto S3 server on loopback, with a bucket."""
+    boto3 = pytest.importorskip("boto3")
+    port = free_port()
+    venv_bin = Path(sys.executable).parent
+    proc = subprocess.Popen([str(venv_bin / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto_server did not start")
+            time.sleep(0.1)
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="secret")
+    client.create_bucket(Bucket="creek-test")
+    yield client, endpoint
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(10)
+
+
+def test_json_lines_from_s3(conn, table, s3):
+    client, endpoint = s3
+    for part in range(3):
+        body = "".join(json.dumps({"id": 100 + part * 10 + i, "name": f"s3-{part}-{i}"}) + "\n"
+                       for i in range(10))
+        client.put_object(Bucket="creek-test", Key=f"people/part-{part}.json", Body=body.encode())
+    client.put_object(Bucket="creek-test", Key="people/readme.md", Body=b"not data")
+    options = (f"WITH (access_key_id = 'test', secret_access_key = 'secret', "
+               f"endpoint = '{endpoint}', region = 'us-east-1')")
+    rows = conn.execute(f"COPY {table} FROM 's3://creek-test/people/part-*.json' {options} "
+                        "RETURN SUMMARY").fetchall()
+    assert sorted((row[1], row[2], row[3]) for row in rows) == [
+        (f"s3://creek-test/people/part-{p}.json", 10, 0) for p in range(3)]
+    assert conn.execute(f"SELECT count(*), min(id), max(id) FROM {table}").fetchone() == (30, 100, 129)
+    with pytest.raises(errors.UndefinedObject):
+        conn.execute(f"COPY {table} FROM 's3://creek-test/people/missing.json' {options}")

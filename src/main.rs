@@ -15,6 +15,7 @@ use creek_common::NodeId;
 use creek_coordinator::catalog::Catalog;
 use creek_coordinator::cluster::Cluster;
 use creek_coordinator::consensus::{Consensus, ConsensusConfig};
+use creek_coordinator::jobs::Jobs;
 use creek_datanode::membership::MembershipConfig;
 use creek_datanode::{DataNode, DatanodeConfig};
 
@@ -261,13 +262,15 @@ async fn start_coordinator(
     let consensus = Consensus::start(config, catalog)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.client_message()))?;
+    let jobs = Jobs::new(consensus.node_id().to_string());
     tokio::spawn(creek_coordinator::consensus::service::serve(
         transport,
         consensus.clone(),
+        jobs.clone(),
         data_dir,
         std::future::pending(),
     ));
-    Ok(Arc::new(Cluster::new(consensus)))
+    Ok(Arc::new(Cluster::new(consensus, jobs)))
 }
 
 fn open_data_node(node_id: &str, data_dir: PathBuf) -> anyhow::Result<Arc<DataNode>> {

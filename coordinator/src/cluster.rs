@@ -16,11 +16,12 @@ use creek_common::{NodeId, TableId};
 use creek_proto::arrow_flight::flight_service_client::FlightServiceClient;
 use creek_proto::ipc::{batch_from_ipc, batch_to_ipc};
 use creek_proto::status::error_from_status;
+use creek_proto::v1::cluster_service_client::ClusterServiceClient;
 use creek_proto::v1::node_service_client::NodeServiceClient;
 use creek_proto::v1::shard_service_client::ShardServiceClient;
 use creek_proto::v1::{
-    GetRequest, NodeStatsRequest, NodeStatsResponse, RefreshRequest, RowStatus, ShardStats,
-    ShardStatsRequest, WriteMode, WriteRequest,
+    GetRequest, JobsRequest, NodeStatsRequest, NodeStatsResponse, RefreshRequest, RowStatus,
+    ShardStats, ShardStatsRequest, WriteMode, WriteRequest,
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::RwLock;
@@ -30,6 +31,7 @@ use crate::catalog::commands::Command;
 use crate::catalog::{Catalog, CopyState};
 use crate::consensus::{peer_channel, Consensus};
 use crate::error::{Error, Result};
+use crate::jobs::{JobInfo, Jobs};
 
 mod session_writes;
 
@@ -60,6 +62,8 @@ pub struct NodeClient {
     pub flight: FlightServiceClient<Channel>,
     /// Node figures.
     pub node: NodeServiceClient<Channel>,
+    /// A coordinator's cluster service (its running statements).
+    pub cluster: ClusterServiceClient<Channel>,
 }
 
 impl NodeClient {
@@ -78,7 +82,8 @@ impl NodeClient {
             flight: FlightServiceClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            node: NodeServiceClient::new(channel),
+            node: NodeServiceClient::new(channel.clone()),
+            cluster: ClusterServiceClient::new(channel),
         })
     }
 }
@@ -107,6 +112,7 @@ fn write_status_error(status: tonic::Status) -> Error {
 pub struct Cluster {
     consensus: Arc<Consensus>,
     clients: RwLock<HashMap<NodeId, NodeClient>>,
+    jobs: Arc<Jobs>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -121,11 +127,44 @@ fn status_error(status: tonic::Status) -> Error {
 
 impl Cluster {
     /// Creates the cluster view of a coordinator taking part in `consensus`.
-    pub fn new(consensus: Arc<Consensus>) -> Cluster {
+    pub fn new(consensus: Arc<Consensus>, jobs: Arc<Jobs>) -> Cluster {
         Cluster {
             consensus,
             clients: RwLock::new(HashMap::new()),
+            jobs,
         }
+    }
+
+    /// The statements running on this coordinator.
+    pub fn jobs(&self) -> &Arc<Jobs> {
+        &self.jobs
+    }
+
+    /// The statements running on every live coordinator; one that does not answer in time
+    /// is left out (as in `sys.nodes`).
+    pub async fn cluster_jobs(&self) -> Vec<JobInfo> {
+        let state = self.catalog().state();
+        let own = self.node_id();
+        let calls = state
+            .nodes
+            .values()
+            .filter(|n| n.alive && n.role == NodeRole::Coordinator && &n.id != own)
+            .filter_map(|n| {
+                let mut client = self.client(&n.id).ok()?;
+                Some(async move {
+                    let call = client.cluster.jobs(JobsRequest {});
+                    let response = tokio::time::timeout(Duration::from_secs(2), call)
+                        .await
+                        .ok()?
+                        .ok()?;
+                    serde_json::from_slice::<Vec<JobInfo>>(&response.into_inner().jobs_json).ok()
+                })
+            });
+        let mut jobs = self.jobs.list();
+        for remote in futures::future::join_all(calls).await.into_iter().flatten() {
+            jobs.extend(remote);
+        }
+        jobs
     }
 
     /// Returns the coordinator's own id.

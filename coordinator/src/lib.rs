@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod consensus;
 pub mod error;
 pub mod frontend;
+pub mod jobs;
 pub mod plan;
 pub mod session;
 pub mod sql;

@@ -30,6 +30,7 @@ pub use settings::SessionSettings;
 
 use crate::cluster::{Cluster, SessionWrites, Visibility};
 use crate::error::{Error, Result};
+use crate::jobs::JobGuard;
 use crate::plan::context::session_context;
 use crate::plan::output_names::{NamingRules, OutputNames};
 use crate::plan::pk_lookup::PkLookup;
@@ -318,14 +319,27 @@ impl Session {
             params: &params,
             visibility: self.visibility(),
         };
+        let _job = self.cluster.jobs().start(sql);
         Ok(Some(dml::insert_statuses(&dml_context, insert).await?))
     }
 
-    /// Executes one parsed statement.
+    /// Executes one parsed statement, listed in `sys.jobs` until it has ended (for a query:
+    /// until its rows stream is dropped).
     pub async fn execute_parsed_statement(
         &self,
         parsed: ParsedStatement,
         params: &[ScalarValue],
+    ) -> Result<Output> {
+        let job = self.cluster.jobs().start(&parsed.text());
+        let output = self.run_parsed_statement(parsed, params, &job).await?;
+        Ok(listed_while_running(output, job))
+    }
+
+    async fn run_parsed_statement(
+        &self,
+        parsed: ParsedStatement,
+        params: &[ScalarValue],
+        job: &JobGuard,
     ) -> Result<Output> {
         let (statement, clauses) = match parsed {
             ParsedStatement::Empty => return Ok(affected("", 0)),
@@ -385,7 +399,7 @@ impl Session {
             }
             ParsedStatement::CopyFromFiles(clause) => {
                 let schema = self.settings.lock().schema.clone();
-                return self.copy_from_files(&clause, &schema).await;
+                return self.copy_from_files(&clause, &schema, job).await;
             }
             ParsedStatement::Sql(statement, clauses) => (statement, clauses),
         };
@@ -742,13 +756,20 @@ impl Session {
         &self,
         clause: &crate::sql::parse::CopyFromClause,
         default_schema: &str,
+        job: &JobGuard,
     ) -> Result<Output> {
         use crate::sql::copy::files;
         let copy = files::file_copy(&self.cluster, clause, default_schema)?;
         let summary = copy.summary;
         let token = self.begin_query();
-        let files =
-            files::copy_from_files(self.cluster.clone(), self.writes(), copy, token).await?;
+        let files = files::copy_from_files(
+            self.cluster.clone(),
+            self.writes(),
+            copy,
+            token,
+            job.progress(),
+        )
+        .await?;
         if summary {
             let schema = Arc::new(Schema::new(vec![
                 Field::new("node", DataType::Utf8, false),
@@ -1125,5 +1146,27 @@ fn one_of(key: &str, value: Option<&str>, allowed: &[&str]) -> Result<()> {
             ErrorCode::InvalidParameterValue,
             format!("{key} takes one of {}", allowed.join(", ")),
         ))
+    }
+}
+
+/// Keeps `job` listed in `sys.jobs` while `output` still runs: a query's rows stream or a
+/// COPY FROM STDIN's data holds it; anything else has ended.
+fn listed_while_running(output: Output, job: JobGuard) -> Output {
+    match output {
+        Output::Rows { schema, stream } => {
+            let stream = stream.map(move |batch| {
+                let _listed = &job;
+                batch
+            });
+            Output::Rows {
+                schema: schema.clone(),
+                stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+            }
+        }
+        Output::CopyIn(mut copy) => {
+            copy.job = Some(Arc::new(job));
+            Output::CopyIn(copy)
+        }
+        other => other,
     }
 }

@@ -159,3 +159,70 @@ def test_json_lines_from_s3(conn, table, s3):
     assert conn.execute(f"SELECT count(*), min(id), max(id) FROM {table}").fetchone() == (30, 100, 129)
     with pytest.raises(errors.UndefinedObject):
         conn.execute(f"COPY {table} FROM 's3://creek-test/people/missing.json' {options}")
+
+
+def jobs(conn):
+    return conn.execute("SELECT id, node, started, stmt, rows_done, bytes_done FROM sys.jobs").fetchall()
+
+
+def test_sys_jobs_lists_running_statements(conn, creek):
+    listed = jobs(conn)
+    own = [job for job in listed if job[3].startswith("SELECT id, node, started, stmt")]
+    assert len(own) == 1, listed
+    job_id, node, started, _, rows_done, bytes_done = own[0]
+    assert len(job_id) == 36 and node and started.tzinfo is not None
+    assert (rows_done, bytes_done) == (None, None)
+    # Ended statements are gone.
+    assert not [job for job in jobs(conn) if job[0] == job_id]
+
+
+def test_a_copy_from_stdin_shows_its_progress(conn, table, creek):
+    with psycopg.connect(creek.dsn, autocommit=True) as other:
+        with other.cursor() as cursor:
+            with cursor.copy(f"COPY {table} (id, name) FROM STDIN") as copy:
+                for i in range(25_000):
+                    copy.write_row((i, f"n{i}"))
+                deadline = time.time() + 30
+                while True:
+                    running = [job for job in jobs(conn) if job[3].startswith("COPY")]
+                    if running and running[0][4] and running[0][4] >= 10_000:
+                        break
+                    assert time.time() < deadline, running
+                    time.sleep(0.1)
+                assert running[0][5] > 100_000
+    assert not [job for job in jobs(conn) if job[3].startswith("COPY")]
+    assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (25_000,)
+
+
+def test_a_long_copy_from_a_file_shows_progress_and_can_be_cancelled(conn, table, creek, files):
+    path = files / "many.json"
+    with path.open("w") as out:
+        for i in range(1_000_000):
+            out.write(f'{{"id": {i}, "name": "row {i}"}}\n')
+    failure = []
+
+    def run():
+        try:
+            with psycopg.connect(creek.dsn, autocommit=True) as copying:
+                holder.append(copying)
+                copying.execute(f"COPY {table} FROM 'file://{path}'")
+        except Exception as error:  # noqa: BLE001 - examined below
+            failure.append(error)
+
+    import threading
+    holder = []
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.time() + 60
+    while True:
+        running = [job for job in jobs(conn) if job[3].startswith("COPY")]
+        if running and running[0][4]:
+            break
+        assert time.time() < deadline and thread.is_alive(), (running, failure)
+        time.sleep(0.05)
+    assert running[0][3] == f"COPY {table} FROM 'file://{path}'"
+    assert running[0][5] > 0
+    holder[0].cancel()
+    thread.join(60)
+    assert len(failure) == 1 and isinstance(failure[0], errors.QueryCanceled), failure
+    assert not [job for job in jobs(conn) if job[3].startswith("COPY")]

@@ -1,6 +1,7 @@
 //! The coordinator's transport port: `ClusterService` (Raft between voters, proposals, joins,
 //! heartbeats) and `NodeService` (state pushes from the leader, node figures) on one tonic
-//! server. Handlers decode, call [`Consensus`], and encode; errors keep Creek's error code.
+//! server, and `Jobs` (this coordinator's running statements, for another coordinator's
+//! `sys.jobs`). Handlers decode, call [`Consensus`], and encode; errors keep Creek's error code.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,9 +10,10 @@ use creek_proto::status::status_from_error;
 use creek_proto::v1::cluster_service_server::{ClusterService, ClusterServiceServer};
 use creek_proto::v1::node_service_server::{NodeService, NodeServiceServer};
 use creek_proto::v1::{
-    GracefulStopRequest, GracefulStopResponse, HeartbeatRequest, HeartbeatResponse, JoinRequest,
-    JoinResponse, NodeStatsRequest, NodeStatsResponse, ProposeRequest, ProposeResponse,
-    PublishStateResponse, RaftMessage, ShardCopyEventRequest, ShardCopyEventResponse, StateMessage,
+    GracefulStopRequest, GracefulStopResponse, HeartbeatRequest, HeartbeatResponse, JobsRequest,
+    JobsResponse, JoinRequest, JoinResponse, NodeStatsRequest, NodeStatsResponse, ProposeRequest,
+    ProposeResponse, PublishStateResponse, RaftMessage, ShardCopyEventRequest,
+    ShardCopyEventResponse, StateMessage,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -20,6 +22,7 @@ use tonic::{Request, Response, Status};
 use super::{parse_state, to_coded, Consensus, MAX_MESSAGE_BYTES};
 use crate::catalog::commands::Command;
 use crate::error::Error;
+use crate::jobs::Jobs;
 
 fn status(error: Error) -> Status {
     status_from_error(&to_coded(error))
@@ -37,6 +40,7 @@ fn encode<T: Serialize>(value: &T) -> Response<RaftMessage> {
 
 struct ClusterServiceImpl {
     consensus: Arc<Consensus>,
+    jobs: Arc<Jobs>,
 }
 
 impl ClusterServiceImpl {
@@ -130,6 +134,12 @@ impl ClusterService for ClusterServiceImpl {
             .map(Response::new)
             .map_err(status)
     }
+
+    async fn jobs(&self, _request: Request<JobsRequest>) -> Result<Response<JobsResponse>, Status> {
+        Ok(Response::new(JobsResponse {
+            jobs_json: serde_json::to_vec(&self.jobs.list()).expect("jobs serialise"),
+        }))
+    }
 }
 
 struct NodeServiceImpl {
@@ -165,11 +175,13 @@ impl NodeService for NodeServiceImpl {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     consensus: Arc<Consensus>,
+    jobs: Arc<Jobs>,
     data_dir: PathBuf,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let cluster = ClusterServiceServer::new(ClusterServiceImpl {
         consensus: consensus.clone(),
+        jobs,
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);

@@ -130,17 +130,15 @@ impl Session {
         }
         let params = ParamValues::List(params.iter().cloned().map(Into::into).collect());
         let state = self.context(false).state();
+        let job = self.cluster.jobs().start(&statement.to_string());
         let output = self
             .run_query(&state, prepared.plan.clone(), params, None)
             .await?;
-        Ok(vec![
-            match (output, OutputNames::of(statement, self.naming)) {
-                (Output::Rows { schema, stream }, Some(names)) => {
-                    renamed_rows(&names, schema, stream)
-                }
-                (output, _) => output,
-            },
-        ])
+        let output = match (output, OutputNames::of(statement, self.naming)) {
+            (Output::Rows { schema, stream }, Some(names)) => renamed_rows(&names, schema, stream),
+            (output, _) => output,
+        };
+        Ok(vec![super::listed_while_running(output, job)])
     }
 
     /// Plans parsed statements without running them: the result schema and parameter types of

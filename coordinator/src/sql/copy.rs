@@ -23,6 +23,7 @@ use super::ddl::{ident_name, split_name};
 use super::dml::{conform_batch, write_batch};
 use crate::cluster::{Cluster, SessionWrites, Visibility};
 use crate::error::{Error, Result};
+use crate::jobs::JobGuard;
 
 /// Rows buffered before they are written.
 const ROWS_PER_WRITE: usize = 10_000;
@@ -57,6 +58,9 @@ pub struct CopyFromStdin {
     pub columns: Vec<String>,
     /// The data format.
     pub format: CopyFormat,
+    /// The statement's entry in `sys.jobs`, kept while the data arrives; it counts the
+    /// bytes received and the rows written.
+    pub job: Option<Arc<JobGuard>>,
 }
 
 fn unsupported(message: &str) -> Error {
@@ -202,6 +206,7 @@ pub fn copy_from_stdin(
         table,
         columns,
         format,
+        job: None,
     })
 }
 
@@ -263,6 +268,9 @@ impl CopyLoader {
             return;
         }
         self.pending.extend_from_slice(bytes);
+        if let Some(job) = &self.copy.job {
+            job.progress().add(0, bytes.len() as u64);
+        }
         if let Err(error) = self.parse_complete_records() {
             self.error = Some(error);
             return;
@@ -437,7 +445,11 @@ impl CopyLoader {
             .iter()
             .filter(|s| **s == RowStatus::Duplicate)
             .count();
-        self.written += statuses.iter().filter(|s| **s == RowStatus::Ok).count() as u64;
+        let ok = statuses.iter().filter(|s| **s == RowStatus::Ok).count() as u64;
+        self.written += ok;
+        if let Some(job) = &self.copy.job {
+            job.progress().add(ok, 0);
+        }
         if duplicates > 0 {
             return Err(Error::new(
                 ErrorCode::DuplicateKey,

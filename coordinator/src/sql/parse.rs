@@ -16,6 +16,7 @@ use crate::plan::params::parameter_number;
 
 mod copy_files;
 mod fulltext;
+mod text;
 
 pub use copy_files::CopyFromClause;
 pub use fulltext::{FulltextClause, MATCH_FUNCTION};

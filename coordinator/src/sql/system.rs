@@ -1,13 +1,16 @@
-//! The `sys` schema: `sys.cluster`, `sys.nodes`, `sys.shards`, `sys.allocations` and
-//! `sys.health`, computed from cluster state and node statistics when scanned.
+//! The `sys` schema: `sys.cluster`, `sys.nodes`, `sys.shards`, `sys.allocations`,
+//! `sys.health` and `sys.jobs`, computed from cluster state, node statistics and the
+//! coordinators' running statements when scanned.
 
 mod shards;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Int64Array, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{SchemaProvider, Session, TableProvider};
 use datafusion::datasource::{MemTable, TableType};
@@ -17,6 +20,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use crate::catalog::CopyState;
 use crate::cluster::Cluster;
+use crate::jobs::JobInfo;
 
 /// Returns the `sys` schema provider.
 pub fn sys_schema(cluster: Arc<Cluster>) -> Arc<dyn SchemaProvider> {
@@ -28,7 +32,14 @@ struct SysSchema {
     cluster: Arc<Cluster>,
 }
 
-const SYS_TABLES: [&str; 5] = ["allocations", "cluster", "health", "nodes", "shards"];
+const SYS_TABLES: [&str; 6] = [
+    "allocations",
+    "cluster",
+    "health",
+    "jobs",
+    "nodes",
+    "shards",
+];
 
 #[async_trait]
 impl SchemaProvider for SysSchema {
@@ -82,6 +93,18 @@ fn sys_table_schema(name: &str) -> SchemaRef {
             Field::new("severity", DataType::Int64, false),
             Field::new("missing_shards", DataType::Int64, false),
             Field::new("underreplicated_shards", DataType::Int64, false),
+        ],
+        "jobs" => vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("node", DataType::Utf8, false),
+            Field::new(
+                "started",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                false,
+            ),
+            Field::new("stmt", DataType::Utf8, false),
+            Field::new("rows_done", DataType::Int64, true),
+            Field::new("bytes_done", DataType::Int64, true),
         ],
         "allocations" => shards::allocations_fields(),
         _ => shards::shards_fields(),
@@ -206,6 +229,27 @@ impl SysTable {
                     Arc::new(Int64Array::from(severity)),
                     Arc::new(Int64Array::from(missing)),
                     Arc::new(Int64Array::from(underreplicated)),
+                ]
+            }
+            "jobs" => {
+                let jobs = self.cluster.cluster_jobs().await;
+                let figure = |f: fn(&JobInfo) -> Option<u64>| {
+                    Arc::new(Int64Array::from_iter(
+                        jobs.iter().map(|j| f(j).map(|v| v as i64)),
+                    )) as ArrayRef
+                };
+                vec![
+                    strings(jobs.iter().map(|j| j.id.clone()).collect()),
+                    strings(jobs.iter().map(|j| j.node.clone()).collect()),
+                    Arc::new(
+                        TimestampMicrosecondArray::from_iter_values(
+                            jobs.iter().map(|j| j.started_micros),
+                        )
+                        .with_timezone("+00:00"),
+                    ),
+                    strings(jobs.iter().map(|j| j.stmt.clone()).collect()),
+                    figure(|j| j.rows_done),
+                    figure(|j| j.bytes_done),
                 ]
             }
             "allocations" => shards::allocations_rows(&state),

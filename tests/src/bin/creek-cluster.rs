@@ -194,11 +194,36 @@ async fn scenario(cluster: &mut TestCluster, root: &std::path::Path) -> anyhow::
     eprintln!("queries: identical answers through c1, c2, c3 (group by, top-n, lookup, joins)");
 
     // Cancelling a query that fans out to every data node ends it and frees the session.
+    // While it runs, sys.jobs on another coordinator lists it as c2's.
     let long = coordinator(cluster, 1).await?;
     let token = long.cancel_token();
+    let watcher = coordinator(cluster, 0).await?;
     let canceller = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        token.cancel_query(NoTls).await
+        let jobs = "SELECT node, stmt FROM sys.jobs WHERE stmt LIKE 'SELECT count(*) FROM t%'";
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut listed = Vec::new();
+        while Instant::now() < deadline {
+            listed = rows(&watcher, jobs).await?;
+            if !listed.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        token.cancel_query(NoTls).await?;
+        ensure!(
+            listed.len() == 1 && listed[0][0] == "c2",
+            "sys.jobs on c1 must list the join once, as c2's: {listed:?}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !rows(&watcher, jobs).await?.is_empty() {
+            ensure!(
+                Instant::now() < deadline,
+                "the cancelled join stays in sys.jobs"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::Ok(())
     });
     let started = Instant::now();
     let cancelled = long
@@ -217,7 +242,8 @@ async fn scenario(cluster: &mut TestCluster, root: &std::path::Path) -> anyhow::
     );
     ensure!(rows(&long, "SELECT count(*) FROM t").await? == [["6000"]]);
     eprintln!(
-        "cancel: a query over all data nodes ended with 57014 after {:.1} s",
+        "sys.jobs: c1 listed the join running on c2 until it was cancelled; cancel: a query \
+         over all data nodes ended with 57014 after {:.1} s",
         started.elapsed().as_secs_f64()
     );
 

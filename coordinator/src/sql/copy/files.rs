@@ -31,6 +31,7 @@ use super::records::{csv_fields, RecordScan};
 use super::{CopyFormat, MAX_RECORD_BYTES, ROWS_PER_WRITE};
 use crate::cluster::{Cluster, SessionWrites, Visibility};
 use crate::error::{Error, Result};
+use crate::jobs::JobProgress;
 use crate::sql::ddl::split_name;
 use crate::sql::dml::{conform_batch, write_batch};
 use crate::sql::parse::CopyFromClause;
@@ -419,6 +420,7 @@ pub async fn copy_from_files(
     session_writes: Arc<SessionWrites>,
     copy: FileCopy,
     cancel: CancellationToken,
+    progress: &JobProgress,
 ) -> Result<Vec<FileSummary>> {
     let (store, pattern) = store_of(&copy)?;
     let paths = matching_objects(store.as_ref(), &copy.uri, &pattern).await?;
@@ -443,6 +445,7 @@ pub async fn copy_from_files(
             &path,
             uri,
             &cancel,
+            progress,
         )
         .await?;
         tracing::info!(
@@ -468,6 +471,7 @@ async fn copy_file(
     path: &StorePath,
     uri: String,
     cancel: &CancellationToken,
+    progress: &JobProgress,
 ) -> Result<FileSummary> {
     let mut summary = FileSummary {
         uri: uri.clone(),
@@ -502,6 +506,7 @@ async fn copy_file(
             Some(chunk) => {
                 let chunk = chunk.map_err(|e| store_error(&uri, e))?;
                 bytes_read += chunk.len() as u64;
+                progress.add(0, chunk.len() as u64);
                 buffer.extend_from_slice(&chunk);
             }
             None => {
@@ -554,7 +559,9 @@ async fn copy_file(
             break;
         }
         if pending.lines.len() >= ROWS_PER_WRITE || (ended && !pending.lines.is_empty()) {
+            let before = summary.success_count;
             write_rows(cluster, session_writes, copy, &mut pending, &mut summary).await?;
+            progress.add(summary.success_count - before, 0);
             tracing::debug!(%uri, rows = summary.success_count, bytes = bytes_read, "COPY FROM: progress");
         }
     }

@@ -1,0 +1,183 @@
+//! The statements running on this coordinator, for `sys.jobs`: each statement registers
+//! itself when it starts and is removed when its [`JobGuard`] drops (for a query, when its
+//! rows stream is dropped, i.e. after the client has read them or gave up). A long statement
+//! (COPY) reports its progress through the guard's [`JobProgress`].
+//!
+//! Pure bookkeeping: it neither runs nor cancels anything, and knows nothing of other
+//! coordinators (`Cluster::cluster_jobs` asks them over the wire).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Longest statement text kept per job: a multi-megabyte INSERT is shown by its beginning.
+const MAX_STATEMENT_CHARS: usize = 4096;
+
+/// One running statement, as `sys.jobs` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub id: String,
+    /// The coordinator running it.
+    pub node: String,
+    /// Microseconds since the Unix epoch.
+    pub started_micros: i64,
+    pub stmt: String,
+    /// Rows and bytes done so far, for statements that report progress (COPY).
+    pub rows_done: Option<u64>,
+    pub bytes_done: Option<u64>,
+}
+
+/// Progress a long statement reports as it goes.
+#[derive(Debug, Default)]
+pub struct JobProgress {
+    /// Whether the statement reports progress at all (else `sys.jobs` shows NULL).
+    reported: std::sync::atomic::AtomicBool,
+    rows: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl JobProgress {
+    /// Adds rows and bytes done.
+    pub fn add(&self, rows: u64, bytes: u64) {
+        self.reported.store(true, Ordering::Relaxed);
+        self.rows.fetch_add(rows, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn figures(&self) -> (Option<u64>, Option<u64>) {
+        if !self.reported.load(Ordering::Relaxed) {
+            return (None, None);
+        }
+        (
+            Some(self.rows.load(Ordering::Relaxed)),
+            Some(self.bytes.load(Ordering::Relaxed)),
+        )
+    }
+}
+
+struct Job {
+    started: SystemTime,
+    stmt: String,
+    progress: Arc<JobProgress>,
+}
+
+/// The registry of this coordinator's running statements.
+pub struct Jobs {
+    node: String,
+    running: Mutex<HashMap<Uuid, Job>>,
+}
+
+impl Jobs {
+    /// An empty registry for the coordinator `node`.
+    pub fn new(node: impl Into<String>) -> Arc<Jobs> {
+        Arc::new(Jobs {
+            node: node.into(),
+            running: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Registers a statement; it stays listed until the returned guard drops.
+    pub fn start(self: &Arc<Self>, stmt: &str) -> JobGuard {
+        let id = Uuid::new_v4();
+        let progress = Arc::new(JobProgress::default());
+        let stmt = match stmt.char_indices().nth(MAX_STATEMENT_CHARS) {
+            Some((end, _)) => format!("{}...", &stmt[..end]),
+            None => stmt.to_string(),
+        };
+        self.running.lock().insert(
+            id,
+            Job {
+                started: SystemTime::now(),
+                stmt,
+                progress: progress.clone(),
+            },
+        );
+        JobGuard {
+            jobs: self.clone(),
+            id,
+            progress,
+        }
+    }
+
+    /// The statements running now, oldest first.
+    pub fn list(&self) -> Vec<JobInfo> {
+        let mut jobs: Vec<JobInfo> = self
+            .running
+            .lock()
+            .iter()
+            .map(|(id, job)| {
+                let (rows_done, bytes_done) = job.progress.figures();
+                JobInfo {
+                    id: id.to_string(),
+                    node: self.node.clone(),
+                    started_micros: job
+                        .started
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_micros() as i64),
+                    stmt: job.stmt.clone(),
+                    rows_done,
+                    bytes_done,
+                }
+            })
+            .collect();
+        jobs.sort_by(|a, b| (a.started_micros, &a.id).cmp(&(b.started_micros, &b.id)));
+        jobs
+    }
+}
+
+/// Keeps a statement listed in `sys.jobs` while it lives.
+pub struct JobGuard {
+    jobs: Arc<Jobs>,
+    id: Uuid,
+    progress: Arc<JobProgress>,
+}
+
+impl JobGuard {
+    /// Where the statement reports its progress.
+    pub fn progress(&self) -> &Arc<JobProgress> {
+        &self.progress
+    }
+}
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        self.jobs.running.lock().remove(&self.id);
+    }
+}
+
+impl std::fmt::Debug for JobGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JobGuard({})", self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_is_listed_until_its_guard_drops() {
+        let jobs = Jobs::new("c1");
+        let first = jobs.start("SELECT 1");
+        let second = jobs.start(&"x".repeat(MAX_STATEMENT_CHARS + 10));
+        second.progress().add(10, 100);
+        second.progress().add(5, 50);
+        let listed = jobs.list();
+        assert_eq!(listed.len(), 2);
+        let copy = listed.iter().find(|j| j.stmt.starts_with('x')).unwrap();
+        assert_eq!((copy.rows_done, copy.bytes_done), (Some(15), Some(150)));
+        assert_eq!(copy.stmt.chars().count(), MAX_STATEMENT_CHARS + 3);
+        let select = listed.iter().find(|j| j.stmt == "SELECT 1").unwrap();
+        assert_eq!((select.rows_done, select.bytes_done), (None, None));
+        assert_eq!(select.node, "c1");
+        drop(first);
+        assert_eq!(jobs.list().len(), 1);
+        drop(second);
+        assert!(jobs.list().is_empty());
+    }
+}

@@ -197,6 +197,24 @@ def ingest(args, rows, csv, creek, clients):
     results.append(("ingest: COPY CSV into hits with non-key columns INDEX OFF (as PostgreSQL "
                     "indexes it), rows/s", {"Creek": rows / seconds,
                                             "PostgreSQL": copy["PostgreSQL"]}))
+    # COPY FROM a file the server reads itself: Creek a file:// URI (the coordinator reads it),
+    # PostgreSQL a server-side file; both into a fresh table of the default layout.
+    from_file = {}
+    for client in (creek_c, pg_c):
+        client.query(clickbench.create_table("hits_file"), args.timeout)
+    seconds, _ = timed(lambda: creek_c.query(
+        f"COPY hits_file FROM 'file://{csv}' WITH (format = 'csv', header = false)", 3600))
+    from_file["Creek"] = rows / seconds
+    seconds, _ = timed(lambda: pg_c.query(f"COPY hits_file FROM '{csv}' (FORMAT csv)", 3600))
+    from_file["PostgreSQL"] = rows / seconds
+    for client in (creek_c, pg_c):
+        count = client.query("SELECT count(*) FROM hits_file", args.timeout)[0][0]
+        if count != rows:
+            raise SystemExit(f"{client.name} holds {count} hits_file rows after COPY FROM a "
+                             f"file, not {rows}")
+        client.query("DROP TABLE hits_file", args.timeout)
+    results.append(("ingest: COPY FROM a CSV file the server reads (Creek: 'file://...'; "
+                    "PostgreSQL: a server-side file), rows/s", from_file))
     # Creek's other write paths, on a slice of the same rows.
     slice_rows = min(rows, args.slice)
     sample = duck_c.conn.execute(f"SELECT * FROM hits LIMIT {slice_rows}").fetchall()

@@ -80,6 +80,18 @@ async fn collect_plan(
     Ok(DataFrame::new(ctx.state(), plan).collect().await?)
 }
 
+/// Plans a query a DML statement made to find its rows, with its MATCH calls anchored to
+/// their table as a SELECT's are (`plan::fulltext`), so `DELETE .. WHERE MATCH(..)` works.
+async fn plan_rows(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan> {
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let mut statement = state.sql_to_statement(sql, &dialect)?;
+    if let DfStatement::Statement(inner) = &mut statement {
+        crate::plan::fulltext::resolve_matches(&state, inner).await?;
+    }
+    Ok(state.statement_to_plan(statement).await?)
+}
+
 /// Returns the parameter types a plan infers, by position.
 pub(crate) fn plan_parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
     let mut types = Vec::new();
@@ -166,12 +178,11 @@ async fn write_insert(
             planned_values(dml, &table, &stripped).await?
         }
         None => {
-            let plan = dml
-                .ctx
-                .state()
-                .statement_to_plan(DfStatement::Statement(Box::new(Statement::Insert(
-                    stripped,
-                ))))
+            let state = dml.ctx.state();
+            let mut statement = Statement::Insert(stripped);
+            crate::plan::fulltext::resolve_matches(&state, &mut statement).await?;
+            let plan = state
+                .statement_to_plan(DfStatement::Statement(Box::new(statement)))
                 .await?;
             let LogicalPlan::Dml(statement) = plan else {
                 return Err(Error::new(

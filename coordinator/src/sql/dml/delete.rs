@@ -13,7 +13,7 @@ use datafusion::prelude::SessionContext;
 use sqlparser::ast;
 
 use super::update::{conflict_pause, row_versions, rows_query, CONFLICT_RETRIES};
-use super::{collect_plan, lookup_table, DmlContext};
+use super::{collect_plan, lookup_table, plan_rows, DmlContext};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::plan::routing::{array_key_texts, shard_of};
@@ -70,7 +70,7 @@ pub(crate) async fn delete_parameter_types(
 ) -> Result<Vec<Option<DataType>>> {
     let (_, select, selection) = delete_query(cluster, default_schema, delete)?;
     let sql = rows_query(&select, selection.as_deref(), None);
-    let plan = hidden_ctx.state().create_logical_plan(&sql).await?;
+    let plan = plan_rows(hidden_ctx, &sql).await?;
     super::plan_parameter_types(&plan)
 }
 
@@ -89,7 +89,7 @@ pub async fn delete(dml: &DmlContext<'_>, delete: &ast::Delete) -> Result<Output
         conflict_pause(attempt).await;
         dml.cluster.refresh_table(&table).await?;
         let sql = rows_query(&select, selection.as_deref(), retry_ids.as_deref());
-        let plan = dml.hidden_ctx.state().create_logical_plan(&sql).await?;
+        let plan = plan_rows(dml.hidden_ctx, &sql).await?;
         let batches = collect_plan(dml.hidden_ctx, plan, dml.params).await?;
         let mut by_shard: BTreeMap<u32, ShardDeletes> = BTreeMap::new();
         for batch in batches {

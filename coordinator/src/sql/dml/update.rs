@@ -127,10 +127,7 @@ pub(crate) async fn update_parameter_types(
     update: &ast::Update,
 ) -> Result<Vec<Option<DataType>>> {
     let query = update_query(cluster, default_schema, update)?;
-    let plan = hidden_ctx
-        .state()
-        .create_logical_plan(&query.sql(None))
-        .await?;
+    let plan = super::plan_rows(hidden_ctx, &query.sql(None)).await?;
     let mut types = super::plan_parameter_types(&plan)?;
     for (index, data_type) in query.assigned_parameters {
         crate::plan::params::set_parameter_type(&mut types, index, Some(data_type));
@@ -150,11 +147,7 @@ pub async fn update(dml: &DmlContext<'_>, update: &ast::Update) -> Result<Output
     for attempt in 0..=CONFLICT_RETRIES {
         conflict_pause(attempt).await;
         dml.cluster.refresh_table(table).await?;
-        let plan = dml
-            .hidden_ctx
-            .state()
-            .create_logical_plan(&query.sql(retry_ids.as_deref()))
-            .await?;
+        let plan = super::plan_rows(dml.hidden_ctx, &query.sql(retry_ids.as_deref())).await?;
         let batches = collect_plan(dml.hidden_ctx, plan, dml.params).await?;
         let mut conflicts = Vec::new();
         for batch in batches {

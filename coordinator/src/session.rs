@@ -771,13 +771,7 @@ impl Session {
         )
         .await?;
         if summary {
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("node", DataType::Utf8, false),
-                Field::new("uri", DataType::Utf8, false),
-                Field::new("success_count", DataType::Int64, false),
-                Field::new("error_count", DataType::Int64, false),
-                Field::new("errors", DataType::Utf8, false),
-            ]));
+            let schema = files::summary_schema();
             let node = self.cluster.node_id().0.clone();
             let batch = RecordBatch::try_new(
                 schema.clone(),
@@ -808,12 +802,8 @@ impl Session {
             let first = files
                 .iter()
                 .find_map(|f| {
-                    let (message, (_, lines)) = f.errors.iter().next()?;
-                    Some(format!(
-                        "{} line {}: {message}",
-                        f.uri,
-                        lines.first().copied().unwrap_or(0)
-                    ))
+                    let (line, message) = f.first.as_ref()?;
+                    Some(format!("{} line {line}: {message}", f.uri))
                 })
                 .unwrap_or_default();
             return Err(Error::new(

@@ -226,3 +226,47 @@ def test_a_long_copy_from_a_file_shows_progress_and_can_be_cancelled(conn, table
     thread.join(60)
     assert len(failure) == 1 and isinstance(failure[0], errors.QueryCanceled), failure
     assert not [job for job in jobs(conn) if job[3].startswith("COPY")]
+
+
+def test_csv_line_numbers_blank_lines_and_an_unclosed_quote(conn, table, files):
+    # Line 3 holds a quoted newline, so the bad record after it is on line 5; blank lines
+    # are skipped; the rows before an unclosed quote are written, the rest is one bad record.
+    (files / "tricky.csv").write_text(
+        "id,name\n"
+        "1,\"two\nlines\"\n"
+        "\n"
+        "x,bad id\n"
+        "\r\n"
+        "2,ok\n"
+        "3,\"never closed\n"
+        "4,lost\n")
+    rows = conn.execute(f"COPY {table} FROM 'file://{files}/tricky.csv' RETURN SUMMARY").fetchall()
+    assert [(r[2], r[3]) for r in rows] == [(2, 2)]
+    errors_of = json.loads(rows[0][4])
+    lines = sorted(line for e in errors_of.values() for line in e["line_numbers"])
+    assert lines == [5, 8], errors_of
+    assert any("not closed" in message for message in errors_of)
+    assert conn.execute(f"SELECT id, name FROM {table} ORDER BY id").fetchall() == [
+        (1, "two\nlines"), (2, "ok")]
+
+
+def test_the_error_reported_is_the_first_by_line(conn, table, files):
+    (files / "first.json").write_text(
+        json.dumps({"id": 1, "name": "a", "score": "high"}) + "\n"   # fails when converted
+        + "{broken\n")
+    with pytest.raises(errors.BadCopyFileFormat) as failure:
+        conn.execute(f"COPY {table} FROM 'file://{files}/first.json'")
+    assert "first.json line 1:" in str(failure.value), str(failure.value)
+
+
+def test_a_summary_over_the_extended_protocol(conn, table, files):
+    write_lines(files / "x.json", [{"id": 1, "name": "a"}])
+    rows = conn.execute(f"COPY {table} FROM 'file://{files}/x.json' RETURN SUMMARY",
+                        prepare=True).fetchall()
+    assert [(r[1], r[2], r[3]) for r in rows] == [(f"file://{files}/x.json", 1, 0)]
+
+
+def test_credentials_in_an_s3_uri_are_refused_and_not_shown(conn, table):
+    with pytest.raises(errors.InvalidParameterValue) as failure:
+        conn.execute(f"COPY {table} FROM 's3://KEY:SECRET@bucket/x.json'")
+    assert "SECRET" not in str(failure.value)

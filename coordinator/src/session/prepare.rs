@@ -155,6 +155,11 @@ impl Session {
             param_types: Vec::new(),
             plan: None,
         };
+        if let [ParsedStatement::CopyFromFiles(copy)] = statements.as_slice() {
+            if copy.summary {
+                prepared.schema = Some(crate::sql::copy::files::summary_schema());
+            }
+        }
         if let [ParsedStatement::Sql(statement, _)] = statements.as_slice() {
             let default_schema = self.settings.lock().schema.clone();
             let names = OutputNames::of(statement, self.naming);

@@ -10,6 +10,7 @@
 //! `sql::parse::copy_files`.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use creek_common::error::ErrorCode;
@@ -18,7 +19,7 @@ use creek_common::schema::TableSchema;
 use creek_proto::v1::{RowStatus, WriteMode};
 use datafusion::arrow::array::{ArrayRef, StringBuilder};
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
@@ -71,11 +72,16 @@ pub struct FileSummary {
     pub error_count: u64,
     /// Per error message (the first ones): how often, and the first lines it happened on.
     pub errors: BTreeMap<String, (u64, Vec<u64>)>,
+    /// The error on the lowest line (rows are converted after later lines were read).
+    pub first: Option<(u64, String)>,
 }
 
 impl FileSummary {
     fn fail(&mut self, line: u64, message: String) {
         self.error_count += 1;
+        if self.first.as_ref().is_none_or(|(first, _)| line < *first) {
+            self.first = Some((line, message.clone()));
+        }
         if self.errors.len() >= MAX_ERROR_MESSAGES && !self.errors.contains_key(&message) {
             return;
         }
@@ -100,6 +106,17 @@ impl FileSummary {
             .collect();
         serde_json::Value::Object(errors).to_string()
     }
+}
+
+/// The columns of `RETURN SUMMARY`: a row per file.
+pub fn summary_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("node", DataType::Utf8, false),
+        Field::new("uri", DataType::Utf8, false),
+        Field::new("success_count", DataType::Int64, false),
+        Field::new("error_count", DataType::Int64, false),
+        Field::new("errors", DataType::Utf8, false),
+    ]))
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -186,6 +203,18 @@ pub fn file_copy(
             ErrorCode::FeatureNotSupported,
             format!("COPY FROM reads file:// and s3:// URIs, not {}", clause.uri),
         ));
+    }
+    if let Some(rest) = clause.uri.strip_prefix("s3://") {
+        if rest
+            .split('/')
+            .next()
+            .is_some_and(|bucket| bucket.contains('@'))
+        {
+            return Err(invalid(
+                "credentials in an s3:// URI are not accepted (they would show in sys.jobs \
+                 and in errors): give them as WITH (access_key_id = .., secret_access_key = ..)",
+            ));
+        }
     }
     if clause.uri.starts_with("file://") && !s3.is_empty() {
         return Err(invalid("S3 options given for a file:// URI"));
@@ -414,6 +443,18 @@ impl RowReader<'_> {
     }
 }
 
+/// Awaits `work` unless the statement is cancelled first.
+async fn cancellable<T>(cancel: &CancellationToken, work: impl Future<Output = T>) -> Result<T> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(Error::new(
+            ErrorCode::QueryCanceled,
+            "canceling statement due to user request",
+        )),
+        output = work => Ok(output),
+    }
+}
+
 /// Runs the COPY; returns what became of each file's rows.
 pub async fn copy_from_files(
     cluster: Arc<Cluster>,
@@ -423,7 +464,11 @@ pub async fn copy_from_files(
     progress: &JobProgress,
 ) -> Result<Vec<FileSummary>> {
     let (store, pattern) = store_of(&copy)?;
-    let paths = matching_objects(store.as_ref(), &copy.uri, &pattern).await?;
+    let paths = cancellable(
+        &cancel,
+        matching_objects(store.as_ref(), &copy.uri, &pattern),
+    )
+    .await??;
     let scheme = if copy.uri.starts_with("s3://") {
         let bucket = copy.uri["s3://".len()..]
             .split('/')
@@ -484,55 +529,71 @@ async fn copy_file(
             _ => None,
         },
     };
-    let mut stream = store
-        .get(path)
-        .await
+    let mut stream = cancellable(cancel, store.get(path))
+        .await?
         .map_err(|e| store_error(&uri, e))?
         .into_stream();
     let mut buffer: Vec<u8> = Vec::new();
     let mut scan = RecordScan::default();
     let mut pending = Pending::new(copy.columns.len());
-    let mut line: u64 = 0;
-    let mut bytes_read: u64 = 0;
-    let mut ended = false;
-    while !ended {
-        if cancel.is_cancelled() {
-            return Err(Error::new(
-                ErrorCode::QueryCanceled,
-                "canceling statement due to user request",
-            ));
-        }
-        match stream.next().await {
+    // The physical line the next record starts on (a quoted CSV field may hold newlines).
+    let mut line: u64 = 1;
+    // How much of the unfinished JSON line is known to hold no newline: each chunk is
+    // searched once, however long the line.
+    let mut json_scanned = 0;
+    // Inside a JSON line beyond the bound, already counted: dropped up to its newline.
+    let mut skipping = false;
+    loop {
+        let ended = match cancellable(cancel, stream.next()).await? {
             Some(chunk) => {
                 let chunk = chunk.map_err(|e| store_error(&uri, e))?;
-                bytes_read += chunk.len() as u64;
                 progress.add(0, chunk.len() as u64);
                 buffer.extend_from_slice(&chunk);
+                false
             }
             None => {
-                ended = true;
                 if !buffer.is_empty() && !buffer.ends_with(b"\n") {
                     buffer.push(b'\n');
                 }
+                true
             }
-        }
+        };
         let mut start = 0;
         loop {
             let end = match &copy.format {
-                FileFormat::Json => buffer[start..].iter().position(|b| *b == b'\n'),
+                FileFormat::Json => {
+                    let from = start + json_scanned;
+                    let found = buffer[from..]
+                        .iter()
+                        .position(|b| *b == b'\n')
+                        .map(|at| at + json_scanned);
+                    json_scanned = if found.is_some() {
+                        0
+                    } else {
+                        buffer.len() - start
+                    };
+                    found
+                }
                 FileFormat::Csv(format) => scan.record_end(&buffer[start..], format),
             };
             let Some(end) = end else { break };
             let record = &buffer[start..start + end];
             start += end + 1;
-            line += 1;
+            let record_line = line;
+            line += 1 + record.iter().filter(|b| **b == b'\n').count() as u64;
+            if std::mem::take(&mut skipping) {
+                continue;
+            }
             let Ok(text) = std::str::from_utf8(record) else {
-                summary.fail(line, "invalid UTF-8".into());
+                summary.fail(record_line, "invalid UTF-8".into());
                 continue;
             };
             let text = text.strip_suffix('\r').unwrap_or(text);
+            if text.trim().is_empty() {
+                // Blank lines separate nothing: skipped in both formats.
+                continue;
+            }
             let row = match &copy.format {
-                FileFormat::Json if text.trim().is_empty() => continue,
                 FileFormat::Json => reader.json_row(text),
                 FileFormat::Csv(format) if reader.csv_columns.is_none() => {
                     reader.header(text, format)?;
@@ -541,28 +602,51 @@ async fn copy_file(
                 FileFormat::Csv(format) => reader.csv_row(text, format),
             };
             match row {
-                Ok(values) => pending.push(line, values),
-                Err(message) => summary.fail(line, message),
+                Ok(values) => pending.push(record_line, values),
+                Err(message) => summary.fail(record_line, message),
             }
         }
         buffer.drain(..start);
-        if buffer.len() > MAX_RECORD_BYTES || (ended && !buffer.is_empty()) {
-            // A record without end: an unterminated quoted CSV field, or a line beyond the
-            // bound. The file's remaining bytes are that one record.
-            summary.fail(
-                line + 1,
-                format!(
-                    "a record is unterminated or longer than {} MiB",
-                    MAX_RECORD_BYTES >> 20
-                ),
-            );
-            break;
+        let mut stop = false;
+        if buffer.len() > MAX_RECORD_BYTES {
+            match &copy.format {
+                FileFormat::Json => {
+                    if !skipping {
+                        summary.fail(
+                            line,
+                            format!("a line is longer than {} MiB", MAX_RECORD_BYTES >> 20),
+                        );
+                    }
+                    skipping = true;
+                    buffer.clear();
+                    json_scanned = 0;
+                }
+                FileFormat::Csv(_) => {
+                    // An unclosed quote makes the rest of the file one record.
+                    summary.fail(
+                        line,
+                        format!(
+                            "a record is longer than {} MiB (a quoted field not closed?)",
+                            MAX_RECORD_BYTES >> 20
+                        ),
+                    );
+                    stop = true;
+                }
+            }
+        } else if ended && !buffer.is_empty() {
+            summary.fail(line, "a quoted field is not closed".into());
         }
-        if pending.lines.len() >= ROWS_PER_WRITE || (ended && !pending.lines.is_empty()) {
+        let done = ended || stop;
+        if pending.lines.len() >= ROWS_PER_WRITE || (done && !pending.lines.is_empty()) {
             let before = summary.success_count;
+            // Not raced against a cancel: a write of a batch is bounded, and its outcome
+            // must be known to the session (read-your-writes) once it was sent.
             write_rows(cluster, session_writes, copy, &mut pending, &mut summary).await?;
             progress.add(summary.success_count - before, 0);
-            tracing::debug!(%uri, rows = summary.success_count, bytes = bytes_read, "COPY FROM: progress");
+            tracing::debug!(%uri, rows = summary.success_count, "COPY FROM: progress");
+        }
+        if done {
+            break;
         }
     }
     Ok(summary)

@@ -8,11 +8,44 @@ use creek_common::fulltext::Param;
 /// COPY options whose values `sys.jobs` must not show.
 const SECRET_OPTIONS: [&str; 2] = ["secret_access_key", "session_token"];
 
+/// Rendered text kept of a statement: a 50,000-row INSERT is not rendered whole for it.
+const MAX_TEXT_BYTES: usize = 16 * 1024;
+
+/// `value` rendered up to about [`MAX_TEXT_BYTES`]; rendering stops there.
+fn bounded(value: &impl std::fmt::Display) -> String {
+    struct Bounded(String);
+    impl std::fmt::Write for Bounded {
+        fn write_str(&mut self, text: &str) -> std::fmt::Result {
+            if self.0.len() >= MAX_TEXT_BYTES {
+                return Err(std::fmt::Error);
+            }
+            self.0.push_str(text);
+            Ok(())
+        }
+    }
+    let mut out = Bounded(String::new());
+    // An error only says the bound was reached.
+    let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{value}"));
+    out.0
+}
+
+/// A URI with any `user:password@` masked (a COPY refuses them, but its text is shown first).
+fn without_userinfo(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => uri.to_string(),
+    }
+}
+
 impl ParsedStatement {
     /// The statement as text.
     pub fn text(&self) -> String {
         match self {
-            ParsedStatement::Sql(statement, _) => statement.to_string(),
+            ParsedStatement::Sql(statement, _) => bounded(statement),
             ParsedStatement::Refresh(names) => format!(
                 "REFRESH TABLE {}",
                 names
@@ -70,7 +103,8 @@ impl ParsedStatement {
                 let summary = if copy.summary { " RETURN SUMMARY" } else { "" };
                 format!(
                     "COPY {}{columns} FROM '{}'{with}{summary}",
-                    copy.table, copy.uri
+                    copy.table,
+                    without_userinfo(&copy.uri)
                 )
             }
             ParsedStatement::Empty => String::new(),
@@ -98,6 +132,27 @@ mod tests {
         );
         assert!(text.starts_with("COPY t (a) FROM 's3://b/k/*.json' WITH (access_key_id = 'AK'"));
         assert!(text.ends_with("RETURN SUMMARY"));
+    }
+
+    #[test]
+    fn credentials_in_a_uri_are_masked() {
+        assert_eq!(
+            super::without_userinfo("s3://KEY:SECRET@bucket/a@b.json"),
+            "s3://***@bucket/a@b.json"
+        );
+        assert_eq!(super::without_userinfo("file:///a@b"), "file:///a@b");
+    }
+
+    #[test]
+    fn a_long_statement_is_rendered_up_to_the_bound() {
+        let values = vec!["(1, 'x')"; 100_000].join(", ");
+        let [insert] = parse_sql(&format!("INSERT INTO t VALUES {values}"))
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let text = insert.text();
+        assert!(text.starts_with("INSERT INTO t VALUES (1, 'x')"));
+        assert!(text.len() < super::MAX_TEXT_BYTES + 1024, "{}", text.len());
     }
 
     #[test]

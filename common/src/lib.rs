@@ -7,6 +7,7 @@
 pub mod error;
 pub mod fulltext;
 pub mod ids;
+pub mod object_uri;
 pub mod routing;
 pub mod schema;
 pub mod state;

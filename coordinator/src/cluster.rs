@@ -20,8 +20,8 @@ use creek_proto::v1::cluster_service_client::ClusterServiceClient;
 use creek_proto::v1::node_service_client::NodeServiceClient;
 use creek_proto::v1::shard_service_client::ShardServiceClient;
 use creek_proto::v1::{
-    GetRequest, JobsRequest, NodeStatsRequest, NodeStatsResponse, RefreshRequest, RowStatus,
-    ShardStats, ShardStatsRequest, WriteMode, WriteRequest,
+    ExportShardRequest, GetRequest, JobsRequest, NodeStatsRequest, NodeStatsResponse,
+    RefreshRequest, RowStatus, ShardStats, ShardStatsRequest, WriteMode, WriteRequest,
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::RwLock;
@@ -477,6 +477,44 @@ impl Cluster {
             .into_iter()
             .flatten()
             .collect()
+    }
+
+    /// Has the node of shard `shard`'s primary write its visible rows (`columns` of them) as
+    /// JSON lines to `uri`; returns the rows and bytes written.
+    pub async fn export_shard(
+        &self,
+        table: &TableSchema,
+        shard: u32,
+        columns: &[String],
+        uri: &str,
+        s3: &BTreeMap<String, String>,
+    ) -> Result<(u64, u64)> {
+        let routing = self.catalog().routing(table.id);
+        let state = self.catalog().state();
+        let primary = routing
+            .get(shard as usize)
+            .and_then(|copies| copies.primary())
+            .filter(|copy| copy.state == CopyState::Started && state.is_alive(&copy.node))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Unavailable,
+                    format!("shard {shard} of {} has no started primary", table.name),
+                )
+            })?;
+        let mut client = self.client(&primary.node)?;
+        let response = client
+            .shards
+            .export_shard(ExportShardRequest {
+                table_id: table.id.0,
+                shard,
+                columns: columns.to_vec(),
+                uri: uri.to_string(),
+                s3: s3.clone().into_iter().collect(),
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        Ok((response.rows, response.bytes))
     }
 
     /// Writes rows (with an `_id` column) to one shard and returns per-row statuses.

@@ -397,6 +397,19 @@ impl Session {
                 self.cluster.drop_analyzer(name).await?;
                 return Ok(affected("DROP ANALYZER", 0));
             }
+            ParsedStatement::CopyToDirectory(clause) => {
+                let schema = self.settings.lock().schema.clone();
+                let copy = crate::sql::copy::export::copy_to(&self.cluster, &clause, &schema)?;
+                let token = self.begin_query();
+                let rows = crate::sql::copy::export::copy_to_directory(
+                    self.cluster.clone(),
+                    copy,
+                    token,
+                    job.progress(),
+                )
+                .await?;
+                return Ok(affected("COPY", rows));
+            }
             ParsedStatement::CopyFromFiles(clause) => {
                 let schema = self.settings.lock().schema.clone();
                 return self.copy_from_files(&clause, &schema, job).await;

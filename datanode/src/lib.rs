@@ -9,6 +9,7 @@ pub mod cluster_client;
 pub mod codec;
 pub mod durable_file;
 pub mod error;
+pub mod export;
 pub mod flight;
 pub mod graceful_stop;
 pub mod membership;

@@ -11,12 +11,12 @@ use creek_common::{ShardId, TableId};
 use creek_proto::ipc::batch_to_ipc;
 use creek_proto::v1::shard_service_server::ShardService;
 use creek_proto::v1::{
-    FileChunkRequest, FileChunkResponse, GetRequest, GetResponse, MatchStatsRequest,
-    MatchStatsResponse, RecoveryFile, RecoveryOpsRequest, RecoveryOpsResponse, RefreshRequest,
-    RefreshResponse, ReplicateRequest, ReplicateResponse, ShardCopyEventRequest,
-    ShardCopyEventResponse, ShardStats, ShardStatsRequest, ShardStatsResponse,
-    StartRecoveryRequest, StartRecoveryResponse, TranslogOp, WriteMode, WriteRequest,
-    WriteResponse,
+    ExportShardRequest, ExportShardResponse, FileChunkRequest, FileChunkResponse, GetRequest,
+    GetResponse, MatchStatsRequest, MatchStatsResponse, RecoveryFile, RecoveryOpsRequest,
+    RecoveryOpsResponse, RefreshRequest, RefreshResponse, ReplicateRequest, ReplicateResponse,
+    ShardCopyEventRequest, ShardCopyEventResponse, ShardStats, ShardStatsRequest,
+    ShardStatsResponse, StartRecoveryRequest, StartRecoveryResponse, TranslogOp, WriteMode,
+    WriteRequest, WriteResponse,
 };
 use datafusion::arrow::datatypes::{Field, Schema};
 use prost::Message;
@@ -223,6 +223,23 @@ impl ShardService for ShardServiceImpl {
             .map_err(status_from_datafusion)?;
         let rows_ipc = batch_to_ipc(&batch).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(GetResponse { rows_ipc }))
+    }
+
+    async fn export_shard(
+        &self,
+        request: Request<ExportShardRequest>,
+    ) -> Result<Response<ExportShardResponse>, Status> {
+        let request = request.into_inner();
+        let shard_id = ShardId {
+            table: TableId(request.table_id),
+            shard: request.shard,
+        };
+        let s3 = request.s3.into_iter().collect();
+        let (rows, bytes) =
+            crate::export::export_shard(&self.node, shard_id, &request.columns, &request.uri, &s3)
+                .await
+                .map_err(|e| creek_proto::status::status_from_error(&e))?;
+        Ok(Response::new(ExportShardResponse { rows, bytes }))
     }
 
     async fn match_stats(

@@ -270,3 +270,49 @@ def test_credentials_in_an_s3_uri_are_refused_and_not_shown(conn, table):
     with pytest.raises(errors.InvalidParameterValue) as failure:
         conn.execute(f"COPY {table} FROM 's3://KEY:SECRET@bucket/x.json'")
     assert "SECRET" not in str(failure.value)
+
+
+def test_copy_to_directory_and_back(conn, table, files):
+    conn.execute(f"CREATE TABLE copy_out (id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                 "score DOUBLE PRECISION, tags TEXT[], seen TIMESTAMP) CLUSTERED INTO 3 SHARDS")
+    try:
+        conn.execute("INSERT INTO copy_out VALUES (1, 'a', 1.5, ARRAY['x', 'y'], '2024-01-02 03:04:05'), "
+                     "(2, 'b', NULL, NULL, NULL)")
+        conn.execute("INSERT INTO copy_out (id, name, score) SELECT x, 'n' || x, x / 2.0 "
+                     "FROM generate_series(3, 1000) AS s(x)")
+        out = files / "out"
+        # Written at once, no REFRESH: the COPY sees every acknowledged write.
+        assert conn.execute(f"COPY copy_out TO DIRECTORY 'file://{out}'").rowcount == 1000
+        written = sorted(p.name for p in out.iterdir())
+        assert written == [f"copy_out_{shard}_.json" for shard in range(3)]
+        lines = [json.loads(line) for p in out.iterdir() for line in p.read_text().splitlines()]
+        assert len(lines) == 1000
+        first = next(line for line in lines if line["id"] == 1)
+        assert first["name"] == "a" and first["tags"] == ["x", "y"] and first["score"] == 1.5
+        assert conn.execute(f"COPY {table} FROM 'file://{out}/*.json'").rowcount == 1000
+        assert (conn.execute(f"SELECT id, name, score, tags, seen FROM {table} ORDER BY id").fetchall()
+                == conn.execute("SELECT id, name, score, tags, seen FROM copy_out ORDER BY id").fetchall())
+        # Named columns only.
+        assert conn.execute(f"COPY copy_out (id) TO DIRECTORY 'file://{files}/ids'").rowcount == 1000
+        keys = {key for p in (files / "ids").iterdir() for line in p.read_text().splitlines()
+                for key in json.loads(line)}
+        assert keys == {"id"}
+        with pytest.raises(errors.FeatureNotSupported):
+            conn.execute(f"COPY copy_out TO DIRECTORY 'file://{out}' WITH (format = 'csv')")
+        with pytest.raises(errors.InvalidParameterValue):
+            conn.execute(f"COPY copy_out TO DIRECTORY 'file://{out}/*'")
+    finally:
+        conn.execute("DROP TABLE copy_out")
+
+
+def test_copy_to_an_s3_directory(conn, table, s3):
+    client, endpoint = s3
+    options = (f"WITH (access_key_id = 'test', secret_access_key = 'secret', "
+               f"endpoint = '{endpoint}', region = 'us-east-1')")
+    conn.execute(f"INSERT INTO {table} (id, name) SELECT x, 'r' || x FROM generate_series(1, 500) AS s(x)")
+    assert conn.execute(f"COPY {table} TO DIRECTORY 's3://creek-test/export/' {options}").rowcount == 500
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="creek-test", Prefix="export/")["Contents"]]
+    assert keys and all(k.startswith(f"export/{table}_") and k.endswith("_.json") for k in keys)
+    total = sum(len(client.get_object(Bucket="creek-test", Key=k)["Body"].read().splitlines())
+                for k in keys)
+    assert total == 500

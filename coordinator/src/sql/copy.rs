@@ -14,6 +14,7 @@ use sqlparser::ast::{
     CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement,
 };
 
+pub mod export;
 pub mod files;
 mod records;
 

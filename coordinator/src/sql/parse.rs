@@ -18,7 +18,7 @@ mod copy_files;
 mod fulltext;
 mod text;
 
-pub use copy_files::CopyFromClause;
+pub use copy_files::{CopyFromClause, CopyToClause};
 pub use fulltext::{FulltextClause, MATCH_FUNCTION};
 
 /// Nesting depth beyond which a statement is rejected instead of parsed.
@@ -106,6 +106,8 @@ pub enum ParsedStatement {
     DropAnalyzer(String),
     /// `COPY table [(columns)] FROM 'uri' [WITH (..)] [RETURN SUMMARY]`.
     CopyFromFiles(CopyFromClause),
+    /// `COPY table [(columns)] TO DIRECTORY 'uri' [WITH (..)]`.
+    CopyToDirectory(CopyToClause),
     /// An empty statement (only whitespace or comments).
     Empty,
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use creek_common::error::ErrorCode;
 use creek_common::fulltext::Param;
+use creek_common::object_uri;
 use creek_common::schema::TableSchema;
 use creek_proto::v1::{RowStatus, WriteMode};
 use datafusion::arrow::array::{ArrayRef, StringBuilder};
@@ -22,8 +23,6 @@ use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio_util::sync::CancellationToken;
@@ -123,7 +122,7 @@ fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorCode::InvalidParameterValue, message)
 }
 
-fn text_option(key: &str, value: &Param) -> Result<String> {
+pub(super) fn text_option(key: &str, value: &Param) -> Result<String> {
     match value {
         Param::Text(text) => Ok(text.clone()),
         Param::Number(n) => Ok(n.to_string()),
@@ -175,8 +174,8 @@ pub fn file_copy(
                     _ => return Err(invalid("COPY delimiter must be one ASCII character")),
                 }
             }
-            "access_key_id" | "secret_access_key" | "session_token" | "endpoint" | "region" => {
-                s3.insert(key.clone(), text_option(key, value)?);
+            key if object_uri::S3_OPTIONS.contains(&key) => {
+                s3.insert(key.to_string(), text_option(key, value)?);
             }
             other => {
                 return Err(invalid(format!(
@@ -198,27 +197,7 @@ pub fn file_copy(
             )))
         }
     };
-    if !clause.uri.starts_with("file://") && !clause.uri.starts_with("s3://") {
-        return Err(Error::new(
-            ErrorCode::FeatureNotSupported,
-            format!("COPY FROM reads file:// and s3:// URIs, not {}", clause.uri),
-        ));
-    }
-    if let Some(rest) = clause.uri.strip_prefix("s3://") {
-        if rest
-            .split('/')
-            .next()
-            .is_some_and(|bucket| bucket.contains('@'))
-        {
-            return Err(invalid(
-                "credentials in an s3:// URI are not accepted (they would show in sys.jobs \
-                 and in errors): give them as WITH (access_key_id = .., secret_access_key = ..)",
-            ));
-        }
-    }
-    if clause.uri.starts_with("file://") && !s3.is_empty() {
-        return Err(invalid("S3 options given for a file:// URI"));
-    }
+    object_uri::check_uri(&clause.uri, &s3).map_err(Error::Coded)?;
     Ok(FileCopy {
         table,
         columns,
@@ -264,51 +243,11 @@ fn glob_matches(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// The store a URI is in, and the path (or pattern) of the objects within it.
-fn store_of(copy: &FileCopy) -> Result<(Arc<dyn ObjectStore>, String)> {
-    if let Some(path) = copy.uri.strip_prefix("file://") {
-        if !path.starts_with('/') {
-            return Err(invalid(format!(
-                "a file:// URI needs an absolute path: {}",
-                copy.uri
-            )));
-        }
-        return Ok((
-            Arc::new(LocalFileSystem::new()),
-            path.trim_start_matches('/').to_string(),
-        ));
-    }
-    let rest = copy.uri.strip_prefix("s3://").unwrap_or_default();
-    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err(invalid(format!("no bucket in {}", copy.uri)));
-    }
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    for (option, value) in &copy.s3 {
-        builder = match option.as_str() {
-            "access_key_id" => builder.with_access_key_id(value),
-            "secret_access_key" => builder.with_secret_access_key(value),
-            "session_token" => builder.with_token(value),
-            "region" => builder.with_region(value),
-            "endpoint" => builder
-                .with_endpoint(value)
-                .with_allow_http(value.starts_with("http://"))
-                .with_virtual_hosted_style_request(false),
-            _ => builder,
-        };
-    }
-    let store = builder
-        .build()
-        .map_err(|e| invalid(format!("cannot use {}: {e}", copy.uri)))?;
-    Ok((Arc::new(store), key.to_string()))
-}
-
 fn store_error(uri: &str, error: object_store::Error) -> Error {
-    let code = match error {
-        object_store::Error::NotFound { .. } => ErrorCode::UndefinedObject,
-        _ => ErrorCode::Unavailable,
-    };
-    Error::new(code, format!("cannot read {uri}: {error}"))
+    Error::Coded(object_uri::store_error(
+        &format!("cannot read {uri}"),
+        error,
+    ))
 }
 
 /// The objects `pattern` names: itself without wildcards, else every object under the
@@ -463,7 +402,7 @@ pub async fn copy_from_files(
     cancel: CancellationToken,
     progress: &JobProgress,
 ) -> Result<Vec<FileSummary>> {
-    let (store, pattern) = store_of(&copy)?;
+    let (store, pattern) = object_uri::store_for(&copy.uri, &copy.s3).map_err(Error::Coded)?;
     let paths = cancellable(
         &cancel,
         matching_objects(store.as_ref(), &copy.uri, &pattern),

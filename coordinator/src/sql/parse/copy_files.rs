@@ -1,6 +1,7 @@
-//! `COPY table [(columns)] FROM 'uri' [WITH (key = value, ...)] [RETURN SUMMARY]`: CrateDB's
-//! COPY from files (`file://`, `s3://`, with `*` and `?` in the last part), which sqlparser
-//! does not know. Syntax only; `sql::copy::files` checks the options and runs it.
+//! `COPY table [(columns)] FROM 'uri' [WITH (key = value, ...)] [RETURN SUMMARY]` and
+//! `COPY table [(columns)] TO DIRECTORY 'uri' [WITH (...)]`: CrateDB's COPY from and to files
+//! (`file://`, `s3://`), which sqlparser does not know. Syntax only; `sql::copy::files` and
+//! `sql::copy::export` check the options and run them.
 
 use creek_common::fulltext::Param;
 use sqlparser::ast::{self, ObjectName};
@@ -22,16 +23,64 @@ pub struct CopyFromClause {
     pub summary: bool,
 }
 
-/// `COPY .. FROM '<uri>' ..`; `None` for any other statement (`COPY .. FROM STDIN` included).
+/// A parsed `COPY .. TO DIRECTORY 'uri'`.
+#[derive(Debug, Clone)]
+pub struct CopyToClause {
+    pub table: ObjectName,
+    /// The columns written, when named (else every column).
+    pub columns: Option<Vec<String>>,
+    /// The directory the files go to.
+    pub uri: String,
+    pub options: Vec<(String, Param)>,
+}
+
+/// `COPY .. FROM '<uri>' ..` or `COPY .. TO DIRECTORY '<uri>' ..`; `None` for any other
+/// statement (`COPY .. FROM STDIN` included).
 pub(super) fn parse_copy_from_files(tokens: &[&Token]) -> Option<Result<ParsedStatement>> {
     if !tokens.first().is_some_and(|t| word_is(t, "copy")) {
         return None;
     }
-    let from = tokens.iter().position(|t| word_is(t, "from"))?;
-    let Some(Token::SingleQuotedString(uri)) = tokens.get(from + 1) else {
+    let at = tokens
+        .iter()
+        .position(|t| word_is(t, "from") || word_is(t, "to"))?;
+    if word_is(tokens[at], "to") {
+        if !tokens.get(at + 1).is_some_and(|t| word_is(t, "directory")) {
+            return None;
+        }
+        let Some(Token::SingleQuotedString(uri)) = tokens.get(at + 2) else {
+            return Some(Err(syntax_error(
+                "expected a quoted URI after TO DIRECTORY",
+            )));
+        };
+        return Some(parse_to(tokens, at, uri.clone()));
+    }
+    let Some(Token::SingleQuotedString(uri)) = tokens.get(at + 1) else {
         return None;
     };
-    Some(parse(tokens, from, uri.clone()))
+    Some(parse(tokens, at, uri.clone()))
+}
+
+fn parse_to(tokens: &[&Token], to: usize, uri: String) -> Result<ParsedStatement> {
+    let (table, columns) = table_and_columns(tokens, to)?;
+    let rest: Vec<Token> = tokens[to + 3..].iter().map(|t| (*t).clone()).collect();
+    let mut options = Vec::new();
+    let mut j = 0;
+    if rest.first().is_some_and(|t| word_is(t, "with")) {
+        let (params, after) = with_params(&rest, 0)?;
+        options = params;
+        j = after;
+    }
+    if let Some(token) = rest.get(j) {
+        return Err(syntax_error(format!(
+            "unexpected {token} after COPY TO DIRECTORY '{uri}'"
+        )));
+    }
+    Ok(ParsedStatement::CopyToDirectory(CopyToClause {
+        table,
+        columns,
+        uri,
+        options,
+    }))
 }
 
 fn identifier(token: &Token) -> Option<ast::Ident> {
@@ -49,8 +98,8 @@ fn identifier(token: &Token) -> Option<ast::Ident> {
     }
 }
 
-fn parse(tokens: &[&Token], from: usize, uri: String) -> Result<ParsedStatement> {
-    // COPY name [. name] [( columns )] FROM
+/// `COPY name [. name] [( columns )]` up to the FROM or TO at `from`.
+fn table_and_columns(tokens: &[&Token], from: usize) -> Result<(ObjectName, Option<Vec<String>>)> {
     let mut parts = Vec::new();
     let mut i = 1;
     while i < from {
@@ -88,6 +137,11 @@ fn parse(tokens: &[&Token], from: usize, uri: String) -> Result<ParsedStatement>
         }
         columns = Some(names);
     }
+    Ok((ObjectName::from(parts), columns))
+}
+
+fn parse(tokens: &[&Token], from: usize, uri: String) -> Result<ParsedStatement> {
+    let (table, columns) = table_and_columns(tokens, from)?;
     let rest: Vec<Token> = tokens[from + 2..].iter().map(|t| (*t).clone()).collect();
     let mut options = Vec::new();
     let mut j = 0;
@@ -110,7 +164,7 @@ fn parse(tokens: &[&Token], from: usize, uri: String) -> Result<ParsedStatement>
         )));
     }
     Ok(ParsedStatement::CopyFromFiles(CopyFromClause {
-        table: ObjectName::from(parts),
+        table,
         columns,
         uri,
         options,
@@ -142,6 +196,16 @@ mod tests {
         assert!(c.columns.is_none() && !c.summary && c.options.is_empty());
         assert!(parse_sql("copy t from 'file:///x' return").is_err());
         assert!(parse_sql("copy t from 'file:///x' junk").is_err());
+        let ParsedStatement::CopyToDirectory(to) =
+            parse_sql("COPY t (a) TO DIRECTORY 's3://b/out' WITH (region = 'x')")
+                .unwrap()
+                .remove(0)
+        else {
+            panic!("not COPY TO DIRECTORY");
+        };
+        assert_eq!((to.uri.as_str(), to.options.len()), ("s3://b/out", 1));
+        assert!(parse_sql("copy t to directory '/x' junk").is_err());
+        assert!(parse_sql("copy t to directory x").is_err());
         // COPY FROM STDIN is not this statement.
         assert!(matches!(
             parse_sql("copy t from stdin").unwrap()[0],

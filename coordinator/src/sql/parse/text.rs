@@ -29,6 +29,24 @@ fn bounded(value: &impl std::fmt::Display) -> String {
     out.0
 }
 
+/// A COPY's `WITH (..)`, secrets masked.
+fn with_options(options: &[(String, Param)]) -> String {
+    let options: Vec<String> = options
+        .iter()
+        .map(|(key, value)| match value {
+            _ if SECRET_OPTIONS.contains(&key.as_str()) => format!("{key} = '***'"),
+            Param::Text(text) => format!("{key} = '{text}'"),
+            Param::Number(n) => format!("{key} = {n}"),
+            Param::List(items) => format!("{key} = {items:?}"),
+        })
+        .collect();
+    if options.is_empty() {
+        String::new()
+    } else {
+        format!(" WITH ({})", options.join(", "))
+    }
+}
+
 /// A URI with any `user:password@` masked (a COPY refuses them, but its text is shown first).
 fn without_userinfo(uri: &str) -> String {
     let Some((scheme, rest)) = uri.split_once("://") else {
@@ -85,26 +103,25 @@ impl ParsedStatement {
                     .as_ref()
                     .map(|c| format!(" ({})", c.join(", ")))
                     .unwrap_or_default();
-                let options: Vec<String> = copy
-                    .options
-                    .iter()
-                    .map(|(key, value)| match value {
-                        _ if SECRET_OPTIONS.contains(&key.as_str()) => format!("{key} = '***'"),
-                        Param::Text(text) => format!("{key} = '{text}'"),
-                        Param::Number(n) => format!("{key} = {n}"),
-                        Param::List(items) => format!("{key} = {items:?}"),
-                    })
-                    .collect();
-                let with = if options.is_empty() {
-                    String::new()
-                } else {
-                    format!(" WITH ({})", options.join(", "))
-                };
+                let with = with_options(&copy.options);
                 let summary = if copy.summary { " RETURN SUMMARY" } else { "" };
                 format!(
                     "COPY {}{columns} FROM '{}'{with}{summary}",
                     copy.table,
                     without_userinfo(&copy.uri)
+                )
+            }
+            ParsedStatement::CopyToDirectory(copy) => {
+                let columns = copy
+                    .columns
+                    .as_ref()
+                    .map(|c| format!(" ({})", c.join(", ")))
+                    .unwrap_or_default();
+                format!(
+                    "COPY {}{columns} TO DIRECTORY '{}'{}",
+                    copy.table,
+                    without_userinfo(&copy.uri),
+                    with_options(&copy.options)
                 )
             }
             ParsedStatement::Empty => String::new(),

@@ -6,6 +6,8 @@
 
 pub mod error;
 pub mod fulltext;
+pub mod functions;
+pub mod geo;
 pub mod ids;
 pub mod object_uri;
 pub mod routing;

@@ -46,6 +46,8 @@ pub enum ColumnType {
     Ip,
     /// `array(t)` / `t[]`
     Array(Box<ColumnType>),
+    /// `geo_point`: a longitude and a latitude in degrees (WGS 84), as `[lon, lat]`.
+    GeoPoint,
 }
 
 /// Default precision and scale of a `numeric` declared without them.
@@ -98,6 +100,7 @@ impl ColumnType {
             ColumnType::Array(inner) => {
                 DataType::List(Field::new("item", inner.arrow_type(), true).into())
             }
+            ColumnType::GeoPoint => crate::geo::point_type(),
         }
     }
 
@@ -124,13 +127,14 @@ impl ColumnType {
             DataType::List(field) | DataType::LargeList(field) => {
                 ColumnType::Array(Box::new(ColumnType::from_arrow(field.data_type())?))
             }
+            data_type if crate::geo::is_point_type(data_type) => ColumnType::GeoPoint,
             _ => return None,
         })
     }
 
     /// Returns whether values of this type can be a primary key or routing key.
     pub fn is_routable(&self) -> bool {
-        !matches!(self, ColumnType::Array(_))
+        !matches!(self, ColumnType::Array(_) | ColumnType::GeoPoint)
     }
 }
 
@@ -151,6 +155,7 @@ impl fmt::Display for ColumnType {
             ColumnType::Date => f.write_str("date"),
             ColumnType::Ip => f.write_str("ip"),
             ColumnType::Array(inner) => write!(f, "array({inner})"),
+            ColumnType::GeoPoint => f.write_str("geo_point"),
         }
     }
 }
@@ -191,6 +196,7 @@ mod tests {
             ColumnType::TimestampTz,
             ColumnType::Date,
             ColumnType::Array(Box::new(ColumnType::BigInt)),
+            ColumnType::GeoPoint,
         ];
         for column_type in types {
             assert_eq!(

@@ -45,7 +45,7 @@ impl PhysicalExtensionCodec for DatanodeCodec {
         &self,
         buf: &[u8],
         _inputs: &[Arc<dyn ExecutionPlan>],
-        _ctx: &TaskContext,
+        ctx: &TaskContext,
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let node = ShardScanNode::decode(buf)
@@ -80,7 +80,7 @@ impl PhysicalExtensionCodec for DatanodeCodec {
         let filters = node
             .filters
             .iter()
-            .map(|bytes| Expr::from_bytes(bytes))
+            .map(|bytes| Expr::from_bytes_with_ctx(bytes, ctx))
             .collect::<DfResult<Vec<_>>>()?;
         let scan = TantivyScanExec::new(
             table,

@@ -18,7 +18,6 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::SessionContext;
 use datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -31,8 +30,9 @@ use crate::node::DataNode;
 /// The Flight service of a data node.
 pub struct FlightFragmentService {
     node: Arc<DataNode>,
-    /// Resolves the functions fragments call: DataFusion's built-in ones, the only ones the
-    /// coordinator sends (see the coordinator's `plan::fragments`). Built once and shared by
+    /// Resolves the functions fragments call: DataFusion's built-in ones and Creek's shared
+    /// ones, the only ones the coordinator sends (`creek_common::functions`). Built once and
+    /// shared by
     /// every fragment: making a task context copies every function registry.
     task_ctx: Arc<TaskContext>,
 }
@@ -42,7 +42,7 @@ impl FlightFragmentService {
     pub fn new(node: Arc<DataNode>) -> FlightFragmentService {
         FlightFragmentService {
             node,
-            task_ctx: SessionContext::new().task_ctx(),
+            task_ctx: creek_common::functions::fragment_task_context(),
         }
     }
 }

@@ -36,7 +36,6 @@ use datafusion::physical_plan::{
     displayable, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
-use datafusion::prelude::SessionContext;
 use datafusion_proto::bytes::{
     physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
     Serializeable,
@@ -254,6 +253,12 @@ fn index_query(table: &TableSchema, expr: &Expr) -> Option<Expr> {
             Operator::Or => {
                 return Some(index_query(table, left)?.or(index_query(table, right)?));
             }
+            Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq
+                if is_distance_bound(table, left, right)
+                    || is_distance_bound(table, right, left) =>
+            {
+                true
+            }
             Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
                 matches!((left.as_ref(), right.as_ref()),
                     (Expr::Column(c), Expr::Literal(..)) | (Expr::Literal(..), Expr::Column(c)) if known(&c.name))
@@ -276,6 +281,11 @@ fn index_query(table: &TableSchema, expr: &Expr) -> Option<Expr> {
         Expr::IsNull(e) | Expr::IsNotNull(e) => {
             matches!(e.as_ref(), Expr::Column(c) if table.column(&c.name).is_some())
         }
+        // `within(point, 'POLYGON(..)')` and `distance(point, ..) < r`: a box of locations.
+        Expr::ScalarFunction(function) => {
+            function.func.name() == creek_common::geo::WITHIN_FUNCTION
+                && is_geo_call(table, &function.args)
+        }
         // A prefix LIKE on a text column becomes a term range; the data node decides exactly
         // which patterns qualify and matches everything for the others.
         Expr::Like(like) => {
@@ -291,6 +301,27 @@ fn index_query(table: &TableSchema, expr: &Expr) -> Option<Expr> {
         _ => false,
     };
     usable.then(|| expr.clone())
+}
+
+/// A geo function's arguments: a `geo_point` column of `table` and a literal.
+fn is_geo_call(table: &TableSchema, args: &[Expr]) -> bool {
+    let is_point = |name: &str| {
+        matches!(
+            table.column(name).map(|c| &c.column_type),
+            Some(creek_common::types::ColumnType::GeoPoint)
+        )
+    };
+    matches!(args,
+        [Expr::Column(c), Expr::Literal(..)] | [Expr::Literal(..), Expr::Column(c)] if is_point(&c.name))
+}
+
+/// `distance(point, literal)` compared with a literal (the data node keeps the bounds that
+/// make a box and matches everything for the others).
+fn is_distance_bound(table: &TableSchema, call: &Expr, bound: &Expr) -> bool {
+    matches!(bound, Expr::Literal(..))
+        && matches!(call, Expr::ScalarFunction(function)
+            if function.func.name() == creek_common::geo::DISTANCE_FUNCTION
+                && is_geo_call(table, &function.args))
 }
 
 #[async_trait]
@@ -590,7 +621,8 @@ impl ShardScanExec {
                     .map_err(|e| DataFusionError::Internal(format!("bad fragment ticket: {e}")))?;
             // Built once: a task context copies every function registry it is made from.
             static DATA_NODE_FUNCTIONS: OnceLock<Arc<TaskContext>> = OnceLock::new();
-            let task_ctx = DATA_NODE_FUNCTIONS.get_or_init(|| SessionContext::new().task_ctx());
+            let task_ctx =
+                DATA_NODE_FUNCTIONS.get_or_init(creek_common::functions::fragment_task_context);
             let codec = ShardLeafCodec {
                 leaf_schema: Some(self.leaf_schema()),
             };

@@ -88,6 +88,9 @@ pub fn session_context(
     ctx.register_udaf(single_row::single_row_value());
     ctx.register_udf(crate::plan::array_literal::text_to_array_function());
     ctx.register_udf(crate::plan::fulltext::match_function());
+    for function in creek_common::geo::functions() {
+        ctx.register_udf(function);
+    }
     ctx.register_udf(crate::plan::array_literal::try_text_to_array_function());
     ctx
 }

@@ -194,13 +194,17 @@ async fn write_insert(
             collect_plan(dml.ctx, rows, dml.params).await?
         }
     };
+    // Every batch is converted before any is written: a value one batch refuses fails the
+    // statement with nothing written (a bulk request then retries row by row and must not find
+    // rows of the failed attempt already there).
+    let batches = batches
+        .iter()
+        .filter(|batch| batch.num_rows() > 0)
+        .map(|batch| conform_batch(&table, batch))
+        .collect::<Result<Vec<_>>>()?;
     let mut written = Vec::new();
     let mut all_statuses = Vec::new();
     for batch in batches {
-        if batch.num_rows() == 0 {
-            continue;
-        }
-        let batch = conform_batch(&table, &batch)?;
         if let (Some(OnInsert::OnConflict(on_conflict)), WriteMode::Upsert) = (&insert.on, mode) {
             let (statuses, rows) = upsert::upsert(dml, &table, &batch, on_conflict).await?;
             if insert.returning.is_some() {

@@ -7,6 +7,7 @@
 use std::io;
 use std::sync::Arc;
 
+use creek_common::geo::GeoPoint;
 use creek_common::schema::{ID_COLUMN, PRIMARY_TERM_COLUMN, SCORE_COLUMN, SEQ_NO_COLUMN};
 use creek_common::types::ColumnType;
 use datafusion::arrow::array::{
@@ -25,7 +26,7 @@ use tantivy::columnar::{
 };
 use tantivy::{DocId, SegmentReader};
 
-use super::super::shard::document::{locate, EXACT_ARRAY_PREFIX};
+use super::super::shard::document::{locate, EXACT_ARRAY_PREFIX, GEO_LAT_KEY, GEO_LON_KEY};
 use creek_common::schema::ColumnIndex;
 use datafusion::common::ScalarValue;
 
@@ -97,6 +98,11 @@ pub enum SegmentColumn {
     Array {
         exact: StrColumns,
         elements: Box<SegmentColumn>,
+    },
+    /// A `geo_point` column: the numbers under its `lon` and `lat` keys.
+    GeoPoint {
+        lon: Box<SegmentColumn>,
+        lat: Box<SegmentColumn>,
     },
 }
 
@@ -295,6 +301,20 @@ pub fn open_segment_column(
             elements: Box::new(open_segment_column(segment, &element_spec, reads)?),
         });
     }
+    if let ColumnType::GeoPoint = column_type {
+        let part = |key: &str| {
+            let spec = ColumnSpec::Table {
+                name: format!("{name}.{key}"),
+                column_type: ColumnType::Double,
+                index,
+            };
+            open_segment_column(segment, &spec, reads).map(Box::new)
+        };
+        return Ok(SegmentColumn::GeoPoint {
+            lon: part(GEO_LON_KEY)?,
+            lat: part(GEO_LAT_KEY)?,
+        });
+    }
     let path = location.fast_name;
     let element_type = match column_type {
         ColumnType::Array(inner) => inner.as_ref(),
@@ -349,7 +369,8 @@ pub fn open_segment_column(
         ColumnType::Numeric { .. }
         | ColumnType::Text { .. }
         | ColumnType::Ip
-        | ColumnType::Array(_) => SegmentColumn::Str(StrColumns::open(
+        | ColumnType::Array(_)
+        | ColumnType::GeoPoint => SegmentColumn::Str(StrColumns::open(
             opened
                 .into_iter()
                 .filter_map(|c| match c {
@@ -422,6 +443,24 @@ pub fn read_column(
             SegmentColumn::Array { exact, elements } => read_array(exact, elements, inner, docs)?,
             other => read_list(other, inner, docs),
         },
+        ColumnType::GeoPoint => {
+            let SegmentColumn::GeoPoint { lon, lat } = column else {
+                return Err(io::Error::other(
+                    "a geo_point column opened as another type",
+                ));
+            };
+            let lon = read_f64_as::<Float64Type>(lon, docs, |v| v);
+            let lat = read_f64_as::<Float64Type>(lat, docs, |v| v);
+            let points: Vec<Option<GeoPoint>> = lon
+                .iter()
+                .zip(lat.iter())
+                .map(|pair| match pair {
+                    (Some(lon), Some(lat)) => Some(GeoPoint { lon, lat }),
+                    _ => None,
+                })
+                .collect();
+            Arc::new(creek_common::geo::points_to_array(&points))
+        }
     })
 }
 
@@ -505,7 +544,8 @@ fn element_scalar(inner: &ColumnType, item: &serde_json::Value) -> Option<Scalar
         } else {
             Some(item.as_str()?.to_string())
         }),
-        ColumnType::Array(_) => return None,
+        // Tables cannot declare arrays of arrays or of points.
+        ColumnType::Array(_) | ColumnType::GeoPoint => return None,
     })
 }
 

@@ -19,7 +19,12 @@ use tantivy::Term;
 
 use tantivy::schema::Schema;
 
-use crate::shard::document::{locate_column, ColumnLocation, ShardFields, EXACT_ARRAY_PREFIX};
+use crate::shard::document::{
+    locate_column, ColumnLocation, ShardFields, EXACT_ARRAY_PREFIX, GEO_LON_KEY,
+};
+use creek_common::geo::WITHIN_FUNCTION;
+
+mod geo;
 
 /// Where the index keeps the columns of one table.
 #[derive(Clone, Copy)]
@@ -30,7 +35,7 @@ pub struct Layout<'a> {
 }
 
 impl Layout<'_> {
-    fn column(&self, name: &str) -> Option<(&ColumnType, ColumnLocation)> {
+    pub(super) fn column(&self, name: &str) -> Option<(&ColumnType, ColumnLocation)> {
         let column = self.table.column(name)?;
         let location = locate_column(self.schema, column).ok()?;
         Some((&column.column_type, location))
@@ -74,6 +79,11 @@ fn translate(layout: Layout<'_>, expr: &Expr) -> Option<Box<dyn Query>> {
                     (Occur::Should, l),
                     (Occur::Should, r),
                 ])))
+            }
+            Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq
+                if geo::distance_call(left).is_some() || geo::distance_call(right).is_some() =>
+            {
+                geo::distance_query(layout, left, *op, right)
             }
             Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
                 let (column, value, op) = match (left.as_ref(), right.as_ref()) {
@@ -211,6 +221,9 @@ fn translate(layout: Layout<'_>, expr: &Expr) -> Option<Box<dyn Query>> {
             };
             Some(Box::new(RangeQuery::new(Bound::Included(lower), upper)))
         }
+        Expr::ScalarFunction(function) if function.func.name() == WITHIN_FUNCTION => {
+            geo::within_query(layout, &function.args)
+        }
         Expr::IsNotNull(inner) => {
             let Expr::Column(column) = inner.as_ref() else {
                 return None;
@@ -257,6 +270,13 @@ pub fn like_prefix(like: &datafusion::logical_expr::expr::Like) -> Option<(&str,
 /// values, so arrays also count as present when their exact form is.
 fn exists_query(layout: Layout<'_>, column: &str) -> Option<Box<dyn Query>> {
     let (column_type, location) = layout.column(column)?;
+    if let ColumnType::GeoPoint = column_type {
+        // Every stored point has both numbers: its longitude's presence is the point's.
+        return Some(Box::new(ExistsQuery::new(
+            format!("{}.{GEO_LON_KEY}", location.fast_name),
+            false,
+        )));
+    }
     let values: Box<dyn Query> = Box::new(ExistsQuery::new(location.fast_name.clone(), false));
     if !matches!(column_type, ColumnType::Array(_)) {
         return Some(values);
@@ -388,7 +408,7 @@ fn signed_zero(value: ScalarValue, bound: Bound<Side>) -> ScalarValue {
     }
 }
 
-fn append_f64(term: &mut Term, value: f64, normalize: bool) -> Option<()> {
+pub(super) fn append_f64(term: &mut Term, value: f64, normalize: bool) -> Option<()> {
     if !value.is_finite() {
         return None;
     }

@@ -17,8 +17,9 @@ use creek_common::schema::{
 };
 use creek_common::types::ColumnType;
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array,
-    Int16Array, Int32Array, Int64Array, ListArray, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, FixedSizeListArray, Float32Array,
+    Float64Array, Int16Array, Int32Array, Int64Array, ListArray, StringArray,
+    TimestampMicrosecondArray,
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use tantivy::schema::{
@@ -39,6 +40,11 @@ pub const COLUMNAR_FIELD: &str = "_columnar";
 /// columnar values drop NULL elements and cannot tell an empty array from NULL. The DEL
 /// character keeps it apart from any column name DDL accepts.
 pub const EXACT_ARRAY_PREFIX: &str = "\u{7f}exact:";
+
+/// Key of a point's longitude in the JSON object that stores it.
+pub const GEO_LON_KEY: &str = "lon";
+/// Key of a point's latitude in the JSON object that stores it.
+pub const GEO_LAT_KEY: &str = "lat";
 
 /// Prefix of the field of a FULLTEXT index (`_ft_<index name>`); table and index names never
 /// start with `_`, so it names nothing else. The field's analyzer is registered under the
@@ -172,7 +178,9 @@ pub fn new_index_schema(table: &TableSchema) -> Schema {
     builder.build()
 }
 
-/// The tantivy type of a column's own field; `None` for arrays, which live in JSON fields.
+/// The tantivy type of a column's own field; `None` for arrays and points, which live in JSON
+/// fields (a point as an object of two numbers, `lon` and `lat`, so a box of locations is two
+/// ranges over the fast values of `<column>.lon` and `<column>.lat`).
 fn typed_field_type(column_type: &ColumnType) -> Option<Type> {
     Some(match column_type {
         ColumnType::Boolean => Type::Bool,
@@ -184,7 +192,7 @@ fn typed_field_type(column_type: &ColumnType) -> Option<Type> {
         | ColumnType::Date => Type::I64,
         ColumnType::Real | ColumnType::Double => Type::F64,
         ColumnType::Numeric { .. } | ColumnType::Text { .. } | ColumnType::Ip => Type::Str,
-        ColumnType::Array(_) => return None,
+        ColumnType::Array(_) | ColumnType::GeoPoint => return None,
     })
 }
 
@@ -428,6 +436,22 @@ fn owned_value(
                 }
             }
             OwnedValue::Array(items)
+        }
+        ColumnType::GeoPoint => {
+            let points = array
+                .as_any()
+                .downcast_ref::<FixedSizeListArray>()
+                .filter(|points| points.value_length() == 2)
+                .ok_or_else(mismatch)?;
+            let values = points.value(row);
+            let values = values
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .ok_or_else(mismatch)?;
+            OwnedValue::Object(vec![
+                (GEO_LON_KEY.to_string(), OwnedValue::F64(values.value(0))),
+                (GEO_LAT_KEY.to_string(), OwnedValue::F64(values.value(1))),
+            ])
         }
     }))
 }

@@ -112,6 +112,7 @@ pub const BASE_TYPES: &[PgType] = &[
     base(25, "text", -1, "S", 1009, "text"),
     base(26, "oid", 4, "N", 1028, "oid"),
     base(114, "json", -1, "U", 199, "json"),
+    base(600, "point", 16, "G", 1017, "point"),
     base(700, "float4", 4, "N", 1021, "real"),
     base(701, "float8", 8, "N", 1022, "double precision"),
     base(869, "inet", -1, "I", 1041, "inet"),
@@ -227,6 +228,7 @@ pub fn column_type_oid(column_type: &ColumnType) -> (i64, i64) {
         ColumnType::TimestampTz => (1184, -1),
         ColumnType::Date => (1082, -1),
         ColumnType::Ip => (869, -1),
+        ColumnType::GeoPoint => (600, -1),
         ColumnType::Array(inner) => {
             let (element, typmod) = column_type_oid(inner);
             let array = type_by_oid(element).map_or(1009, |(t, _)| t.array_oid);

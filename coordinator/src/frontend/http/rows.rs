@@ -179,6 +179,7 @@ pub fn crate_type_id(data_type: &DataType) -> serde_json::Value {
         DataType::Timestamp(_, None) => 15,
         DataType::Date32 | DataType::Date64 => 24,
         DataType::Decimal128(..) => 22,
+        data_type if creek_common::geo::is_point_type(data_type) => 13,
         DataType::List(inner) => return serde_json::json!([100, crate_type_id(inner.data_type())]),
         _ => 4,
     };

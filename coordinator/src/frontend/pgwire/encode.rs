@@ -40,6 +40,7 @@ pub fn arrow_to_pg_type(data_type: &DataType) -> Type {
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => Type::BYTEA,
+        data_type if creek_common::geo::is_point_type(data_type) => Type::POINT,
         DataType::List(field) | DataType::LargeList(field) => {
             match arrow_to_pg_type(field.data_type()) {
                 t if t == Type::BOOL => Type::BOOL_ARRAY,
@@ -97,6 +98,7 @@ fn binary_supported(pg_type: &Type) -> bool {
         Type::DATE,
         Type::TIMESTAMP,
         Type::TIMESTAMPTZ,
+        Type::POINT,
     ]
     .contains(pg_type)
 }
@@ -280,6 +282,25 @@ fn encode_value(
         DataType::Float64 if text_format => {
             let value = column.as_primitive::<Float64Type>().value(row);
             enc_text!(float8_text(value, extra_float_digits))
+        }
+        // A geo_point as PostgreSQL's `point`: `(lon,lat)` as text, two float8 in binary.
+        data_type if creek_common::geo::is_point_type(data_type) => {
+            let values = column.as_fixed_size_list().value(row);
+            let values = values.as_primitive::<Float64Type>();
+            let (lon, lat) = (values.value(0), values.value(1));
+            if text_format {
+                enc_text!(format!(
+                    "({},{})",
+                    float8_text(lon, extra_float_digits),
+                    float8_text(lat, extra_float_digits)
+                ))
+            } else {
+                // Raw bytes: a byte vector's binary encoding writes them as they are.
+                let mut bytes = Vec::with_capacity(16);
+                bytes.extend_from_slice(&lon.to_be_bytes());
+                bytes.extend_from_slice(&lat.to_be_bytes());
+                enc!(bytes)
+            }
         }
         DataType::List(element)
             if text_format
@@ -469,9 +490,51 @@ pub fn decode_param<S: Clone>(
                     (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
                 }),
         ),
+        t if *t == Type::POINT => decode_point_param(portal, index)?,
         t if t.name().starts_with('_') => decode_array_param(portal, index, t).map_err(bad)?,
         t => ScalarValue::Utf8(portal.parameter::<String>(index, t).map_err(bad)?),
     })
+}
+
+/// A `point` parameter as a `geo_point`: two float8 in binary, `(lon,lat)` (or any text
+/// `creek_common::geo::parse_point` reads) in text.
+fn decode_point_param<S: Clone>(portal: &Portal<S>, index: usize) -> PgWireResult<ScalarValue> {
+    let Some(Some(bytes)) = portal.parameters.get(index) else {
+        let null = creek_common::geo::points_to_array(&[None]);
+        return Ok(ScalarValue::FixedSizeList(Arc::new(null)));
+    };
+    let point = if portal.parameter_format.is_binary(index) {
+        match <[u8; 16]>::try_from(bytes.as_ref()) {
+            Ok(raw) => {
+                let half = |from: usize| {
+                    let mut part = [0u8; 8];
+                    part.copy_from_slice(&raw[from..from + 8]);
+                    f64::from_be_bytes(part)
+                };
+                creek_common::geo::GeoPoint::new(half(0), half(8))
+            }
+            Err(_) => Err(creek_common::error::CodedError::new(
+                creek_common::ErrorCode::InvalidTextRepresentation,
+                format!(
+                    "invalid value for parameter ${}: a binary point is 16 bytes, not {}",
+                    index + 1,
+                    bytes.len()
+                ),
+            )),
+        }
+    } else {
+        std::str::from_utf8(bytes)
+            .map_err(|_| {
+                creek_common::error::CodedError::new(
+                    creek_common::ErrorCode::InvalidTextRepresentation,
+                    format!("invalid value for parameter ${}: not UTF-8", index + 1),
+                )
+            })
+            .and_then(creek_common::geo::parse_point)
+    }
+    .map_err(|error| to_pg_error(&crate::error::Error::from(error)))?;
+    let array = creek_common::geo::points_to_array(&[Some(point)]);
+    Ok(ScalarValue::FixedSizeList(Arc::new(array)))
 }
 
 fn decode_array_param<S: Clone>(

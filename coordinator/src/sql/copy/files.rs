@@ -330,6 +330,16 @@ impl RowReader<'_> {
                 serde_json::Value::Number(n) => Some(n.to_string()),
                 // Arrays as JSON text, which array columns read (`plan::array_literal`).
                 array @ serde_json::Value::Array(_) => Some(array.to_string()),
+                // A point may be written `{"lon": .., "lat": ..}`; other objects wait for
+                // object columns.
+                object @ serde_json::Value::Object(_)
+                    if matches!(
+                        self.copy.table.column(&key).map(|c| &c.column_type),
+                        Some(creek_common::types::ColumnType::GeoPoint)
+                    ) =>
+                {
+                    Some(object.to_string())
+                }
                 serde_json::Value::Object(_) => {
                     return Err(format!("column {key}: objects are not supported yet"));
                 }

@@ -1,8 +1,9 @@
 //! How values become a column's type on write: every INSERT, UPDATE, COPY and key lookup
 //! casts its rows here, so all of them accept and refuse the same values. Beyond Arrow's
 //! strict casts it knows Creek's own conversions: a number written to a timestamp column is
-//! epoch milliseconds (CrateDB's rule, which its clients rely on), and text written to an
-//! array column is a PostgreSQL array literal (`'{a,b}'`) or a JSON array.
+//! epoch milliseconds (CrateDB's rule, which its clients rely on), text written to an array
+//! column is a PostgreSQL array literal (`'{a,b}'`) or a JSON array, and a `geo_point` is read
+//! from WKT, `[lon, lat]` or `{"lon", "lat"}` (`creek_common::geo`).
 
 use std::sync::Arc;
 
@@ -87,6 +88,10 @@ fn convert(array: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
         }
         DataType::List(_) if source == &DataType::Utf8 => {
             text_to_list_array(array.as_string::<i32>(), target)
+        }
+        target if creek_common::geo::is_point_type(target) => {
+            let points = creek_common::geo::points_from_array(array)?;
+            Ok(Arc::new(creek_common::geo::points_to_array(&points)))
         }
         _ => strict_cast(array, target),
     }

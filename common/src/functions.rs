@@ -1,0 +1,18 @@
+//! The functions both roles resolve: what a data node can decode and run in a plan fragment
+//! or a pushed filter. A coordinator checks a fragment against this same set before it sends
+//! one, so the two cannot disagree. Coordinator-only functions must not be added here.
+
+use std::sync::Arc;
+
+use datafusion::execution::TaskContext;
+use datafusion::prelude::SessionContext;
+
+/// A task context with DataFusion's built-in functions and Creek's shared ones (the geo
+/// functions). Building one copies every registry: build it once and share it.
+pub fn fragment_task_context() -> Arc<TaskContext> {
+    let ctx = SessionContext::new();
+    for function in crate::geo::functions() {
+        ctx.register_udf(function);
+    }
+    ctx.task_ctx()
+}

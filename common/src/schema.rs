@@ -49,6 +49,10 @@ pub struct ColumnDef {
     /// How the column's values are indexed besides being stored columnar.
     #[serde(default, skip_serializing_if = "ColumnIndex::is_plain")]
     pub index: ColumnIndex,
+    /// For a generated column (`GENERATED ALWAYS AS expr`), the expression as SQL text: the
+    /// coordinator computes the column from the row's other columns on every write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<String>,
 }
 
 /// A column's index, as `CREATE TABLE` declares it (CrateDB's `INDEX OFF`).
@@ -365,6 +369,7 @@ mod tests {
                     column_type: ColumnType::BigInt,
                     not_null: false,
                     default_expr: None,
+                    generated: None,
                     index: Default::default(),
                 })
                 .collect(),

@@ -82,6 +82,29 @@ def test_json_lines_from_a_glob_with_a_summary(conn, table, files):
     ]
 
 
+def test_generated_columns_are_computed_for_copied_rows(conn, files):
+    conn.execute("DROP TABLE IF EXISTS copy_generated")
+    conn.execute("CREATE TABLE copy_generated (id INTEGER PRIMARY KEY, ts TIMESTAMP, "
+                 "day TIMESTAMP GENERATED ALWAYS AS date_trunc('day', ts), "
+                 "twice INTEGER GENERATED ALWAYS AS id * 2)")
+    write_lines(files / "g.json", [
+        {"id": 1, "ts": "2024-05-06T07:08:09"},
+        {"id": 2, "ts": "2024-05-07T00:00:00", "twice": 4},   # given and matching
+        {"id": 3, "ts": "2024-05-08T10:00:00", "twice": 7},   # given and wrong: a bad row
+    ])
+    rows = conn.execute(f"COPY copy_generated FROM 'file://{files}/g.json' RETURN SUMMARY").fetchall()
+    assert [(r[2], r[3]) for r in rows] == [(2, 1)]
+    assert any("does not match its expression" in message for message in json.loads(rows[0][4]))
+    conn.execute("REFRESH TABLE copy_generated")
+    assert conn.execute("SELECT id, day, twice FROM copy_generated ORDER BY id").fetchall() == [
+        (1, datetime(2024, 5, 6), 2),
+        (2, datetime(2024, 5, 7), 4),
+    ]
+    create = conn.execute("SHOW CREATE TABLE copy_generated").fetchone()[0]
+    assert "\"twice\" INTEGER GENERATED ALWAYS AS (id * 2)" in create
+    conn.execute("DROP TABLE copy_generated")
+
+
 def test_without_a_summary_bad_rows_fail_the_statement(conn, table, files):
     write_lines(files / "ok.json", [{"id": 10, "name": "a"}, {"id": 11, "name": "b"}])
     cursor = conn.execute(f"COPY {table} FROM 'file://{files}/ok.json'")

@@ -503,6 +503,7 @@ mod tests {
                 column_type: ColumnType::Integer,
                 not_null: false,
                 default_expr: None,
+                generated: None,
                 index: Default::default(),
             }],
             primary_key: vec![],

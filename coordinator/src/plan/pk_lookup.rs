@@ -119,6 +119,10 @@ impl PkLookup {
         }
         let mut key_table = table.clone();
         key_table.columns.retain(|c| needed.contains(&&c.name));
+        // Key values are looked up as given, never computed.
+        for column in &mut key_table.columns {
+            column.generated = None;
+        }
         Some(PkLookup {
             table,
             key_table,

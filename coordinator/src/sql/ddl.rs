@@ -252,11 +252,19 @@ pub fn table_from_create(
         let column_name = ident_name(&column.name);
         let mut not_null = false;
         let mut default_expr = None;
+        let mut generated = None;
         for option in &column.options {
             match &option.option {
                 ColumnOption::NotNull => not_null = true,
                 ColumnOption::Null => not_null = false,
                 ColumnOption::Default(expr) => default_expr = Some(expr.to_string()),
+                ColumnOption::Generated {
+                    generation_expr: Some(expr),
+                    generation_expr_mode,
+                    ..
+                } if *generation_expr_mode != Some(ast::GeneratedExpressionMode::Virtual) => {
+                    generated = Some(expr.to_string());
+                }
                 ColumnOption::PrimaryKey(_) => {
                     primary_key.push(column_name.clone());
                     not_null = true;
@@ -296,6 +304,7 @@ pub fn table_from_create(
             column_type: column_type(&column.data_type)?,
             not_null,
             default_expr,
+            generated,
         });
     }
     if let Some(name) = clauses
@@ -356,6 +365,7 @@ pub fn table_from_create(
         version: 0,
     };
     table.validate()?;
+    crate::sql::dml::check_generated_columns(&table)?;
     Ok(table)
 }
 
@@ -473,6 +483,9 @@ pub fn show_create_table(table: &TableSchema) -> String {
             if let Some(default) = &c.default_expr {
                 line.push_str(&format!(" DEFAULT {default}"));
             }
+            if let Some(expression) = &c.generated {
+                line.push_str(&format!(" GENERATED ALWAYS AS ({expression})"));
+            }
             line
         })
         .collect();
@@ -575,6 +588,7 @@ pub async fn add_column(
         not_null,
         default_expr,
         index,
+        generated: None,
     };
     let mut changed = table.clone();
     changed.columns.push(column.clone());

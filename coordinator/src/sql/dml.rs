@@ -7,12 +7,14 @@
 
 mod conform;
 mod delete;
+mod generated;
 mod update;
 mod upsert;
 
 pub(crate) use conform::{conform_batch, convert_value};
 pub use delete::delete;
 pub(crate) use delete::delete_parameter_types;
+pub(crate) use generated::check_definitions as check_generated_columns;
 pub use update::update;
 pub(crate) use update::update_parameter_types;
 
@@ -20,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use creek_common::error::ErrorCode;
-use creek_common::schema::{TableSchema, ID_COLUMN};
+use creek_common::schema::{ColumnDef, TableSchema, ID_COLUMN};
 use creek_proto::v1::{RowStatus, WriteMode};
 use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray, UInt32Array};
 use datafusion::arrow::compute::{filter_record_batch, take_record_batch};
@@ -440,6 +442,20 @@ pub(crate) fn values_parameter_types(
 }
 
 /// The column an `ON CONFLICT DO UPDATE SET` assignment writes, normalised.
+/// An UPDATE or `ON CONFLICT DO UPDATE` may not assign a generated column: it is computed.
+pub(super) fn refuse_generated(column: &ColumnDef) -> Result<()> {
+    if column.generated.is_some() {
+        return Err(Error::new(
+            ErrorCode::InvalidParameterValue,
+            format!(
+                "column \"{}\" is a generated column and cannot be assigned",
+                column.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn assignment_column(target: &ast::AssignmentTarget) -> Option<String> {
     match target {
         ast::AssignmentTarget::ColumnName(name) => Some(crate::plan::identifiers::last_name(name)),

@@ -16,6 +16,7 @@ use crate::plan::params::parameter_number;
 
 mod copy_files;
 mod fulltext;
+mod generated;
 mod text;
 
 pub use copy_files::{CopyFromClause, CopyToClause};
@@ -212,7 +213,7 @@ fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
         let (tokens, indexes) = lift_column_index(tokens, is_alter_table)?;
         clauses.column_index = indexes.index;
         clauses.fulltext = indexes.fulltext;
-        tokens
+        generated::normalize_generated(tokens)
     } else {
         tokens
     };

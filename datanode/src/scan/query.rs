@@ -452,6 +452,7 @@ mod tests {
             column_type,
             not_null: false,
             default_expr: None,
+            generated: None,
             index,
         }
     }

@@ -127,6 +127,7 @@ mod tests {
             column_type: ColumnType::BigInt,
             not_null: false,
             default_expr: None,
+            generated: None,
             index: Default::default(),
         };
         let table = TableSchema {

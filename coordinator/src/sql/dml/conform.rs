@@ -160,6 +160,8 @@ fn strict_cast(array: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
 pub(crate) fn conform_batch(table: &TableSchema, batch: &RecordBatch) -> Result<RecordBatch> {
     let mut fields = Vec::with_capacity(table.columns.len());
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(table.columns.len());
+    // Per column, the values the writer gave for a generated column.
+    let mut given: Vec<Option<ArrayRef>> = Vec::with_capacity(table.columns.len());
     for column in &table.columns {
         let target = column.column_type.arrow_type();
         let array = match batch.column_by_name(&column.name) {
@@ -176,7 +178,12 @@ pub(crate) fn conform_batch(table: &TableSchema, batch: &RecordBatch) -> Result<
             })?,
             None => datafusion::arrow::array::new_null_array(&target, batch.num_rows()),
         };
-        if column.not_null && array.null_count() > 0 {
+        let generated = column.generated.is_some();
+        given.push(
+            (generated && batch.column_by_name(&column.name).is_some()).then(|| array.clone()),
+        );
+        // A generated column's NOT NULL is checked once it is computed.
+        if column.not_null && !generated && array.null_count() > 0 {
             return Err(Error::new(
                 ErrorCode::NotNullViolation,
                 format!(
@@ -204,5 +211,9 @@ pub(crate) fn conform_batch(table: &TableSchema, batch: &RecordBatch) -> Result<
         fields.push(Field::new(&column.name, target, true));
         arrays.push(array);
     }
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
+    if given.len() == table.columns.len() && table.columns.iter().any(|c| c.generated.is_some()) {
+        return super::generated::fill(table, batch, &given, convert);
+    }
+    Ok(batch)
 }

@@ -81,6 +81,7 @@ fn update_query(
                 format!("updating primary key or routing column \"{column}\" is not supported"),
             ));
         }
+        super::refuse_generated(definition)?;
         if let Some(index) = placeholder_index(&assignment.value) {
             assigned_parameters.push((index, definition.column_type.arrow_type()));
         }
@@ -95,6 +96,8 @@ fn update_query(
                 .iter()
                 .map(|c| match assignments.get(&c.name) {
                     Some(expr) => format!("{expr} AS \"{}\"", c.name),
+                    // Computed again from the updated row when it is written.
+                    None if c.generated.is_some() => format!("NULL AS \"{}\"", c.name),
                     None => format!("\"{}\"", c.name),
                 }),
         )

@@ -231,7 +231,19 @@ async fn merge(
         .collect();
     let t = format!("\"{}\"", table.name);
     let mut select: Vec<String> = vec![format!("excluded.\"{ID_COLUMN}\" AS \"{ID_COLUMN}\"")];
+    if let Some(column) = table
+        .columns
+        .iter()
+        .find(|c| c.generated.is_some() && assignments.contains_key(&c.name))
+    {
+        super::refuse_generated(column)?;
+    }
     select.extend(table.columns.iter().map(|c| match assignments.get(&c.name) {
+        // An updated row's generated column is computed again when it is written.
+        None if c.generated.is_some() => format!(
+            "CASE WHEN {t}.\"{ID_COLUMN}\" IS NULL THEN excluded.\"{0}\" ELSE NULL END AS \"{0}\"",
+            c.name
+        ),
         Some(expr) => format!(
             "CASE WHEN {t}.\"{ID_COLUMN}\" IS NULL THEN excluded.\"{0}\" ELSE {expr} END AS \"{0}\"",
             c.name

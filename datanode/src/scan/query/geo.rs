@@ -136,6 +136,7 @@ mod tests {
                     column_type: ColumnType::Text { max_len: None },
                     not_null: false,
                     default_expr: None,
+                    generated: None,
                     index: ColumnIndex::Plain,
                 },
                 ColumnDef {
@@ -143,6 +144,7 @@ mod tests {
                     column_type: ColumnType::GeoPoint,
                     not_null: false,
                     default_expr: None,
+                    generated: None,
                     index: ColumnIndex::Plain,
                 },
             ],

@@ -7,12 +7,18 @@ use std::sync::Arc;
 use datafusion::execution::TaskContext;
 use datafusion::prelude::SessionContext;
 
-/// A task context with DataFusion's built-in functions and Creek's shared ones (the geo
-/// functions). Building one copies every registry: build it once and share it.
-pub fn fragment_task_context() -> Arc<TaskContext> {
-    let ctx = SessionContext::new();
+/// Registers Creek's shared functions (the geo functions) with `ctx`: every context that
+/// plans or evaluates user expressions has them.
+pub fn register_shared(ctx: &SessionContext) {
     for function in crate::geo::functions() {
         ctx.register_udf(function);
     }
+}
+
+/// A task context with DataFusion's built-in functions and Creek's shared ones. Building one
+/// copies every registry: build it once and share it.
+pub fn fragment_task_context() -> Arc<TaskContext> {
+    let ctx = SessionContext::new();
+    register_shared(&ctx);
     ctx.task_ctx()
 }

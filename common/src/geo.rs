@@ -242,8 +242,15 @@ pub fn distance_bounds(center: GeoPoint, radius: f64) -> Option<GeoBounds> {
         });
     }
     // The widest longitude of a spherical cap (its tangent meridians), which holds while
-    // the cap excludes both poles, as it does here.
-    let ratio = (angle.sin() / center.lat.to_radians().cos()).min(1.0);
+    // the cap excludes both poles, as it does here. Near 1, asin magnifies the rounding of
+    // the ratio beyond the padding: a cap that almost reaches a pole spans every longitude.
+    let ratio = angle.sin() / center.lat.to_radians().cos();
+    if ratio >= 1.0 - 1e-9 {
+        return Some(GeoBounds {
+            lon: None,
+            lat: (lat_min, lat_max),
+        });
+    }
     let lon_delta = ratio.asin().to_degrees() + BOUNDS_PADDING_DEGREES;
     let (lon_min, lon_max) = (center.lon - lon_delta, center.lon + lon_delta);
     Some(GeoBounds {
@@ -623,6 +630,14 @@ mod tests {
             }
         }
         assert_eq!(distance_bounds(point(0.0, 0.0), f64::NAN), None);
+        // A circle whose edge all but touches the poles: the rounding of asin near 1 must not
+        // cut off a point just inside it.
+        let (center, radius) = (point(0.0, 0.0), 10_007_557.153_151_054);
+        let inside = point(89.999_999_387_226_27, 0.0);
+        assert!(distance(center, inside) < radius);
+        if let Some((from, to)) = distance_bounds(center, radius).unwrap().lon {
+            assert!(from <= inside.lon && inside.lon <= to);
+        }
         assert!(distance_bounds(point(179.9, 0.0), 50_000.0)
             .unwrap()
             .lon

@@ -88,9 +88,7 @@ pub fn session_context(
     ctx.register_udaf(single_row::single_row_value());
     ctx.register_udf(crate::plan::array_literal::text_to_array_function());
     ctx.register_udf(crate::plan::fulltext::match_function());
-    for function in creek_common::geo::functions() {
-        ctx.register_udf(function);
-    }
+    creek_common::functions::register_shared(&ctx);
     ctx.register_udf(crate::plan::array_literal::try_text_to_array_function());
     ctx
 }

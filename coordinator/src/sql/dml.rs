@@ -200,9 +200,9 @@ async fn write_insert(
     // statement with nothing written (a bulk request then retries row by row and must not find
     // rows of the failed attempt already there).
     let batches = batches
-        .iter()
+        .into_iter()
         .filter(|batch| batch.num_rows() > 0)
-        .map(|batch| conform_batch(&table, batch))
+        .map(|batch| conform_batch(&table, &batch))
         .collect::<Result<Vec<_>>>()?;
     let mut written = Vec::new();
     let mut all_statuses = Vec::new();
@@ -694,6 +694,7 @@ async fn returning(
     items: &[ast::SelectItem],
 ) -> Result<Output> {
     let ctx = SessionContext::new();
+    creek_common::functions::register_shared(&ctx);
     let schema = rows
         .first()
         .map(|b| b.schema())

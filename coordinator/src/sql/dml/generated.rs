@@ -28,9 +28,7 @@ fn context() -> &'static SessionContext {
     static CONTEXT: OnceLock<SessionContext> = OnceLock::new();
     CONTEXT.get_or_init(|| {
         let ctx = SessionContext::new();
-        for function in creek_common::geo::functions() {
-            ctx.register_udf(function);
-        }
+        creek_common::functions::register_shared(&ctx);
         ctx
     })
 }

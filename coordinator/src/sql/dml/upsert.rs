@@ -207,6 +207,7 @@ async fn merge(
     }
     let ctx = SessionContext::new();
     ctx.register_udf(crate::plan::array_literal::text_to_array_function());
+    creek_common::functions::register_shared(&ctx);
     let mut excluded_fields = vec![Field::new(ID_COLUMN, DataType::Utf8, false)];
     excluded_fields.extend(rows.schema().fields().iter().map(|f| f.as_ref().clone()));
     let mut excluded_arrays: Vec<ArrayRef> = vec![Arc::new(StringArray::from(ids.clone()))];

@@ -6,7 +6,8 @@
 use std::ops::Bound;
 
 use creek_common::geo::{
-    area_bounds, distance_bounds, parse_area, parse_point, GeoBounds, DISTANCE_FUNCTION,
+    area_bounds, distance_bounds, parse_area, parse_point, points_from_array, GeoBounds, GeoPoint,
+    DISTANCE_FUNCTION,
 };
 use creek_common::types::ColumnType;
 use datafusion::common::ScalarValue;
@@ -54,7 +55,7 @@ pub(super) fn distance_query(
         | [Expr::Literal(center, _), Expr::Column(column)] => (column, center),
         _ => return None,
     };
-    let center = parse_point(literal_text(center)?).ok()?;
+    let center = literal_point(center)?;
     bounds_query(layout, &column.name, distance_bounds(center, radius)?)
 }
 
@@ -65,6 +66,17 @@ pub(super) fn within_query(layout: Layout<'_>, args: &[Expr]) -> Option<Box<dyn 
     };
     let area = parse_area(literal_text(area)?).ok()?;
     bounds_query(layout, &column.name, area_bounds(&area)?)
+}
+
+/// A point literal: text, or a point or `[lon, lat]` value (a bound parameter).
+fn literal_point(value: &ScalarValue) -> Option<GeoPoint> {
+    if let Some(text) = literal_text(value) {
+        return parse_point(text).ok();
+    }
+    points_from_array(&value.to_array().ok()?)
+        .ok()?
+        .pop()
+        .flatten()
 }
 
 fn arrow_f64() -> datafusion::arrow::datatypes::DataType {
@@ -245,6 +257,13 @@ mod tests {
         assert_eq!(count(distance_to("POINT(13.4 52.5)").lt(lit(1000.0))), 1);
         assert_eq!(count(lit(1000.0).gt(distance_to("POINT(13.4 52.5)"))), 1);
         assert_eq!(count(distance_to("[10, 10]").lt_eq(lit(0.0))), 1);
+        // A bound point parameter arrives as a point value, not text.
+        let berlin =
+            datafusion::common::ScalarValue::FixedSizeList(Arc::new(points_to_array(&[Some(
+                GeoPoint::new(13.4, 52.5).unwrap(),
+            )])));
+        let by_value = function("distance").call(vec![col("p"), lit(berlin)]);
+        assert_eq!(count(by_value.lt(lit(1000.0))), 1);
         // Around the antimeridian the box spans every longitude: both sides are kept.
         assert_eq!(count(distance_to("POINT(180 0)").lt(lit(20_000.0))), 2);
         assert_eq!(count(col("p").is_not_null()), 6);

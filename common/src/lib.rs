@@ -10,6 +10,7 @@ pub mod functions;
 pub mod geo;
 pub mod ids;
 pub mod object_uri;
+pub mod partition;
 pub mod routing;
 pub mod schema;
 pub mod state;

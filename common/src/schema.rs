@@ -107,6 +107,12 @@ pub struct TableSchema {
     /// definition instead of dropping the values it does not know.
     #[serde(default)]
     pub version: u64,
+    /// The `PARTITIONED BY` columns, in order; empty for a table without partitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitioned_by: Vec<String>,
+    /// The partitions that exist, in creation order (see [`crate::partition`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<crate::partition::PartitionDef>,
 }
 
 /// An index declared with `CREATE INDEX`.
@@ -263,6 +269,7 @@ impl TableSchema {
             }
         }
         self.validate_fulltext()?;
+        self.validate_partitioning()?;
         if self.num_shards == 0 || self.num_shards > MAX_SHARDS {
             return Err(CodedError::new(
                 ErrorCode::InvalidParameterValue,
@@ -379,6 +386,8 @@ mod tests {
             settings: BTreeMap::new(),
             indexes: Vec::new(),
             fulltext: Vec::new(),
+            partitioned_by: Vec::new(),
+            partitions: Vec::new(),
             version: 0,
         }
     }

@@ -160,6 +160,10 @@ pub struct ShardRouting {
     /// again).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_on: Vec<NodeId>,
+    /// The shard belonged to a partition that was dropped: it has no copies, its number is
+    /// never reused, and nodes delete what they still hold of it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dropped: bool,
 }
 
 impl ShardRouting {
@@ -238,6 +242,7 @@ where
                             }],
                             in_sync: vec![allocation_id],
                             failed_on: Vec::new(),
+                            dropped: false,
                         }
                     }
                 })

@@ -307,7 +307,7 @@ impl Cluster {
             let routing = state.routing.get(&table.id.0).cloned().unwrap_or_default();
             let pending = routing
                 .iter()
-                .filter(|r| r.primary().is_none_or(|p| p.state != CopyState::Started))
+                .filter(|r| !r.dropped && r.primary().is_none_or(|p| p.state != CopyState::Started))
                 .count();
             if pending == 0 {
                 return Ok(());
@@ -323,6 +323,53 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Creates the partitions of `table` for `values` that do not exist yet and waits for
+    /// their primaries; returns the table's definition with them.
+    pub async fn create_partitions(
+        &self,
+        table: &TableSchema,
+        values: Vec<Vec<Option<String>>>,
+    ) -> Result<TableSchema> {
+        self.change(Command::CreatePartitions {
+            schema: table.schema_name.clone(),
+            name: table.name.clone(),
+            values,
+        })
+        .await?;
+        self.wait_for_primaries(&table.schema_name, &table.name)
+            .await?;
+        self.catalog()
+            .existing_table(&table.schema_name, &table.name)
+    }
+
+    /// Drops partitions of a table by ident (their shards and rows).
+    pub async fn drop_partitions(&self, table: &TableSchema, idents: Vec<String>) -> Result<()> {
+        self.change(Command::DropPartitions {
+            schema: table.schema_name.clone(),
+            name: table.name.clone(),
+            idents,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Sets (`Some`) or resets (`None`) allocation settings of one partition.
+    pub async fn set_partition_settings(
+        &self,
+        table: &TableSchema,
+        ident: String,
+        settings: BTreeMap<String, Option<String>>,
+    ) -> Result<()> {
+        self.change(Command::SetPartitionSettings {
+            schema: table.schema_name.clone(),
+            name: table.name.clone(),
+            ident,
+            settings,
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Sets (`Some`) or resets (`None`) settings of a table; copies move, appear or go as
@@ -683,7 +730,7 @@ impl Cluster {
         };
         let state = self.catalog().state();
         let wanted = if setting.eq_ignore_ascii_case("all") {
-            crate::catalog::commands::wanted_copies(&state, table)
+            crate::catalog::commands::wanted_copies_of_shard(&state, table, shard)
         } else {
             setting.parse::<usize>().unwrap_or(1)
         };

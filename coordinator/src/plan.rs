@@ -11,6 +11,7 @@ pub mod identifiers;
 pub mod naming;
 pub mod output_names;
 pub mod params;
+pub mod partitions;
 pub mod pg_compat;
 pub mod pg_functions;
 pub mod pk_lookup;

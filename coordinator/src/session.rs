@@ -355,12 +355,26 @@ impl Session {
                 }
                 return Ok(affected("REFRESH", 0));
             }
-            ParsedStatement::AlterTableSettings { table, settings } => {
+            ParsedStatement::AlterTableSettings {
+                table,
+                partition,
+                settings,
+            } => {
                 let schema = self.settings.lock().schema.clone();
                 let (schema_name, table_name) = split_name(&table, &schema)?;
-                self.cluster
+                let definition = self
+                    .cluster
                     .catalog()
                     .existing_table(&schema_name, &table_name)?;
+                if let Some(spec) = partition {
+                    let ident = crate::plan::partitions::partition_of_spec(&definition, &spec)?
+                        .ident
+                        .clone();
+                    self.cluster
+                        .set_partition_settings(&definition, ident, settings)
+                        .await?;
+                    return Ok(affected("ALTER TABLE", 0));
+                }
                 for (key, value) in &settings {
                     match value {
                         Some(value) => crate::sql::ddl::check_table_setting(key, value)?,

@@ -14,10 +14,12 @@ use serde::{Deserialize, Serialize};
 
 mod allocation;
 mod index;
+mod partitions;
 
 pub use allocation::{
-    explain_allocations, is_allocation_setting, parse_replicas, wanted_copies,
-    AllocationExplanation, AWARENESS_SETTING, DEFAULT_REPLICAS, REPLICAS_SETTING,
+    explain_allocations, is_allocation_setting, parse_replicas, shard_view, wanted_copies,
+    wanted_copies_of_shard, AllocationExplanation, AWARENESS_SETTING, DEFAULT_REPLICAS,
+    REPLICAS_SETTING,
 };
 pub use index::{index_exists, relation_exists};
 
@@ -113,6 +115,26 @@ pub enum Command {
         allocation_id: String,
         primary_term: u64,
         reason: String,
+    },
+    /// Creates the partitions of a partitioned table for these values (one list of partition
+    /// column values each, as key text) that do not exist yet.
+    CreatePartitions {
+        schema: String,
+        name: String,
+        values: Vec<Vec<Option<String>>>,
+    },
+    /// Drops partitions of a table, by ident, with their rows.
+    DropPartitions {
+        schema: String,
+        name: String,
+        idents: Vec<String>,
+    },
+    /// Sets (`Some`) or resets (`None`) one partition's allocation settings.
+    SetPartitionSettings {
+        schema: String,
+        name: String,
+        ident: String,
+        settings: BTreeMap<String, Option<String>>,
     },
 }
 
@@ -388,6 +410,22 @@ fn apply_command(state: &mut ClusterState, command: &Command) -> Result<bool, Co
             primary_term,
             ..
         } => allocation::copy_failed(state, *table, *shard, allocation_id, *primary_term),
+        Command::CreatePartitions {
+            schema,
+            name,
+            values,
+        } => partitions::create_partitions(state, schema, name, values),
+        Command::DropPartitions {
+            schema,
+            name,
+            idents,
+        } => partitions::drop_partitions(state, schema, name, idents),
+        Command::SetPartitionSettings {
+            schema,
+            name,
+            ident,
+            settings,
+        } => partitions::set_partition_settings(state, schema, name, ident, settings),
     }
 }
 
@@ -463,8 +501,15 @@ fn create_table(
     let mut table = table.clone();
     table.id = TableId(state.next_table_id.max(1));
     table.version = 1;
+    table.partitions.clear();
     table.validate()?;
-    let routing = allocation::allocate_table(state, &table)?;
+    // A partitioned table's shards come with its partitions, as rows arrive.
+    let routing = if table.is_partitioned() {
+        allocation::check_rules(&table)?;
+        Vec::new()
+    } else {
+        allocation::allocate_table(state, &table)?
+    };
     state.next_table_id = table.id.0 + 1;
     state.routing.insert(table.id.0, routing);
     state.tables.insert(key, table);
@@ -516,6 +561,8 @@ mod tests {
                 .collect(),
             indexes: Vec::new(),
             fulltext: Vec::new(),
+            partitioned_by: Vec::new(),
+            partitions: Vec::new(),
             version: 0,
         }
     }

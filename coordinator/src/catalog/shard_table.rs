@@ -135,7 +135,23 @@ impl ShardTable {
                 }
                 None => None,
             };
-            let shard = crate::plan::routing::shard_of(table, &id, routing_value.as_deref());
+            // Partition columns are part of the key: the key names its partition, and a key
+            // of a partition that does not exist names no row.
+            let partition = if table.is_partitioned() {
+                let mut values = Vec::with_capacity(table.partitioned_by.len());
+                for column in &table.partitioned_by {
+                    let index = table.primary_key.iter().position(|k| k == column)?;
+                    values.push(Some(texts[index].clone()));
+                }
+                match table.partition_of_values(&values) {
+                    Some(partition) => Some(partition),
+                    None => continue,
+                }
+            } else {
+                None
+            };
+            let shard =
+                crate::plan::routing::shard_of(table, partition, &id, routing_value.as_deref());
             lookups.push((id, shard));
         }
         Some(lookups)
@@ -344,7 +360,10 @@ impl TableProvider for ShardTable {
                 if crate::plan::fulltext::match_spec_of(f).is_some() {
                     // Only the data nodes can decide a MATCH: it must not stay above the scan.
                     TableProviderFilterPushDown::Exact
-                } else if pushed_filter(&self.table, f).is_some() {
+                } else if pushed_filter(&self.table, f).is_some()
+                    || crate::plan::partitions::is_partition_predicate(&self.table, f)
+                {
+                    // Partition predicates prune partitions; the rows are filtered above.
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -382,6 +401,15 @@ impl TableProvider for ShardTable {
             .iter()
             .map(|f| f.name().clone())
             .collect();
+        let live_shards: Vec<u32> = if self.table.is_partitioned() {
+            let all: Vec<&Expr> = filters.iter().collect();
+            crate::plan::partitions::prune(&self.table, &all)
+                .into_iter()
+                .flat_map(|p| p.shards())
+                .collect()
+        } else {
+            (0..self.table.num_shards).collect()
+        };
         let filters: Vec<Expr> = filters
             .iter()
             .filter(|f| crate::plan::fulltext::match_spec_of(f).is_none())
@@ -395,7 +423,7 @@ impl TableProvider for ShardTable {
                     lookups.into_iter().map(|(id, _)| id).collect(),
                 )
             }
-            None => ((0..self.table.num_shards).collect::<Vec<u32>>(), Vec::new()),
+            None => (live_shards, Vec::new()),
         };
         let mut scan = ShardScanExec::new(
             self.table.clone(),
@@ -409,7 +437,7 @@ impl TableProvider for ShardTable {
             Arc::default(),
         );
         if let Some(mut spec) = match_spec {
-            if self.table.num_shards > 1 {
+            if self.table.num_shards > 1 || self.table.is_partitioned() {
                 let writes = session_writes_of(state.config(), self.table.id, &scan.shards);
                 spec.stats = Some(scan.match_stats(&spec, &writes).await?);
             }
@@ -783,6 +811,34 @@ impl DisplayAs for ShardScanExec {
             "ShardScanExec: table={}.{}, shards={:?}",
             self.table.schema_name, self.table.name, self.shards
         )?;
+        if self.table.is_partitioned() {
+            // Which partitions the scan reads: pruning made visible.
+            let read: Vec<String> = self
+                .table
+                .partitions
+                .iter()
+                .filter(|p| p.shards().any(|shard| self.shards.contains(&shard)))
+                .map(|p| {
+                    let values: Vec<String> = self
+                        .table
+                        .partitioned_by
+                        .iter()
+                        .zip(&p.values)
+                        .map(|(column, value)| {
+                            format!("{column}={}", value.as_deref().unwrap_or("NULL"))
+                        })
+                        .collect();
+                    format!("({})", values.join(", "))
+                })
+                .collect();
+            write!(
+                f,
+                ", partitions={}/{} [{}]",
+                read.len(),
+                self.table.partitions.len(),
+                read.join(", ")
+            )?;
+        }
         if !self.filters.is_empty() {
             let filters: Vec<String> = self.filters.iter().map(|e| e.to_string()).collect();
             write!(f, ", pushed_filters=[{}]", filters.join(", "))?;

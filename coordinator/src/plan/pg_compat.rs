@@ -131,6 +131,24 @@ impl VisitorMut for Rewriter {
     type Break = ();
 
     fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        // `information_schema.table_partitions` (CrateDB's) is served by the sys schema:
+        // DataFusion owns `information_schema` and knows no partitions.
+        if let TableFactor::Table {
+            name, args: None, ..
+        } = factor
+        {
+            let parts: Vec<String> = name
+                .0
+                .iter()
+                .filter_map(|part| match part {
+                    ObjectNamePart::Identifier(ident) => Some(ident.value.to_lowercase()),
+                    _ => None,
+                })
+                .collect();
+            if parts == ["information_schema", "table_partitions"] {
+                *name = ObjectName::from(vec![Ident::new("sys"), Ident::new("table_partitions")]);
+            }
+        }
         // `FROM pg_catalog.unnest(...)`: a table function, named like the scalar ones.
         if let TableFactor::Table {
             name,

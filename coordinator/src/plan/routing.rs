@@ -5,6 +5,7 @@
 //! and every row's shard comes from [`shard_of`].
 
 use creek_common::error::ErrorCode;
+use creek_common::partition::PartitionDef;
 use creek_common::routing::{key_texts, shard_for_key};
 use creek_common::schema::TableSchema;
 use datafusion::arrow::array::ArrayRef;
@@ -30,14 +31,39 @@ pub fn array_key_texts(array: &ArrayRef) -> Result<Vec<Option<String>>> {
 }
 
 /// The shard of a row: the hash of its `CLUSTERED BY` value when the table has one and the
-/// row's value is not NULL, otherwise of its `_id`. The one routing rule: inserts, updates,
-/// deletes and key lookups all call it.
-pub fn shard_of(table: &TableSchema, id: &str, routing_value: Option<&str>) -> u32 {
+/// row's value is not NULL, otherwise of its `_id`, among the shards of the row's partition
+/// (of a partitioned table) or of the table. The one routing rule: inserts, updates, deletes
+/// and key lookups all call it.
+pub fn shard_of(
+    table: &TableSchema,
+    partition: Option<&PartitionDef>,
+    id: &str,
+    routing_value: Option<&str>,
+) -> u32 {
     let key = match (&table.clustered_by, routing_value) {
         (Some(_), Some(value)) => value,
         _ => id,
     };
-    shard_for_key(key, table.num_shards)
+    match partition {
+        Some(partition) => partition.first_shard + shard_for_key(key, partition.num_shards),
+        None => shard_for_key(key, table.num_shards),
+    }
+}
+
+/// The partition of every row of `batch` (`None` for all rows of a table without
+/// partitions).
+pub fn partitions_of_rows<'a>(
+    table: &'a TableSchema,
+    batch: &RecordBatch,
+) -> Result<Vec<Option<&'a PartitionDef>>> {
+    if table.is_partitioned() {
+        Ok(super::partitions::row_partitions(table, batch)?
+            .into_iter()
+            .map(Some)
+            .collect())
+    } else {
+        Ok(vec![None; batch.num_rows()])
+    }
 }
 
 /// The canonical `CLUSTERED BY` value text of every row of `batch` (all `None` when the table
@@ -112,10 +138,12 @@ pub fn ids_and_shards(table: &TableSchema, batch: &RecordBatch) -> Result<(Vec<S
         ));
     }
     let values = routing_values(table, batch)?;
+    let partitions = partitions_of_rows(table, batch)?;
     let shards = ids
         .iter()
         .zip(&values)
-        .map(|(id, value)| shard_of(table, id, value.as_deref()))
+        .zip(partitions)
+        .map(|((id, value), partition)| shard_of(table, partition, id, value.as_deref()))
         .collect();
     Ok((ids, shards))
 }

@@ -363,6 +363,8 @@ pub fn table_from_create(
         indexes: Vec::new(),
         fulltext: fulltext_indexes(&clauses.fulltext, analyzers)?,
         version: 0,
+        partitioned_by: clauses.partitioned_by.clone(),
+        partitions: Vec::new(),
     };
     table.validate()?;
     crate::sql::dml::check_generated_columns(&table)?;
@@ -521,6 +523,14 @@ pub fn show_create_table(table: &TableSchema) -> String {
             table.num_shards
         )),
         None => text.push_str(&format!("CLUSTERED INTO {} SHARDS\n", table.num_shards)),
+    }
+    if table.is_partitioned() {
+        let columns: Vec<String> = table
+            .partitioned_by
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect();
+        text.push_str(&format!("PARTITIONED BY ({})\n", columns.join(", ")));
     }
     let mut settings = table.settings.clone();
     settings

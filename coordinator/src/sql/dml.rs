@@ -8,6 +8,7 @@
 mod conform;
 mod delete;
 mod generated;
+pub(crate) mod partitions;
 mod update;
 mod upsert;
 
@@ -456,6 +457,28 @@ pub(super) fn refuse_generated(column: &ColumnDef) -> Result<()> {
     Ok(())
 }
 
+/// An UPDATE or `ON CONFLICT DO UPDATE` may not change a row's partition: neither assign a
+/// partition column nor a column a generated partition column is computed from (the row
+/// would have to move to another partition's shards).
+pub(super) fn refuse_partition_source(table: &TableSchema, column: &str) -> Result<()> {
+    for partition_column in &table.partitioned_by {
+        let derived = table
+            .column(partition_column)
+            .and_then(|c| c.generated.as_deref())
+            .is_some_and(|expr| generated::mentions_column(table, expr, column));
+        if partition_column == column || derived {
+            return Err(Error::new(
+                ErrorCode::FeatureNotSupported,
+                format!(
+                    "updating column \"{column}\" is not supported: it decides the row's \
+                     partition (PARTITIONED BY {partition_column})"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn assignment_column(target: &ast::AssignmentTarget) -> Option<String> {
     match target {
         ast::AssignmentTarget::ColumnName(name) => Some(crate::plan::identifiers::last_name(name)),
@@ -657,6 +680,8 @@ pub(crate) async fn write_batch(
     mode: WriteMode,
     visibility: Visibility<'_>,
 ) -> Result<(Vec<RowStatus>, RecordBatch)> {
+    let created = partitions::ensure_partitions(cluster, table, batch).await?;
+    let table = created.as_ref().unwrap_or(table);
     let (ids, shards) = ids_and_shards(table, batch)?;
     let mut with_id_fields: Vec<Field> = vec![Field::new(ID_COLUMN, DataType::Utf8, false)];
     with_id_fields.extend(batch.schema().fields().iter().map(|f| f.as_ref().clone()));

@@ -73,6 +73,8 @@ pub struct TableClauses {
     pub clustered_by: Option<String>,
     /// `INTO n SHARDS`.
     pub num_shards: Option<u32>,
+    /// `PARTITIONED BY (column, ...)`.
+    pub partitioned_by: Vec<String>,
     /// `WITH (key = value, ...)`.
     pub settings: BTreeMap<String, String>,
     /// Columns declared with `INDEX OFF` (in `CREATE TABLE` or `ALTER TABLE .. ADD COLUMN`).
@@ -89,9 +91,12 @@ pub enum ParsedStatement {
     Sql(Box<Statement>, TableClauses),
     /// `REFRESH TABLE t [, ...]`.
     Refresh(Vec<ObjectName>),
-    /// `ALTER TABLE t SET (key = value, ...)` (`Some`) or `RESET (key, ...)` (`None`).
+    /// `ALTER TABLE t [PARTITION (col = value, ...)] SET (key = value, ...)` (`Some`) or
+    /// `RESET (key, ...)` (`None`).
     AlterTableSettings {
         table: ObjectName,
+        /// The partition's column values as literal text (`None` for NULL), if one is named.
+        partition: Option<Vec<(String, Option<String>)>>,
         settings: BTreeMap<String, Option<String>>,
     },
     /// `SET GLOBAL [PERSISTENT | TRANSIENT] key = value, ...` or `RESET GLOBAL key, ...`.
@@ -289,8 +294,16 @@ fn parse_admin(tokens: &[&Token]) -> Option<Result<ParsedStatement>> {
     if tokens.get(verb + 1) != Some(&&Token::LParen) {
         return None;
     }
+    let partition_at = (2..verb).find(|i| is(*i, "partition"));
+    let partition = match partition_at {
+        Some(at) => match parse_partition_spec(&tokens[at + 1..verb]) {
+            Ok(spec) => Some(spec),
+            Err(error) => return Some(Err(error)),
+        },
+        None => None,
+    };
     let mut parts = Vec::new();
-    for token in &tokens[2..verb] {
+    for token in &tokens[2..partition_at.unwrap_or(verb)] {
         match token {
             Token::Word(word) => parts.push(ast::Ident {
                 value: if word.quote_style.is_some() {
@@ -327,7 +340,44 @@ fn parse_admin(tokens: &[&Token]) -> Option<Result<ParsedStatement>> {
             _ => return Some(Err(syntax_error("expected RESET (key, ...)"))),
         }
     };
-    Some(Ok(ParsedStatement::AlterTableSettings { table, settings }))
+    Some(Ok(ParsedStatement::AlterTableSettings {
+        table,
+        partition,
+        settings,
+    }))
+}
+
+/// Parses `(col = literal, ...)` of `ALTER TABLE t PARTITION (...)`: each value as its text,
+/// `None` for NULL.
+fn parse_partition_spec(tokens: &[&Token]) -> Result<Vec<(String, Option<String>)>> {
+    let invalid = || syntax_error("expected PARTITION (column = literal, ...)");
+    let (Some(Token::LParen), Some(Token::RParen)) = (tokens.first(), tokens.last()) else {
+        return Err(invalid());
+    };
+    let mut spec = Vec::new();
+    for pair in tokens[1..tokens.len() - 1].split(|t| **t == Token::Comma) {
+        let (column, value) = match pair {
+            [Token::Word(column), Token::Eq, value @ ..] => (column, value),
+            _ => return Err(invalid()),
+        };
+        let value = match value {
+            [Token::SingleQuotedString(text)] => Some(text.clone()),
+            [Token::Number(text, _)] => Some(text.clone()),
+            [Token::Minus, Token::Number(text, _)] => Some(format!("-{text}")),
+            [word] if word_is(word, "null") => None,
+            [word] if word_is(word, "true") || word_is(word, "false") => {
+                Some(word.to_string().to_lowercase())
+            }
+            _ => return Err(invalid()),
+        };
+        let name = if column.quote_style.is_some() {
+            column.value.clone()
+        } else {
+            column.value.to_lowercase()
+        };
+        spec.push((name, value));
+    }
+    Ok(spec)
 }
 
 /// Parses `key, key.sub, "quoted key"` into setting names.
@@ -385,7 +435,8 @@ fn parse_refresh(tokens: &[&Token]) -> Result<ParsedStatement> {
     Ok(ParsedStatement::Refresh(names))
 }
 
-/// Removes `CLUSTERED [BY (col)] [INTO n SHARDS]` and `WITH (...)` after the column list.
+/// Removes `CLUSTERED [BY (col)] [INTO n SHARDS]`, `PARTITIONED BY (col, ...)` and
+/// `WITH (...)` after the column list.
 fn lift_table_clauses(tokens: Vec<Token>) -> Result<(Vec<Token>, TableClauses)> {
     let mut clauses = TableClauses::default();
     let mut out = Vec::with_capacity(tokens.len());
@@ -457,6 +508,41 @@ fn lift_table_clauses(tokens: Vec<Token>) -> Result<(Vec<Token>, TableClauses)> 
                 continue;
             }
             return Err(syntax_error("expected BY or INTO after CLUSTERED"));
+        }
+        if depth == 0 && seen_columns && word_is(token, "partitioned") {
+            let by = next_significant(i + 1).filter(|j| word_is(&tokens[*j], "by"));
+            let open = by
+                .and_then(|j| next_significant(j + 1))
+                .filter(|j| tokens[*j] == Token::LParen)
+                .ok_or_else(|| syntax_error("expected PARTITIONED BY (column, ...)"))?;
+            let mut j = open + 1;
+            loop {
+                let column = next_significant(j)
+                    .ok_or_else(|| syntax_error("expected a column in PARTITIONED BY"))?;
+                let Token::Word(word) = &tokens[column] else {
+                    return Err(syntax_error("expected a column name in PARTITIONED BY"));
+                };
+                clauses.partitioned_by.push(if word.quote_style.is_some() {
+                    word.value.clone()
+                } else {
+                    word.value.to_lowercase()
+                });
+                let after = next_significant(column + 1)
+                    .ok_or_else(|| syntax_error("expected ) after PARTITIONED BY columns"))?;
+                match &tokens[after] {
+                    Token::Comma => j = after + 1,
+                    Token::RParen => {
+                        i = after + 1;
+                        break;
+                    }
+                    other => {
+                        return Err(syntax_error(format!(
+                            "unexpected {other} in PARTITIONED BY"
+                        )))
+                    }
+                }
+            }
+            continue;
         }
         if depth == 0 && seen_columns && word_is(token, "with") {
             let open =

@@ -32,13 +32,16 @@ struct SysSchema {
     cluster: Arc<Cluster>,
 }
 
-const SYS_TABLES: [&str; 6] = [
+/// `table_partitions` is also `information_schema.table_partitions` (CrateDB's name), to
+/// which `plan::pg_compat` redirects.
+const SYS_TABLES: [&str; 7] = [
     "allocations",
     "cluster",
     "health",
     "jobs",
     "nodes",
     "shards",
+    "table_partitions",
 ];
 
 #[async_trait]
@@ -107,6 +110,7 @@ fn sys_table_schema(name: &str) -> SchemaRef {
             Field::new("bytes_done", DataType::Int64, true),
         ],
         "allocations" => shards::allocations_fields(),
+        "table_partitions" => shards::partitions_fields(),
         _ => shards::shards_fields(),
     };
     Arc::new(Schema::new(fields))
@@ -183,11 +187,12 @@ impl SysTable {
                 let mut underreplicated = Vec::new();
                 for table in state.tables.values() {
                     let shards = state.routing.get(&table.id.0);
-                    let wanted = crate::catalog::commands::wanted_copies(&state, table);
                     let mut missing_shards = 0i64;
                     let mut short_shards = 0i64;
-                    for shard in 0..table.num_shards as usize {
-                        let routing = shards.and_then(|r| r.get(shard));
+                    for shard in table.live_shards() {
+                        let wanted =
+                            crate::catalog::commands::wanted_copies_of_shard(&state, table, shard);
+                        let routing = shards.and_then(|r| r.get(shard as usize));
                         let started = |primary: bool| {
                             routing.map_or(0, |r| {
                                 r.copies
@@ -253,6 +258,7 @@ impl SysTable {
                 ]
             }
             "allocations" => shards::allocations_rows(&state),
+            "table_partitions" => shards::partitions_rows(&state),
             _ => shards::shards_rows(&state, &self.cluster.shard_stats().await),
         };
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)

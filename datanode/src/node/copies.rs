@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use creek_common::schema::TableSchema;
 use creek_common::state::{ClusterState, CopyState, ShardCopy, ShardRouting};
-use creek_common::{NodeId, ShardId};
+use creek_common::{NodeId, ShardId, TableId};
 use creek_proto::v1::ShardCopyEventRequest;
 use serde::{Deserialize, Serialize};
 
@@ -105,9 +105,31 @@ impl DataNode {
                     && c.state == CopyState::Started
                     && routing.is_in_sync(&c.allocation_id)
             });
-            if started_elsewhere {
+            if routing.dropped {
+                tracing::info!(%shard_id, "deleting a copy of a dropped partition");
+                self.delete_copy_when_unused(*shard_id, closed);
+            } else if started_elsewhere {
                 tracing::info!(%shard_id, "deleting a copy the cluster moved elsewhere");
                 self.delete_copy_when_unused(*shard_id, closed);
+            }
+        }
+        // Copies of dropped partitions left on disk while this node was away (never opened
+        // again, so not among the held ones above).
+        let tables: Vec<TableId> = self.tables.read().keys().copied().collect();
+        for table in tables {
+            let Some(shards) = state.routing.get(&table.0) else {
+                continue;
+            };
+            for (shard, routing) in shards.iter().enumerate() {
+                let shard_id = ShardId {
+                    table,
+                    shard: shard as u32,
+                };
+                if routing.dropped && !held.contains(&shard_id) && self.shard_dir(shard_id).exists()
+                {
+                    tracing::info!(%shard_id, "deleting a copy of a dropped partition");
+                    self.delete_copy_when_unused(shard_id, None);
+                }
             }
         }
         // Recoveries this node serves as primary for copies the state no longer expects.

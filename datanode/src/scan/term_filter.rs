@@ -241,6 +241,8 @@ mod tests {
             settings: Default::default(),
             indexes: Vec::new(),
             fulltext: Vec::new(),
+            partitioned_by: Vec::new(),
+            partitions: Vec::new(),
             version: 1,
         }
     }

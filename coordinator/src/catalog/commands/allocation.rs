@@ -289,6 +289,23 @@ fn best_node<'a>(
         })
 }
 
+/// `table` as shard `shard` sees it: with its partition's own settings over the table's.
+pub fn shard_view(table: &TableSchema, shard: u32) -> std::borrow::Cow<'_, TableSchema> {
+    match table.partition_of_shard(shard) {
+        Some(partition) if !partition.settings.is_empty() => {
+            let mut view = table.clone();
+            view.settings = table.settings_of_shard(shard);
+            std::borrow::Cow::Owned(view)
+        }
+        _ => std::borrow::Cow::Borrowed(table),
+    }
+}
+
+/// How many copies (primary included) shard `shard` of `table` should have.
+pub fn wanted_copies_of_shard(state: &ClusterState, table: &TableSchema, shard: u32) -> usize {
+    wanted_copies(state, &shard_view(table, shard))
+}
+
 /// How many copies (primary included) `table` should have with the nodes of `state`.
 pub fn wanted_copies(state: &ClusterState, table: &TableSchema) -> usize {
     let eligible = match allocation_rules(table) {
@@ -311,6 +328,16 @@ pub(super) fn check_rules(table: &TableSchema) -> Result<(), CodedError> {
 pub(super) fn allocate_table(
     state: &mut ClusterState,
     table: &TableSchema,
+) -> Result<Vec<ShardRouting>, CodedError> {
+    allocate_shards(state, table, 0..table.num_shards as usize)
+}
+
+/// Places new shards `shards` of `table` (all of a new table's, or a new partition's with
+/// `table` carrying the partition's settings).
+pub(super) fn allocate_shards(
+    state: &mut ClusterState,
+    table: &TableSchema,
+    shards_to_place: std::ops::Range<usize>,
 ) -> Result<Vec<ShardRouting>, CodedError> {
     let rules = allocation_rules(table)?;
     let nodes: Vec<NodeInfo> = state
@@ -342,15 +369,23 @@ pub(super) fn allocate_table(
     let mut load = loads(state);
     let mut table_copies_on: HashMap<NodeId, usize> = HashMap::new();
     let replicas = wanted_replicas(table, eligible);
-    let mut shards: Vec<ShardRouting> = Vec::with_capacity(table.num_shards as usize);
+    let mut shards: Vec<ShardRouting> = Vec::with_capacity(shards_to_place.len());
+    if let Some(existing) = state.routing.get(&table.id.0) {
+        for routing in existing {
+            for copy in &routing.copies {
+                *table_copies_on.entry(copy.node.clone()).or_default() += 1;
+            }
+        }
+    }
     // Shard by shard, each copy on the least loaded admitted node: primaries and replicas
     // spread evenly together.
-    for shard in 0..table.num_shards as usize {
+    for shard in shards_to_place {
         let mut routing = ShardRouting {
             primary_term: 1,
             copies: Vec::new(),
             in_sync: Vec::new(),
             failed_on: Vec::new(),
+            dropped: false,
         };
         for copy in 0..=replicas {
             let Some(node) = best_node(
@@ -500,8 +535,30 @@ fn fail_over_and_drop_gone(state: &mut ClusterState, table: &TableSchema) -> boo
 }
 
 /// Adds missing replicas, drops surplus ones and replaces copies on nodes that may no longer
-/// hold them.
+/// hold them: over all shards of a table, or partition by partition with each one's settings.
 fn place_copies(state: &mut ClusterState, table: &TableSchema) -> bool {
+    let shard_count = state.routing.get(&table.id.0).map_or(0, Vec::len);
+    if !table.partitions.iter().any(|p| !p.settings.is_empty()) {
+        return place_copies_in(state, table, 0..shard_count);
+    }
+    let mut changed = false;
+    for partition in &table.partitions {
+        let view = shard_view(table, partition.first_shard);
+        let range = partition.first_shard as usize..partition.shards().end as usize;
+        changed |= place_copies_in(
+            state,
+            &view,
+            range.start.min(shard_count)..range.end.min(shard_count),
+        );
+    }
+    changed
+}
+
+fn place_copies_in(
+    state: &mut ClusterState,
+    table: &TableSchema,
+    shards: std::ops::Range<usize>,
+) -> bool {
     let Ok(rules) = allocation_rules(table) else {
         return false;
     };
@@ -533,8 +590,7 @@ fn place_copies(state: &mut ClusterState, table: &TableSchema) -> bool {
     }
     let mut new_ids = Vec::new();
     let mut changed = false;
-    let shard_count = state.routing.get(&table.id.0).map_or(0, Vec::len);
-    for shard in 0..shard_count {
+    for shard in shards {
         let routing = state.routing[&table.id.0][shard].clone();
         let Some(primary) = routing.primary() else {
             continue;
@@ -808,6 +864,17 @@ fn rebalance_one(state: &mut ClusterState, tables: &[TableSchema]) -> bool {
             }
         }
         for (shard, routing) in shards.iter().enumerate() {
+            let view = shard_view(table, shard as u32);
+            let shard_rules;
+            let rules = if matches!(view, std::borrow::Cow::Owned(_)) {
+                let Ok(own) = allocation_rules(&view) else {
+                    continue;
+                };
+                shard_rules = own;
+                &shard_rules
+            } else {
+                &rules
+            };
             // Replicas move first; a primary moves only if it is all the shard has.
             let candidate = routing
                 .copies
@@ -823,7 +890,7 @@ fn rebalance_one(state: &mut ClusterState, tables: &[TableSchema]) -> bool {
                 .collect();
             let Some(target) = best_node(
                 &targets,
-                &rules,
+                rules,
                 &routing.copies,
                 &table_copies_on,
                 &load,

@@ -141,6 +141,8 @@ mod tests {
             settings: Default::default(),
             indexes: Vec::new(),
             fulltext: Vec::new(),
+            partitioned_by: Vec::new(),
+            partitions: Vec::new(),
             version: 0,
         };
         let mut state = ClusterState::default();

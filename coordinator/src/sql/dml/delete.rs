@@ -16,15 +16,16 @@ use super::update::{conflict_pause, row_versions, rows_query, CONFLICT_RETRIES};
 use super::{collect_plan, lookup_table, plan_rows, DmlContext};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::plan::routing::{array_key_texts, shard_of};
+use crate::plan::routing::{array_key_texts, partitions_of_rows, shard_of};
 use crate::sql::Output;
 
-/// The table a DELETE acts on and the query that finds its rows: (table, select, WHERE).
+/// The table a DELETE acts on and the query that finds its rows: (table, FROM, select,
+/// WHERE).
 fn delete_query(
     cluster: &Cluster,
     default_schema: &str,
     delete: &ast::Delete,
-) -> Result<(TableSchema, String, Option<String>)> {
+) -> Result<(TableSchema, String, String, Option<String>)> {
     let tables = match &delete.from {
         ast::FromTable::WithFromKeyword(tables) | ast::FromTable::WithoutKeyword(tables) => tables,
     };
@@ -41,20 +42,26 @@ fn delete_query(
         ));
     };
     let table = lookup_table(cluster, name, default_schema)?;
-    let routing_column = table.clustered_by.clone();
-    let select = format!(
-        "SELECT \"{ID_COLUMN}\", \"{SEQ_NO_COLUMN}\", \"{PRIMARY_TERM_COLUMN}\"{} FROM {name}{}",
-        routing_column
-            .as_ref()
-            .map(|c| format!(", \"{c}\""))
-            .unwrap_or_default(),
+    // The routing column (column 3) and the partition columns locate each row's shard.
+    let locating: String = table
+        .clustered_by
+        .iter()
+        .chain(&table.partitioned_by)
+        .map(|c| format!(", \"{c}\""))
+        .collect();
+    let from = format!(
+        "{name}{}",
         alias
             .as_ref()
             .map(|a| format!(" AS {a}"))
             .unwrap_or_default()
     );
+    let select = format!(
+        "SELECT \"{ID_COLUMN}\", \"{SEQ_NO_COLUMN}\", \"{PRIMARY_TERM_COLUMN}\"{locating} FROM {from}"
+    );
     Ok((
         table,
+        from,
         select,
         delete.selection.as_ref().map(ToString::to_string),
     ))
@@ -68,7 +75,7 @@ pub(crate) async fn delete_parameter_types(
     default_schema: &str,
     delete: &ast::Delete,
 ) -> Result<Vec<Option<DataType>>> {
-    let (_, select, selection) = delete_query(cluster, default_schema, delete)?;
+    let (_, _, select, selection) = delete_query(cluster, default_schema, delete)?;
     let sql = rows_query(&select, selection.as_deref(), None);
     let plan = plan_rows(hidden_ctx, &sql).await?;
     super::plan_parameter_types(&plan)
@@ -81,7 +88,17 @@ type ShardDeletes = (Vec<String>, Vec<(u64, u64)>);
 /// so a row updated meanwhile has its WHERE evaluated again (and is retried) instead of being
 /// deleted on the strength of its old values.
 pub async fn delete(dml: &DmlContext<'_>, delete: &ast::Delete) -> Result<Output> {
-    let (table, select, selection) = delete_query(dml.cluster, dml.default_schema, delete)?;
+    let (table, from, select, selection) = delete_query(dml.cluster, dml.default_schema, delete)?;
+    if let Some(selection) = &selection {
+        if let Some(count) =
+            super::partitions::delete_partitions(dml, &table, &from, selection).await?
+        {
+            return Ok(Output::Affected {
+                tag: "DELETE".into(),
+                count,
+            });
+        }
+    }
     let routing_column = table.clustered_by.clone();
     let mut count = 0u64;
     let mut retry_ids: Option<Vec<String>> = None;
@@ -104,9 +121,10 @@ pub async fn delete(dml: &DmlContext<'_>, delete: &ast::Delete) -> Result<Output
                 Some(_) => array_key_texts(batch.column(3))?,
                 None => vec![None; ids.len()],
             };
-            for (row, value) in values.into_iter().enumerate() {
+            let partitions = partitions_of_rows(&table, &batch)?;
+            for (row, (value, partition)) in values.into_iter().zip(partitions).enumerate() {
                 let id = ids.value(row).to_string();
-                let shard = shard_of(&table, &id, value.as_deref());
+                let shard = shard_of(&table, partition, &id, value.as_deref());
                 let (shard_ids, shard_versions) = by_shard.entry(shard).or_default();
                 shard_ids.push(id);
                 shard_versions.push(versions[row]);

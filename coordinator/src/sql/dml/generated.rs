@@ -94,6 +94,18 @@ fn compile(table: &TableSchema, column: &ColumnDef, text: &str) -> Result<Arc<dy
     Ok(ctx.create_physical_expr(expr, &schema)?)
 }
 
+/// Whether the generated expression `text` of a column of `table` reads `column` (when it
+/// cannot be planned, it is taken to).
+pub(super) fn mentions_column(table: &TableSchema, text: &str, column: &str) -> bool {
+    let Ok(schema) = DFSchema::try_from(table.arrow_schema().as_ref().clone()) else {
+        return true;
+    };
+    match context().parse_sql_expr(text, &schema) {
+        Ok(expr) => expr.column_refs().iter().any(|c| c.name == column),
+        Err(_) => true,
+    }
+}
+
 /// Checks every generated column of a new table: its expression plans over the table's
 /// ordinary columns and its result converts to the column's type.
 pub(crate) fn check_definitions(table: &TableSchema) -> Result<()> {

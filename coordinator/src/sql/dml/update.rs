@@ -21,7 +21,7 @@ use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::plan::identifiers::last_name;
 use crate::plan::params::placeholder_index;
-use crate::plan::routing::{routing_values, shard_of};
+use crate::plan::routing::{partitions_of_rows, routing_values, shard_of};
 use crate::sql::Output;
 
 /// The query an UPDATE runs to compute its rows, and what its assignments say about
@@ -82,6 +82,7 @@ fn update_query(
             ));
         }
         super::refuse_generated(definition)?;
+        super::refuse_partition_source(&table, &column)?;
         if let Some(index) = placeholder_index(&assignment.value) {
             assigned_parameters.push((index, definition.column_type.arrow_type()));
         }
@@ -258,10 +259,11 @@ async fn write_updated_rows(
         .clone();
     let versions = row_versions(batch)?;
     let routing = routing_values(table, &conformed)?;
+    let partitions = partitions_of_rows(table, &conformed)?;
     let mut by_shard: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for (row, value) in routing.iter().enumerate() {
+    for (row, (value, partition)) in routing.iter().zip(partitions).enumerate() {
         by_shard
-            .entry(shard_of(table, ids.value(row), value.as_deref()))
+            .entry(shard_of(table, partition, ids.value(row), value.as_deref()))
             .or_default()
             .push(row as u32);
     }

@@ -48,6 +48,9 @@ pub(super) async fn upsert(
             "ON CONFLICT DO UPDATE needs a table with a primary key",
         ));
     }
+    // Keys of new partitions are looked up there like any other: the partitions must exist.
+    let created = super::partitions::ensure_partitions(dml.cluster, table, batch).await?;
+    let table = created.as_ref().unwrap_or(table);
     let (ids, _) = ids_and_shards(table, batch)?;
     let mut seen = HashSet::with_capacity(ids.len());
     if let Some(twice) = ids.iter().find(|id| !seen.insert(id.as_str())) {
@@ -238,6 +241,9 @@ async fn merge(
         .find(|c| c.generated.is_some() && assignments.contains_key(&c.name))
     {
         super::refuse_generated(column)?;
+    }
+    for column in assignments.keys() {
+        super::refuse_partition_source(table, column)?;
     }
     select.extend(table.columns.iter().map(|c| match assignments.get(&c.name) {
         // An updated row's generated column is computed again when it is written.

@@ -72,7 +72,11 @@ impl ParsedStatement {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            ParsedStatement::AlterTableSettings { table, settings } => {
+            ParsedStatement::AlterTableSettings {
+                table,
+                partition,
+                settings,
+            } => {
                 let settings: Vec<String> = settings
                     .iter()
                     .map(|(key, value)| match value {
@@ -80,7 +84,23 @@ impl ParsedStatement {
                         None => format!("RESET \"{key}\""),
                     })
                     .collect();
-                format!("ALTER TABLE {table} SET ({})", settings.join(", "))
+                let partition = partition
+                    .as_ref()
+                    .map(|spec| {
+                        let values: Vec<String> = spec
+                            .iter()
+                            .map(|(column, value)| match value {
+                                Some(value) => format!("\"{column}\" = '{value}'"),
+                                None => format!("\"{column}\" = NULL"),
+                            })
+                            .collect();
+                        format!(" PARTITION ({})", values.join(", "))
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "ALTER TABLE {table}{partition} SET ({})",
+                    settings.join(", ")
+                )
             }
             ParsedStatement::SetGlobal(settings) => {
                 let settings: Vec<String> = settings

@@ -21,6 +21,7 @@ pub fn shards_fields() -> Vec<Field> {
         text("schema_name", false),
         text("table_name", false),
         int("id", false),
+        text("partition_ident", false),
         text("node_id", true),
         Field::new("primary", DataType::Boolean, false),
         int("num_docs", true),
@@ -46,6 +47,7 @@ struct Columns {
     schema_name: Vec<String>,
     table_name: Vec<String>,
     id: Vec<i64>,
+    partition_ident: Vec<String>,
     node_id: Vec<Option<String>>,
     primary: Vec<bool>,
     num_docs: Vec<Option<i64>>,
@@ -70,13 +72,23 @@ pub fn shards_rows(state: &ClusterState, stats: &[(NodeId, ShardStats)]) -> Vec<
         .collect();
     let mut c = Columns::default();
     for table in state.tables.values() {
-        let wanted = crate::catalog::commands::wanted_copies(state, table);
         let shards = state.routing.get(&table.id.0).cloned().unwrap_or_default();
         for (number, routing) in shards.iter().enumerate() {
+            if routing.dropped {
+                continue;
+            }
+            let wanted =
+                crate::catalog::commands::wanted_copies_of_shard(state, table, number as u32);
             let mut push = |copy: Option<&creek_common::state::ShardCopy>| {
                 c.schema_name.push(table.schema_name.clone());
                 c.table_name.push(table.name.clone());
                 c.id.push(number as i64);
+                c.partition_ident.push(
+                    table
+                        .partition_of_shard(number as u32)
+                        .map(|p| p.ident.clone())
+                        .unwrap_or_default(),
+                );
                 c.primary_term.push(routing.primary_term as i64);
                 let Some(copy) = copy else {
                     c.node_id.push(None);
@@ -161,6 +173,7 @@ pub fn shards_rows(state: &ClusterState, stats: &[(NodeId, ShardStats)]) -> Vec<
         Arc::new(StringArray::from(c.schema_name)),
         Arc::new(StringArray::from(c.table_name)),
         Arc::new(Int64Array::from(c.id)),
+        Arc::new(StringArray::from(c.partition_ident)),
         Arc::new(StringArray::from(c.node_id)),
         Arc::new(BooleanArray::from(c.primary)),
         ints(c.num_docs),
@@ -178,6 +191,70 @@ pub fn shards_rows(state: &ClusterState, stats: &[(NodeId, ShardStats)]) -> Vec<
         ints(bytes_done),
         ints(bytes_total),
         ints(ops),
+    ]
+}
+
+/// The columns of `information_schema.table_partitions`.
+pub fn partitions_fields() -> Vec<Field> {
+    vec![
+        Field::new("table_schema", DataType::Utf8, false),
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("partition_ident", DataType::Utf8, false),
+        Field::new("values", DataType::Utf8, false),
+        Field::new("number_of_shards", DataType::Int64, false),
+        Field::new("number_of_replicas", DataType::Utf8, false),
+        Field::new("settings", DataType::Utf8, false),
+    ]
+}
+
+/// The rows of `information_schema.table_partitions`: one per partition of every partitioned
+/// table, its values as a JSON object (numbers for numeric columns), its own settings too.
+pub fn partitions_rows(state: &ClusterState) -> Vec<ArrayRef> {
+    let mut columns: [Vec<String>; 6] = Default::default();
+    let mut shards = Vec::new();
+    for table in state.tables.values() {
+        for partition in &table.partitions {
+            let values: serde_json::Map<String, serde_json::Value> = table
+                .partitioned_by
+                .iter()
+                .zip(&partition.values)
+                .map(|(name, value)| {
+                    let numeric = table
+                        .column(name)
+                        .is_some_and(|c| c.column_type.arrow_type().is_numeric());
+                    let json = match value {
+                        None => serde_json::Value::Null,
+                        Some(text) if numeric => serde_json::from_str(text)
+                            .unwrap_or_else(|_| serde_json::Value::String(text.clone())),
+                        Some(text) => serde_json::Value::String(text.clone()),
+                    };
+                    (name.clone(), json)
+                })
+                .collect();
+            let settings = table.settings_of_shard(partition.first_shard);
+            columns[0].push(table.schema_name.clone());
+            columns[1].push(table.name.clone());
+            columns[2].push(partition.ident.clone());
+            columns[3].push(serde_json::Value::Object(values).to_string());
+            columns[4].push(
+                settings
+                    .get(crate::catalog::commands::REPLICAS_SETTING)
+                    .cloned()
+                    .unwrap_or_else(|| crate::catalog::commands::DEFAULT_REPLICAS.to_string()),
+            );
+            columns[5].push(serde_json::to_string(&partition.settings).expect("strings serialise"));
+            shards.push(i64::from(partition.num_shards));
+        }
+    }
+    let [schema, name, ident, values, replicas, settings] = columns;
+    vec![
+        Arc::new(StringArray::from(schema)),
+        Arc::new(StringArray::from(name)),
+        Arc::new(StringArray::from(ident)),
+        Arc::new(StringArray::from(values)),
+        Arc::new(Int64Array::from(shards)),
+        Arc::new(StringArray::from(replicas)),
+        Arc::new(StringArray::from(settings)),
     ]
 }
 

@@ -32,10 +32,6 @@ pub fn explain_allocations(state: &ClusterState) -> Vec<AllocationExplanation> {
     let recoveries = recoveries_per_node(state);
     let limit = MAX_RECOVERIES_PER_NODE;
     for table in state.tables.values() {
-        let Ok(rules) = allocation_rules(table) else {
-            continue;
-        };
-        let wanted = wanted_copies(state, table);
         let shards = state.routing.get(&table.id.0).cloned().unwrap_or_default();
         let mut table_copies_on: HashMap<NodeId, usize> = HashMap::new();
         for routing in &shards {
@@ -44,6 +40,14 @@ pub fn explain_allocations(state: &ClusterState) -> Vec<AllocationExplanation> {
             }
         }
         for (number, routing) in shards.iter().enumerate() {
+            if routing.dropped {
+                continue;
+            }
+            let view = super::shard_view(table, number as u32);
+            let wanted = wanted_copies(state, &view);
+            let Ok(rules) = allocation_rules(&view) else {
+                continue;
+            };
             let row = |node: Option<&NodeId>, primary: bool, state: &str, explanation: String| {
                 AllocationExplanation {
                     schema: table.schema_name.clone(),

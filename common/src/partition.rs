@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CodedError, ErrorCode};
 use crate::schema::TableSchema;
+use crate::types::ColumnType;
 
 /// One partition of a partitioned table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,7 +104,11 @@ impl TableSchema {
                     "partition column {name} is named more than once"
                 )));
             }
-            if !column.column_type.is_routable() {
+            // Floats are out: -0 and 0 (and every NaN) are one partition value but compare
+            // differently, so a partition's value would not decide its rows' predicates.
+            if !column.column_type.is_routable()
+                || matches!(column.column_type, ColumnType::Real | ColumnType::Double)
+            {
                 return Err(invalid(format!(
                     "cannot use column {name} of type {} in PARTITIONED BY",
                     column.column_type

@@ -298,6 +298,17 @@ impl Cluster {
     /// Waits until every primary of a new table has started (its node created it and said
     /// so), so that the statements after `CREATE TABLE` can read it.
     async fn wait_for_primaries(&self, schema: &str, name: &str) -> Result<()> {
+        self.wait_for_started(schema, name, None, "table").await
+    }
+
+    /// Waits until the primaries of `shards` (all of the table's with `None`) have started.
+    async fn wait_for_started(
+        &self,
+        schema: &str,
+        name: &str,
+        shards: Option<&[u32]>,
+        what: &str,
+    ) -> Result<()> {
         let deadline = tokio::time::Instant::now() + PRIMARY_START_TIMEOUT;
         loop {
             let state = self.catalog().state();
@@ -307,7 +318,11 @@ impl Cluster {
             let routing = state.routing.get(&table.id.0).cloned().unwrap_or_default();
             let pending = routing
                 .iter()
-                .filter(|r| !r.dropped && r.primary().is_none_or(|p| p.state != CopyState::Started))
+                .enumerate()
+                .filter(|(shard, _)| shards.is_none_or(|s| s.contains(&(*shard as u32))))
+                .filter(|(_, r)| {
+                    !r.dropped && r.primary().is_none_or(|p| p.state != CopyState::Started)
+                })
                 .count();
             if pending == 0 {
                 return Ok(());
@@ -316,7 +331,8 @@ impl Cluster {
                 return Err(Error::new(
                     ErrorCode::Unavailable,
                     format!(
-                        "table {name} was created, but {pending} of its primaries did not start                          within {}s",
+                        "{what} of {name} was created, but {pending} of its primaries did not \
+                         start within {}s",
                         PRIMARY_START_TIMEOUT.as_secs()
                     ),
                 ));
@@ -335,11 +351,26 @@ impl Cluster {
         self.change(Command::CreatePartitions {
             schema: table.schema_name.clone(),
             name: table.name.clone(),
-            values,
+            values: values.clone(),
         })
         .await?;
-        self.wait_for_primaries(&table.schema_name, &table.name)
-            .await?;
+        let created = self
+            .catalog()
+            .existing_table(&table.schema_name, &table.name)?;
+        // Only the new partitions' primaries: a RED shard elsewhere must not hold up writes.
+        let shards: Vec<u32> = created
+            .partitions
+            .iter()
+            .filter(|p| values.contains(&p.values))
+            .flat_map(|p| p.shards())
+            .collect();
+        self.wait_for_started(
+            &table.schema_name,
+            &table.name,
+            Some(&shards),
+            "a partition",
+        )
+        .await?;
         self.catalog()
             .existing_table(&table.schema_name, &table.name)
     }

@@ -60,6 +60,11 @@ def test_pruning_is_explained_and_answers_agree(conn):
     unpruned = conn.execute(
         "SELECT sum(value) FROM part_explain WHERE date_part('day', ts) >= 4").fetchone()[0]
     assert unpruned == pruned
+    # A bound on `ts` prunes the `day` partitions it computes (date_trunc never decreases).
+    plan = explain(conn, "SELECT count(*) FROM part_explain WHERE ts > '2024-05-03T12:00:00Z'")
+    assert "partitions=3/5" in plan, plan
+    assert conn.execute("SELECT count(*) FROM part_explain WHERE ts > '2024-05-03T12:00:00Z'").fetchone()[0] == \
+        sum(1 for i in range(100) if (1 + i % 5, i % 24) > (3, 12))
     shown = conn.execute("SHOW CREATE TABLE part_explain").fetchone()[0]
     assert 'PARTITIONED BY ("day")' in shown
     assert 'CLUSTERED INTO 2 SHARDS' in shown

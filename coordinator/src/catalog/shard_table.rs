@@ -437,7 +437,23 @@ impl TableProvider for ShardTable {
             Arc::default(),
         );
         if let Some(mut spec) = match_spec {
-            if self.table.num_shards > 1 || self.table.is_partitioned() {
+            if self.table.is_partitioned() {
+                // Statistics of the whole table, not of the partitions this query reads: a
+                // document scores the same whichever partitions a filter keeps.
+                let whole = ShardScanExec::new(
+                    self.table.clone(),
+                    self.cluster.clone(),
+                    scan.schema.clone(),
+                    Vec::new(),
+                    self.table.live_shards(),
+                    Vec::new(),
+                    None,
+                    Vec::new(),
+                    Arc::default(),
+                );
+                let writes = session_writes_of(state.config(), self.table.id, &whole.shards);
+                spec.stats = Some(whole.match_stats(&spec, &writes).await?);
+            } else if self.table.num_shards > 1 {
                 let writes = session_writes_of(state.config(), self.table.id, &scan.shards);
                 spec.stats = Some(scan.match_stats(&spec, &writes).await?);
             }

@@ -128,7 +128,16 @@ impl DataNode {
                 if routing.dropped && !held.contains(&shard_id) && self.shard_dir(shard_id).exists()
                 {
                     tracing::info!(%shard_id, "deleting a copy of a dropped partition");
-                    self.delete_copy_when_unused(shard_id, None);
+                    // Not here: a big copy's files would hold up applying the state.
+                    let node = self.clone();
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(runtime) => {
+                            runtime.spawn_blocking(move || {
+                                node.delete_copy_when_unused(shard_id, None)
+                            });
+                        }
+                        Err(_) => node.delete_copy_when_unused(shard_id, None),
+                    }
                 }
             }
         }

@@ -301,6 +301,31 @@ pub fn shard_view(table: &TableSchema, shard: u32) -> std::borrow::Cow<'_, Table
     }
 }
 
+/// The shards `total_shards_per_node` counts together with `shard`: its partition's, or all
+/// of a table without partitions (`count` routing entries).
+pub(super) fn group_of(table: &TableSchema, shard: u32, count: usize) -> std::ops::Range<usize> {
+    match table.partition_of_shard(shard) {
+        Some(partition) => {
+            partition.first_shard as usize..(partition.shards().end as usize).min(count)
+        }
+        None => 0..count,
+    }
+}
+
+/// How many copies of `shards[group]` each node holds.
+pub(super) fn copies_on(
+    shards: &[ShardRouting],
+    group: std::ops::Range<usize>,
+) -> HashMap<NodeId, usize> {
+    let mut on: HashMap<NodeId, usize> = HashMap::new();
+    for routing in shards.get(group).unwrap_or_default() {
+        for copy in &routing.copies {
+            *on.entry(copy.node.clone()).or_default() += 1;
+        }
+    }
+    on
+}
+
 /// How many copies (primary included) shard `shard` of `table` should have.
 pub fn wanted_copies_of_shard(state: &ClusterState, table: &TableSchema, shard: u32) -> usize {
     wanted_copies(state, &shard_view(table, shard))
@@ -369,14 +394,9 @@ pub(super) fn allocate_shards(
     let mut load = loads(state);
     let mut table_copies_on: HashMap<NodeId, usize> = HashMap::new();
     let replicas = wanted_replicas(table, eligible);
+    // `total_shards_per_node` counts a partition's copies alone (as CrateDB counts an index's),
+    // so a new partition's count starts empty like a new table's.
     let mut shards: Vec<ShardRouting> = Vec::with_capacity(shards_to_place.len());
-    if let Some(existing) = state.routing.get(&table.id.0) {
-        for routing in existing {
-            for copy in &routing.copies {
-                *table_copies_on.entry(copy.node.clone()).or_default() += 1;
-            }
-        }
-    }
     // Shard by shard, each copy on the least loaded admitted node: primaries and replicas
     // spread evenly together.
     for shard in shards_to_place {
@@ -538,7 +558,7 @@ fn fail_over_and_drop_gone(state: &mut ClusterState, table: &TableSchema) -> boo
 /// hold them: over all shards of a table, or partition by partition with each one's settings.
 fn place_copies(state: &mut ClusterState, table: &TableSchema) -> bool {
     let shard_count = state.routing.get(&table.id.0).map_or(0, Vec::len);
-    if !table.partitions.iter().any(|p| !p.settings.is_empty()) {
+    if !table.is_partitioned() {
         return place_copies_in(state, table, 0..shard_count);
     }
     let mut changed = false;
@@ -580,14 +600,11 @@ fn place_copies_in(
     let awareness = awareness_attributes(state);
     let mut load = loads(state);
     let mut recoveries = recoveries_per_node(state);
-    let mut table_copies_on: HashMap<NodeId, usize> = HashMap::new();
-    if let Some(shards) = state.routing.get(&table.id.0) {
-        for routing in shards {
-            for copy in &routing.copies {
-                *table_copies_on.entry(copy.node.clone()).or_default() += 1;
-            }
-        }
-    }
+    let mut table_copies_on = state
+        .routing
+        .get(&table.id.0)
+        .map(|all| copies_on(all, group_of(table, shards.start as u32, all.len())))
+        .unwrap_or_default();
     let mut new_ids = Vec::new();
     let mut changed = false;
     for shard in shards {
@@ -857,13 +874,12 @@ fn rebalance_one(state: &mut ClusterState, tables: &[TableSchema]) -> bool {
         let Some(shards) = state.routing.get(&table.id.0) else {
             continue;
         };
-        let mut table_copies_on: HashMap<NodeId, usize> = HashMap::new();
-        for routing in shards {
-            for copy in &routing.copies {
-                *table_copies_on.entry(copy.node.clone()).or_default() += 1;
-            }
-        }
+        let mut group_counts: HashMap<usize, HashMap<NodeId, usize>> = HashMap::new();
         for (shard, routing) in shards.iter().enumerate() {
+            let group = group_of(table, shard as u32, shards.len());
+            let table_copies_on = group_counts
+                .entry(group.start)
+                .or_insert_with(|| copies_on(shards, group));
             let view = shard_view(table, shard as u32);
             let shard_rules;
             let rules = if matches!(view, std::borrow::Cow::Owned(_)) {
@@ -892,7 +908,7 @@ fn rebalance_one(state: &mut ClusterState, tables: &[TableSchema]) -> bool {
                 &targets,
                 rules,
                 &routing.copies,
-                &table_copies_on,
+                table_copies_on,
                 &load,
                 &awareness,
                 &by_id,

@@ -170,3 +170,225 @@ pub(super) fn set_partition_settings(
     allocation::check_rules(&view)?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use creek_common::schema::ColumnDef;
+    use creek_common::state::{CopyState, NodeInfo, NodeRole};
+    use creek_common::types::ColumnType;
+    use creek_common::{NodeId, TableId};
+
+    use super::super::{apply, Command};
+    use super::*;
+
+    fn node(id: &str, tier: &str) -> NodeInfo {
+        NodeInfo {
+            id: NodeId(id.into()),
+            role: NodeRole::Data,
+            address: format!("{id}:1"),
+            attributes: [("tier".to_string(), tier.to_string())].into(),
+            voter: false,
+            alive: true,
+            decommissioned: false,
+            stopping: None,
+        }
+    }
+
+    fn run(state: &mut ClusterState, command: Command) -> Result<bool, CodedError> {
+        let mut next = state.clone();
+        let changed = apply(&mut next, &command)?;
+        *state = next;
+        // The nodes create or recover the new copies and report them started.
+        loop {
+            let pending: Vec<(u64, u32, String, u64)> = state
+                .routing
+                .iter()
+                .flat_map(|(table, shards)| {
+                    shards.iter().enumerate().flat_map(move |(shard, r)| {
+                        r.copies
+                            .iter()
+                            .filter(|c| c.state == CopyState::Initializing)
+                            .map(move |c| {
+                                (
+                                    *table,
+                                    shard as u32,
+                                    c.allocation_id.clone(),
+                                    r.primary_term,
+                                )
+                            })
+                    })
+                })
+                .collect();
+            if pending.is_empty() {
+                return Ok(changed);
+            }
+            for (table, shard, allocation_id, primary_term) in pending {
+                apply(
+                    state,
+                    &Command::ShardCopyStarted {
+                        table,
+                        shard,
+                        allocation_id,
+                        primary_term,
+                    },
+                )?;
+            }
+        }
+    }
+
+    fn nodes_of(state: &ClusterState, shards: std::ops::Range<u32>) -> Vec<String> {
+        let routing = &state.routing[&1];
+        shards
+            .map(|s| {
+                let mut nodes: Vec<String> = routing[s as usize]
+                    .copies
+                    .iter()
+                    .map(|c| c.node.0.clone())
+                    .collect();
+                nodes.sort();
+                nodes.join("+")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn partitions_get_shard_ranges_settings_and_tombstones() {
+        let mut state = ClusterState {
+            next_table_id: 1,
+            ..ClusterState::default()
+        };
+        for (id, tier) in [("d1", "hot"), ("d2", "hot"), ("d3", "cold")] {
+            run(
+                &mut state,
+                Command::NodeJoined {
+                    node: node(id, tier),
+                },
+            )
+            .unwrap();
+        }
+        let column = |name: &str| ColumnDef {
+            name: name.into(),
+            column_type: ColumnType::Integer,
+            not_null: false,
+            default_expr: None,
+            index: Default::default(),
+            generated: None,
+        };
+        let table = TableSchema {
+            id: TableId(0),
+            schema_name: "doc".into(),
+            name: "t".into(),
+            columns: vec![column("p"), column("x")],
+            primary_key: vec![],
+            clustered_by: None,
+            num_shards: 2,
+            settings: [
+                ("number_of_replicas".to_string(), "0".to_string()),
+                (
+                    "routing.allocation.require.tier".to_string(),
+                    "hot".to_string(),
+                ),
+                // Per partition, as CrateDB counts per index: two partitions of two shards
+                // fit on two nodes.
+                (
+                    "routing.allocation.total_shards_per_node".to_string(),
+                    "1".to_string(),
+                ),
+            ]
+            .into(),
+            indexes: vec![],
+            fulltext: vec![],
+            version: 0,
+            partitioned_by: vec!["p".into()],
+            partitions: vec![],
+        };
+        let create = Command::CreateTable {
+            table,
+            if_not_exists: false,
+        };
+        run(&mut state, create).unwrap();
+        assert!(state.routing[&1].is_empty(), "no partition, no shards");
+        let values = |v: &str| vec![Some(v.to_string())];
+        let partitions = Command::CreatePartitions {
+            schema: "doc".into(),
+            name: "t".into(),
+            values: vec![values("1"), values("2")],
+        };
+        assert!(run(&mut state, partitions.clone()).unwrap());
+        // Again (a concurrent writer): nothing changes.
+        assert!(!run(&mut state, partitions).unwrap());
+        let t = &state.tables["doc.t"];
+        let ranges: Vec<_> = t.partitions.iter().map(|p| p.shards()).collect();
+        assert_eq!(ranges, [0..2, 2..4]);
+        assert_eq!(nodes_of(&state, 0..4), ["d1", "d2", "d1", "d2"]);
+        let ident = t.partitions[0].ident.clone();
+        // One partition moves to the cold node; the other stays.
+        let cold = Command::SetPartitionSettings {
+            schema: "doc".into(),
+            name: "t".into(),
+            ident: ident.clone(),
+            // Its two shards on the one cold node: its own limit too.
+            settings: [
+                (
+                    "routing.allocation.require.tier".to_string(),
+                    Some("cold".to_string()),
+                ),
+                (
+                    "routing.allocation.total_shards_per_node".to_string(),
+                    Some("2".to_string()),
+                ),
+            ]
+            .into(),
+        };
+        run(&mut state, cold).unwrap();
+        // The moved copies replace the old ones once started; the old are then dropped.
+        for _ in 0..3 {
+            run(
+                &mut state,
+                Command::NodeLiveness {
+                    node: NodeId("d3".into()),
+                    alive: true,
+                },
+            )
+            .unwrap();
+        }
+        assert_eq!(nodes_of(&state, 2..4), ["d1", "d2"]);
+        assert!(
+            nodes_of(&state, 0..2).iter().all(|n| n.contains("d3")),
+            "{:?}",
+            nodes_of(&state, 0..2)
+        );
+        let refused = Command::SetPartitionSettings {
+            schema: "doc".into(),
+            name: "t".into(),
+            ident: ident.clone(),
+            settings: [("refresh_interval".to_string(), Some("1s".to_string()))].into(),
+        };
+        assert!(run(&mut state, refused).is_err());
+        let drop = Command::DropPartitions {
+            schema: "doc".into(),
+            name: "t".into(),
+            idents: vec![ident],
+        };
+        run(&mut state, drop).unwrap();
+        let routing = &state.routing[&1];
+        assert!(routing[..2]
+            .iter()
+            .all(|r| r.dropped && r.copies.is_empty()));
+        assert!(routing[2..]
+            .iter()
+            .all(|r| !r.dropped && r.primary().is_some()));
+        // The dropped values come back as a new partition with new shard numbers.
+        let again = Command::CreatePartitions {
+            schema: "doc".into(),
+            name: "t".into(),
+            values: vec![values("1")],
+        };
+        run(&mut state, again).unwrap();
+        let t = &state.tables["doc.t"];
+        assert_eq!(t.partition_of_values(&values("1")).unwrap().shards(), 4..6);
+        assert!(state.routing[&1][..2]
+            .iter()
+            .all(|r| r.dropped && r.copies.is_empty()));
+    }
+}

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use creek_common::error::ErrorCode;
+use creek_common::partition::PartitionDef;
 use creek_common::schema::{TableSchema, ID_COLUMN, PRIMARY_TERM_COLUMN, SEQ_NO_COLUMN};
 use creek_proto::v1::RowStatus;
 use datafusion::arrow::array::{Array, StringArray};
@@ -16,7 +17,8 @@ use super::update::{conflict_pause, row_versions, rows_query, CONFLICT_RETRIES};
 use super::{collect_plan, lookup_table, plan_rows, DmlContext};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::plan::routing::{array_key_texts, partitions_of_rows, shard_of};
+use crate::plan::partitions::row_partition_values;
+use crate::plan::routing::{array_key_texts, shard_of};
 use crate::sql::Output;
 
 /// The table a DELETE acts on and the query that finds its rows: (table, FROM, select,
@@ -35,6 +37,26 @@ fn delete_query(
             "DELETE from several tables is not supported",
         ));
     };
+    // Clauses that would narrow or report the deletion are refused rather than ignored.
+    let unsupported = [
+        (
+            delete.using.is_some() || !relation.joins.is_empty(),
+            "USING",
+        ),
+        (delete.limit.is_some(), "LIMIT"),
+        (!delete.order_by.is_empty(), "ORDER BY"),
+        (
+            delete.returning.is_some() || delete.output.is_some(),
+            "RETURNING",
+        ),
+        (!delete.tables.is_empty(), "a table list before FROM"),
+    ];
+    if let Some((_, clause)) = unsupported.iter().find(|(present, _)| *present) {
+        return Err(Error::new(
+            ErrorCode::FeatureNotSupported,
+            format!("DELETE with {clause} is not supported"),
+        ));
+    }
     let ast::TableFactor::Table { name, alias, .. } = &relation.relation else {
         return Err(Error::new(
             ErrorCode::FeatureNotSupported,
@@ -121,8 +143,20 @@ pub async fn delete(dml: &DmlContext<'_>, delete: &ast::Delete) -> Result<Output
                 Some(_) => array_key_texts(batch.column(3))?,
                 None => vec![None; ids.len()],
             };
-            let partitions = partitions_of_rows(&table, &batch)?;
+            let located = super::partitions::current(dml.cluster, &table);
+            // A row whose partition was dropped meanwhile is gone with it.
+            let partitions: Vec<Option<Option<&PartitionDef>>> = if located.is_partitioned() {
+                row_partition_values(&located, &batch)?
+                    .iter()
+                    .map(|values| located.partition_of_values(values).map(Some))
+                    .collect()
+            } else {
+                vec![Some(None); batch.num_rows()]
+            };
             for (row, (value, partition)) in values.into_iter().zip(partitions).enumerate() {
+                let Some(partition) = partition else {
+                    continue;
+                };
                 let id = ids.value(row).to_string();
                 let shard = shard_of(&table, partition, &id, value.as_deref());
                 let (shard_ids, shard_versions) = by_shard.entry(shard).or_default();

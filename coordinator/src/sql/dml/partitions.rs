@@ -17,6 +17,16 @@ use crate::cluster::Cluster;
 use crate::error::Result;
 use crate::plan::partitions::{is_partition_predicate, row_partition_values, whole_partitions};
 
+/// `table`'s definition as the catalog has it now (partitions come and go while a statement
+/// runs), or `table` itself if it was dropped or replaced meanwhile.
+pub(crate) fn current(cluster: &Cluster, table: &TableSchema) -> TableSchema {
+    cluster
+        .catalog()
+        .table(&table.schema_name, &table.name)
+        .filter(|t| t.id == table.id)
+        .unwrap_or_else(|| table.clone())
+}
+
 /// Creates the partitions that rows of `batch` (conformed, generated columns filled) belong
 /// to and that do not exist yet. Returns the table's new definition if it created any.
 pub(crate) async fn ensure_partitions(
@@ -27,15 +37,24 @@ pub(crate) async fn ensure_partitions(
     if !table.is_partitioned() {
         return Ok(None);
     }
-    let missing: BTreeSet<Vec<Option<String>>> = row_partition_values(table, batch)?
-        .into_iter()
-        .filter(|values| table.partition_of_values(values).is_none())
-        .collect();
-    if missing.is_empty() {
+    let values = row_partition_values(table, batch)?;
+    if values
+        .iter()
+        .all(|values| table.partition_of_values(values).is_some())
+    {
         return Ok(None);
     }
+    // Another writer (or an earlier batch of a long COPY) may have created them already.
+    let latest = current(cluster, table);
+    let missing: BTreeSet<Vec<Option<String>>> = values
+        .into_iter()
+        .filter(|values| latest.partition_of_values(values).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(Some(latest));
+    }
     let table = cluster
-        .create_partitions(table, missing.into_iter().collect())
+        .create_partitions(&latest, missing.into_iter().collect())
         .await?;
     Ok(Some(table))
 }
@@ -52,6 +71,8 @@ pub(super) async fn delete_partitions(
     if !table.is_partitioned() {
         return Ok(None);
     }
+    // The partitions as they are when the count is planned: those it counts are dropped.
+    let table = &current(dml.cluster, table);
     let sql = format!("SELECT count(*) FROM {from} WHERE {selection}");
     let plan = plan_rows(dml.hidden_ctx, &sql).await?;
     let bound = if plan.get_parameter_types()?.is_empty() {

@@ -259,7 +259,8 @@ async fn write_updated_rows(
         .clone();
     let versions = row_versions(batch)?;
     let routing = routing_values(table, &conformed)?;
-    let partitions = partitions_of_rows(table, &conformed)?;
+    let located = super::partitions::current(dml.cluster, table);
+    let partitions = partitions_of_rows(&located, &conformed)?;
     let mut by_shard: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for (row, (value, partition)) in routing.iter().zip(partitions).enumerate() {
         by_shard

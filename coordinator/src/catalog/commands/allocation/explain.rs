@@ -33,16 +33,15 @@ pub fn explain_allocations(state: &ClusterState) -> Vec<AllocationExplanation> {
     let limit = MAX_RECOVERIES_PER_NODE;
     for table in state.tables.values() {
         let shards = state.routing.get(&table.id.0).cloned().unwrap_or_default();
-        let mut table_copies_on: HashMap<NodeId, usize> = HashMap::new();
-        for routing in &shards {
-            for copy in &routing.copies {
-                *table_copies_on.entry(copy.node.clone()).or_default() += 1;
-            }
-        }
+        let mut group_counts: HashMap<usize, HashMap<NodeId, usize>> = HashMap::new();
         for (number, routing) in shards.iter().enumerate() {
             if routing.dropped {
                 continue;
             }
+            let group = super::group_of(table, number as u32, shards.len());
+            let table_copies_on = group_counts
+                .entry(group.start)
+                .or_insert_with(|| super::copies_on(&shards, group));
             let view = super::shard_view(table, number as u32);
             let wanted = wanted_copies(state, &view);
             let Ok(rules) = allocation_rules(&view) else {
@@ -130,7 +129,7 @@ pub fn explain_allocations(state: &ClusterState) -> Vec<AllocationExplanation> {
                                     table,
                                     &rules,
                                     routing,
-                                    &table_copies_on,
+                                    table_copies_on,
                                     &recoveries,
                                     limit
                                 )
@@ -161,7 +160,7 @@ pub fn explain_allocations(state: &ClusterState) -> Vec<AllocationExplanation> {
                             table,
                             &rules,
                             routing,
-                            &table_copies_on,
+                            table_copies_on,
                             &recoveries,
                             limit
                         )

@@ -25,6 +25,12 @@ use geo::{BoundingRect, Distance, Haversine, Intersects, MultiPolygon, Point, Po
 
 use crate::error::{CodedError, ErrorCode};
 
+mod shape;
+pub use shape::{
+    canonical_shape, parse_shape, point_shape, shape_bounds, shape_to_geojson, shape_within,
+    shapes_intersect, MAX_SHAPE_BYTES,
+};
+
 /// Name of the function giving the distance in metres between two points.
 pub const DISTANCE_FUNCTION: &str = "distance";
 /// Name of the function telling whether a point lies in an area.
@@ -353,8 +359,25 @@ pub fn functions() -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(GeoFunction::new(GeoKind::Within)),
         ScalarUDF::new_from_impl(GeoFunction::new(GeoKind::Latitude)),
         ScalarUDF::new_from_impl(GeoFunction::new(GeoKind::Longitude)),
+        ScalarUDF::new_from_impl(GeoFunction::new(GeoKind::Intersects)),
     ]
 }
+
+/// The Arrow field metadata that marks a `geo_shape` column (its values are GeoJSON text),
+/// so the front ends can give clients objects (CrateDB's type 14, PostgreSQL's `json`).
+pub const SHAPE_FIELD_METADATA: (&str, &str) = ("creek.type", "geo_shape");
+
+/// Whether `field` holds `geo_shape` values.
+pub fn is_shape_field(field: &Field) -> bool {
+    field
+        .metadata()
+        .get(SHAPE_FIELD_METADATA.0)
+        .map(String::as_str)
+        == Some(SHAPE_FIELD_METADATA.1)
+}
+
+/// Name of the shape relation `intersects(a, b)`.
+pub const INTERSECTS_FUNCTION: &str = "intersects";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum GeoKind {
@@ -362,6 +385,7 @@ enum GeoKind {
     Within,
     Latitude,
     Longitude,
+    Intersects,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -373,7 +397,7 @@ struct GeoFunction {
 impl GeoFunction {
     fn new(kind: GeoKind) -> GeoFunction {
         let arguments = match kind {
-            GeoKind::Distance | GeoKind::Within => 2,
+            GeoKind::Distance | GeoKind::Within | GeoKind::Intersects => 2,
             GeoKind::Latitude | GeoKind::Longitude => 1,
         };
         GeoFunction {
@@ -424,6 +448,7 @@ impl ScalarUDFImpl for GeoFunction {
             GeoKind::Within => WITHIN_FUNCTION,
             GeoKind::Latitude => "latitude",
             GeoKind::Longitude => "longitude",
+            GeoKind::Intersects => INTERSECTS_FUNCTION,
         }
     }
 
@@ -433,7 +458,7 @@ impl ScalarUDFImpl for GeoFunction {
 
     fn return_type(&self, _arg_types: &[DataType]) -> DfResult<DataType> {
         Ok(match self.kind {
-            GeoKind::Within => DataType::Boolean,
+            GeoKind::Within | GeoKind::Intersects => DataType::Boolean,
             _ => DataType::Float64,
         })
     }
@@ -452,6 +477,25 @@ impl ScalarUDFImpl for GeoFunction {
                     (0..rows)
                         .map(|row| Some(distance(a.get(row)?, b.get(row)?)))
                         .collect::<Float64Array>(),
+                )
+            }
+            GeoKind::Intersects => {
+                let a = shapes_arg(&args.args[0])?;
+                let b = shapes_arg(&args.args[1])?;
+                Arc::new(
+                    (0..rows)
+                        .map(|row| Some(shapes_intersect(a.get(row)?, b.get(row)?)))
+                        .collect::<BooleanArray>(),
+                )
+            }
+            GeoKind::Within if !is_point_type(&args.args[0].data_type()) => {
+                // A shape (a geo_shape column, WKT or GeoJSON text) in any shape.
+                let a = shapes_arg(&args.args[0])?;
+                let b = shapes_arg(&args.args[1])?;
+                Arc::new(
+                    (0..rows)
+                        .map(|row| Some(shape_within(a.get(row)?, b.get(row)?)))
+                        .collect::<BooleanArray>(),
                 )
             }
             GeoKind::Within => {
@@ -490,6 +534,58 @@ impl ScalarUDFImpl for GeoFunction {
         }
         Ok(ColumnarValue::Array(result))
     }
+}
+
+/// The shapes of one argument: points, or WKT/GeoJSON text (a `geo_shape` column).
+enum ShapesArg {
+    One(Option<geo::Geometry<f64>>),
+    Each(Vec<Option<geo::Geometry<f64>>>),
+}
+
+impl ShapesArg {
+    fn get(&self, row: usize) -> Option<&geo::Geometry<f64>> {
+        match self {
+            ShapesArg::One(shape) => shape.as_ref(),
+            ShapesArg::Each(shapes) => shapes[row].as_ref(),
+        }
+    }
+}
+
+fn shapes_arg(value: &ColumnarValue) -> DfResult<ShapesArg> {
+    let array = match value {
+        ColumnarValue::Scalar(scalar) => scalar.to_array()?,
+        ColumnarValue::Array(array) => array.clone(),
+    };
+    let shapes: Vec<Option<geo::Geometry<f64>>> = if is_point_type(array.data_type()) {
+        points_from_array(&array)
+            .map_err(datafusion_error)?
+            .into_iter()
+            .map(|point| point.map(point_shape))
+            .collect()
+    } else if matches!(
+        array.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+    ) {
+        let text = cast(&array, &DataType::Utf8)?;
+        text.as_string::<i32>()
+            .iter()
+            .map(|text| text.map(parse_shape).transpose())
+            .collect::<Result<_, _>>()
+            .map_err(datafusion_error)?
+    } else {
+        return Err(datafusion_error(CodedError::new(
+            ErrorCode::DatatypeMismatch,
+            format!(
+                "expected a shape (geo_shape, geo_point, WKT or GeoJSON text), not a value of \
+                 type {}",
+                array.data_type()
+            ),
+        )));
+    };
+    Ok(match value {
+        ColumnarValue::Scalar(_) => ShapesArg::One(shapes.into_iter().next().flatten()),
+        ColumnarValue::Array(_) => ShapesArg::Each(shapes),
+    })
 }
 
 enum AreaArg {

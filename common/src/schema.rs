@@ -157,7 +157,15 @@ impl TableSchema {
         let fields: Vec<Field> = self
             .columns
             .iter()
-            .map(|column| Field::new(&column.name, column.column_type.arrow_type(), true))
+            .map(|column| {
+                let field = Field::new(&column.name, column.column_type.arrow_type(), true);
+                if column.column_type == ColumnType::GeoShape {
+                    let (key, value) = crate::geo::SHAPE_FIELD_METADATA;
+                    field.with_metadata([(key.to_string(), value.to_string())].into())
+                } else {
+                    field
+                }
+            })
             .collect();
         Arc::new(Schema::new(fields))
     }

@@ -48,6 +48,9 @@ pub enum ColumnType {
     Array(Box<ColumnType>),
     /// `geo_point`: a longitude and a latitude in degrees (WGS 84), as `[lon, lat]`.
     GeoPoint,
+    /// `geo_shape`: any geometry in longitude/latitude degrees, as canonical GeoJSON text
+    /// (`crate::geo::canonical_shape`).
+    GeoShape,
 }
 
 /// Default precision and scale of a `numeric` declared without them.
@@ -101,6 +104,7 @@ impl ColumnType {
                 DataType::List(Field::new("item", inner.arrow_type(), true).into())
             }
             ColumnType::GeoPoint => crate::geo::point_type(),
+            ColumnType::GeoShape => DataType::Utf8,
         }
     }
 
@@ -134,7 +138,10 @@ impl ColumnType {
 
     /// Returns whether values of this type can be a primary key or routing key.
     pub fn is_routable(&self) -> bool {
-        !matches!(self, ColumnType::Array(_) | ColumnType::GeoPoint)
+        !matches!(
+            self,
+            ColumnType::Array(_) | ColumnType::GeoPoint | ColumnType::GeoShape
+        )
     }
 }
 
@@ -156,6 +163,7 @@ impl fmt::Display for ColumnType {
             ColumnType::Ip => f.write_str("ip"),
             ColumnType::Array(inner) => write!(f, "array({inner})"),
             ColumnType::GeoPoint => f.write_str("geo_point"),
+            ColumnType::GeoShape => f.write_str("geo_shape"),
         }
     }
 }

@@ -174,3 +174,76 @@ def test_points_survive_kill_and_restart():
     finally:
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
+
+
+def circle(lon, lat, radius, vertices):
+    ring = [[lon + radius * math.cos(2 * math.pi * i / vertices),
+             lat + radius * math.sin(2 * math.pi * i / vertices)] for i in range(vertices)]
+    return {"type": "Polygon", "coordinates": [ring + [ring[0]]]}
+
+
+def test_shapes_through_psycopg_http_and_copy(conn, creek):
+    conn.execute("DROP TABLE IF EXISTS shapes")
+    conn.execute("CREATE TABLE shapes (name TEXT PRIMARY KEY, s GEO_SHAPE) CLUSTERED INTO 2 SHARDS")
+    # A polygon of 1,500 vertices (about 60 KB of GeoJSON); one of 4,000 is past the
+    # 65,530 bytes a shard stores in one value, and refused with a clear error.
+    big = circle(10, 10, 5, 1500)
+    too_big = circle(10, 10, 5, 4000)
+    with pytest.raises(errors.ProgramLimitExceeded, match="shape too large"):
+        conn.execute("INSERT INTO shapes VALUES ('too big', %s)", (json.dumps(too_big),))
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO shapes VALUES (%s, %s)", [
+            ("square", "POLYGON ((0 0, 2 0, 2 2, 0 2, 0 0))"),
+            ("big", json.dumps(big)),
+            ("line", "LINESTRING (-1 -1, 30 30)"),
+        ])
+    conn.execute("REFRESH TABLE shapes")
+    # psycopg reads PostgreSQL's json as Python objects.
+    shape = conn.execute("SELECT s FROM shapes WHERE name = 'square'").fetchone()[0]
+    assert shape == {"type": "Polygon",
+                     "coordinates": [[[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [0.0, 2.0], [0.0, 0.0]]]}
+    stored = conn.execute("SELECT s FROM shapes WHERE name = 'big'").fetchone()[0]
+    assert len(stored["coordinates"][0]) == 1501
+    assert stored["coordinates"][0][17] == pytest.approx(big["coordinates"][0][17])
+    found = [r[0] for r in conn.execute(
+        "SELECT name FROM shapes WHERE intersects(s, 'POINT (12 12)') ORDER BY name")]
+    assert found == ["big", "line"]
+    found = [r[0] for r in conn.execute(
+        "SELECT name FROM shapes WHERE within(s, %s) ORDER BY name",
+        ("POLYGON ((-1 -1, 16 -1, 16 16, -1 16, -1 -1))",))]
+    assert found == ["big", "square"]
+    # The relation is pushed into the shard index as a box query.
+    plan = "\n".join(r[1] for r in conn.execute(
+        "EXPLAIN SELECT name FROM shapes WHERE intersects(s, 'POINT (12 12)')"))
+    assert "pushed_filters=[intersects(s, Utf8(\"POINT (12 12)\"))]" in plan, plan
+    # HTTP: GeoJSON objects with CrateDB's type 14; objects accepted as arguments.
+    status, body = post(creek, {"stmt": "INSERT INTO shapes VALUES (?, ?)",
+                                "args": ["tri", {"type": "Polygon",
+                                                 "coordinates": [[[0, 0], [1, 0], [0, 1], [0, 0]]]}]})
+    assert status == 200, body
+    post(creek, {"stmt": "REFRESH TABLE shapes"})
+    status, body = post(creek, {"stmt": "SELECT name, s FROM shapes WHERE name IN ('tri', 'line') ORDER BY name"})
+    assert status == 200, body
+    assert body["col_types"][1] == 14
+    assert body["rows"] == [
+        ["line", {"type": "LineString", "coordinates": [[-1.0, -1.0], [30.0, 30.0]]}],
+        ["tri", {"type": "Polygon", "coordinates": [[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]]}],
+    ]
+    status, body = post(creek, {"stmt": "INSERT INTO shapes VALUES ('bad', 'POLYGON ((0 0, 1 1))')"})
+    assert status == 400 and "invalid shape" in body["error"]["message"], body
+    # COPY FROM JSON lines: GeoJSON objects and WKT text.
+    folder = tempfile.mkdtemp(prefix="creek-shapes-")
+    try:
+        with open(os.path.join(folder, "shapes.json"), "w") as f:
+            f.write(json.dumps({"name": "c1", "s": {"type": "Point", "coordinates": [1, 1]}}) + "\n")
+            f.write(json.dumps({"name": "c2", "s": "LINESTRING (0 5, 5 0)"}) + "\n")
+            f.write(json.dumps({"name": "c3", "s": {"type": "Blob"}}) + "\n")
+        summary = conn.execute(f"COPY shapes FROM 'file://{folder}/shapes.json' RETURN SUMMARY").fetchall()
+        assert [(r[2], r[3]) for r in summary] == [(2, 1)]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    conn.execute("REFRESH TABLE shapes")
+    found = [r[0] for r in conn.execute(
+        "SELECT name FROM shapes WHERE intersects(s, 'POLYGON ((0.5 0.5, 1.5 0.5, 1.5 1.5, 0.5 1.5, 0.5 0.5))') "
+        "ORDER BY name")]
+    assert found == ["c1", "line", "square", "tri"]

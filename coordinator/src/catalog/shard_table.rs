@@ -298,9 +298,15 @@ fn index_query(table: &TableSchema, expr: &Expr) -> Option<Expr> {
             matches!(e.as_ref(), Expr::Column(c) if table.column(&c.name).is_some())
         }
         // `within(point, 'POLYGON(..)')` and `distance(point, ..) < r`: a box of locations.
+        // `intersects(shape or point, ..)` and `within(shape, ..)`: a box of boxes.
         Expr::ScalarFunction(function) => {
-            function.func.name() == creek_common::geo::WITHIN_FUNCTION
-                && is_geo_call(table, &function.args)
+            let name = function.func.name();
+            (name == creek_common::geo::WITHIN_FUNCTION
+                && (is_geo_call(table, &function.args)
+                    || is_shape_call(table, &function.args, false)))
+                || (name == creek_common::geo::INTERSECTS_FUNCTION
+                    && (is_shape_call(table, &function.args, true)
+                        || is_geo_call(table, &function.args)))
         }
         // A prefix LIKE on a text column becomes a term range; the data node decides exactly
         // which patterns qualify and matches everything for the others.
@@ -329,6 +335,22 @@ fn is_geo_call(table: &TableSchema, args: &[Expr]) -> bool {
     };
     matches!(args,
         [Expr::Column(c), Expr::Literal(..)] | [Expr::Literal(..), Expr::Column(c)] if is_point(&c.name))
+}
+
+/// A shape relation's arguments: a `geo_shape` column of `table` and a literal (in either
+/// order if `symmetric`).
+fn is_shape_call(table: &TableSchema, args: &[Expr], symmetric: bool) -> bool {
+    let is_shape = |name: &str| {
+        matches!(
+            table.column(name).map(|c| &c.column_type),
+            Some(creek_common::types::ColumnType::GeoShape)
+        )
+    };
+    match args {
+        [Expr::Column(c), Expr::Literal(..)] => is_shape(&c.name),
+        [Expr::Literal(..), Expr::Column(c)] => symmetric && is_shape(&c.name),
+        _ => false,
+    }
 }
 
 /// `distance(point, literal)` compared with a literal (the data node keeps the bounds that

@@ -364,7 +364,7 @@ fn rows_prefix(schema: &SchemaRef, with_types: bool) -> Vec<u8> {
         let types: Vec<Value> = schema
             .fields()
             .iter()
-            .map(|f| rows::crate_type_id(f.data_type()))
+            .map(|f| rows::crate_field_type_id(f))
             .collect();
         out.extend_from_slice(br#","col_types":"#);
         serde_json::to_writer(&mut out, &types).expect("writing to a Vec cannot fail");

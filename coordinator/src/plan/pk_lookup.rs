@@ -149,12 +149,16 @@ impl PkLookup {
 
     /// The result schema, as the planned path would report it.
     pub fn schema(&self) -> SchemaRef {
+        // The table's own fields, metadata included (a geo_shape column is marked so).
+        let table = self.table.arrow_schema();
         Arc::new(Schema::new(
             self.columns
                 .iter()
                 .map(|name| {
-                    let column = self.table.column(name).expect("checked in recognise");
-                    Field::new(name, column.column_type.arrow_type(), true)
+                    table
+                        .field_with_name(name)
+                        .expect("checked in recognise")
+                        .clone()
                 })
                 .collect::<Vec<_>>(),
         ))

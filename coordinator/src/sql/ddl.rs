@@ -175,6 +175,7 @@ pub fn column_type(data_type: &DataType) -> Result<ColumnType> {
                 ("ip" | "inet", []) => ColumnType::Ip,
                 ("array", [inner]) => array_of(column_type_from_name(inner)?)?,
                 ("geo_point", []) => ColumnType::GeoPoint,
+                ("geo_shape", []) => ColumnType::GeoShape,
                 ("string" | "keyword", []) => ColumnType::Text { max_len: None },
                 ("long", []) => ColumnType::BigInt,
                 ("short", []) => ColumnType::SmallInt,
@@ -198,13 +199,13 @@ pub fn column_type(data_type: &DataType) -> Result<ColumnType> {
     })
 }
 
-/// An array of `inner`; arrays of points are not a type yet (a stored point is an object of
-/// two numbers, and the index has no layout for a list of them).
+/// An array of `inner`; arrays of points and shapes are not a type yet (a stored point or
+/// shape box is an object of numbers, and the index has no layout for a list of them).
 fn array_of(inner: ColumnType) -> Result<ColumnType> {
-    if inner == ColumnType::GeoPoint {
+    if matches!(inner, ColumnType::GeoPoint | ColumnType::GeoShape) {
         return Err(Error::new(
             ErrorCode::FeatureNotSupported,
-            "arrays of geo_point are not supported",
+            format!("arrays of {inner} are not supported"),
         ));
     }
     Ok(ColumnType::Array(Box::new(inner)))

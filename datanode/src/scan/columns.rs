@@ -301,6 +301,15 @@ pub fn open_segment_column(
             elements: Box::new(open_segment_column(segment, &element_spec, reads)?),
         });
     }
+    if let ColumnType::GeoShape = column_type {
+        // The shape's GeoJSON is its exact form; the column's key holds only its box.
+        let json_name = segment.schema().get_field_name(location.field);
+        let exact = fast_fields.str(&format!("{json_name}.{EXACT_ARRAY_PREFIX}{name}"))?;
+        return Ok(SegmentColumn::Str(StrColumns::open(
+            exact.into_iter().collect(),
+            reads,
+        )?));
+    }
     if let ColumnType::GeoPoint = column_type {
         let part = |key: &str| {
             let spec = ColumnSpec::Table {
@@ -370,7 +379,8 @@ pub fn open_segment_column(
         | ColumnType::Text { .. }
         | ColumnType::Ip
         | ColumnType::Array(_)
-        | ColumnType::GeoPoint => SegmentColumn::Str(StrColumns::open(
+        | ColumnType::GeoPoint
+        | ColumnType::GeoShape => SegmentColumn::Str(StrColumns::open(
             opened
                 .into_iter()
                 .filter_map(|c| match c {
@@ -431,7 +441,9 @@ pub fn read_column(
                     .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?,
             )
         }
-        ColumnType::Text { .. } | ColumnType::Ip => Arc::new(read_strings(column, docs)?),
+        ColumnType::Text { .. } | ColumnType::Ip | ColumnType::GeoShape => {
+            Arc::new(read_strings(column, docs)?)
+        }
         ColumnType::Timestamp => {
             Arc::new(read_i64_as::<TimestampMicrosecondType>(column, docs, |v| v))
         }
@@ -544,8 +556,8 @@ fn element_scalar(inner: &ColumnType, item: &serde_json::Value) -> Option<Scalar
         } else {
             Some(item.as_str()?.to_string())
         }),
-        // Tables cannot declare arrays of arrays or of points.
-        ColumnType::Array(_) | ColumnType::GeoPoint => return None,
+        // Tables cannot declare arrays of arrays, points or shapes.
+        ColumnType::Array(_) | ColumnType::GeoPoint | ColumnType::GeoShape => return None,
     })
 }
 

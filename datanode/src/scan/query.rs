@@ -20,9 +20,9 @@ use tantivy::Term;
 use tantivy::schema::Schema;
 
 use crate::shard::document::{
-    locate_column, ColumnLocation, ShardFields, EXACT_ARRAY_PREFIX, GEO_LON_KEY,
+    locate_column, ColumnLocation, ShardFields, EXACT_ARRAY_PREFIX, GEO_LON_KEY, SHAPE_MIN_LON_KEY,
 };
-use creek_common::geo::WITHIN_FUNCTION;
+use creek_common::geo::{INTERSECTS_FUNCTION, WITHIN_FUNCTION};
 
 mod geo;
 
@@ -224,6 +224,9 @@ fn translate(layout: Layout<'_>, expr: &Expr) -> Option<Box<dyn Query>> {
         Expr::ScalarFunction(function) if function.func.name() == WITHIN_FUNCTION => {
             geo::within_query(layout, &function.args)
         }
+        Expr::ScalarFunction(function) if function.func.name() == INTERSECTS_FUNCTION => {
+            geo::intersects_query(layout, &function.args)
+        }
         Expr::IsNotNull(inner) => {
             let Expr::Column(column) = inner.as_ref() else {
                 return None;
@@ -274,6 +277,13 @@ fn exists_query(layout: Layout<'_>, column: &str) -> Option<Box<dyn Query>> {
         // Every stored point has both numbers: its longitude's presence is the point's.
         return Some(Box::new(ExistsQuery::new(
             format!("{}.{GEO_LON_KEY}", location.fast_name),
+            false,
+        )));
+    }
+    if let ColumnType::GeoShape = column_type {
+        // Likewise every stored shape has its box.
+        return Some(Box::new(ExistsQuery::new(
+            format!("{}.{SHAPE_MIN_LON_KEY}", location.fast_name),
             false,
         )));
     }
@@ -336,6 +346,10 @@ fn term_for(
         };
     }
     let (column_type, location) = layout.column(column)?;
+    if matches!(column_type, ColumnType::GeoPoint | ColumnType::GeoShape) {
+        // Stored as objects of numbers: no term is the value (the filter runs above).
+        return None;
+    }
     let target = column_type.arrow_type();
     let value = if value.data_type() == target {
         value.clone()

@@ -45,6 +45,15 @@ pub const EXACT_ARRAY_PREFIX: &str = "\u{7f}exact:";
 pub const GEO_LON_KEY: &str = "lon";
 /// Key of a point's latitude in the JSON object that stores it.
 pub const GEO_LAT_KEY: &str = "lat";
+/// Keys of a shape's bounding box in the JSON object that stores it (its GeoJSON is kept
+/// under the exact-form key, as an array's is).
+pub const SHAPE_MIN_LON_KEY: &str = "minlon";
+/// See [`SHAPE_MIN_LON_KEY`].
+pub const SHAPE_MAX_LON_KEY: &str = "maxlon";
+/// See [`SHAPE_MIN_LON_KEY`].
+pub const SHAPE_MIN_LAT_KEY: &str = "minlat";
+/// See [`SHAPE_MIN_LON_KEY`].
+pub const SHAPE_MAX_LAT_KEY: &str = "maxlat";
 
 /// Prefix of the field of a FULLTEXT index (`_ft_<index name>`); table and index names never
 /// start with `_`, so it names nothing else. The field's analyzer is registered under the
@@ -192,7 +201,7 @@ fn typed_field_type(column_type: &ColumnType) -> Option<Type> {
         | ColumnType::Date => Type::I64,
         ColumnType::Real | ColumnType::Double => Type::F64,
         ColumnType::Numeric { .. } | ColumnType::Text { .. } | ColumnType::Ip => Type::Str,
-        ColumnType::Array(_) | ColumnType::GeoPoint => return None,
+        ColumnType::Array(_) | ColumnType::GeoPoint | ColumnType::GeoShape => return None,
     })
 }
 
@@ -325,6 +334,26 @@ pub fn documents_from_batch(
                     );
                 }
             }
+            if let ColumnType::GeoShape = &column.column_type {
+                // The GeoJSON itself, read back by scans; the column's key gets its box.
+                if let Some(shapes) = array.as_any().downcast_ref::<StringArray>() {
+                    if shapes.is_valid(row)
+                        && shapes.value(row).len() > creek_common::geo::MAX_SHAPE_BYTES
+                    {
+                        // The coordinator refuses these; a cut GeoJSON must never be stored.
+                        return Err(Error::InvalidRequest(format!(
+                            "shape too large: {} bytes of GeoJSON",
+                            shapes.value(row).len()
+                        )));
+                    }
+                    if shapes.is_valid(row) {
+                        object.insert(
+                            format!("{EXACT_ARRAY_PREFIX}{}", column.name),
+                            OwnedValue::Str(shapes.value(row).to_string()),
+                        );
+                    }
+                }
+            }
             if let Some(value) = owned_value(&column.column_type, array, row)? {
                 object.insert(column.name.clone(), value);
             }
@@ -436,6 +465,22 @@ fn owned_value(
                 }
             }
             OwnedValue::Array(items)
+        }
+        ColumnType::GeoShape => {
+            // A shape's box, four fast numbers: `intersects` and `within` become ranges
+            // over them (`scan::query::geo`).
+            let text = get!(StringArray);
+            let bounds = creek_common::geo::parse_shape(text)
+                .ok()
+                .and_then(|shape| creek_common::geo::shape_bounds(&shape))
+                .ok_or_else(|| Error::InvalidRequest(format!("{text:.80} is no shape")))?;
+            let (min_lon, max_lon) = bounds.lon.unwrap_or((-180.0, 180.0));
+            OwnedValue::Object(vec![
+                (SHAPE_MIN_LON_KEY.to_string(), OwnedValue::F64(min_lon)),
+                (SHAPE_MAX_LON_KEY.to_string(), OwnedValue::F64(max_lon)),
+                (SHAPE_MIN_LAT_KEY.to_string(), OwnedValue::F64(bounds.lat.0)),
+                (SHAPE_MAX_LAT_KEY.to_string(), OwnedValue::F64(bounds.lat.1)),
+            ])
         }
         ColumnType::GeoPoint => {
             let points = array

@@ -20,6 +20,13 @@ const MILLIS_PER_DAY: i64 = 86_400_000;
 /// Appends every row of `batch` to `out` as `[v1,v2,...]`, each preceded by a comma unless it
 /// is the very first row written (`first_row` tracks that across batches).
 pub fn write_rows(out: &mut Vec<u8>, batch: &RecordBatch, first_row: &mut bool) {
+    let schema = batch.schema();
+    // Shapes are GeoJSON text, written as the objects they are.
+    let shapes: Vec<bool> = schema
+        .fields()
+        .iter()
+        .map(|f| creek_common::geo::is_shape_field(f))
+        .collect();
     for row in 0..batch.num_rows() {
         if !*first_row {
             out.push(b',');
@@ -30,7 +37,12 @@ pub fn write_rows(out: &mut Vec<u8>, batch: &RecordBatch, first_row: &mut bool) 
             if index > 0 {
                 out.push(b',');
             }
-            write_value(out, column.as_ref(), row);
+            match column.as_string_opt::<i32>() {
+                Some(texts) if shapes[index] && texts.is_valid(row) => {
+                    out.extend_from_slice(texts.value(row).as_bytes())
+                }
+                _ => write_value(out, column.as_ref(), row),
+            }
         }
         out.push(b']');
     }
@@ -162,6 +174,14 @@ fn write_formatted(out: &mut Vec<u8>, array: &dyn Array, row: usize, quoted: boo
     } else {
         out.extend_from_slice(text.as_bytes());
     }
+}
+
+/// Returns CrateDB's type id of a result column for `?types`.
+pub fn crate_field_type_id(field: &datafusion::arrow::datatypes::Field) -> serde_json::Value {
+    if creek_common::geo::is_shape_field(field) {
+        return serde_json::json!(14);
+    }
+    crate_type_id(field.data_type())
 }
 
 /// Returns CrateDB's type id for `?types`.

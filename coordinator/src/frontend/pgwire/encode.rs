@@ -67,7 +67,12 @@ pub fn fields_for_schema(schema: &Schema, format: &Format) -> Vec<FieldInfo> {
         .iter()
         .enumerate()
         .map(|(index, field)| {
-            let pg_type = arrow_to_pg_type(field.data_type());
+            let pg_type = if creek_common::geo::is_shape_field(field) {
+                // GeoJSON, as CrateDB gives shapes to PostgreSQL clients.
+                Type::JSON
+            } else {
+                arrow_to_pg_type(field.data_type())
+            };
             let mut field_format = format.format_for(index);
             if field_format == FieldFormat::Binary && !binary_supported(&pg_type) {
                 field_format = FieldFormat::Text;

@@ -330,12 +330,15 @@ impl RowReader<'_> {
                 serde_json::Value::Number(n) => Some(n.to_string()),
                 // Arrays as JSON text, which array columns read (`plan::array_literal`).
                 array @ serde_json::Value::Array(_) => Some(array.to_string()),
-                // A point may be written `{"lon": .., "lat": ..}`; other objects wait for
-                // object columns.
+                // A point may be written `{"lon": .., "lat": ..}` and a shape as a GeoJSON
+                // object; other objects wait for object columns.
                 object @ serde_json::Value::Object(_)
                     if matches!(
                         self.copy.table.column(&key).map(|c| &c.column_type),
-                        Some(creek_common::types::ColumnType::GeoPoint)
+                        Some(
+                            creek_common::types::ColumnType::GeoPoint
+                                | creek_common::types::ColumnType::GeoShape
+                        )
                     ) =>
                 {
                     Some(object.to_string())

@@ -3,7 +3,8 @@
 //! strict casts it knows Creek's own conversions: a number written to a timestamp column is
 //! epoch milliseconds (CrateDB's rule, which its clients rely on), text written to an array
 //! column is a PostgreSQL array literal (`'{a,b}'`) or a JSON array, and a `geo_point` is read
-//! from WKT, `[lon, lat]` or `{"lon", "lat"}` (`creek_common::geo`).
+//! from WKT, `[lon, lat]` or `{"lon", "lat"}`, a `geo_shape` from WKT or GeoJSON, kept as
+//! canonical GeoJSON (`creek_common::geo`).
 
 use std::sync::Arc;
 
@@ -97,6 +98,24 @@ fn convert(array: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
     }
 }
 
+/// Values for a `geo_shape` column: WKT or GeoJSON text, or points, as canonical GeoJSON.
+fn canonical_shapes(array: &ArrayRef) -> Result<ArrayRef> {
+    use creek_common::geo;
+    let shapes: StringArray = if geo::is_point_type(array.data_type()) {
+        geo::points_from_array(array)?
+            .into_iter()
+            .map(|point| point.map(|p| geo::shape_to_geojson(&geo::point_shape(p)).to_string()))
+            .collect()
+    } else {
+        let text = convert(array, &DataType::Utf8)?;
+        text.as_string::<i32>()
+            .iter()
+            .map(|text| text.map(geo::canonical_shape).transpose())
+            .collect::<std::result::Result<_, _>>()?
+    };
+    Ok(Arc::new(shapes))
+}
+
 fn out_of_range(what: &str) -> Error {
     Error::new(ErrorCode::DatetimeOverflow, format!("{what} out of range"))
 }
@@ -177,6 +196,19 @@ pub(crate) fn conform_batch(table: &TableSchema, batch: &RecordBatch) -> Result<
                 )
             })?,
             None => datafusion::arrow::array::new_null_array(&target, batch.num_rows()),
+        };
+        let array = match (&column.column_type, batch.column_by_name(&column.name)) {
+            (ColumnType::GeoShape, Some(given)) => canonical_shapes(given).map_err(|error| {
+                Error::new(
+                    error.code(),
+                    format!(
+                        "invalid value for column \"{}\": {}",
+                        column.name,
+                        error.client_message()
+                    ),
+                )
+            })?,
+            _ => array,
         };
         let generated = column.generated.is_some();
         given.push(

@@ -1,13 +1,14 @@
-//! Geo predicates as index queries: `within(point, 'POLYGON(..)')` and `distance(point, ..)`
-//! below a radius become ranges over the fast values of the point's `lon` and `lat` keys
-//! (its bounding box, `creek_common::geo`). A box holds more than the area, so these queries
+//! Geo predicates as index queries: `within(point, 'POLYGON(..)')`, `intersects(point,
+//! shape)` and `distance(point, ..)` below a radius become ranges over the fast values of the
+//! point's `lon` and `lat` keys (its bounding box, `creek_common::geo`); `intersects` and
+//! `within` of a `geo_shape` become ranges over the four numbers of each stored shape's box. A box holds more than the area, so these queries
 //! match a superset; the exact predicate runs above the scan, as for every pushed filter.
 
 use std::ops::Bound;
 
 use creek_common::geo::{
-    area_bounds, distance_bounds, parse_area, parse_point, points_from_array, GeoBounds, GeoPoint,
-    DISTANCE_FUNCTION,
+    area_bounds, distance_bounds, parse_area, parse_point, parse_shape, point_shape,
+    points_from_array, shape_bounds, GeoBounds, GeoPoint, DISTANCE_FUNCTION,
 };
 use creek_common::types::ColumnType;
 use datafusion::common::ScalarValue;
@@ -16,7 +17,10 @@ use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
 use tantivy::Term;
 
 use super::{append_f64, Layout};
-use crate::shard::document::{GEO_LAT_KEY, GEO_LON_KEY};
+use crate::shard::document::{
+    GEO_LAT_KEY, GEO_LON_KEY, SHAPE_MAX_LAT_KEY, SHAPE_MAX_LON_KEY, SHAPE_MIN_LAT_KEY,
+    SHAPE_MIN_LON_KEY,
+};
 
 /// The arguments of `distance(..)`, if `expr` is a call of it.
 pub(super) fn distance_call(expr: &Expr) -> Option<&[Expr]> {
@@ -59,13 +63,105 @@ pub(super) fn distance_query(
     bounds_query(layout, &column.name, distance_bounds(center, radius)?)
 }
 
-/// `within(column, 'POLYGON(..)')`: the polygon's box.
+/// `within(column, 'POLYGON(..)')`: a point column's points in the polygon's box; a shape
+/// column's shapes whose box lies in the area's box.
 pub(super) fn within_query(layout: Layout<'_>, args: &[Expr]) -> Option<Box<dyn Query>> {
     let [Expr::Column(column), Expr::Literal(area, _)] = args else {
         return None;
     };
+    if let (ColumnType::GeoShape, _) = layout.column(&column.name)? {
+        let area = parse_shape(literal_text(area)?).ok()?;
+        return shape_box_query(layout, &column.name, shape_bounds(&area)?, Relation::Within);
+    }
     let area = parse_area(literal_text(area)?).ok()?;
     bounds_query(layout, &column.name, area_bounds(&area)?)
+}
+
+/// `intersects(column, shape)` (either order): a point column's points in the shape's box; a
+/// shape column's shapes whose box overlaps it.
+pub(super) fn intersects_query(layout: Layout<'_>, args: &[Expr]) -> Option<Box<dyn Query>> {
+    let (column, shape) = match args {
+        [Expr::Column(column), Expr::Literal(shape, _)]
+        | [Expr::Literal(shape, _), Expr::Column(column)] => (column, shape),
+        _ => return None,
+    };
+    let shape = match literal_text(shape) {
+        Some(text) => parse_shape(text).ok()?,
+        None => point_shape(literal_point(shape)?),
+    };
+    let bounds = shape_bounds(&shape)?;
+    match layout.column(&column.name)? {
+        (ColumnType::GeoShape, _) => {
+            shape_box_query(layout, &column.name, bounds, Relation::Intersects)
+        }
+        _ => bounds_query(layout, &column.name, bounds),
+    }
+}
+
+/// How a stored shape's box must relate to a query's box.
+#[derive(Clone, Copy, PartialEq)]
+enum Relation {
+    /// Overlap it.
+    Intersects,
+    /// Lie inside it.
+    Within,
+}
+
+/// The shapes of `column` (a `geo_shape`) whose box relates so to `bounds`: half-bounded or
+/// bounded ranges over the four numbers of each stored box.
+fn shape_box_query(
+    layout: Layout<'_>,
+    column: &str,
+    bounds: GeoBounds,
+    relation: Relation,
+) -> Option<Box<dyn Query>> {
+    let (ColumnType::GeoShape, location) = layout.column(column)? else {
+        return None;
+    };
+    if !location.json {
+        return None;
+    }
+    let term = |key: &str, value: f64| {
+        let mut term =
+            Term::from_field_json_path(location.field, &format!("{column}.{key}"), false);
+        append_f64(&mut term, value, false)?;
+        Some(term)
+    };
+    let at_least = |key: &str, value: f64| -> Option<Box<dyn Query>> {
+        Some(Box::new(RangeQuery::new(
+            Bound::Included(term(key, value)?),
+            Bound::Included(term(key, f64::MAX)?),
+        )))
+    };
+    let at_most = |key: &str, value: f64| -> Option<Box<dyn Query>> {
+        Some(Box::new(RangeQuery::new(
+            Bound::Included(term(key, f64::MIN)?),
+            Bound::Included(term(key, value)?),
+        )))
+    };
+    let (min_lat, max_lat) = bounds.lat;
+    let mut clauses = Vec::new();
+    match relation {
+        Relation::Intersects => {
+            clauses.push(at_most(SHAPE_MIN_LAT_KEY, max_lat)?);
+            clauses.push(at_least(SHAPE_MAX_LAT_KEY, min_lat)?);
+            if let Some((min_lon, max_lon)) = bounds.lon {
+                clauses.push(at_most(SHAPE_MIN_LON_KEY, max_lon)?);
+                clauses.push(at_least(SHAPE_MAX_LON_KEY, min_lon)?);
+            }
+        }
+        Relation::Within => {
+            clauses.push(at_least(SHAPE_MIN_LAT_KEY, min_lat)?);
+            clauses.push(at_most(SHAPE_MAX_LAT_KEY, max_lat)?);
+            if let Some((min_lon, max_lon)) = bounds.lon {
+                clauses.push(at_least(SHAPE_MIN_LON_KEY, min_lon)?);
+                clauses.push(at_most(SHAPE_MAX_LON_KEY, max_lon)?);
+            }
+        }
+    }
+    Some(Box::new(BooleanQuery::new(
+        clauses.into_iter().map(|q| (Occur::Must, q)).collect(),
+    )))
 }
 
 /// A point literal: text, or a point or `[lon, lat]` value (a bound parameter).
@@ -283,5 +379,97 @@ mod tests {
         let ids: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let read = crate::scan::lookup_ids(&shard, &[spec], &ids, schema).unwrap();
         assert_eq!(points_from_array(read.column(0)).unwrap(), points);
+    }
+
+    #[test]
+    fn boxes_of_shapes_select_shapes_from_the_index() {
+        let mut table = table().as_ref().clone();
+        table.columns[1].name = "s".into();
+        table.columns[1].column_type = ColumnType::GeoShape;
+        let table = Arc::new(table);
+        let dir = tempfile::tempdir().unwrap();
+        let id = ShardId {
+            table: TableId(1),
+            shard: 0,
+        };
+        let shard = Shard::open(id, dir.path(), table.clone()).unwrap();
+        shard.set_role(CopyRole {
+            allocation_id: "p".into(),
+            primary: true,
+            primary_term: 1,
+            peers: Vec::new(),
+        });
+        let shapes = [
+            ("square", Some("POLYGON ((0 0, 10 0, 10 10, 0 10, 0 0))")),
+            ("small", Some("POLYGON ((2 2, 4 2, 4 4, 2 4, 2 2))")),
+            ("road", Some("LINESTRING (5 -5, 5 15)")),
+            ("far", Some("POINT (50 50)")),
+            ("none", None),
+        ];
+        let names: Vec<&str> = shapes.iter().map(|(name, _)| *name).collect();
+        let texts: Vec<Option<String>> = shapes
+            .iter()
+            .map(|(_, s)| s.map(|s| creek_common::geo::canonical_shape(s).unwrap()))
+            .collect();
+        let utf8 = datafusion::arrow::datatypes::DataType::Utf8;
+        let batch = RecordBatch::try_new(
+            Arc::new(ArrowSchema::new(vec![
+                Field::new(ID_COLUMN, utf8.clone(), false),
+                Field::new("name", utf8.clone(), true),
+                Field::new("s", utf8.clone(), true),
+            ])),
+            vec![
+                Arc::new(StringArray::from(names.clone())),
+                Arc::new(StringArray::from(names.clone())),
+                Arc::new(StringArray::from(texts.clone())),
+            ],
+        )
+        .unwrap();
+        let rows = creek_proto::ipc::batch_to_ipc(&batch).unwrap();
+        shard
+            .write(WriteMode::Insert, &rows, &[], &[], "op-1")
+            .unwrap();
+        shard.refresh().unwrap();
+        let searcher = shard.searcher();
+        let layout = Layout {
+            table: &table,
+            schema: shard.schema(),
+            fields: shard.fields(),
+        };
+        let count = |filter: Expr| {
+            let query = query_for_filters(layout, &[filter]).expect("translated");
+            searcher.search(&*query, &Count).unwrap()
+        };
+        let intersects = function("intersects");
+        let within = function("within");
+        // Boxes that overlap the literal's box: the square, the small one and the road.
+        let middle = "POLYGON ((3 3, 6 3, 6 6, 3 6, 3 3))";
+        assert_eq!(count(intersects.call(vec![col("s"), lit(middle)])), 3);
+        assert_eq!(count(intersects.call(vec![lit(middle), col("s")])), 3);
+        assert_eq!(
+            count(intersects.call(vec![col("s"), lit("POINT (10 5)")])),
+            1
+        );
+        // Boxes inside the literal's box: the square and the small one.
+        let square = "POLYGON ((0 0, 10 0, 10 10, 0 10, 0 0))";
+        assert_eq!(count(within.call(vec![col("s"), lit(square)])), 2);
+        assert_eq!(count(col("s").is_not_null()), 4);
+        assert_eq!(count(col("s").is_null()), 1);
+        // Equality has no term (shapes are stored as boxes): nothing is translated.
+        assert!(query_for_filters(layout, &[col("s").eq(lit(square))]).is_none());
+
+        let spec = crate::codec::column_spec(&table, "s").unwrap();
+        let schema = Arc::new(ArrowSchema::new(vec![Field::new("s", utf8, true)]));
+        let ids: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let read = crate::scan::lookup_ids(&shard, &[spec], &ids, schema).unwrap();
+        let read: Vec<Option<String>> = read
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .iter()
+            .map(|v| v.map(String::from))
+            .collect();
+        assert_eq!(read, texts);
     }
 }

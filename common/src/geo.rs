@@ -13,7 +13,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, FixedSizeListArray, Float64Array, Float64Builder,
+    Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, FixedSizeListArray, Float64Array,
+    Float64Builder,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type};
@@ -73,7 +74,11 @@ impl GeoPoint {
                 ),
             ));
         }
-        Ok(GeoPoint { lon, lat })
+        // -0 is 0: the index orders -0.0 below 0.0, and a box around 0 must hold both.
+        Ok(GeoPoint {
+            lon: lon + 0.0,
+            lat: lat + 0.0,
+        })
     }
 
     fn geo(self) -> Point<f64> {
@@ -369,11 +374,13 @@ pub const SHAPE_FIELD_METADATA: (&str, &str) = ("creek.type", "geo_shape");
 
 /// Whether `field` holds `geo_shape` values.
 pub fn is_shape_field(field: &Field) -> bool {
-    field
-        .metadata()
-        .get(SHAPE_FIELD_METADATA.0)
-        .map(String::as_str)
-        == Some(SHAPE_FIELD_METADATA.1)
+    // A cast keeps the marker on another type; only GeoJSON text is a shape.
+    field.data_type() == &DataType::Utf8
+        && field
+            .metadata()
+            .get(SHAPE_FIELD_METADATA.0)
+            .map(String::as_str)
+            == Some(SHAPE_FIELD_METADATA.1)
 }
 
 /// Name of the shape relation `intersects(a, b)`.
@@ -482,21 +489,33 @@ impl ScalarUDFImpl for GeoFunction {
             GeoKind::Intersects => {
                 let a = shapes_arg(&args.args[0])?;
                 let b = shapes_arg(&args.args[1])?;
-                Arc::new(
-                    (0..rows)
-                        .map(|row| Some(shapes_intersect(a.get(row)?, b.get(row)?)))
-                        .collect::<BooleanArray>(),
-                )
+                let mut intersects = BooleanBuilder::with_capacity(rows);
+                for row in 0..rows {
+                    intersects.append_option(match (a.get(row), b.get(row)) {
+                        (Some(a), Some(b)) => {
+                            Some(shapes_intersect(a, b).map_err(datafusion_error)?)
+                        }
+                        _ => None,
+                    });
+                }
+                Arc::new(intersects.finish())
             }
-            GeoKind::Within if !is_point_type(&args.args[0].data_type()) => {
-                // A shape (a geo_shape column, WKT or GeoJSON text) in any shape.
+            GeoKind::Within
+                if !is_point_type(&args.args[0].data_type())
+                    || area_arg(&args.args[1], rows).is_err() =>
+            {
+                // A shape (a geo_shape column, WKT or GeoJSON text, a point in any form) in
+                // any shape.
                 let a = shapes_arg(&args.args[0])?;
                 let b = shapes_arg(&args.args[1])?;
-                Arc::new(
-                    (0..rows)
-                        .map(|row| Some(shape_within(a.get(row)?, b.get(row)?)))
-                        .collect::<BooleanArray>(),
-                )
+                let mut within = BooleanBuilder::with_capacity(rows);
+                for row in 0..rows {
+                    within.append_option(match (a.get(row), b.get(row)) {
+                        (Some(a), Some(b)) => Some(shape_within(a, b).map_err(datafusion_error)?),
+                        _ => None,
+                    });
+                }
+                Arc::new(within.finish())
             }
             GeoKind::Within => {
                 let points = PointsArg::read(&args.args[0])?;
@@ -556,7 +575,12 @@ fn shapes_arg(value: &ColumnarValue) -> DfResult<ShapesArg> {
         ColumnarValue::Scalar(scalar) => scalar.to_array()?,
         ColumnarValue::Array(array) => array.clone(),
     };
-    let shapes: Vec<Option<geo::Geometry<f64>>> = if is_point_type(array.data_type()) {
+    let listed = matches!(
+        array.data_type(),
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
+    );
+    let shapes: Vec<Option<geo::Geometry<f64>>> = if listed {
+        // Points, as columns or `[lon, lat]` values.
         points_from_array(&array)
             .map_err(datafusion_error)?
             .into_iter()
@@ -569,7 +593,7 @@ fn shapes_arg(value: &ColumnarValue) -> DfResult<ShapesArg> {
         let text = cast(&array, &DataType::Utf8)?;
         text.as_string::<i32>()
             .iter()
-            .map(|text| text.map(parse_shape).transpose())
+            .map(|text| text.map(shape_or_point).transpose())
             .collect::<Result<_, _>>()
             .map_err(datafusion_error)?
     } else {
@@ -586,6 +610,24 @@ fn shapes_arg(value: &ColumnarValue) -> DfResult<ShapesArg> {
         ColumnarValue::Scalar(_) => ShapesArg::One(shapes.into_iter().next().flatten()),
         ColumnarValue::Array(_) => ShapesArg::Each(shapes),
     })
+}
+
+/// A shape from WKT or GeoJSON, or a point in any of its text forms (`[lon, lat]`, `(lon,lat)`,
+/// `{"lon": .., "lat": ..}`). Text longer than any storable shape is refused unread.
+fn shape_or_point(text: &str) -> Result<geo::Geometry<f64>, CodedError> {
+    if text.len() > MAX_SHAPE_BYTES {
+        return Err(CodedError::new(
+            ErrorCode::ProgramLimitExceeded,
+            format!(
+                "shape too large: {} bytes, at most {MAX_SHAPE_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    match parse_shape(text) {
+        Ok(shape) => Ok(shape),
+        Err(error) => parse_point(text).map(point_shape).map_err(|_| error),
+    }
 }
 
 enum AreaArg {

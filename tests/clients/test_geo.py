@@ -202,6 +202,14 @@ def test_shapes_through_psycopg_http_and_copy(conn, creek):
     shape = conn.execute("SELECT s FROM shapes WHERE name = 'square'").fetchone()[0]
     assert shape == {"type": "Polygon",
                      "coordinates": [[[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [0.0, 2.0], [0.0, 0.0]]]}
+    # With parameters (the extended protocol's Describe), the column is json too.
+    assert conn.execute("SELECT s FROM shapes WHERE name = %s", ("square",)).fetchone()[0] == shape
+    # Nesting deep enough to exhaust a parser's stack is refused before any parser runs.
+    deep = "GEOMETRYCOLLECTION(" * 3000 + "POINT (1 1)" + ")" * 3000
+    with pytest.raises(errors.InvalidTextRepresentation, match="nested more than"):
+        conn.execute("SELECT count(*) FROM shapes WHERE intersects(s, %s)", (deep,))
+    with pytest.raises(errors.InvalidTextRepresentation, match="nested more than"):
+        conn.execute("INSERT INTO shapes VALUES ('deep', %s)", (deep,))
     stored = conn.execute("SELECT s FROM shapes WHERE name = 'big'").fetchone()[0]
     assert len(stored["coordinates"][0]) == 1501
     assert stored["coordinates"][0][17] == pytest.approx(big["coordinates"][0][17])

@@ -17,11 +17,32 @@ use crate::error::CodedError;
 /// The deepest GeometryCollection nesting a shape may have (input must not recurse freely).
 const MAX_NESTING: usize = 16;
 
+/// The deepest bracket nesting shape text may have: a multipolygon's coordinates in a
+/// collection nested [`MAX_NESTING`] deep, in GeoJSON (an object and an array per level).
+const MAX_BRACKET_DEPTH: usize = 2 * MAX_NESTING + 6;
+
 /// Reads a shape from WKT (`POLYGON((..))`, `LINESTRING(..)`, ...) or GeoJSON text
 /// (`{"type": "Polygon", "coordinates": ..}`). Coordinates must be valid longitudes and
 /// latitudes; polygon rings need four points or more.
 pub fn parse_shape(text: &str) -> Result<Geometry<f64>, CodedError> {
     let trimmed = text.trim();
+    // Every reader below recurses per level: refuse deep nesting before any of them runs.
+    let mut depth = 0usize;
+    for byte in trimmed.bytes() {
+        match byte {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_BRACKET_DEPTH {
+                    return Err(invalid_text(format!(
+                        "invalid shape {:?}: nested more than {MAX_BRACKET_DEPTH} levels deep",
+                        excerpt(text)
+                    )));
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
     let shape = if trimmed.starts_with('{') {
         let value: Value = serde_json::from_str(trimmed)
             .map_err(|e| invalid_text(format!("invalid shape {:?}: {e}", excerpt(text))))?;
@@ -31,8 +52,10 @@ pub fn parse_shape(text: &str) -> Result<Geometry<f64>, CodedError> {
     } else {
         let parsed = wkt::Wkt::<f64>::from_str(trimmed)
             .map_err(|e| invalid_text(format!("invalid shape {:?}: {e}", excerpt(text))))?;
-        Geometry::<f64>::try_from(parsed)
-            .map_err(|e| invalid_text(format!("invalid shape {:?}: {e}", excerpt(text))))?
+        let mut shape = Geometry::<f64>::try_from(parsed)
+            .map_err(|e| invalid_text(format!("invalid shape {:?}: {e}", excerpt(text))))?;
+        normalize_zeros(&mut shape);
+        shape
     };
     check(&shape, text)?;
     Ok(shape)
@@ -69,18 +92,41 @@ pub fn shape_bounds(shape: &Geometry<f64>) -> Option<GeoBounds> {
 }
 
 /// Whether `a` and `b` share a point (boundaries included).
-pub fn shapes_intersect(a: &Geometry<f64>, b: &Geometry<f64>) -> bool {
-    a.relate(b).is_intersects()
+pub fn shapes_intersect(a: &Geometry<f64>, b: &Geometry<f64>) -> Result<bool, CodedError> {
+    relate(a, b).map(|matrix| matrix.is_intersects())
 }
 
 /// Whether every point of `shape` lies in `area` (its boundary included).
-pub fn shape_within(shape: &Geometry<f64>, area: &Geometry<f64>) -> bool {
-    shape.relate(area).is_coveredby()
+pub fn shape_within(shape: &Geometry<f64>, area: &Geometry<f64>) -> Result<bool, CodedError> {
+    relate(shape, area).map(|matrix| matrix.is_coveredby())
+}
+
+/// The DE-9IM matrix of `a` and `b`. The geo crate asserts on some invalid topologies (a
+/// self-crossing polygon); such a shape is an error of this call, never a crashed node.
+fn relate(
+    a: &Geometry<f64>,
+    b: &Geometry<f64>,
+) -> Result<geo::relate::IntersectionMatrix, CodedError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| a.relate(b))).map_err(|_| {
+        CodedError::new(
+            crate::error::ErrorCode::InvalidParameterValue,
+            "the shapes cannot be related: one of them is not a valid geometry",
+        )
+    })
 }
 
 /// A point as a geometry.
 pub fn point_shape(point: GeoPoint) -> Geometry<f64> {
     Geometry::Point(point.geo())
+}
+
+/// -0 is 0: the index orders -0.0 below 0.0, and a box from 0 must hold every such shape.
+fn normalize_zeros(shape: &mut Geometry<f64>) {
+    use geo::MapCoordsInPlace;
+    shape.map_coords_in_place(|c| Coord {
+        x: c.x + 0.0,
+        y: c.y + 0.0,
+    });
 }
 
 fn check(shape: &Geometry<f64>, text: &str) -> Result<(), CodedError> {
@@ -140,7 +186,11 @@ fn visit_polygons(shape: &Geometry<f64>, f: &mut dyn FnMut(&Polygon<f64>)) {
 fn position(value: &Value) -> Result<Coord<f64>, String> {
     match value.as_array().map(Vec::as_slice) {
         Some([lon, lat, ..]) => match (lon.as_f64(), lat.as_f64()) {
-            (Some(x), Some(y)) => Ok(Coord { x, y }),
+            // -0 is 0 (see `normalize_zeros`).
+            (Some(x), Some(y)) => Ok(Coord {
+                x: x + 0.0,
+                y: y + 0.0,
+            }),
             _ => Err("a position's coordinates must be numbers".into()),
         },
         _ => Err("a position is an array [lon, lat]".into()),
@@ -282,15 +332,15 @@ mod tests {
         );
         let line = parse_shape("LINESTRING (5 -5, 5 15)").unwrap();
         let square = parse_shape(&from_wkt).unwrap();
-        assert!(shapes_intersect(&line, &square));
-        assert!(!shape_within(&line, &square));
+        assert!(shapes_intersect(&line, &square).unwrap());
+        assert!(!shape_within(&line, &square).unwrap());
         let inner = parse_shape("LINESTRING (1 1, 9 9)").unwrap();
-        assert!(shape_within(&inner, &square));
+        assert!(shape_within(&inner, &square).unwrap());
         // On the boundary counts, for intersects and within alike.
         let edge = parse_shape("POINT (10 5)").unwrap();
-        assert!(shapes_intersect(&edge, &square) && shape_within(&edge, &square));
+        assert!(shapes_intersect(&edge, &square).unwrap() && shape_within(&edge, &square).unwrap());
         let far = parse_shape(r#"{"type":"Point","coordinates":[50,50]}"#).unwrap();
-        assert!(!shapes_intersect(&far, &square));
+        assert!(!shapes_intersect(&far, &square).unwrap());
         let bounds = shape_bounds(&line).unwrap();
         assert_eq!(bounds.lat, (-5.0, 15.0));
     }

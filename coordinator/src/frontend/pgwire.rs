@@ -395,7 +395,8 @@ impl SimpleQueryHandler for PgHandler {
 #[derive(Clone)]
 pub struct PgStatement {
     statements: Arc<Vec<ParsedStatement>>,
-    fields: Vec<(String, DataType)>,
+    /// The result's fields, metadata included (a geo_shape column is described as json).
+    fields: Vec<datafusion::arrow::datatypes::FieldRef>,
     param_types: Vec<Option<DataType>>,
     /// The plan made at Parse, which Execute reuses while it is valid.
     plan: Option<Arc<PreparedPlan>>,
@@ -427,13 +428,7 @@ impl QueryParser for PgQueryParser {
             statements: prepared.statements,
             fields: prepared
                 .schema
-                .map(|schema| {
-                    schema
-                        .fields()
-                        .iter()
-                        .map(|f| (f.name().clone(), f.data_type().clone()))
-                        .collect()
-                })
+                .map(|schema| schema.fields().iter().cloned().collect())
                 .unwrap_or_default(),
             param_types: prepared.param_types,
             plan: prepared.plan,
@@ -453,12 +448,7 @@ impl QueryParser for PgQueryParser {
         stmt: &PgStatement,
         format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        let schema = datafusion::arrow::datatypes::Schema::new(
-            stmt.fields
-                .iter()
-                .map(|(name, t)| datafusion::arrow::datatypes::Field::new(name, t.clone(), true))
-                .collect::<Vec<_>>(),
-        );
+        let schema = datafusion::arrow::datatypes::Schema::new(stmt.fields.clone());
         Ok(fields_for_schema(
             &schema,
             format.unwrap_or(&Format::UnifiedText),

@@ -470,10 +470,16 @@ fn owned_value(
             // A shape's box, four fast numbers: `intersects` and `within` become ranges
             // over them (`scan::query::geo`).
             let text = get!(StringArray);
+            // The coordinator only sends shapes it read with the same parser. Should one not
+            // read here, its box is the whole globe: every query still finds it (the exact
+            // predicate decides), and a write already in the translog never fails the shard.
             let bounds = creek_common::geo::parse_shape(text)
                 .ok()
                 .and_then(|shape| creek_common::geo::shape_bounds(&shape))
-                .ok_or_else(|| Error::InvalidRequest(format!("{text:.80} is no shape")))?;
+                .unwrap_or(creek_common::geo::GeoBounds {
+                    lon: None,
+                    lat: (-90.0, 90.0),
+                });
             let (min_lon, max_lon) = bounds.lon.unwrap_or((-180.0, 180.0));
             OwnedValue::Object(vec![
                 (SHAPE_MIN_LON_KEY.to_string(), OwnedValue::F64(min_lon)),

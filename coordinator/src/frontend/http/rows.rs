@@ -37,8 +37,15 @@ pub fn write_rows(out: &mut Vec<u8>, batch: &RecordBatch, first_row: &mut bool) 
             if index > 0 {
                 out.push(b',');
             }
+            // Only text that is JSON goes out raw: a marker that reached other text (a UNION
+            // with a text column) must not break the response.
             match column.as_string_opt::<i32>() {
-                Some(texts) if shapes[index] && texts.is_valid(row) => {
+                Some(texts)
+                    if shapes[index]
+                        && texts.is_valid(row)
+                        && serde_json::from_str::<serde::de::IgnoredAny>(texts.value(row))
+                            .is_ok() =>
+                {
                     out.extend_from_slice(texts.value(row).as_bytes())
                 }
                 _ => write_value(out, column.as_ref(), row),

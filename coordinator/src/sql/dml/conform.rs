@@ -101,7 +101,12 @@ fn convert(array: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
 /// Values for a `geo_shape` column: WKT or GeoJSON text, or points, as canonical GeoJSON.
 fn canonical_shapes(array: &ArrayRef) -> Result<ArrayRef> {
     use creek_common::geo;
-    let shapes: StringArray = if geo::is_point_type(array.data_type()) {
+    let listed = matches!(
+        array.data_type(),
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
+    );
+    let shapes: StringArray = if listed {
+        // Points: point columns and parameters, or `[lon, lat]` arrays.
         geo::points_from_array(array)?
             .into_iter()
             .map(|point| point.map(|p| geo::shape_to_geojson(&geo::point_shape(p)).to_string()))
@@ -184,6 +189,8 @@ pub(crate) fn conform_batch(table: &TableSchema, batch: &RecordBatch) -> Result<
     for column in &table.columns {
         let target = column.column_type.arrow_type();
         let array = match batch.column_by_name(&column.name) {
+            // Shapes are read from text or points by `canonical_shapes` below.
+            Some(array) if column.column_type == ColumnType::GeoShape => array.clone(),
             Some(array) if array.data_type() == &target => array.clone(),
             Some(array) => convert(array, &target).map_err(|error| {
                 Error::new(

@@ -116,6 +116,15 @@ pub(crate) fn check_definitions(table: &TableSchema) -> Result<()> {
         if column.default_expr.is_some() {
             return Err(invalid(column, "it cannot have a DEFAULT as well"));
         }
+        if column.column_type == creek_common::types::ColumnType::GeoShape {
+            return Err(Error::new(
+                ErrorCode::FeatureNotSupported,
+                format!(
+                    "generated column \"{}\": geo_shape columns cannot be generated",
+                    column.name
+                ),
+            ));
+        }
         let expr = compile(table, column, text)?;
         let produced = expr.data_type(table.arrow_schema().as_ref())?;
         let target = column.column_type.arrow_type();

@@ -1131,6 +1131,18 @@ fn check_cluster_setting(key: &str, value: Option<&str>) -> Result<()> {
             one_of(key, value, &["none", "primaries", "full"])
         }
         creek_common::state::GRACEFUL_STOP_FORCE => one_of(key, value, &["true", "false"]),
+        crate::catalog::commands::MAX_SHARDS_PER_NODE_SETTING => {
+            if value
+                .is_none_or(|v| crate::catalog::commands::parse_max_shards_per_node(v).is_some())
+            {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorCode::InvalidParameterValue,
+                    format!("{key} takes a positive number of shard copies"),
+                ))
+            }
+        }
         creek_common::state::GRACEFUL_STOP_TIMEOUT => {
             if value.is_none_or(|v| {
                 creek_common::schema::parse_duration_ms(v).is_some_and(|ms| ms >= 0)

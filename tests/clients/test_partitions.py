@@ -133,3 +133,30 @@ def test_partitions_survive_kill_and_restart():
     finally:
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
+
+
+def test_partitions_stop_at_the_shard_limit():
+    """A write that would create more shards than cluster.max_shards_per_node allows is
+    refused with 54000 before any of its rows is stored; the cluster keeps serving."""
+    server = Creek()
+    server.start()
+    try:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute('SET GLOBAL "cluster.max_shards_per_node" = 10')
+            conn.execute(CREATE.format(name="part_limit"))
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO part_limit (id, ts, value) VALUES (%s, %s, %s)",
+                                [(d, f"2024-08-{d:02d}T00:00:00Z", d) for d in range(1, 6)])
+            with pytest.raises(psycopg.errors.ProgramLimitExceeded, match="max_shards_per_node"):
+                conn.execute("INSERT INTO part_limit (id, ts, value) VALUES (6, '2024-08-06T00:00:00Z', 6)")
+            conn.execute("REFRESH TABLE part_limit")
+            assert conn.execute("SELECT count(*) FROM part_limit").fetchone()[0] == 5
+            with pytest.raises(psycopg.errors.InvalidParameterValue):
+                conn.execute('SET GLOBAL "cluster.max_shards_per_node" = 0')
+            conn.execute('RESET GLOBAL "cluster.max_shards_per_node"')
+            conn.execute("INSERT INTO part_limit (id, ts, value) VALUES (6, '2024-08-06T00:00:00Z', 6)")
+            conn.execute("REFRESH TABLE part_limit")
+            assert conn.execute("SELECT count(*) FROM part_limit").fetchone()[0] == 6
+    finally:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 mod allocation;
 mod index;
+mod limits;
 mod partitions;
 
 pub use allocation::{
@@ -22,6 +23,9 @@ pub use allocation::{
     REPLICAS_SETTING,
 };
 pub use index::{index_exists, relation_exists};
+pub use limits::{
+    parse_max_shards_per_node, DEFAULT_MAX_SHARDS_PER_NODE, MAX_SHARDS_PER_NODE_SETTING,
+};
 
 /// One change of cluster state, as stored in the Raft log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -508,7 +512,12 @@ fn create_table(
         allocation::check_rules(&table)?;
         Vec::new()
     } else {
-        allocation::allocate_table(state, &table)?
+        let routing = allocation::allocate_table(state, &table)?;
+        limits::check_shard_limit(
+            state,
+            table.num_shards as usize * wanted_copies(state, &table),
+        )?;
+        routing
     };
     state.next_table_id = table.id.0 + 1;
     state.routing.insert(table.id.0, routing);

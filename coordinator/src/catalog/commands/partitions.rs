@@ -66,6 +66,8 @@ pub(super) fn create_partitions(
             ));
         }
         let shards = allocation::allocate_shards(state, &table, first_shard..end)?;
+        let copies = table.num_shards as usize * allocation::wanted_copies(state, &table);
+        super::limits::check_shard_limit(state, copies)?;
         state.routing.entry(table.id.0).or_default().extend(shards);
         table.partitions.push(PartitionDef {
             ident: partition_ident(values),
@@ -390,5 +392,74 @@ mod tests {
         assert!(state.routing[&1][..2]
             .iter()
             .all(|r| r.dropped && r.copies.is_empty()));
+    }
+
+    #[test]
+    fn partitions_stop_at_the_shard_limit() {
+        let mut state = ClusterState {
+            next_table_id: 1,
+            ..ClusterState::default()
+        };
+        for id in ["d1", "d2", "d3"] {
+            run(
+                &mut state,
+                Command::NodeJoined {
+                    node: node(id, "hot"),
+                },
+            )
+            .unwrap();
+        }
+        let limit = Command::SetClusterSettings {
+            settings: [(
+                super::super::MAX_SHARDS_PER_NODE_SETTING.to_string(),
+                Some("3".to_string()),
+            )]
+            .into(),
+        };
+        run(&mut state, limit).unwrap();
+        let column = |name: &str| ColumnDef {
+            name: name.into(),
+            column_type: ColumnType::Integer,
+            not_null: false,
+            default_expr: None,
+            index: Default::default(),
+            generated: None,
+        };
+        let table = TableSchema {
+            id: TableId(0),
+            schema_name: "doc".into(),
+            name: "t".into(),
+            columns: vec![column("p"), column("x")],
+            primary_key: vec![],
+            clustered_by: None,
+            num_shards: 2,
+            settings: [("number_of_replicas".to_string(), "0".to_string())].into(),
+            indexes: vec![],
+            fulltext: vec![],
+            version: 0,
+            partitioned_by: vec!["p".into()],
+            partitions: vec![],
+        };
+        let create = Command::CreateTable {
+            table,
+            if_not_exists: false,
+        };
+        run(&mut state, create).unwrap();
+        let partition = |v: u32| Command::CreatePartitions {
+            schema: "doc".into(),
+            name: "t".into(),
+            values: vec![vec![Some(v.to_string())]],
+        };
+        // 3 nodes x 3 copies: four partitions of two shards fit, a fifth does not.
+        for v in 0..4 {
+            run(&mut state, partition(v)).unwrap();
+        }
+        let refused = run(&mut state, partition(4)).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::ProgramLimitExceeded);
+        assert!(
+            refused.message.contains("cluster.max_shards_per_node"),
+            "{refused}"
+        );
+        assert_eq!(state.tables["doc.t"].partitions.len(), 4);
     }
 }

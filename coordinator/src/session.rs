@@ -1002,6 +1002,7 @@ enum QueryPlan {
 /// Plans a query (or EXPLAIN) the same way for execution and for extended-protocol Describe.
 async fn plan_query(state: &SessionState, mut statement: Box<Statement>) -> Result<QueryPlan> {
     crate::plan::naming::alias_subquery_columns(&mut statement);
+    crate::plan::naming::alias_duplicate_outputs(&mut statement);
     pg_compat::rewrite(&mut statement);
     crate::plan::fulltext::resolve_matches(state, &mut statement).await?;
     // The rewrites nest queries of their own (`IN (subquery)` in a select list).

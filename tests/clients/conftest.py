@@ -1,4 +1,5 @@
 """Starts one `creek dev` for the client tests, on free loopback ports with a temp data dir."""
+import json
 import os
 import shutil
 import signal
@@ -7,6 +8,8 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -79,3 +82,15 @@ def creek():
     server.stop()
     assert server.proc.returncode in (0, -signal.SIGTERM), "creek dev did not shut down cleanly"
     shutil.rmtree(server.dir, ignore_errors=True)
+
+
+def post_sql(creek, body, query=""):
+    """POSTs `body` (JSON, or raw bytes) to the HTTP endpoint's `/_sql{query}`; returns the
+    status and the decoded answer, errors included."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(f"{creek.url}/_sql{query}", data=data, method="POST")
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

@@ -9,14 +9,13 @@ import os
 import shutil
 import signal
 import tempfile
-import urllib.request
 
 import asyncpg
 import psycopg
 import pytest
 from psycopg import errors
 
-from conftest import Creek
+from conftest import Creek, post_sql
 
 EARTH_RADIUS = 6_371_008.8
 
@@ -39,13 +38,7 @@ PLACES = {
 
 
 def post(creek, body):
-    request = urllib.request.Request(f"{creek.url}/_sql?types", data=json.dumps(body).encode(),
-                                     method="POST")
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return post_sql(creek, body, "?types")
 
 
 @pytest.fixture()

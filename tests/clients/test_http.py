@@ -6,15 +6,11 @@ import urllib.request
 
 from crate import client as crate_client
 
+from conftest import post_sql
+
 
 def post(creek, body, query=""):
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(f"{creek.url}/_sql{query}", data=data, method="POST")
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return post_sql(creek, body, query)
 
 
 def test_root_reports_version(creek):

@@ -7,12 +7,11 @@ import os
 import shutil
 import signal
 import time
-import urllib.request
 
 import psycopg
 import pytest
 
-from conftest import Creek
+from conftest import Creek, post_sql
 
 CREATE = """CREATE TABLE {name} (
     id INTEGER, ts TIMESTAMP WITH TIME ZONE,
@@ -22,13 +21,7 @@ CREATE = """CREATE TABLE {name} (
 
 
 def post(creek, body):
-    request = urllib.request.Request(f"{creek.url}/_sql", data=json.dumps(body).encode(),
-                                     method="POST")
-    try:
-        with urllib.request.urlopen(request) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return post_sql(creek, body)
 
 
 @pytest.fixture()

@@ -851,31 +851,8 @@ impl DisplayAs for ShardScanExec {
         )?;
         if self.table.is_partitioned() {
             // Which partitions the scan reads: pruning made visible.
-            let read: Vec<String> = self
-                .table
-                .partitions
-                .iter()
-                .filter(|p| p.shards().any(|shard| self.shards.contains(&shard)))
-                .map(|p| {
-                    let values: Vec<String> = self
-                        .table
-                        .partitioned_by
-                        .iter()
-                        .zip(&p.values)
-                        .map(|(column, value)| {
-                            format!("{column}={}", value.as_deref().unwrap_or("NULL"))
-                        })
-                        .collect();
-                    format!("({})", values.join(", "))
-                })
-                .collect();
-            write!(
-                f,
-                ", partitions={}/{} [{}]",
-                read.len(),
-                self.table.partitions.len(),
-                read.join(", ")
-            )?;
+            let read = crate::plan::partitions::describe_read(&self.table, &self.shards);
+            write!(f, ", partitions={read}")?;
         }
         if !self.filters.is_empty() {
             let filters: Vec<String> = self.filters.iter().map(|e| e.to_string()).collect();

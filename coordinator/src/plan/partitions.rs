@@ -342,6 +342,30 @@ pub fn partition_of_spec<'a>(
     })
 }
 
+/// The partitions a scan of `shards` reads, for EXPLAIN: `read/total [(col=value), ...]`.
+pub fn describe_read(table: &TableSchema, shards: &[u32]) -> String {
+    let read: Vec<String> = table
+        .partitions
+        .iter()
+        .filter(|p| p.shards().any(|shard| shards.contains(&shard)))
+        .map(|p| {
+            let values: Vec<String> = table
+                .partitioned_by
+                .iter()
+                .zip(&p.values)
+                .map(|(column, value)| format!("{column}={}", value.as_deref().unwrap_or("NULL")))
+                .collect();
+            format!("({})", values.join(", "))
+        })
+        .collect();
+    format!(
+        "{}/{} [{}]",
+        read.len(),
+        table.partitions.len(),
+        read.join(", ")
+    )
+}
+
 /// One row per partition, one typed column per partition column.
 pub fn values_batch(table: &TableSchema) -> Result<RecordBatch> {
     let mut fields = Vec::with_capacity(table.partitioned_by.len());

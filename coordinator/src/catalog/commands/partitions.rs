@@ -253,21 +253,23 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn partitions_get_shard_ranges_settings_and_tombstones() {
+    /// A cluster of data nodes, each `(id, tier)`.
+    fn cluster(nodes: &[(&str, &str)]) -> ClusterState {
         let mut state = ClusterState {
             next_table_id: 1,
             ..ClusterState::default()
         };
-        for (id, tier) in [("d1", "hot"), ("d2", "hot"), ("d3", "cold")] {
-            run(
-                &mut state,
-                Command::NodeJoined {
-                    node: node(id, tier),
-                },
-            )
-            .unwrap();
+        for (id, tier) in nodes {
+            let joined = Command::NodeJoined {
+                node: node(id, tier),
+            };
+            run(&mut state, joined).unwrap();
         }
+        state
+    }
+
+    /// Creates `doc.t (p, x) PARTITIONED BY (p)`, two shards a partition, no replicas.
+    fn create_partitioned(state: &mut ClusterState, settings: &[(&str, &str)]) {
         let column = |name: &str| ColumnDef {
             name: name.into(),
             column_type: ColumnType::Integer,
@@ -284,20 +286,10 @@ mod tests {
             primary_key: vec![],
             clustered_by: None,
             num_shards: 2,
-            settings: [
-                ("number_of_replicas".to_string(), "0".to_string()),
-                (
-                    "routing.allocation.require.tier".to_string(),
-                    "hot".to_string(),
-                ),
-                // Per partition, as CrateDB counts per index: two partitions of two shards
-                // fit on two nodes.
-                (
-                    "routing.allocation.total_shards_per_node".to_string(),
-                    "1".to_string(),
-                ),
-            ]
-            .into(),
+            settings: std::iter::once(&("number_of_replicas", "0"))
+                .chain(settings)
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             indexes: vec![],
             fulltext: vec![],
             version: 0,
@@ -308,7 +300,19 @@ mod tests {
             table,
             if_not_exists: false,
         };
-        run(&mut state, create).unwrap();
+        run(state, create).unwrap();
+    }
+
+    #[test]
+    fn partitions_get_shard_ranges_settings_and_tombstones() {
+        let mut state = cluster(&[("d1", "hot"), ("d2", "hot"), ("d3", "cold")]);
+        let settings = [
+            ("routing.allocation.require.tier", "hot"),
+            // Per partition, as CrateDB counts per index: two partitions of two shards fit
+            // on two nodes.
+            ("routing.allocation.total_shards_per_node", "1"),
+        ];
+        create_partitioned(&mut state, &settings);
         assert!(state.routing[&1].is_empty(), "no partition, no shards");
         let values = |v: &str| vec![Some(v.to_string())];
         let partitions = Command::CreatePartitions {
@@ -396,19 +400,7 @@ mod tests {
 
     #[test]
     fn partitions_stop_at_the_shard_limit() {
-        let mut state = ClusterState {
-            next_table_id: 1,
-            ..ClusterState::default()
-        };
-        for id in ["d1", "d2", "d3"] {
-            run(
-                &mut state,
-                Command::NodeJoined {
-                    node: node(id, "hot"),
-                },
-            )
-            .unwrap();
-        }
+        let mut state = cluster(&[("d1", "hot"), ("d2", "hot"), ("d3", "hot")]);
         let limit = Command::SetClusterSettings {
             settings: [(
                 super::super::MAX_SHARDS_PER_NODE_SETTING.to_string(),
@@ -417,34 +409,7 @@ mod tests {
             .into(),
         };
         run(&mut state, limit).unwrap();
-        let column = |name: &str| ColumnDef {
-            name: name.into(),
-            column_type: ColumnType::Integer,
-            not_null: false,
-            default_expr: None,
-            index: Default::default(),
-            generated: None,
-        };
-        let table = TableSchema {
-            id: TableId(0),
-            schema_name: "doc".into(),
-            name: "t".into(),
-            columns: vec![column("p"), column("x")],
-            primary_key: vec![],
-            clustered_by: None,
-            num_shards: 2,
-            settings: [("number_of_replicas".to_string(), "0".to_string())].into(),
-            indexes: vec![],
-            fulltext: vec![],
-            version: 0,
-            partitioned_by: vec!["p".into()],
-            partitions: vec![],
-        };
-        let create = Command::CreateTable {
-            table,
-            if_not_exists: false,
-        };
-        run(&mut state, create).unwrap();
+        create_partitioned(&mut state, &[]);
         let partition = |v: u32| Command::CreatePartitions {
             schema: "doc".into(),
             name: "t".into(),

@@ -91,11 +91,7 @@ pub async fn copy_to_directory(
 ) -> Result<u64> {
     cluster.refresh_table(&copy.table).await?;
     // The partitions as they are now (a partition dropped since planning has no shards).
-    let table = cluster
-        .catalog()
-        .table(&copy.table.schema_name, &copy.table.name)
-        .filter(|t| t.id == copy.table.id)
-        .unwrap_or_else(|| copy.table.clone());
+    let table = crate::sql::dml::partitions::current(&cluster, &copy.table);
     let exports = table.live_shards().into_iter().map(|shard| {
         let uri = format!("{}/{}_{shard}_.json", copy.directory, copy.table.name);
         let (cluster, copy) = (&cluster, &copy);

@@ -279,6 +279,22 @@ mod tests {
         ("nowhere", None),
     ];
 
+    /// A new shard of `table` in `dir`, primary under term 1.
+    fn primary_shard(dir: &tempfile::TempDir, table: Arc<TableSchema>) -> Shard {
+        let id = ShardId {
+            table: TableId(1),
+            shard: 0,
+        };
+        let shard = Shard::open(id, dir.path(), table).unwrap();
+        shard.set_role(CopyRole {
+            allocation_id: "p".into(),
+            primary: true,
+            primary_term: 1,
+            peers: Vec::new(),
+        });
+        shard
+    }
+
     fn function(name: &str) -> Arc<ScalarUDF> {
         let function = creek_common::geo::functions()
             .into_iter()
@@ -294,17 +310,7 @@ mod tests {
     #[test]
     fn boxes_of_locations_select_points_from_the_index() {
         let dir = tempfile::tempdir().unwrap();
-        let id = ShardId {
-            table: TableId(1),
-            shard: 0,
-        };
-        let shard = Shard::open(id, dir.path(), table()).unwrap();
-        shard.set_role(CopyRole {
-            allocation_id: "p".into(),
-            primary: true,
-            primary_term: 1,
-            peers: Vec::new(),
-        });
+        let shard = primary_shard(&dir, table());
         let names: Vec<&str> = PLACES.iter().map(|(name, _)| *name).collect();
         let points: Vec<Option<GeoPoint>> = PLACES
             .iter()
@@ -388,17 +394,7 @@ mod tests {
         table.columns[1].column_type = ColumnType::GeoShape;
         let table = Arc::new(table);
         let dir = tempfile::tempdir().unwrap();
-        let id = ShardId {
-            table: TableId(1),
-            shard: 0,
-        };
-        let shard = Shard::open(id, dir.path(), table.clone()).unwrap();
-        shard.set_role(CopyRole {
-            allocation_id: "p".into(),
-            primary: true,
-            primary_term: 1,
-            peers: Vec::new(),
-        });
+        let shard = primary_shard(&dir, table.clone());
         let shapes = [
             ("square", Some("POLYGON ((0 0, 10 0, 10 10, 0 10, 0 0))")),
             ("small", Some("POLYGON ((2 2, 4 2, 4 4, 2 4, 2 2))")),

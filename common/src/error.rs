@@ -236,6 +236,9 @@ pub fn datafusion_code(error: &DataFusionError) -> ErrorCode {
         DataFusionError::Plan(text) => {
             if text.contains("table") && text.contains("not found") {
                 ErrorCode::UndefinedTable
+            } else if text.contains("not found in struct") {
+                // `o['key']` of an object without that sub-column.
+                ErrorCode::UndefinedColumn
             } else if text.contains("Invalid function") || text.contains("No function matches") {
                 ErrorCode::UndefinedFunction
             } else if text.contains("Cannot infer common")

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use datafusion::execution::TaskContext;
 use datafusion::prelude::SessionContext;
 
-/// Registers Creek's shared functions (the geo functions) with `ctx`: every context that
-/// plans or evaluates user expressions has them.
+/// Registers Creek's shared functions (the geo functions, reading an IGNORED object's keys)
+/// with `ctx`: every context that plans or evaluates user expressions has them.
 pub fn register_shared(ctx: &SessionContext) {
     for function in crate::geo::functions() {
         ctx.register_udf(function);
     }
+    ctx.register_udf(crate::object::IgnoredKey::udf());
 }
 
 /// A task context with DataFusion's built-in functions and Creek's shared ones. Building one

@@ -9,6 +9,7 @@ pub mod fulltext;
 pub mod functions;
 pub mod geo;
 pub mod ids;
+pub mod object;
 pub mod object_uri;
 pub mod partition;
 pub mod routing;

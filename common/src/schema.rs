@@ -157,15 +157,7 @@ impl TableSchema {
         let fields: Vec<Field> = self
             .columns
             .iter()
-            .map(|column| {
-                let field = Field::new(&column.name, column.column_type.arrow_type(), true);
-                if column.column_type == ColumnType::GeoShape {
-                    let (key, value) = crate::geo::SHAPE_FIELD_METADATA;
-                    field.with_metadata([(key.to_string(), value.to_string())].into())
-                } else {
-                    field
-                }
-            })
+            .map(|column| crate::types::column_field(&column.name, &column.column_type))
             .collect();
         Arc::new(Schema::new(fields))
     }
@@ -237,6 +229,7 @@ impl TableSchema {
                     ),
                 ));
             }
+            crate::object::check_declared(&column.column_type, &column.name)?;
             if !seen.insert(column.name.as_str()) {
                 return Err(CodedError::new(
                     ErrorCode::DuplicateObject,

@@ -51,6 +51,14 @@ pub enum ColumnType {
     /// `geo_shape`: any geometry in longitude/latitude degrees, as canonical GeoJSON text
     /// (`crate::geo::canonical_shape`).
     GeoShape,
+    /// `object(dynamic | strict | ignored) as (...)`: a document of typed sub-columns, as an
+    /// Arrow struct (`crate::object`).
+    Object {
+        /// What a key without a sub-column does.
+        policy: crate::object::ObjectPolicy,
+        /// The sub-columns, in the order they were declared or added.
+        fields: Vec<crate::object::ObjectField>,
+    },
 }
 
 /// Default precision and scale of a `numeric` declared without them.
@@ -105,6 +113,7 @@ impl ColumnType {
             }
             ColumnType::GeoPoint => crate::geo::point_type(),
             ColumnType::GeoShape => DataType::Utf8,
+            ColumnType::Object { policy, fields } => crate::object::struct_type(*policy, fields),
         }
     }
 
@@ -132,6 +141,18 @@ impl ColumnType {
                 ColumnType::Array(Box::new(ColumnType::from_arrow(field.data_type())?))
             }
             data_type if crate::geo::is_point_type(data_type) => ColumnType::GeoPoint,
+            DataType::Struct(children) => ColumnType::Object {
+                policy: crate::object::ObjectPolicy::Dynamic,
+                fields: children
+                    .iter()
+                    .map(|child| {
+                        Some(crate::object::ObjectField {
+                            name: child.name().clone(),
+                            column_type: ColumnType::from_arrow(child.data_type())?,
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()?,
+            },
             _ => return None,
         })
     }
@@ -140,8 +161,23 @@ impl ColumnType {
     pub fn is_routable(&self) -> bool {
         !matches!(
             self,
-            ColumnType::Array(_) | ColumnType::GeoPoint | ColumnType::GeoShape
+            ColumnType::Array(_)
+                | ColumnType::GeoPoint
+                | ColumnType::GeoShape
+                | ColumnType::Object { .. }
         )
+    }
+}
+
+/// The Arrow field of a column (or sub-column) `name` of `column_type`: shapes carry the
+/// marker that tells front ends their text is GeoJSON.
+pub fn column_field(name: &str, column_type: &ColumnType) -> Field {
+    let field = Field::new(name, column_type.arrow_type(), true);
+    if *column_type == ColumnType::GeoShape {
+        let (key, value) = crate::geo::SHAPE_FIELD_METADATA;
+        field.with_metadata([(key.to_string(), value.to_string())].into())
+    } else {
+        field
     }
 }
 
@@ -164,6 +200,20 @@ impl fmt::Display for ColumnType {
             ColumnType::Array(inner) => write!(f, "array({inner})"),
             ColumnType::GeoPoint => f.write_str("geo_point"),
             ColumnType::GeoShape => f.write_str("geo_shape"),
+            ColumnType::Object { policy, fields } => {
+                write!(f, "object({policy})")?;
+                if !fields.is_empty() {
+                    f.write_str(" as (")?;
+                    for (index, field) in fields.iter().enumerate() {
+                        if index > 0 {
+                            f.write_str(", ")?;
+                        }
+                        write!(f, "\"{}\" {}", field.name, field.column_type)?;
+                    }
+                    f.write_str(")")?;
+                }
+                Ok(())
+            }
         }
     }
 }

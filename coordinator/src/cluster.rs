@@ -439,6 +439,23 @@ impl Cluster {
         .map(|_| ())
     }
 
+    /// Merges widened object column types (new dynamic keys) into `table`'s definition;
+    /// returns the definition with them.
+    pub async fn extend_objects(
+        &self,
+        table: &TableSchema,
+        columns: Vec<(String, creek_common::types::ColumnType)>,
+    ) -> Result<TableSchema> {
+        self.change(Command::ExtendObjects {
+            schema: table.schema_name.clone(),
+            name: table.name.clone(),
+            columns,
+        })
+        .await?;
+        self.catalog()
+            .existing_table(&table.schema_name, &table.name)
+    }
+
     /// Adds a column to a table.
     pub async fn add_column(
         &self,

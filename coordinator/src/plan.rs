@@ -9,6 +9,7 @@ pub mod fragments;
 pub mod fulltext;
 pub mod identifiers;
 pub mod naming;
+pub mod objects;
 pub mod output_names;
 pub mod params;
 pub mod partitions;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 mod allocation;
 mod index;
 mod limits;
+mod objects;
 mod partitions;
 
 pub use allocation::{
@@ -126,6 +127,12 @@ pub enum Command {
         schema: String,
         name: String,
         values: Vec<Vec<Option<String>>>,
+    },
+    /// Merges widened object column types (new dynamic keys) into a table's definition.
+    ExtendObjects {
+        schema: String,
+        name: String,
+        columns: Vec<(String, creek_common::types::ColumnType)>,
     },
     /// Drops partitions of a table, by ident, with their rows.
     DropPartitions {
@@ -424,6 +431,11 @@ fn apply_command(state: &mut ClusterState, command: &Command) -> Result<bool, Co
             name,
             idents,
         } => partitions::drop_partitions(state, schema, name, idents),
+        Command::ExtendObjects {
+            schema,
+            name,
+            columns,
+        } => objects::extend_objects(state, schema, name, columns),
         Command::SetPartitionSettings {
             schema,
             name,

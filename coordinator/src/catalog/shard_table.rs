@@ -13,6 +13,7 @@ use creek_common::fulltext::{MatchSpec, MatchStats};
 use creek_common::schema::{
     TableSchema, ID_COLUMN, PRIMARY_TERM_COLUMN, SCORE_COLUMN, SEQ_NO_COLUMN,
 };
+use creek_common::types::ColumnType;
 use creek_common::{NodeId, TableId};
 use creek_proto::arrow_flight::decode::FlightRecordBatchStream;
 use creek_proto::arrow_flight::error::FlightError;
@@ -257,6 +258,8 @@ fn is_term_filter(table: &TableSchema, expr: &Expr) -> bool {
 /// disjunction needs both sides.
 fn index_query(table: &TableSchema, expr: &Expr) -> Option<Expr> {
     let known = |name: &str| name == ID_COLUMN || table.column(name).is_some();
+    // An object's scalar sub-column (`o['a']['b']`), indexed like a column.
+    let sub_column = |expr: &Expr| is_sub_column(table, expr);
     let usable = match expr {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
             Operator::And => {
@@ -278,12 +281,15 @@ fn index_query(table: &TableSchema, expr: &Expr) -> Option<Expr> {
             Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => {
                 matches!((left.as_ref(), right.as_ref()),
                     (Expr::Column(c), Expr::Literal(..)) | (Expr::Literal(..), Expr::Column(c)) if known(&c.name))
+                    || matches!((left.as_ref(), right.as_ref()),
+                        (field, Expr::Literal(..)) | (Expr::Literal(..), field) if sub_column(field))
             }
             _ => false,
         },
         Expr::Between(b) => {
             !b.negated
-                && matches!(b.expr.as_ref(), Expr::Column(c) if known(&c.name))
+                && (matches!(b.expr.as_ref(), Expr::Column(c) if known(&c.name))
+                    || sub_column(&b.expr))
                 && matches!(
                     (b.low.as_ref(), b.high.as_ref()),
                     (Expr::Literal(..), Expr::Literal(..))
@@ -291,11 +297,13 @@ fn index_query(table: &TableSchema, expr: &Expr) -> Option<Expr> {
         }
         Expr::InList(l) => {
             !l.negated
-                && matches!(l.expr.as_ref(), Expr::Column(c) if known(&c.name))
+                && (matches!(l.expr.as_ref(), Expr::Column(c) if known(&c.name))
+                    || sub_column(&l.expr))
                 && l.list.iter().all(|item| matches!(item, Expr::Literal(..)))
         }
         Expr::IsNull(e) | Expr::IsNotNull(e) => {
             matches!(e.as_ref(), Expr::Column(c) if table.column(&c.name).is_some())
+                || sub_column(e)
         }
         // `within(point, 'POLYGON(..)')` and `distance(point, ..) < r`: a box of locations.
         // `intersects(shape or point, ..)` and `within(shape, ..)`: a box of boxes.
@@ -323,6 +331,46 @@ fn index_query(table: &TableSchema, expr: &Expr) -> Option<Expr> {
         _ => false,
     };
     usable.then(|| expr.clone())
+}
+
+/// Whether `expr` is a scalar sub-column of one of `table`'s objects: `get_field` of an
+/// object column by literal keys (nested or not), naming a sub-column the table declares.
+fn is_sub_column(table: &TableSchema, expr: &Expr) -> bool {
+    let mut keys: Vec<String> = Vec::new();
+    let mut current = expr;
+    loop {
+        match current {
+            Expr::ScalarFunction(function) if function.func.name() == "get_field" => {
+                let Some((base, names)) = function.args.split_first() else {
+                    return false;
+                };
+                let mut these = Vec::new();
+                for name in names {
+                    let Expr::Literal(ScalarValue::Utf8(Some(name)), _) = name else {
+                        return false;
+                    };
+                    these.push(name.clone());
+                }
+                these.extend(keys);
+                keys = these;
+                current = base;
+            }
+            Expr::Column(column) => {
+                let Some(column) = table.column(&column.name) else {
+                    return false;
+                };
+                if !matches!(column.column_type, ColumnType::Object { .. }) || keys.is_empty() {
+                    return false;
+                }
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                return matches!(
+                    creek_common::object::sub_column_type(&column.column_type, &keys),
+                    Some(t) if !matches!(t, ColumnType::Object { .. })
+                );
+            }
+            _ => return false,
+        }
+    }
 }
 
 /// A geo function's arguments: a `geo_point` column of `table` and a literal.

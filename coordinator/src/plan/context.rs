@@ -63,12 +63,16 @@ pub fn session_context(
     if let Some(writes) = writes {
         config = config.with_extension(writes);
     }
-    let state = SessionStateBuilder::new()
+    let mut builder = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
         .with_optimizer_rules(optimizer_rules())
-        .with_physical_optimizer_rules(physical_optimizer_rules())
-        .build();
+        .with_physical_optimizer_rules(physical_optimizer_rules());
+    if let Some(planners) = builder.expr_planners() {
+        // Before DataFusion's field access, which would refuse the key.
+        planners.insert(0, Arc::new(crate::plan::objects::IgnoredKeyPlanner));
+    }
+    let state = builder.build();
     let ctx = SessionContext::new_with_state(state);
     let mut listed: Vec<(String, String)> = settings
         .other

@@ -294,7 +294,7 @@ impl CopyLoader {
 
     /// Starts writing the buffered rows once the previous write has finished.
     async fn write_full_batch(&mut self) -> Result<()> {
-        let batch = self.take_batch()?;
+        let batch = self.take_batch().await?;
         self.settle().await?;
         if let Some(batch) = batch {
             self.start_write(batch);
@@ -401,7 +401,7 @@ impl CopyLoader {
     }
 
     /// The buffered rows as a batch of the table's types (`None` if there are none).
-    fn take_batch(&mut self) -> Result<Option<RecordBatch>> {
+    async fn take_batch(&mut self) -> Result<Option<RecordBatch>> {
         let rows = self.columns.rows();
         if rows == 0 {
             return Ok(None);
@@ -413,6 +413,12 @@ impl CopyLoader {
             .map(|column| Field::new(column, DataType::Utf8, true))
             .collect();
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), self.columns.finish())?;
+        // New keys of dynamic objects join the table before its rows are converted.
+        if let Some(widened) =
+            super::dml::objects::ensure_object_keys(&self.cluster, &self.copy.table, &batch).await?
+        {
+            self.copy.table = widened;
+        }
         Ok(Some(conform_batch(&self.copy.table, &batch)?))
     }
 

@@ -15,6 +15,7 @@ use sqlparser::ast::{
 };
 
 mod index;
+mod object;
 
 pub use index::{create_index, drop_index};
 
@@ -176,6 +177,7 @@ pub fn column_type(data_type: &DataType) -> Result<ColumnType> {
                 ("array", [inner]) => array_of(column_type_from_name(inner)?)?,
                 ("geo_point", []) => ColumnType::GeoPoint,
                 ("geo_shape", []) => ColumnType::GeoShape,
+                (super::parse::LIFTED_OBJECT_TYPE, [text]) => object::object_type(text)?,
                 ("string" | "keyword", []) => ColumnType::Text { max_len: None },
                 ("long", []) => ColumnType::BigInt,
                 ("short", []) => ColumnType::SmallInt,
@@ -458,6 +460,23 @@ pub fn check_table_setting(key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// A type's name in upper case, but not the quoted names of an object's sub-columns.
+fn uppercase_outside_quotes(text: &str) -> String {
+    let mut quoted = false;
+    text.chars()
+        .map(|c| {
+            if c == '"' {
+                quoted = !quoted;
+            }
+            if quoted {
+                c
+            } else {
+                c.to_ascii_uppercase()
+            }
+        })
+        .collect()
+}
+
 /// Renders `SHOW CREATE TABLE`.
 pub fn show_create_table(table: &TableSchema) -> String {
     let mut lines: Vec<String> = table
@@ -467,7 +486,7 @@ pub fn show_create_table(table: &TableSchema) -> String {
             let mut line = format!(
                 "   \"{}\" {}",
                 c.name,
-                c.column_type.to_string().to_uppercase()
+                uppercase_outside_quotes(&c.column_type.to_string())
             );
             if c.not_null && !table.primary_key.contains(&c.name) {
                 line.push_str(" NOT NULL");

@@ -8,6 +8,7 @@
 mod conform;
 mod delete;
 mod generated;
+pub(crate) mod objects;
 pub(crate) mod partitions;
 mod update;
 mod upsert;
@@ -200,10 +201,19 @@ async fn write_insert(
     // Every batch is converted before any is written: a value one batch refuses fails the
     // statement with nothing written (a bulk request then retries row by row and must not find
     // rows of the failed attempt already there).
-    let batches = batches
+    let batches: Vec<RecordBatch> = batches
         .into_iter()
         .filter(|batch| batch.num_rows() > 0)
-        .map(|batch| conform_batch(&table, &batch))
+        .collect();
+    let mut table = table;
+    for batch in &batches {
+        if let Some(widened) = objects::ensure_object_keys(dml.cluster, &table, batch).await? {
+            table = widened;
+        }
+    }
+    let batches = batches
+        .iter()
+        .map(|batch| conform_batch(&table, batch))
         .collect::<Result<Vec<_>>>()?;
     let mut written = Vec::new();
     let mut all_statuses = Vec::new();
@@ -376,7 +386,8 @@ fn literal_values_batch(
     }
     let options = RecordBatchOptions::new().with_row_count(Some(values.rows.len()));
     let batch = RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)?;
-    conform_batch(table, &batch).map(Some)
+    // Converted with the planned rows' batches, once new object keys are added.
+    Ok(Some(batch))
 }
 
 /// The target column names and the rows of a plain `INSERT ... VALUES` into existing,

@@ -17,7 +17,10 @@ use crate::plan::params::parameter_number;
 mod copy_files;
 mod fulltext;
 mod generated;
+mod object;
 mod text;
+
+pub use object::LIFTED_OBJECT_TYPE;
 
 pub use copy_files::{CopyFromClause, CopyToClause};
 pub use fulltext::{FulltextClause, MATCH_FUNCTION};
@@ -215,6 +218,7 @@ fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
         (tokens, TableClauses::default())
     };
     let tokens = if is_create_table || is_alter_table {
+        let tokens = object::lift_object_types(tokens);
         let (tokens, indexes) = lift_column_index(tokens, is_alter_table)?;
         clauses.column_index = indexes.index;
         clauses.fulltext = indexes.fulltext;
@@ -223,6 +227,7 @@ fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
         tokens
     };
     let tokens = fulltext::rewrite_match(tokens)?;
+    let tokens = object::rewrite_object_literals(tokens)?;
     let dialect = PostgreSqlDialect {};
     let mut parser = Parser::new(&dialect)
         .with_recursion_limit(MAX_RECURSION)

@@ -287,6 +287,16 @@ pub fn open_segment_column(
     };
     let location = locate(segment.schema(), name, column_type, index)
         .map_err(|e| tantivy::TantivyError::SchemaError(e.to_string()))?;
+    if crate::shard::document::is_object_column(column_type) {
+        // Objects are read from their JSON; the column's key holds their sub-columns'
+        // values for filters.
+        let json_name = segment.schema().get_field_name(location.field);
+        let exact = fast_fields.str(&format!("{json_name}.{EXACT_ARRAY_PREFIX}{name}"))?;
+        return Ok(SegmentColumn::Str(StrColumns::open(
+            exact.into_iter().collect(),
+            reads,
+        )?));
+    }
     if let ColumnType::Array(inner) = column_type {
         // Arrays are always keys of a JSON field, with their exact form beside them.
         let json_name = segment.schema().get_field_name(location.field);
@@ -380,7 +390,8 @@ pub fn open_segment_column(
         | ColumnType::Ip
         | ColumnType::Array(_)
         | ColumnType::GeoPoint
-        | ColumnType::GeoShape => SegmentColumn::Str(StrColumns::open(
+        | ColumnType::GeoShape
+        | ColumnType::Object { .. } => SegmentColumn::Str(StrColumns::open(
             opened
                 .into_iter()
                 .filter_map(|c| match c {
@@ -451,6 +462,10 @@ pub fn read_column(
             read_i64_as::<TimestampMicrosecondType>(column, docs, |v| v).with_timezone("+00:00"),
         ),
         ColumnType::Date => Arc::new(read_i64_as::<Date32Type>(column, docs, |v| v as i32)),
+        ColumnType::Object { .. } => read_objects(column, column_type, spec.name(), docs)?,
+        ColumnType::Array(inner) if crate::shard::document::is_object_column(inner) => {
+            read_objects(column, column_type, spec.name(), docs)?
+        }
         ColumnType::Array(inner) => match column {
             SegmentColumn::Array { exact, elements } => read_array(exact, elements, inner, docs)?,
             other => read_list(other, inner, docs),
@@ -474,6 +489,19 @@ pub fn read_column(
             Arc::new(creek_common::geo::points_to_array(&points))
         }
     })
+}
+
+/// Reads objects (or arrays of them) from the JSON each document stored.
+fn read_objects(
+    column: &SegmentColumn,
+    column_type: &ColumnType,
+    name: &str,
+    docs: &[DocId],
+) -> io::Result<ArrayRef> {
+    let texts = read_strings(column, docs)?;
+    let texts: Vec<Option<&str>> = texts.iter().collect();
+    creek_common::object::objects_from_texts(&texts, column_type, name)
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
 }
 
 /// Reads an array column: the exact JSON form where a document has it, else the element
@@ -557,7 +585,10 @@ fn element_scalar(inner: &ColumnType, item: &serde_json::Value) -> Option<Scalar
             Some(item.as_str()?.to_string())
         }),
         // Tables cannot declare arrays of arrays, points or shapes.
-        ColumnType::Array(_) | ColumnType::GeoPoint | ColumnType::GeoShape => return None,
+        ColumnType::Array(_)
+        | ColumnType::GeoPoint
+        | ColumnType::GeoShape
+        | ColumnType::Object { .. } => return None,
     })
 }
 

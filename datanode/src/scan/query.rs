@@ -35,18 +35,70 @@ pub struct Layout<'a> {
 }
 
 impl Layout<'_> {
+    /// A column, or an object's sub-column named by its path (`o.a.b`, see
+    /// [`sub_column_paths`]): its type and where its values are.
     pub(super) fn column(&self, name: &str) -> Option<(&ColumnType, ColumnLocation)> {
-        let column = self.table.column(name)?;
-        let location = locate_column(self.schema, column).ok()?;
-        Some((&column.column_type, location))
+        let Some((column_name, keys)) = name.split_once('.') else {
+            let column = self.table.column(name)?;
+            let location = locate_column(self.schema, column).ok()?;
+            return Some((&column.column_type, location));
+        };
+        // Sub-columns are keys of the object's JSON field, typed as columns are.
+        let column = self.table.column(column_name)?;
+        if !matches!(column.column_type, ColumnType::Object { .. }) {
+            return None;
+        }
+        let keys: Vec<&str> = keys.split('.').collect();
+        let column_type = creek_common::object::sub_column_type(&column.column_type, &keys)?;
+        if matches!(column_type, ColumnType::Object { .. }) {
+            return None;
+        }
+        let mut location = locate_column(self.schema, column).ok()?;
+        if !location.json {
+            return None;
+        }
+        let json_name = self.schema.get_field_name(location.field);
+        location.fast_name = format!("{json_name}.{name}");
+        Some((column_type, location))
     }
+}
+
+/// `get_field(o, 'a', ...)` (an object's sub-column, `o['a']`) as the column `o.a`, the JSON
+/// path its values are indexed under; sub-column names never hold a dot, column names never.
+fn sub_column_paths(expr: &Expr) -> Expr {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    expr.clone()
+        .transform_up(|e| {
+            let Expr::ScalarFunction(function) = &e else {
+                return Ok(Transformed::no(e));
+            };
+            if function.func.name() != "get_field" {
+                return Ok(Transformed::no(e));
+            }
+            let Some((Expr::Column(base), keys)) = function.args.split_first() else {
+                return Ok(Transformed::no(e));
+            };
+            let mut path = base.name.clone();
+            for key in keys {
+                let Expr::Literal(ScalarValue::Utf8(Some(key)), _) = key else {
+                    return Ok(Transformed::no(e));
+                };
+                path.push('.');
+                path.push_str(key);
+            }
+            Ok(Transformed::yes(Expr::Column(
+                datafusion::common::Column::from_name(path),
+            )))
+        })
+        .map(|t| t.data)
+        .unwrap_or_else(|_| expr.clone())
 }
 
 /// Builds one query that is the conjunction of `filters`; `None` means "every document".
 pub fn query_for_filters(layout: Layout<'_>, filters: &[Expr]) -> Option<Box<dyn Query>> {
     let clauses: Vec<(Occur, Box<dyn Query>)> = filters
         .iter()
-        .filter_map(|filter| translate(layout, filter))
+        .filter_map(|filter| translate(layout, &sub_column_paths(filter)))
         .map(|query| (Occur::Must, query))
         .collect();
     match clauses.len() {
@@ -95,7 +147,7 @@ fn translate(layout: Layout<'_>, expr: &Expr) -> Option<Box<dyn Query>> {
                     if !is_indexed(layout, column) || is_float_zero(layout, column, value) {
                         // Columnar only: the range [v, v] reads the column's values. (Zero
                         // is -0.0 and 0.0, two terms: a range holds both.)
-                        if !supports_range(table, column) {
+                        if !supports_range(layout, column) {
                             return None;
                         }
                         return Some(Box::new(RangeQuery::new(
@@ -116,7 +168,7 @@ fn translate(layout: Layout<'_>, expr: &Expr) -> Option<Box<dyn Query>> {
                     let term = term_for(layout, column, value, Bound::Unbounded)?;
                     return Some(Box::new(TermQuery::new(term, IndexRecordOption::Basic)));
                 }
-                if !supports_range(table, column) {
+                if !supports_range(layout, column) {
                     return None;
                 }
                 let zero = is_float_zero(layout, column, value);
@@ -156,7 +208,7 @@ fn translate(layout: Layout<'_>, expr: &Expr) -> Option<Box<dyn Query>> {
             else {
                 return None;
             };
-            if !supports_range(table, &column.name) {
+            if !supports_range(layout, &column.name) {
                 return None;
             }
             let low = term_for(layout, &column.name, low, Bound::Included(Side::Lower))?;
@@ -291,6 +343,10 @@ fn exists_query(layout: Layout<'_>, column: &str) -> Option<Box<dyn Query>> {
     if !matches!(column_type, ColumnType::Array(_)) {
         return Some(values);
     }
+    if column.contains('.') {
+        // An array in an object has no exact form of its own: an empty one has no values.
+        return None;
+    }
     let json_name = layout.schema.get_field_name(location.field);
     let exact: Box<dyn Query> = Box::new(ExistsQuery::new(
         format!("{json_name}.{EXACT_ARRAY_PREFIX}{column}"),
@@ -307,9 +363,9 @@ fn is_indexed(layout: Layout<'_>, column: &str) -> bool {
     column == ID_COLUMN || layout.column(column).is_some_and(|(_, l)| l.indexed)
 }
 
-fn supports_range(table: &TableSchema, column: &str) -> bool {
+fn supports_range(layout: Layout<'_>, column: &str) -> bool {
     matches!(
-        table.column(column).map(|c| &c.column_type),
+        layout.column(column).map(|(column_type, _)| column_type),
         Some(
             ColumnType::SmallInt
                 | ColumnType::Integer

@@ -201,7 +201,10 @@ fn typed_field_type(column_type: &ColumnType) -> Option<Type> {
         | ColumnType::Date => Type::I64,
         ColumnType::Real | ColumnType::Double => Type::F64,
         ColumnType::Numeric { .. } | ColumnType::Text { .. } | ColumnType::Ip => Type::Str,
-        ColumnType::Array(_) | ColumnType::GeoPoint | ColumnType::GeoShape => return None,
+        ColumnType::Array(_)
+        | ColumnType::GeoPoint
+        | ColumnType::GeoShape
+        | ColumnType::Object { .. } => return None,
     })
 }
 
@@ -326,7 +329,17 @@ pub fn documents_from_batch(
                 }
             };
             let object = &mut objects[position].1;
-            if let ColumnType::Array(inner) = &column.column_type {
+            if is_object_column(&column.column_type) {
+                // The object as JSON is what scans read back; its key gets the typed values
+                // of its sub-columns, for filters.
+                if array.is_valid(row) {
+                    let json = creek_common::object::value_to_json(array.as_ref(), row);
+                    object.insert(
+                        format!("{EXACT_ARRAY_PREFIX}{}", column.name),
+                        OwnedValue::Str(json.to_string()),
+                    );
+                }
+            } else if let ColumnType::Array(inner) = &column.column_type {
                 if let Some(exact) = exact_array(inner, array, row)? {
                     object.insert(
                         format!("{EXACT_ARRAY_PREFIX}{}", column.name),
@@ -373,6 +386,15 @@ pub fn documents_from_batch(
         documents.push((id, document));
     }
     Ok(documents)
+}
+
+/// Whether a column holds objects (or arrays of them), which shards keep as JSON text.
+pub fn is_object_column(column_type: &ColumnType) -> bool {
+    match column_type {
+        ColumnType::Object { .. } => true,
+        ColumnType::Array(inner) => is_object_column(inner),
+        _ => false,
+    }
 }
 
 /// Returns the `_id` column of a write batch.
@@ -487,6 +509,23 @@ fn owned_value(
                 (SHAPE_MIN_LAT_KEY.to_string(), OwnedValue::F64(bounds.lat.0)),
                 (SHAPE_MAX_LAT_KEY.to_string(), OwnedValue::F64(bounds.lat.1)),
             ])
+        }
+        ColumnType::Object { fields, .. } => {
+            // Sub-columns by their types; an IGNORED object's other keys are not indexed.
+            let columns = array
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::StructArray>()
+                .ok_or_else(mismatch)?;
+            let mut entries = Vec::with_capacity(fields.len());
+            for field in fields {
+                let Some(child) = columns.column_by_name(&field.name) else {
+                    continue;
+                };
+                if let Some(value) = owned_value(&field.column_type, child, row)? {
+                    entries.push((field.name.clone(), value));
+                }
+            }
+            OwnedValue::Object(entries)
         }
         ColumnType::GeoPoint => {
             let points = array

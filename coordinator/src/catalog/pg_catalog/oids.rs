@@ -231,6 +231,8 @@ pub fn column_type_oid(column_type: &ColumnType) -> (i64, i64) {
         ColumnType::GeoPoint => (600, -1),
         // GeoJSON text, as CrateDB gives it to PostgreSQL clients.
         ColumnType::GeoShape => (114, -1),
+        // Objects are JSON to PostgreSQL clients, as in CrateDB.
+        ColumnType::Object { .. } => (114, -1),
         ColumnType::Array(inner) => {
             let (element, typmod) = column_type_oid(inner);
             let array = type_by_oid(element).map_or(1009, |(t, _)| t.array_oid);

@@ -141,18 +141,11 @@ fn write_value(out: &mut Vec<u8>, array: &dyn Array, row: usize) {
         DataType::FixedSizeList(..) => {
             write_list(out, array.as_fixed_size_list().value(row).as_ref())
         }
-        DataType::Struct(fields) => {
-            let columns = array.as_struct();
-            out.push(b'{');
-            for (index, field) in fields.iter().enumerate() {
-                if index > 0 {
-                    out.push(b',');
-                }
-                write_str(out, field.name());
-                out.push(b':');
-                write_value(out, columns.column(index).as_ref(), row);
-            }
-            out.push(b'}');
+        DataType::Struct(_) => {
+            // An IGNORED object's other keys are merged in by the one JSON rendering.
+            let value = creek_common::object::value_to_json(array, row);
+            // Serialising a `Value` into memory cannot fail.
+            serde_json::to_writer(&mut *out, &value).expect("JSON into a vector");
         }
         _ => write_formatted(out, array, row, true),
     }
@@ -207,6 +200,7 @@ pub fn crate_type_id(data_type: &DataType) -> serde_json::Value {
         DataType::Date32 | DataType::Date64 => 24,
         DataType::Decimal128(..) => 22,
         data_type if creek_common::geo::is_point_type(data_type) => 13,
+        DataType::Struct(_) => 12,
         DataType::List(inner) => return serde_json::json!([100, crate_type_id(inner.data_type())]),
         _ => 4,
     };

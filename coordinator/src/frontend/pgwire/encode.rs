@@ -41,6 +41,8 @@ pub fn arrow_to_pg_type(data_type: &DataType) -> Type {
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => Type::BYTEA,
         data_type if creek_common::geo::is_point_type(data_type) => Type::POINT,
+        // Objects (and arrays of them) are JSON, as CrateDB gives them to PostgreSQL clients.
+        data_type if creek_common::object::has_struct(data_type) => Type::JSON,
         DataType::List(field) | DataType::LargeList(field) => {
             match arrow_to_pg_type(field.data_type()) {
                 t if t == Type::BOOL => Type::BOOL_ARRAY,
@@ -307,6 +309,9 @@ fn encode_value(
                 enc!(bytes)
             }
         }
+        data_type if creek_common::object::has_struct(data_type) => {
+            enc_text!(creek_common::object::value_to_json(column.as_ref(), row).to_string())
+        }
         DataType::List(element)
             if text_format
                 && matches!(element.data_type(), DataType::Float32 | DataType::Float64) =>
@@ -496,6 +501,7 @@ pub fn decode_param<S: Clone>(
                 }),
         ),
         t if *t == Type::POINT => decode_point_param(portal, index)?,
+        t if *t == Type::JSON || *t == Type::JSONB => decode_json_param(portal, index, t)?,
         t if t.name().starts_with('_') => decode_array_param(portal, index, t).map_err(bad)?,
         t => ScalarValue::Utf8(portal.parameter::<String>(index, t).map_err(bad)?),
     })
@@ -540,6 +546,33 @@ fn decode_point_param<S: Clone>(portal: &Portal<S>, index: usize) -> PgWireResul
     .map_err(|error| to_pg_error(&crate::error::Error::from(error)))?;
     let array = creek_common::geo::points_to_array(&[Some(point)]);
     Ok(ScalarValue::FixedSizeList(Arc::new(array)))
+}
+
+/// A `json` or `jsonb` parameter as its text, which object columns (and casts) read: text
+/// in either format, binary `jsonb` after its version byte (1).
+fn decode_json_param<S: Clone>(
+    portal: &Portal<S>,
+    index: usize,
+    pg_type: &Type,
+) -> PgWireResult<ScalarValue> {
+    let Some(Some(bytes)) = portal.parameters.get(index) else {
+        return Ok(ScalarValue::Utf8(None));
+    };
+    let invalid = |reason: &str| {
+        to_pg_error(&crate::error::Error::new(
+            creek_common::ErrorCode::InvalidTextRepresentation,
+            format!("invalid value for parameter ${}: {reason}", index + 1),
+        ))
+    };
+    let mut text: &[u8] = bytes.as_ref();
+    if portal.parameter_format.is_binary(index) && *pg_type == Type::JSONB {
+        match text.split_first() {
+            Some((1, rest)) => text = rest,
+            _ => return Err(invalid("unsupported binary jsonb version")),
+        }
+    }
+    let text = std::str::from_utf8(text).map_err(|_| invalid("not UTF-8"))?;
+    Ok(ScalarValue::Utf8(Some(text.to_string())))
 }
 
 fn decode_array_param<S: Clone>(

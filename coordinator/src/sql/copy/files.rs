@@ -33,6 +33,7 @@ use crate::cluster::{Cluster, SessionWrites, Visibility};
 use crate::error::{Error, Result};
 use crate::jobs::JobProgress;
 use crate::sql::ddl::split_name;
+use crate::sql::dml::objects::ensure_object_keys;
 use crate::sql::dml::{conform_batch, write_batch};
 use crate::sql::parse::CopyFromClause;
 
@@ -330,21 +331,24 @@ impl RowReader<'_> {
                 serde_json::Value::Number(n) => Some(n.to_string()),
                 // Arrays as JSON text, which array columns read (`plan::array_literal`).
                 array @ serde_json::Value::Array(_) => Some(array.to_string()),
-                // A point may be written `{"lon": .., "lat": ..}` and a shape as a GeoJSON
-                // object; other objects wait for object columns.
-                object @ serde_json::Value::Object(_)
-                    if matches!(
-                        self.copy.table.column(&key).map(|c| &c.column_type),
-                        Some(
-                            creek_common::types::ColumnType::GeoPoint
-                                | creek_common::types::ColumnType::GeoShape
-                        )
-                    ) =>
-                {
+                // Objects for object columns, points written `{"lon": .., "lat": ..}` and
+                // shapes as GeoJSON objects, all as JSON text the columns read.
+                object @ serde_json::Value::Object(_) => {
+                    let column_type = self.copy.table.column(&key).map(|c| &c.column_type);
+                    let takes_objects = column_type.is_some_and(|t| {
+                        crate::sql::dml::objects::is_object(t)
+                            || matches!(
+                                t,
+                                creek_common::types::ColumnType::GeoPoint
+                                    | creek_common::types::ColumnType::GeoShape
+                            )
+                    });
+                    if !takes_objects {
+                        return Err(format!(
+                            "column {key}: an object for a column of another type"
+                        ));
+                    }
                     Some(object.to_string())
-                }
-                serde_json::Value::Object(_) => {
-                    return Err(format!("column {key}: objects are not supported yet"));
                 }
             };
         }
@@ -624,14 +628,37 @@ async fn write_rows(
         .map(|column| Field::new(column, DataType::Utf8, true))
         .collect();
     let text = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
-    let (batch, kept) = match conform_batch(&copy.table, &text) {
-        Ok(batch) => (batch, lines),
+    // New keys of dynamic objects join the table first; a row whose keys cannot (a strict
+    // object's unknown key, a type conflict) is a bad row like one that does not convert.
+    let whole = match ensure_object_keys(cluster, &copy.table, &text).await {
+        Ok(table) => {
+            let table = table.unwrap_or_else(|| copy.table.clone());
+            conform_batch(&table, &text).map(|batch| (table, batch))
+        }
+        Err(error) => Err(error),
+    };
+    let mut table = copy.table.clone();
+    let (batch, kept) = match whole {
+        Ok((ensured, batch)) => {
+            table = ensured;
+            (batch, lines)
+        }
         Err(_) => {
             // Some row cannot be converted: each row alone, to count the bad ones.
             let mut good = Vec::new();
             let mut kept = Vec::new();
             for (row, line) in lines.iter().enumerate() {
-                match conform_batch(&copy.table, &text.slice(row, 1)) {
+                let one = text.slice(row, 1);
+                let converted = match ensure_object_keys(cluster, &table, &one).await {
+                    Ok(ensured) => {
+                        if let Some(ensured) = ensured {
+                            table = ensured;
+                        }
+                        conform_batch(&table, &one)
+                    }
+                    Err(error) => Err(error),
+                };
+                match converted {
                     Ok(one) => {
                         good.push(one);
                         kept.push(*line);
@@ -642,6 +669,11 @@ async fn write_rows(
             if good.is_empty() {
                 return Ok(());
             }
+            // Rows converted before a later row added keys lack those keys' sub-columns.
+            let good = good
+                .iter()
+                .map(|batch| conform_batch(&table, batch))
+                .collect::<Result<Vec<_>>>()?;
             (concat_batches(&good[0].schema(), &good)?, kept)
         }
     };
@@ -649,8 +681,7 @@ async fn write_rows(
         session: session_writes,
         refresh: false,
     };
-    let (statuses, _) =
-        write_batch(cluster, &copy.table, &batch, WriteMode::Insert, visibility).await?;
+    let (statuses, _) = write_batch(cluster, &table, &batch, WriteMode::Insert, visibility).await?;
     for (status, line) in statuses.iter().zip(kept) {
         match status {
             RowStatus::Ok => summary.success_count += 1,

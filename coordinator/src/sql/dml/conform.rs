@@ -191,6 +191,9 @@ pub(crate) fn conform_batch(table: &TableSchema, batch: &RecordBatch) -> Result<
         let array = match batch.column_by_name(&column.name) {
             // Shapes are read from text or points by `canonical_shapes` below.
             Some(array) if column.column_type == ColumnType::GeoShape => array.clone(),
+            Some(array) if super::objects::is_object(&column.column_type) => {
+                super::objects::conform_objects(array, &column.column_type, &column.name)?
+            }
             Some(array) if array.data_type() == &target => array.clone(),
             Some(array) => convert(array, &target).map_err(|error| {
                 Error::new(

@@ -251,6 +251,8 @@ async fn write_updated_rows(
     table: &TableSchema,
     batch: &RecordBatch,
 ) -> Result<UpdateOutcome> {
+    let widened = super::objects::ensure_object_keys(dml.cluster, table, batch).await?;
+    let table = widened.as_ref().unwrap_or(table);
     let conformed = conform_batch(table, batch)?;
     let ids = batch
         .column_by_name(ID_COLUMN)

@@ -50,8 +50,8 @@ pub(super) async fn upsert(
     }
     // Keys of new partitions are looked up there like any other: the partitions must exist.
     let created = super::partitions::ensure_partitions(dml.cluster, table, batch).await?;
-    let table = created.as_ref().unwrap_or(table);
-    let (ids, _) = ids_and_shards(table, batch)?;
+    let mut table = created.unwrap_or_else(|| table.clone());
+    let (ids, _) = ids_and_shards(&table, batch)?;
     let mut seen = HashSet::with_capacity(ids.len());
     if let Some(twice) = ids.iter().find(|id| !seen.insert(id.as_str())) {
         return Err(Error::new(
@@ -68,11 +68,18 @@ pub(super) async fn upsert(
     for attempt in 0..=CONFLICT_RETRIES {
         conflict_pause(attempt).await;
         let rows = take_record_batch(batch, &UInt32Array::from(pending.clone()))?;
-        let merged = merge(dml, table, &rows, update).await?;
+        let merged = merge(dml, &table, &rows, update).await?;
         let mut retry = Vec::new();
         let existed = bool_column(&merged, EXISTED)?;
         let qualifies = bool_column(&merged, QUALIFIES)?;
         let versions = row_versions(&merged)?;
+        // `DO UPDATE SET o = ...` may bring new keys of dynamic objects.
+        if let Some(widened) =
+            super::objects::ensure_object_keys(dml.cluster, &table, &merged).await?
+        {
+            table = widened;
+        }
+        let table = &table;
         let values = conform_batch(table, &merged)?;
         let mut inserts = Vec::new();
         let mut updates = Vec::new();

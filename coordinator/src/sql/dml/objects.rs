@@ -1,0 +1,79 @@
+//! The writes' side of object columns: values become their column's struct by
+//! `creek_common::object`'s rules, and keys a DYNAMIC object lacks are added to the table
+//! through the cluster state before any row carrying them is written (so every coordinator
+//! can query them as soon as the write is acknowledged).
+
+use creek_common::object::{json_to_array, values_from_array, widen};
+use creek_common::schema::TableSchema;
+use creek_common::types::ColumnType;
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::partitions::current;
+use crate::cluster::Cluster;
+use crate::error::Result;
+
+/// Whether values of `column_type` are objects (or arrays of them).
+pub(crate) fn is_object(column_type: &ColumnType) -> bool {
+    match column_type {
+        ColumnType::Object { .. } => true,
+        ColumnType::Array(inner) => is_object(inner),
+        _ => false,
+    }
+}
+
+/// `array`, written to object column `name` of `column_type`, as that column's values.
+pub(super) fn conform_objects(
+    array: &ArrayRef,
+    column_type: &ColumnType,
+    name: &str,
+) -> Result<ArrayRef> {
+    let values = values_from_array(array, name)?;
+    let refs: Vec<Option<&serde_json::Value>> = values.iter().map(Some).collect();
+    Ok(json_to_array(&refs, column_type, name)?)
+}
+
+/// The object columns of `table` whose types `batch`'s values widen, with the widened types.
+fn widened(table: &TableSchema, batch: &RecordBatch) -> Result<Vec<(String, ColumnType)>> {
+    let mut changes = Vec::new();
+    for column in &table.columns {
+        if !is_object(&column.column_type) {
+            continue;
+        }
+        let Some(array) = batch.column_by_name(&column.name) else {
+            continue;
+        };
+        let mut column_type = column.column_type.clone();
+        let mut added = false;
+        for value in values_from_array(array, &column.name)? {
+            added |= widen(&mut column_type, &value, &column.name)?;
+        }
+        if added {
+            changes.push((column.name.clone(), column_type));
+        }
+    }
+    Ok(changes)
+}
+
+/// Adds the sub-columns `batch` (before conversion) brings to `table`'s DYNAMIC objects, or
+/// refuses a STRICT object's unknown key. Returns the table's new definition if it changed.
+pub(crate) async fn ensure_object_keys(
+    cluster: &Cluster,
+    table: &TableSchema,
+    batch: &RecordBatch,
+) -> Result<Option<TableSchema>> {
+    if !table.columns.iter().any(|c| is_object(&c.column_type)) {
+        return Ok(None);
+    }
+    let changes = widened(table, batch)?;
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    // Another writer may have added them meanwhile.
+    let latest = current(cluster, table);
+    let changes = widened(&latest, batch)?;
+    if changes.is_empty() {
+        return Ok(Some(latest));
+    }
+    Ok(Some(cluster.extend_objects(&latest, changes).await?))
+}

@@ -1,0 +1,380 @@
+//! CrateDB's object column types, `OBJECT [(DYNAMIC | STRICT | IGNORED)] [AS (col type, ...)]`
+//! and `ARRAY(OBJECT ...)`, which sqlparser cannot read (its `AS` would start a generated
+//! column): each is lifted out of `CREATE TABLE` and `ALTER TABLE` as the type
+//! `CREEK_OBJECT('<its text>')`, whose text `sql::ddl::object` reads. Object literals,
+//! `{a = 1, b = {c = 'x'}}`, become `named_struct('a', 1, 'b', named_struct('c', 'x'))`.
+//! Tokens only.
+
+use sqlparser::tokenizer::{Token, Word};
+
+use super::word_is;
+
+/// The type name a lifted object type is given.
+pub const LIFTED_OBJECT_TYPE: &str = "creek_object";
+
+/// Words after a column's type that start its constraints or options.
+const AFTER_TYPE: &[&str] = &[
+    "not",
+    "null",
+    "primary",
+    "default",
+    "index",
+    "generated",
+    "constraint",
+    "unique",
+    "check",
+    "references",
+    "storage",
+    "with",
+];
+
+/// Replaces every object type in a column definition with its lifted form.
+pub(super) fn lift_object_types(tokens: Vec<Token>) -> Vec<Token> {
+    let significant: Vec<usize> = (0..tokens.len())
+        .filter(|i| !matches!(tokens[*i], Token::Whitespace(_)))
+        .collect();
+    // Positions in `significant`.
+    let at = |k: usize| significant.get(k).map(|i| &tokens[*i]);
+    let mut replace: Vec<(usize, usize)> = Vec::new();
+    let mut k = 0;
+    while k < significant.len() {
+        let is_object = at(k).is_some_and(|t| word_is(t, "object"));
+        let Some(end) = is_object.then(|| object_end(&at, k)).flatten() else {
+            k += 1;
+            continue;
+        };
+        let in_array = k >= 2
+            && at(k - 1) == Some(&Token::LParen)
+            && at(k - 2).is_some_and(|t| word_is(t, "array"));
+        let after_name = k >= 1 && matches!(at(k - 1), Some(Token::Word(_)));
+        let (start, end) = if in_array && at(end + 1) == Some(&Token::RParen) {
+            (k - 2, end + 1)
+        } else if after_name {
+            (k, end)
+        } else {
+            k += 1;
+            continue;
+        };
+        // A type is followed by the end of its column definition or its constraints.
+        let ends_definition = match at(end + 1) {
+            None | Some(Token::Comma | Token::RParen | Token::SemiColon | Token::EOF) => true,
+            Some(token) => AFTER_TYPE.iter().any(|w| word_is(token, w)),
+        };
+        if ends_definition {
+            replace.push((significant[start], significant[end]));
+            k = end + 1;
+        } else {
+            k += 1;
+        }
+    }
+    if replace.is_empty() {
+        return tokens;
+    }
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    for (start, end) in replace {
+        out.extend(tokens[i..start].iter().cloned());
+        let text: String = tokens[start..=end].iter().map(|t| t.to_string()).collect();
+        out.push(Token::Word(Word {
+            value: LIFTED_OBJECT_TYPE.to_string(),
+            quote_style: None,
+            keyword: sqlparser::keywords::Keyword::NoKeyword,
+        }));
+        out.push(Token::LParen);
+        out.push(Token::SingleQuotedString(text));
+        out.push(Token::RParen);
+        i = end + 1;
+    }
+    out.extend(tokens[i..].iter().cloned());
+    out
+}
+
+/// The last significant position of the object type starting at `k` (the word `OBJECT`):
+/// its optional `(policy)` and `AS (...)`; `None` if what follows is no object type.
+fn object_end<'a>(at: &impl Fn(usize) -> Option<&'a Token>, k: usize) -> Option<usize> {
+    let mut end = k;
+    if at(end + 1) == Some(&Token::LParen) {
+        let policy = at(end + 2)?;
+        if !["dynamic", "strict", "ignored"]
+            .iter()
+            .any(|w| word_is(policy, w))
+            || at(end + 3) != Some(&Token::RParen)
+        {
+            return None;
+        }
+        end += 3;
+    }
+    if at(end + 1).is_some_and(|t| word_is(t, "as")) && at(end + 2) == Some(&Token::LParen) {
+        let mut depth = 0i64;
+        let mut j = end + 2;
+        loop {
+            match at(j)? {
+                Token::LParen => depth += 1,
+                Token::RParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            j += 1;
+        }
+        end = j;
+    }
+    Some(end)
+}
+
+/// Rewrites every object literal `{key = expr, ...}` into a `named_struct` call; `{}` is the
+/// text `'{}'`, which an object column reads as an empty object.
+pub(super) fn rewrite_object_literals(tokens: Vec<Token>) -> crate::error::Result<Vec<Token>> {
+    if !tokens.contains(&Token::LBrace) {
+        return Ok(tokens);
+    }
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    let mut brackets = 0i64;
+    while i < tokens.len() {
+        match tokens[i] {
+            Token::LBracket => brackets += 1,
+            Token::RBracket => brackets -= 1,
+            _ => {}
+        }
+        if tokens[i] == Token::LBrace && brackets > 0 {
+            // In an array, objects with different keys would be structs of different types,
+            // which no array holds: a constant one is its JSON text, which object columns read.
+            if let Some((value, end)) = constant_json(&tokens, i, 0) {
+                out.push(Token::SingleQuotedString(value.to_string()));
+                i = end;
+                continue;
+            }
+        }
+        if tokens[i] == Token::LBrace {
+            i = literal(&tokens, i, &mut out, 0)?;
+        } else {
+            out.push(tokens[i].clone());
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// The JSON value of a constant object literal (or array) starting at `open`, and the index
+/// after it; `None` if it holds anything but literals.
+fn constant_json(
+    tokens: &[Token],
+    open: usize,
+    depth: usize,
+) -> Option<(serde_json::Value, usize)> {
+    use serde_json::Value;
+    if depth > super::MAX_RECURSION {
+        return None;
+    }
+    let significant =
+        |from: usize| (from..tokens.len()).find(|j| !matches!(tokens[*j], Token::Whitespace(_)));
+    let (close, is_object) = match tokens.get(open)? {
+        Token::LBrace => (Token::RBrace, true),
+        Token::LBracket => (Token::RBracket, false),
+        _ => return None,
+    };
+    let mut map = serde_json::Map::new();
+    let mut items = Vec::new();
+    let mut i = significant(open + 1)?;
+    if tokens[i] == close {
+        let value = if is_object {
+            Value::Object(map)
+        } else {
+            Value::Array(items)
+        };
+        return Some((value, i + 1));
+    }
+    loop {
+        let key = if is_object {
+            let key = match &tokens[i] {
+                Token::Word(word) if word.quote_style.is_some() => word.value.clone(),
+                Token::Word(word) => word.value.to_lowercase(),
+                _ => return None,
+            };
+            let eq = significant(i + 1)?;
+            if tokens[eq] != Token::Eq {
+                return None;
+            }
+            i = significant(eq + 1)?;
+            Some(key)
+        } else {
+            None
+        };
+        let negative = tokens[i] == Token::Minus;
+        if negative {
+            i = significant(i + 1)?;
+        }
+        let (value, after) = match &tokens[i] {
+            Token::Number(text, _) => {
+                let text = if negative {
+                    format!("-{text}")
+                } else {
+                    text.clone()
+                };
+                (serde_json::from_str::<Value>(&text).ok()?, i + 1)
+            }
+            _ if negative => return None,
+            Token::SingleQuotedString(text) => (Value::String(text.clone()), i + 1),
+            Token::Word(word) if word.quote_style.is_none() => {
+                match word.value.to_ascii_lowercase().as_str() {
+                    "true" => (Value::Bool(true), i + 1),
+                    "false" => (Value::Bool(false), i + 1),
+                    "null" => (Value::Null, i + 1),
+                    _ => return None,
+                }
+            }
+            Token::LBrace | Token::LBracket => constant_json(tokens, i, depth + 1)?,
+            _ => return None,
+        };
+        match key {
+            Some(key) => {
+                map.insert(key, value);
+            }
+            None => items.push(value),
+        }
+        let next = significant(after)?;
+        if tokens[next] == close {
+            let value = if is_object {
+                Value::Object(map)
+            } else {
+                Value::Array(items)
+            };
+            return Some((value, next + 1));
+        }
+        if tokens[next] != Token::Comma {
+            return None;
+        }
+        i = significant(next + 1)?;
+    }
+}
+
+/// Rewrites the literal whose `{` is at `open` into `out`; returns the index after its `}`.
+fn literal(
+    tokens: &[Token],
+    open: usize,
+    out: &mut Vec<Token>,
+    depth: usize,
+) -> crate::error::Result<usize> {
+    if depth > super::MAX_RECURSION {
+        return Err(crate::error::Error::new(
+            creek_common::ErrorCode::ProgramLimitExceeded,
+            "statement is too deeply nested",
+        ));
+    }
+    let significant =
+        |from: usize| (from..tokens.len()).find(|j| !matches!(tokens[*j], Token::Whitespace(_)));
+    let unterminated = || super::syntax_error("unterminated object literal: expected }");
+    let mut i = significant(open + 1).ok_or_else(unterminated)?;
+    if tokens[i] == Token::RBrace {
+        out.push(Token::SingleQuotedString("{}".to_string()));
+        return Ok(i + 1);
+    }
+    out.push(Token::make_word("named_struct", None));
+    out.push(Token::LParen);
+    loop {
+        let key = match &tokens[i] {
+            Token::Word(word) if word.quote_style.is_some() => word.value.clone(),
+            Token::Word(word) => word.value.to_lowercase(),
+            other => {
+                return Err(super::syntax_error(format!(
+                    "expected a key in object literal, found {other}"
+                )))
+            }
+        };
+        let eq = significant(i + 1).ok_or_else(unterminated)?;
+        if tokens[eq] != Token::Eq {
+            return Err(super::syntax_error(format!(
+                "expected = after key {key} in object literal"
+            )));
+        }
+        out.push(Token::SingleQuotedString(key));
+        out.push(Token::Comma);
+        // The value: tokens up to the `,` or `}` that ends it, nested literals rewritten.
+        let mut j = eq + 1;
+        let mut nesting = 0i64;
+        loop {
+            let token = tokens.get(j).ok_or_else(unterminated)?;
+            match token {
+                Token::LBrace => {
+                    j = literal(tokens, j, out, depth + 1)?;
+                    continue;
+                }
+                Token::LParen | Token::LBracket => nesting += 1,
+                Token::RParen | Token::RBracket => nesting -= 1,
+                Token::Comma | Token::RBrace if nesting == 0 => break,
+                _ => {}
+            }
+            out.push(token.clone());
+            j += 1;
+        }
+        if tokens[j] == Token::RBrace {
+            out.push(Token::RParen);
+            return Ok(j + 1);
+        }
+        out.push(Token::Comma);
+        i = significant(j + 1).ok_or_else(unterminated)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::tokenizer::Tokenizer;
+
+    use super::*;
+
+    fn lifted(sql: &str) -> String {
+        let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+            .tokenize()
+            .unwrap();
+        lift_object_types(tokens)
+            .iter()
+            .map(|t| t.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn object_literals_become_named_structs() {
+        let tokens = Tokenizer::new(
+            &PostgreSqlDialect {},
+            "SELECT {a = 1, \"B\" = {c = f(1, 2)}, d = [1, 2]}, {}",
+        )
+        .tokenize()
+        .unwrap();
+        let text: String = rewrite_object_literals(tokens)
+            .unwrap()
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(
+            text,
+            "SELECT named_struct('a', 1,'B', named_struct('c', f(1, 2)),'d', [1, 2]), '{}'"
+        );
+        for bad in ["SELECT {a 1}", "SELECT {a = 1", "SELECT {1 = 2}"] {
+            let tokens = Tokenizer::new(&PostgreSqlDialect {}, bad)
+                .tokenize()
+                .unwrap();
+            assert!(rewrite_object_literals(tokens).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn object_types_are_lifted_and_names_are_not() {
+        assert_eq!(
+            lifted("CREATE TABLE t (o OBJECT(STRICT) AS (a INT, b OBJECT AS (c TEXT)) NOT NULL, p object)"),
+            "CREATE TABLE t (o creek_object('OBJECT(STRICT) AS (a INT, b OBJECT AS (c TEXT))') NOT NULL, p creek_object('object'))"
+        );
+        assert_eq!(
+            lifted("CREATE TABLE t (object int, l ARRAY(OBJECT AS (x int)))"),
+            "CREATE TABLE t (object int, l creek_object('ARRAY(OBJECT AS (x int))'))"
+        );
+        assert_eq!(
+            lifted("CREATE TABLE t AS SELECT a, object FROM u"),
+            "CREATE TABLE t AS SELECT a, object FROM u"
+        );
+    }
+}

@@ -42,6 +42,11 @@ pub const IGNORED_KEYS: &str = "_ignored";
 /// (Elasticsearch's and CrateDB's `mapping.total_fields.limit` has the same default).
 pub const MAX_OBJECT_COLUMNS: usize = 1000;
 
+/// How deeply objects and arrays may nest in one column (Elasticsearch's
+/// `mapping.depth.limit` is 20). Definitions travel through the Raft log and to every node
+/// as JSON, which serde reads to 128 levels; each object level takes four.
+pub const MAX_OBJECT_DEPTH: usize = 16;
+
 /// The longest sub-column name, in bytes.
 const MAX_KEY_BYTES: usize = 255;
 
@@ -110,14 +115,14 @@ pub fn check_key(key: &str, path: &str) -> Result<(), CodedError> {
     let invalid = key.is_empty()
         || key.starts_with('_')
         || key.len() > MAX_KEY_BYTES
-        || key.contains(['.', '[', ']', '\'', '"', '\u{7f}'])
+        || key.contains(['.', '[', ']', '\'', '"', '\\', '\u{7f}'])
         || key.chars().any(char::is_control);
     if invalid {
         return Err(CodedError::new(
             ErrorCode::InvalidParameterValue,
             format!(
                 "invalid object key {:?} in {path}: keys must be 1 to {MAX_KEY_BYTES} bytes, \
-                 not start with _ and not contain . [ ] quotes or control characters",
+                 not start with _ and not contain . [ ] \\ quotes or control characters",
                 excerpt(key)
             ),
         ));
@@ -127,6 +132,14 @@ pub fn check_key(key: &str, path: &str) -> Result<(), CodedError> {
 
 /// Checks the sub-columns of a declared object type: valid, distinct keys at every depth.
 pub fn check_declared(column_type: &ColumnType, path: &str) -> Result<(), CodedError> {
+    if depth(column_type) > MAX_OBJECT_DEPTH {
+        return Err(CodedError::new(
+            ErrorCode::ProgramLimitExceeded,
+            format!(
+                "column {path} nests objects and arrays more than {MAX_OBJECT_DEPTH} levels deep"
+            ),
+        ));
+    }
     match column_type {
         ColumnType::Object { fields, .. } => {
             let mut seen = std::collections::HashSet::new();
@@ -145,6 +158,21 @@ pub fn check_declared(column_type: &ColumnType, path: &str) -> Result<(), CodedE
         }
         ColumnType::Array(inner) => check_declared(inner, path),
         _ => Ok(()),
+    }
+}
+
+/// How many object and array levels a type has (a scalar has none).
+pub fn depth(column_type: &ColumnType) -> usize {
+    match column_type {
+        ColumnType::Object { fields, .. } => {
+            1 + fields
+                .iter()
+                .map(|f| depth(&f.column_type))
+                .max()
+                .unwrap_or(0)
+        }
+        ColumnType::Array(inner) => 1 + depth(inner),
+        _ => 0,
     }
 }
 
@@ -350,6 +378,8 @@ pub fn merge_types(
             Ok(ColumnType::Array(Box::new(merge_types(a, b, path)?)))
         }
         (a, b) if a == b => Ok(a.clone()),
+        // Another writer made the key a double first: whole numbers are doubles too.
+        (ColumnType::Double, ColumnType::BigInt) => Ok(ColumnType::Double),
         (a, b) => Err(CodedError::new(
             ErrorCode::DatatypeMismatch,
             format!("column {path} has type {a}, a value of type {b} cannot be stored in it"),
@@ -536,6 +566,16 @@ fn excerpt(text: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // JSON to Arrow
 
+/// The range of timestamps (microseconds) and dates (days) objects hold: years 1 to 9999,
+/// which their ISO text, as shards store it, spells with four digits.
+const MIN_OBJECT_MICROS: i64 = -62_135_596_800_000_000;
+/// See [`MIN_OBJECT_MICROS`].
+const MAX_OBJECT_MICROS: i64 = 253_402_300_799_999_999;
+/// See [`MIN_OBJECT_MICROS`].
+const MIN_OBJECT_DAYS: i32 = -719_162;
+/// See [`MIN_OBJECT_MICROS`].
+const MAX_OBJECT_DAYS: i32 = 2_932_896;
+
 /// Casts fail on a value that does not convert instead of making it NULL.
 const STRICT_CAST: CastOptions<'static> = CastOptions {
     safe: false,
@@ -550,6 +590,17 @@ pub fn json_to_array(
     values: &[Option<&Value>],
     column_type: &ColumnType,
     path: &str,
+) -> Result<ArrayRef, CodedError> {
+    to_array(values, column_type, path, false)
+}
+
+/// [`json_to_array`]; `stored` reads what a shard stored, which may hold keys a node's older
+/// definition of the table does not have yet: those are left out instead of refused.
+fn to_array(
+    values: &[Option<&Value>],
+    column_type: &ColumnType,
+    path: &str,
+    stored: bool,
 ) -> Result<ArrayRef, CodedError> {
     let values: Vec<Option<&Value>> = values.iter().map(|v| v.filter(|v| !v.is_null())).collect();
     let mismatch = |value: &Value| {
@@ -656,7 +707,18 @@ pub fn json_to_array(
         ColumnType::Real => {
             let mut out = Vec::with_capacity(values.len());
             for value in &values {
-                out.push(value.map(float).transpose()?.map(|v| v as f32));
+                let value = value.map(|v| (v, float(v))).map(|(v, f)| {
+                    f.and_then(|f| {
+                        let real = f as f32;
+                        // A finite double beyond a real's range must not become infinity.
+                        if f.is_finite() && !real.is_finite() {
+                            Err(out_of_range(v))
+                        } else {
+                            Ok(real)
+                        }
+                    })
+                });
+                out.push(value.transpose()?);
             }
             Arc::new(Float32Array::from(out))
         }
@@ -677,7 +739,14 @@ pub fn json_to_array(
         ColumnType::Text { max_len } => {
             let mut out = Vec::with_capacity(values.len());
             for value in &values {
-                let text = value.map(text_of).transpose()?;
+                // Only strings: a number written to a text sub-column is a value of another
+                // type (two writers adding one key as a number and as text must not both
+                // succeed, one of them with its value changed).
+                let text = match value {
+                    None => None,
+                    Some(Value::String(text)) => Some(text.clone()),
+                    Some(other) => return Err(mismatch(other)),
+                };
                 if let (Some(text), Some(max)) = (&text, max_len) {
                     if text.chars().count() > *max as usize {
                         return Err(CodedError::new(
@@ -742,6 +811,18 @@ pub fn json_to_array(
                     }
                     Some(other) => return Err(mismatch(other)),
                 };
+                // Stored objects keep timestamps as ISO text, which has four-digit years.
+                if let (Some(micros), Some(value)) = (micros, value) {
+                    if !(MIN_OBJECT_MICROS..=MAX_OBJECT_MICROS).contains(&micros) {
+                        return Err(CodedError::new(
+                            ErrorCode::DatetimeOverflow,
+                            format!(
+                                "timestamp {} out of range for column {path}: objects hold years 1 to 9999",
+                                excerpt(&value.to_string())
+                            ),
+                        ));
+                    }
+                }
                 out.push(micros);
             }
             Arc::new(
@@ -769,6 +850,16 @@ pub fn json_to_array(
                     }
                     Some(other) => return Err(mismatch(other)),
                 });
+            }
+            if out
+                .iter()
+                .flatten()
+                .any(|days| !(MIN_OBJECT_DAYS..=MAX_OBJECT_DAYS).contains(days))
+            {
+                return Err(CodedError::new(
+                    ErrorCode::DatetimeOverflow,
+                    format!("date out of range for column {path}: objects hold years 1 to 9999"),
+                ));
             }
             Arc::new(Date32Array::from(out))
         }
@@ -816,7 +907,7 @@ pub fn json_to_array(
                 })?;
                 offsets.push(end);
             }
-            let element_values = json_to_array(&elements, inner, path)?;
+            let element_values = to_array(&elements, inner, path, stored)?;
             let field = Arc::new(crate::types::column_field("item", inner));
             Arc::new(
                 ListArray::try_new(
@@ -843,10 +934,11 @@ pub fn json_to_array(
                     .iter()
                     .map(|object| object.and_then(|map| map.get(&field.name)))
                     .collect();
-                children.push(json_to_array(
+                children.push(to_array(
                     &child_values,
                     &field.column_type,
                     &child_path(path, &field.name),
+                    stored,
                 )?);
             }
             let mut ignored: Vec<Option<String>> = Vec::new();
@@ -863,6 +955,11 @@ pub fn json_to_array(
                     .map(|(key, value)| (key.clone(), value.clone()))
                     .collect();
                 if other.is_empty() {
+                    ignored.push(None);
+                    continue;
+                }
+                if *policy != ObjectPolicy::Ignored && stored {
+                    // Keys this node's definition does not have yet.
                     ignored.push(None);
                     continue;
                 }
@@ -928,7 +1025,7 @@ pub fn objects_from_texts(
         .map(|text| text.and_then(|t| serde_json::from_str(t).ok()))
         .collect();
     let refs: Vec<Option<&Value>> = parsed.iter().map(Option::as_ref).collect();
-    json_to_array(&refs, column_type, path)
+    to_array(&refs, column_type, path, true)
 }
 
 /// A NULL of any column type, for rows that lack an object.
@@ -1010,6 +1107,162 @@ impl datafusion::logical_expr::ScalarUDFImpl for IgnoredKey {
             .collect();
         Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(
             values,
+        )))
+    }
+}
+
+/// Name of the function giving any value as the JSON text an object column reads: a struct
+/// as its object, text as it is. Upserts merge old and new objects through it, since two
+/// object literals with different keys have no common struct type.
+pub const OBJECT_JSON_FUNCTION: &str = "__creek_object_json";
+
+/// The function behind [`OBJECT_JSON_FUNCTION`].
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ObjectJson {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl ObjectJson {
+    /// The function, for a registry.
+    pub fn udf() -> datafusion::logical_expr::ScalarUDF {
+        datafusion::logical_expr::ScalarUDF::new_from_impl(ObjectJson {
+            signature: datafusion::logical_expr::Signature::any(
+                1,
+                datafusion::logical_expr::Volatility::Immutable,
+            ),
+        })
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for ObjectJson {
+    fn name(&self) -> &str {
+        OBJECT_JSON_FUNCTION
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+        let arrays = datafusion::logical_expr::ColumnarValue::values_to_arrays(&args.args)?;
+        let array = &arrays[0];
+        let texts: StringArray = (0..args.number_rows)
+            .map(|row| match value_to_json(array.as_ref(), row) {
+                Value::Null => None,
+                Value::String(text) => Some(text),
+                other => Some(other.to_string()),
+            })
+            .collect();
+        Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(
+            texts,
+        )))
+    }
+}
+
+/// Name of the function reading one sub-column of every object in an array of objects:
+/// `o['list']['field']` (or `l['field']`) is an array of the field's values, as in CrateDB.
+pub const ARRAY_FIELD_FUNCTION: &str = "__creek_array_field";
+
+/// The function behind [`ARRAY_FIELD_FUNCTION`]: `(list of structs, 'key')`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ArrayField {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl ArrayField {
+    /// The function, for a registry.
+    pub fn udf() -> datafusion::logical_expr::ScalarUDF {
+        datafusion::logical_expr::ScalarUDF::new_from_impl(ArrayField {
+            signature: datafusion::logical_expr::Signature::any(
+                2,
+                datafusion::logical_expr::Volatility::Immutable,
+            ),
+        })
+    }
+
+    /// The struct field `key` names in an array of objects of type `list`.
+    fn field<'a>(list: &'a DataType, key: &str) -> datafusion::common::Result<&'a Field> {
+        let DataType::List(element) = list else {
+            return datafusion::common::plan_err!(
+                "{ARRAY_FIELD_FUNCTION} needs an array of objects"
+            );
+        };
+        let DataType::Struct(fields) = element.data_type() else {
+            return datafusion::common::plan_err!(
+                "{ARRAY_FIELD_FUNCTION} needs an array of objects"
+            );
+        };
+        match fields.iter().find(|f| f.name() == key) {
+            Some(field) => Ok(field),
+            None => datafusion::common::plan_err!("Field {key} not found in struct"),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for ArrayField {
+    fn name(&self) -> &str {
+        ARRAY_FIELD_FUNCTION
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> datafusion::common::Result<DataType> {
+        datafusion::common::internal_err!("{ARRAY_FIELD_FUNCTION} types by its key argument")
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> datafusion::common::Result<datafusion::arrow::datatypes::FieldRef> {
+        let Some(Some(datafusion::common::ScalarValue::Utf8(Some(key)))) =
+            args.scalar_arguments.get(1)
+        else {
+            return datafusion::common::plan_err!("{ARRAY_FIELD_FUNCTION} needs a literal key");
+        };
+        let child = Self::field(args.arg_fields[0].data_type(), key)?;
+        Ok(Arc::new(Field::new(
+            self.name(),
+            DataType::List(Arc::new(child.clone().with_name("item"))),
+            true,
+        )))
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+        let datafusion::logical_expr::ColumnarValue::Scalar(datafusion::common::ScalarValue::Utf8(
+            Some(key),
+        )) = &args.args[1]
+        else {
+            return datafusion::common::exec_err!("{ARRAY_FIELD_FUNCTION} needs a literal key");
+        };
+        let lists = args.args[0].to_array(args.number_rows)?;
+        let child_field = Self::field(lists.data_type(), key)?.clone();
+        let lists = lists.as_list::<i32>();
+        let structs = lists.values().as_struct();
+        let values = structs.column_by_name(key).cloned().ok_or_else(|| {
+            datafusion::common::DataFusionError::Execution(format!(
+                "Field {key} not found in struct"
+            ))
+        })?;
+        let list = ListArray::try_new(
+            Arc::new(child_field.with_name("item").with_nullable(true)),
+            lists.offsets().clone(),
+            values,
+            lists.nulls().cloned(),
+        )?;
+        Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(
+            list,
         )))
     }
 }
@@ -1115,8 +1368,38 @@ mod tests {
     }
 
     #[test]
+    fn hostile_values_are_refused_and_stored_ones_read_leniently() {
+        // Nesting beyond the limit never reaches a definition.
+        let deep = format!("{}1{}", "{\"a\":".repeat(20), "}".repeat(20));
+        let value: Value = serde_json::from_str(&deep).unwrap();
+        let mut column = object(ObjectPolicy::Dynamic, &[]);
+        assert!(widen(&mut column, &value, "o").unwrap());
+        assert_eq!(
+            check_declared(&column, "o").unwrap_err().code,
+            ErrorCode::ProgramLimitExceeded
+        );
+        // Timestamps beyond four-digit years would not read back from their text.
+        let ts = object(ObjectPolicy::Strict, &[("t", ColumnType::Timestamp)]);
+        let far: Value = serde_json::from_str(r#"{"t": 253402300800000}"#).unwrap();
+        assert_eq!(
+            json_to_array(&[Some(&far)], &ts, "o").unwrap_err().code,
+            ErrorCode::DatetimeOverflow
+        );
+        let real = object(ObjectPolicy::Strict, &[("r", ColumnType::Real)]);
+        let huge: Value = serde_json::from_str(r#"{"r": 1e39}"#).unwrap();
+        assert_eq!(
+            json_to_array(&[Some(&huge)], &real, "o").unwrap_err().code,
+            ErrorCode::NumericOutOfRange
+        );
+        // A node whose definition lacks a newer key reads the rest of the object.
+        let older = object(ObjectPolicy::Dynamic, &[("a", ColumnType::BigInt)]);
+        let read = objects_from_texts(&[Some(r#"{"a": 1, "newer": "x"}"#)], &older, "o").unwrap();
+        assert_eq!(value_to_json(read.as_ref(), 0), serde_json::json!({"a": 1}));
+    }
+
+    #[test]
     fn bad_keys_are_refused() {
-        for key in ["", "_id", "a.b", "a[1]", "x'y"] {
+        for key in ["", "_id", "a.b", "a[1]", "x'y", "a\\b"] {
             assert!(check_key(key, "o").is_err(), "{key}");
         }
         assert!(check_key("name", "o").is_ok());

@@ -1,7 +1,8 @@
 //! Planning `o['key']` where DataFusion's own field access cannot: a key of an IGNORED object
 //! that has no sub-column lives in the object's JSON of other keys
-//! (`creek_common::object::IGNORED_KEYS`) and is read from there, as text. Every other field
-//! access is left to DataFusion.
+//! (`creek_common::object::IGNORED_KEYS`) and is read from there, as text; a key of an array
+//! of objects is the array of each object's value. Every other field access is left to
+//! DataFusion.
 
 use std::sync::Arc;
 
@@ -28,8 +29,17 @@ impl ExprPlanner for IgnoredKeyPlanner {
         else {
             return Ok(PlannerResult::Original(expr));
         };
-        let Ok(DataType::Struct(fields)) = expr.expr.get_type(schema) else {
-            return Ok(PlannerResult::Original(expr));
+        let fields = match expr.expr.get_type(schema) {
+            Ok(DataType::Struct(fields)) => fields,
+            Ok(DataType::List(element)) if matches!(element.data_type(), DataType::Struct(_)) => {
+                // A key of an array of objects: the array of every object's value.
+                let read = Expr::ScalarFunction(ScalarFunction::new_udf(
+                    Arc::new(creek_common::object::ArrayField::udf()),
+                    vec![expr.expr.clone(), lit(key.clone())],
+                ));
+                return Ok(PlannerResult::Planned(read));
+            }
+            _ => return Ok(PlannerResult::Original(expr)),
         };
         let has_ignored_keys = fields
             .iter()

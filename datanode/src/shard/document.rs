@@ -516,13 +516,24 @@ fn owned_value(
                 .as_any()
                 .downcast_ref::<datafusion::arrow::array::StructArray>()
                 .ok_or_else(mismatch)?;
-            let mut entries = Vec::with_capacity(fields.len());
-            for field in fields {
-                let Some(child) = columns.column_by_name(&field.name) else {
+            // The batch's own sub-columns, not this node's definition's: a replica may not
+            // have applied the definition that added a key the primary indexed.
+            let mut entries = Vec::with_capacity(columns.num_columns());
+            for (child_field, child) in columns.fields().iter().zip(columns.columns()) {
+                if child_field.name() == creek_common::object::IGNORED_KEYS {
+                    continue;
+                }
+                let declared = fields
+                    .iter()
+                    .find(|f| f.name == *child_field.name())
+                    .map(|f| f.column_type.clone());
+                let Some(child_type) =
+                    declared.or_else(|| ColumnType::from_arrow(child_field.data_type()))
+                else {
                     continue;
                 };
-                if let Some(value) = owned_value(&field.column_type, child, row)? {
-                    entries.push((field.name.clone(), value));
+                if let Some(value) = owned_value(&child_type, child, row)? {
+                    entries.push((child_field.name().clone(), value));
                 }
             }
             OwnedValue::Object(entries)

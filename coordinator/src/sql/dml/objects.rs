@@ -3,7 +3,9 @@
 //! through the cluster state before any row carrying them is written (so every coordinator
 //! can query them as soon as the write is acknowledged).
 
-use creek_common::object::{json_to_array, values_from_array, widen};
+use creek_common::object::{
+    json_to_array, sub_column_count, values_from_array, widen, MAX_OBJECT_COLUMNS,
+};
 use creek_common::schema::TableSchema;
 use creek_common::types::ColumnType;
 use datafusion::arrow::array::ArrayRef;
@@ -75,5 +77,39 @@ pub(crate) async fn ensure_object_keys(
     if changes.is_empty() {
         return Ok(Some(latest));
     }
+    check_before_proposing(&latest, &changes, batch)?;
     Ok(Some(cluster.extend_objects(&latest, changes).await?))
+}
+
+/// What the cluster would refuse or the rows would fail on is refused before anything is
+/// proposed: a definition stays in the Raft log for good, and keys of rows that are then
+/// not written would stay in the table.
+fn check_before_proposing(
+    table: &TableSchema,
+    changes: &[(String, ColumnType)],
+    batch: &RecordBatch,
+) -> Result<()> {
+    let mut widened = table.clone();
+    for (name, column_type) in changes {
+        if let Some(column) = widened.columns.iter_mut().find(|c| &c.name == name) {
+            creek_common::object::check_declared(column_type, name)?;
+            column.column_type = column_type.clone();
+        }
+    }
+    let total: usize = widened
+        .columns
+        .iter()
+        .map(|c| sub_column_count(&c.column_type))
+        .sum();
+    if total > MAX_OBJECT_COLUMNS {
+        return Err(crate::error::Error::new(
+            creek_common::ErrorCode::ProgramLimitExceeded,
+            format!(
+                "table {} would have {total} object sub-columns, more than the \
+                 {MAX_OBJECT_COLUMNS} allowed: use an IGNORED object for keys that come and go",
+                table.name
+            ),
+        ));
+    }
+    super::conform_batch(&widened, batch).map(|_| ())
 }

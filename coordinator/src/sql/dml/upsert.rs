@@ -258,6 +258,12 @@ async fn merge(
             "CASE WHEN {t}.\"{ID_COLUMN}\" IS NULL THEN excluded.\"{0}\" ELSE NULL END AS \"{0}\"",
             c.name
         ),
+        // Old and new objects as JSON text: two objects' structs need not have one type.
+        Some(expr) if super::objects::is_object(&c.column_type) => format!(
+            "CASE WHEN {t}.\"{ID_COLUMN}\" IS NULL THEN {json}(excluded.\"{0}\") ELSE {json}({expr}) END AS \"{0}\"",
+            c.name,
+            json = creek_common::object::OBJECT_JSON_FUNCTION,
+        ),
         Some(expr) => format!(
             "CASE WHEN {t}.\"{ID_COLUMN}\" IS NULL THEN excluded.\"{0}\" ELSE {expr} END AS \"{0}\"",
             c.name

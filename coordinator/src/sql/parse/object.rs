@@ -38,6 +38,38 @@ pub(super) fn lift_object_types(tokens: Vec<Token>) -> Vec<Token> {
     let mut replace: Vec<(usize, usize)> = Vec::new();
     let mut k = 0;
     while k < significant.len() {
+        let after_name = k >= 1 && matches!(at(k - 1), Some(Token::Word(_)));
+        if after_name
+            && at(k).is_some_and(|t| word_is(t, "array"))
+            && at(k + 1) == Some(&Token::LParen)
+        {
+            // CrateDB's `ARRAY(type)`, which sqlparser's PostgreSQL dialect does not read.
+            let mut depth = 0i64;
+            let mut j = k + 1;
+            let closed = loop {
+                match at(j) {
+                    Some(Token::LParen) => depth += 1,
+                    Some(Token::RParen) => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break Some(j);
+                        }
+                    }
+                    None => break None,
+                    _ => {}
+                }
+                j += 1;
+            };
+            let ends = closed.is_some_and(|end| match at(end + 1) {
+                None | Some(Token::Comma | Token::RParen | Token::SemiColon | Token::EOF) => true,
+                Some(token) => AFTER_TYPE.iter().any(|w| word_is(token, w)),
+            });
+            if let (true, Some(end)) = (ends, closed) {
+                replace.push((significant[k], significant[end]));
+                k = end + 1;
+                continue;
+            }
+        }
         let is_object = at(k).is_some_and(|t| word_is(t, "object"));
         let Some(end) = is_object.then(|| object_end(&at, k)).flatten() else {
             k += 1;
@@ -46,7 +78,6 @@ pub(super) fn lift_object_types(tokens: Vec<Token>) -> Vec<Token> {
         let in_array = k >= 2
             && at(k - 1) == Some(&Token::LParen)
             && at(k - 2).is_some_and(|t| word_is(t, "array"));
-        let after_name = k >= 1 && matches!(at(k - 1), Some(Token::Word(_)));
         let (start, end) = if in_array && at(end + 1) == Some(&Token::RParen) {
             (k - 2, end + 1)
         } else if after_name {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use creek_common::error::{CodedError, ErrorCode};
 use creek_common::object_uri;
 use creek_common::ShardId;
-use datafusion::arrow::json::LineDelimitedWriter;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::ExecutionPlan;
 use futures::StreamExt;
@@ -28,6 +28,34 @@ fn failed(uri: &str, error: impl std::fmt::Display) -> CodedError {
         ErrorCode::Unavailable,
         format!("cannot write {uri}: {error}"),
     )
+}
+
+/// Appends one JSON object per row of `batch` to `out`, NULLs left out: objects as objects
+/// (an IGNORED object's other keys merged in), shapes as GeoJSON objects, points as
+/// `[lon, lat]`, as COPY FROM reads them back.
+fn write_json_lines(
+    batch: &RecordBatch,
+    shapes: &[String],
+    out: &mut Vec<u8>,
+) -> serde_json::Result<()> {
+    let schema = batch.schema();
+    for row in 0..batch.num_rows() {
+        let mut line = serde_json::Map::new();
+        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+            let value = creek_common::object::value_to_json(column.as_ref(), row);
+            let value = match value {
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(text) if shapes.contains(field.name()) => {
+                    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+                }
+                value => value,
+            };
+            line.insert(field.name().clone(), value);
+        }
+        serde_json::to_writer(&mut *out, &serde_json::Value::Object(line))?;
+        out.push(b'\n');
+    }
+    Ok(())
 }
 
 /// Writes `columns` of every visible row of `shard` to `uri`; returns (rows, bytes).
@@ -47,6 +75,15 @@ pub async fn export_shard(
         .map(|name| column_spec(&table, name))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CodedError::from_datafusion(&e))?;
+    let shapes: Vec<String> = columns
+        .iter()
+        .filter(|name| {
+            table
+                .column(name)
+                .is_some_and(|c| c.column_type == creek_common::types::ColumnType::GeoShape)
+        })
+        .cloned()
+        .collect();
     let (store, path) = object_uri::store_for(uri, s3)?;
     let scan = TantivyScanExec::new(
         table.clone(),
@@ -68,9 +105,7 @@ pub async fn export_shard(
         while let Some(batch) = batches.next().await {
             let batch = batch.map_err(|e| CodedError::from_datafusion(&e))?;
             buffer.clear();
-            let mut json = LineDelimitedWriter::new(&mut buffer);
-            json.write(&batch).map_err(|e| failed(uri, e))?;
-            json.finish().map_err(|e| failed(uri, e))?;
+            write_json_lines(&batch, &shapes, &mut buffer).map_err(|e| failed(uri, e))?;
             writer
                 .write_all(&buffer)
                 .await

@@ -148,6 +148,10 @@ impl VisitorMut for Rewriter {
             if parts == ["information_schema", "table_partitions"] {
                 *name = ObjectName::from(vec![Ident::new("sys"), Ident::new("table_partitions")]);
             }
+            // Creek's own, with its type names and objects' sub-columns.
+            if parts == ["information_schema", "columns"] {
+                *name = ObjectName::from(vec![Ident::new("sys"), Ident::new("columns")]);
+            }
         }
         // `FROM pg_catalog.unnest(...)`: a table function, named like the scalar ones.
         if let TableFactor::Table {

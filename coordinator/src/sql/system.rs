@@ -2,6 +2,7 @@
 //! `sys.health` and `sys.jobs`, computed from cluster state, node statistics and the
 //! coordinators' running statements when scanned.
 
+mod columns;
 mod shards;
 
 use std::sync::Arc;
@@ -32,11 +33,12 @@ struct SysSchema {
     cluster: Arc<Cluster>,
 }
 
-/// `table_partitions` is also `information_schema.table_partitions` (CrateDB's name), to
-/// which `plan::pg_compat` redirects.
-const SYS_TABLES: [&str; 7] = [
+/// `table_partitions` is also `information_schema.table_partitions` (CrateDB's name) and
+/// `columns` is `information_schema.columns`, to which `plan::pg_compat` redirects.
+const SYS_TABLES: [&str; 8] = [
     "allocations",
     "cluster",
+    "columns",
     "health",
     "jobs",
     "nodes",
@@ -111,6 +113,7 @@ fn sys_table_schema(name: &str) -> SchemaRef {
         ],
         "allocations" => shards::allocations_fields(),
         "table_partitions" => shards::partitions_fields(),
+        "columns" => columns::columns_fields(),
         _ => shards::shards_fields(),
     };
     Arc::new(Schema::new(fields))
@@ -259,6 +262,11 @@ impl SysTable {
             }
             "allocations" => shards::allocations_rows(&state),
             "table_partitions" => shards::partitions_rows(&state),
+            "columns" => {
+                return Err(datafusion::error::DataFusionError::Internal(
+                    "sys.columns is built with the session".into(),
+                ))
+            }
             _ => shards::shards_rows(&state, &self.cluster.shard_stats().await),
         };
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
@@ -282,7 +290,12 @@ impl TableProvider for SysTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = self.rows().await?;
+        let batch = if self.name == "columns" {
+            // What the session can name: it needs the session's catalogs.
+            columns::columns_batch(&self.cluster, state, self.schema.clone()).await?
+        } else {
+            self.rows().await?
+        };
         let table = MemTable::try_new(self.schema.clone(), vec![vec![batch]])?;
         table.scan(state, projection, filters, limit).await
     }

@@ -161,6 +161,19 @@ pub fn check_declared(column_type: &ColumnType, path: &str) -> Result<(), CodedE
     }
 }
 
+/// Whether a shard keeps a column of this type as JSON (its exact form) rather than as
+/// typed values: objects, and arrays of objects, points or shapes.
+pub fn is_document_type(column_type: &ColumnType) -> bool {
+    match column_type {
+        ColumnType::Object { .. } => true,
+        ColumnType::Array(inner) => {
+            matches!(inner.as_ref(), ColumnType::GeoPoint | ColumnType::GeoShape)
+                || is_document_type(inner)
+        }
+        _ => false,
+    }
+}
+
 /// How many object and array levels a type has (a scalar has none).
 pub fn depth(column_type: &ColumnType) -> usize {
     match column_type {
@@ -508,7 +521,12 @@ pub fn values_from_array(array: &ArrayRef, path: &str) -> Result<Vec<Value>, Cod
                         items
                             .into_iter()
                             .map(|item| match item {
-                                Value::String(text) => parse_object_text(&text, path),
+                                // JSON text of an object; other text (a point's WKT) as is.
+                                Value::String(text)
+                                    if text.trim_start().starts_with(['{', '[']) =>
+                                {
+                                    parse_object_text(&text, path)
+                                }
                                 other => Ok(other),
                             })
                             .collect::<Result<_, _>>()?,
@@ -908,7 +926,8 @@ fn to_array(
                 offsets.push(end);
             }
             let element_values = to_array(&elements, inner, path, stored)?;
-            let field = Arc::new(crate::types::column_field("item", inner));
+            // As `ColumnType::arrow_type` names it (no shape marker on elements).
+            let field = Arc::new(Field::new("item", inner.arrow_type(), true));
             Arc::new(
                 ListArray::try_new(
                     field,

@@ -201,15 +201,8 @@ pub fn column_type(data_type: &DataType) -> Result<ColumnType> {
     })
 }
 
-/// An array of `inner`; arrays of points and shapes are not a type yet (a stored point or
-/// shape box is an object of numbers, and the index has no layout for a list of them).
+/// An array of `inner`.
 fn array_of(inner: ColumnType) -> Result<ColumnType> {
-    if matches!(inner, ColumnType::GeoPoint | ColumnType::GeoShape) {
-        return Err(Error::new(
-            ErrorCode::FeatureNotSupported,
-            format!("arrays of {inner} are not supported"),
-        ));
-    }
     Ok(ColumnType::Array(Box::new(inner)))
 }
 

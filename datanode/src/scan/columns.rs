@@ -463,7 +463,7 @@ pub fn read_column(
         ),
         ColumnType::Date => Arc::new(read_i64_as::<Date32Type>(column, docs, |v| v as i32)),
         ColumnType::Object { .. } => read_objects(column, column_type, spec.name(), docs)?,
-        ColumnType::Array(inner) if crate::shard::document::is_object_column(inner) => {
+        ColumnType::Array(_) if crate::shard::document::is_object_column(column_type) => {
             read_objects(column, column_type, spec.name(), docs)?
         }
         ColumnType::Array(inner) => match column {

@@ -388,13 +388,10 @@ pub fn documents_from_batch(
     Ok(documents)
 }
 
-/// Whether a column holds objects (or arrays of them), which shards keep as JSON text.
+/// Whether a column holds objects (or arrays of objects, points or shapes), which shards
+/// keep as JSON text.
 pub fn is_object_column(column_type: &ColumnType) -> bool {
-    match column_type {
-        ColumnType::Object { .. } => true,
-        ColumnType::Array(inner) => is_object_column(inner),
-        _ => false,
-    }
+    creek_common::object::is_document_type(column_type)
 }
 
 /// Returns the `_id` column of a write batch.

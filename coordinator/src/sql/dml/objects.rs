@@ -15,13 +15,10 @@ use super::partitions::current;
 use crate::cluster::Cluster;
 use crate::error::Result;
 
-/// Whether values of `column_type` are objects (or arrays of them).
+/// Whether values of `column_type` are objects, or arrays of objects, points or shapes:
+/// documents, converted from JSON (`creek_common::object::is_document_type`).
 pub(crate) fn is_object(column_type: &ColumnType) -> bool {
-    match column_type {
-        ColumnType::Object { .. } => true,
-        ColumnType::Array(inner) => is_object(inner),
-        _ => false,
-    }
+    creek_common::object::is_document_type(column_type)
 }
 
 /// `array`, written to object column `name` of `column_type`, as that column's values.

@@ -404,6 +404,10 @@ mod tests {
             "CREATE TABLE t (object int, l creek_object('ARRAY(OBJECT AS (x int))'))"
         );
         assert_eq!(
+            lifted("CREATE TABLE t (a ARRAY(INT) NOT NULL, b ARRAY(GEO_POINT))"),
+            "CREATE TABLE t (a creek_object('ARRAY(INT)') NOT NULL, b creek_object('ARRAY(GEO_POINT)'))"
+        );
+        assert_eq!(
             lifted("CREATE TABLE t AS SELECT a, object FROM u"),
             "CREATE TABLE t AS SELECT a, object FROM u"
         );

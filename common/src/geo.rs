@@ -26,6 +26,7 @@ use geo::{BoundingRect, Distance, Haversine, Intersects, MultiPolygon, Point, Po
 
 use crate::error::{CodedError, ErrorCode};
 
+mod dateline;
 mod shape;
 pub use shape::{
     canonical_shape, parse_shape, point_shape, shape_bounds, shape_to_geojson, shape_within,
@@ -209,7 +210,7 @@ pub fn parse_area(text: &str) -> Result<MultiPolygon<f64>, CodedError> {
             }
         }
     }
-    Ok(area)
+    dateline::wrap_area(area)
 }
 
 /// The great-circle distance between two points, in metres.

@@ -58,7 +58,7 @@ pub fn parse_shape(text: &str) -> Result<Geometry<f64>, CodedError> {
         shape
     };
     check(&shape, text)?;
-    Ok(shape)
+    super::dateline::wrap_shape(shape)
 }
 
 /// The longest GeoJSON a `geo_shape` value may have, in bytes: a shard keeps it as one value

@@ -16,6 +16,7 @@ pub fn register_shared(ctx: &SessionContext) {
     ctx.register_udf(crate::object::IgnoredKey::udf());
     ctx.register_udf(crate::object::ObjectJson::udf());
     ctx.register_udf(crate::object::ArrayField::udf());
+    ctx.register_udf(crate::object::ObjectSet::udf());
 }
 
 /// A task context with DataFusion's built-in functions and Creek's shared ones. Building one

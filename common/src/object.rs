@@ -1185,6 +1185,91 @@ impl datafusion::logical_expr::ScalarUDFImpl for ObjectJson {
     }
 }
 
+/// Name of the function behind `UPDATE t SET o['a']['b'] = v`: `__creek_object_set(o, 'a',
+/// 'b', v)` is the object (as JSON text) with that key set, the objects on its path made
+/// where missing; the column then converts it like any object written to it.
+pub const OBJECT_SET_FUNCTION: &str = "__creek_object_set";
+
+/// The function behind [`OBJECT_SET_FUNCTION`].
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ObjectSet {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl ObjectSet {
+    /// The function, for a registry.
+    pub fn udf() -> datafusion::logical_expr::ScalarUDF {
+        datafusion::logical_expr::ScalarUDF::new_from_impl(ObjectSet {
+            signature: datafusion::logical_expr::Signature::variadic_any(
+                datafusion::logical_expr::Volatility::Immutable,
+            ),
+        })
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for ObjectSet {
+    fn name(&self) -> &str {
+        OBJECT_SET_FUNCTION
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> datafusion::common::Result<DataType> {
+        if args.len() < 3 {
+            return datafusion::common::plan_err!(
+                "{OBJECT_SET_FUNCTION} takes an object, keys and a value"
+            );
+        }
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = datafusion::logical_expr::ColumnarValue::values_to_arrays(&args.args)?;
+        let (object, rest) = arrays.split_first().expect("checked by return_type");
+        let (value, keys) = rest.split_last().expect("checked by return_type");
+        let mut out = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let mut root = match value_to_json(object.as_ref(), row) {
+                Value::Object(map) => map,
+                Value::String(text) => match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Object(map)) => map,
+                    _ => Map::new(),
+                },
+                _ => Map::new(),
+            };
+            let path: Vec<String> = keys
+                .iter()
+                .map(|key| match value_to_json(key.as_ref(), row) {
+                    Value::String(key) => Ok(key),
+                    other => datafusion::common::exec_err!("object keys are text, got {other}"),
+                })
+                .collect::<datafusion::common::Result<_>>()?;
+            let (last, parents) = path.split_last().expect("at least one key");
+            let mut current = &mut root;
+            for parent in parents {
+                let entry = current
+                    .entry(parent.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !entry.is_object() {
+                    *entry = Value::Object(Map::new());
+                }
+                current = entry.as_object_mut().expect("made an object above");
+            }
+            current.insert(last.clone(), value_to_json(value.as_ref(), row));
+            out.push(Some(Value::Object(root).to_string()));
+        }
+        Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(
+            StringArray::from(out),
+        )))
+    }
+}
+
 /// Name of the function reading one sub-column of every object in an array of objects:
 /// `o['list']['field']` (or `l['field']`) is an array of the field's values, as in CrateDB.
 pub const ARRAY_FIELD_FUNCTION: &str = "__creek_array_field";

@@ -227,6 +227,7 @@ fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
         tokens
     };
     let tokens = fulltext::rewrite_match(tokens)?;
+    let tokens = object::rewrite_sub_column_assignments(tokens)?;
     let tokens = object::rewrite_object_literals(tokens)?;
     let dialect = PostgreSqlDialect {};
     let mut parser = Parser::new(&dialect)

@@ -156,6 +156,189 @@ fn object_end<'a>(at: &impl Fn(usize) -> Option<&'a Token>, k: usize) -> Option<
     Some(end)
 }
 
+/// Rewrites `UPDATE ... SET o['a']['b'] = v` (and `ON CONFLICT ... DO UPDATE SET`), which
+/// sqlparser does not read, into `SET o = __creek_object_set(o, 'a', 'b', (v))`; several
+/// assignments into one object nest, in their order.
+pub(super) fn rewrite_sub_column_assignments(
+    tokens: Vec<Token>,
+) -> crate::error::Result<Vec<Token>> {
+    let significant: Vec<usize> = (0..tokens.len())
+        .filter(|i| !matches!(tokens[*i], Token::Whitespace(_)))
+        .collect();
+    let word_at = |k: usize, w: &str| significant.get(k).is_some_and(|i| word_is(&tokens[*i], w));
+    let set_at = if word_at(0, "update") {
+        (1..significant.len()).find(|k| word_at(*k, "set"))
+    } else {
+        (2..significant.len())
+            .find(|k| word_at(*k, "set") && word_at(k - 1, "update") && word_at(k - 2, "do"))
+    };
+    let Some(set_at) = set_at else {
+        return Ok(tokens);
+    };
+    let at = |k: usize| significant.get(k).map(|i| &tokens[*i]);
+    // In an upsert the object is the existing row's: qualified by the target table's name,
+    // as `excluded` has the column too.
+    let qualifier: Option<Token> = if word_at(0, "update") {
+        None
+    } else {
+        let into = (0..set_at).find(|k| word_at(*k, "into"));
+        into.and_then(|into| {
+            // `name` or `schema.name`: the last word of the dotted name.
+            let mut k = into + 1;
+            loop {
+                let word = significant.get(k).map(|i| &tokens[*i])?;
+                if !matches!(word, Token::Word(_)) {
+                    return None;
+                }
+                if at(k + 1) != Some(&Token::Period) {
+                    return Some(word.clone());
+                }
+                k += 2;
+            }
+        })
+    };
+    // The assignments: (column token, keys, value tokens) or a plain one's tokens.
+    enum Assignment {
+        Plain(Vec<Token>),
+        Sub(Token, Vec<String>, Vec<Token>),
+    }
+    let mut assignments = Vec::new();
+    let mut k = set_at + 1;
+    let mut end = None;
+    let mut any_sub = false;
+    while k < significant.len() {
+        let start = k;
+        let mut keys = Vec::new();
+        let mut j = k + 1;
+        while at(j) == Some(&Token::LBracket) {
+            let (Some(Token::SingleQuotedString(key)), Some(Token::RBracket)) =
+                (at(j + 1), at(j + 2))
+            else {
+                break;
+            };
+            keys.push(key.clone());
+            j += 3;
+        }
+        let is_sub =
+            !keys.is_empty() && matches!(at(k), Some(Token::Word(_))) && at(j) == Some(&Token::Eq);
+        // The value runs to the `,` or clause word that ends it at nesting 0.
+        let value_start = if is_sub { j + 1 } else { k };
+        let mut depth = 0i64;
+        let mut v = value_start;
+        let mut stop = None;
+        while let Some(token) = at(v) {
+            match token {
+                Token::LParen | Token::LBracket | Token::LBrace => depth += 1,
+                Token::RParen | Token::RBracket | Token::RBrace => depth -= 1,
+                Token::Comma if depth == 0 => break,
+                Token::SemiColon | Token::EOF => {
+                    stop = Some(v);
+                    break;
+                }
+                token
+                    if depth == 0
+                        && ["where", "returning", "from"]
+                            .iter()
+                            .any(|w| word_is(token, w)) =>
+                {
+                    stop = Some(v);
+                    break;
+                }
+                _ => {}
+            }
+            v += 1;
+        }
+        // The value's tokens as written, whitespace included (trimmed at both ends).
+        let value: Vec<Token> = match (
+            significant.get(value_start),
+            v.checked_sub(1).and_then(|l| significant.get(l)),
+        ) {
+            (Some(first), Some(last)) if value_start < v => tokens[*first..=*last].to_vec(),
+            _ => Vec::new(),
+        };
+        if is_sub {
+            any_sub = true;
+            assignments.push(Assignment::Sub(
+                tokens[significant[start]].clone(),
+                keys,
+                value,
+            ));
+        } else {
+            assignments.push(Assignment::Plain(value));
+        }
+        if let Some(stop) = stop {
+            end = Some(stop);
+            break;
+        }
+        if at(v).is_none() {
+            break;
+        }
+        k = v + 1;
+    }
+    if !any_sub {
+        return Ok(tokens);
+    }
+    let tail_from = end.map_or(tokens.len(), |k| significant[k]);
+    let mut out: Vec<Token> = tokens[..=significant[set_at]].to_vec();
+    out.push(Token::Whitespace(sqlparser::tokenizer::Whitespace::Space));
+    // One assignment per object column, the sub-column ones nested in their order.
+    let mut columns: Vec<(Token, Vec<Token>)> = Vec::new();
+    let mut plain: Vec<Vec<Token>> = Vec::new();
+    for assignment in assignments {
+        match assignment {
+            Assignment::Plain(tokens) => plain.push(tokens),
+            Assignment::Sub(column, keys, value) => {
+                let position = match columns.iter().position(|(c, _)| *c == column) {
+                    Some(position) => position,
+                    None => {
+                        let reference = match &qualifier {
+                            Some(table) => vec![table.clone(), Token::Period, column.clone()],
+                            None => vec![column.clone()],
+                        };
+                        columns.push((column.clone(), reference));
+                        columns.len() - 1
+                    }
+                };
+                let mut expr = vec![
+                    Token::make_word(creek_common::object::OBJECT_SET_FUNCTION, None),
+                    Token::LParen,
+                ];
+                expr.extend(std::mem::take(&mut columns[position].1));
+                for key in keys {
+                    expr.push(Token::Comma);
+                    expr.push(Token::SingleQuotedString(key));
+                }
+                expr.push(Token::Comma);
+                expr.push(Token::LParen);
+                expr.extend(value);
+                expr.push(Token::RParen);
+                expr.push(Token::RParen);
+                columns[position].1 = expr;
+            }
+        }
+    }
+    let mut first = true;
+    let mut separator = |out: &mut Vec<Token>| {
+        if !first {
+            out.push(Token::Comma);
+        }
+        first = false;
+    };
+    for tokens in plain {
+        separator(&mut out);
+        out.extend(tokens);
+    }
+    for (column, expr) in columns {
+        separator(&mut out);
+        out.push(column);
+        out.push(Token::Eq);
+        out.extend(expr);
+    }
+    out.push(Token::Whitespace(sqlparser::tokenizer::Whitespace::Space));
+    out.extend(tokens[tail_from..].iter().cloned());
+    Ok(out)
+}
+
 /// Rewrites every object literal `{key = expr, ...}` into a `named_struct` call; `{}` is the
 /// text `'{}'`, which an object column reads as an empty object.
 pub(super) fn rewrite_object_literals(tokens: Vec<Token>) -> crate::error::Result<Vec<Token>> {
@@ -366,6 +549,29 @@ mod tests {
             .iter()
             .map(|t| t.to_string())
             .collect()
+    }
+
+    #[test]
+    fn sub_column_assignments_become_object_sets() {
+        let text = |sql: &str| -> String {
+            let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql)
+                .tokenize()
+                .unwrap();
+            rewrite_sub_column_assignments(tokens)
+                .unwrap()
+                .iter()
+                .map(|t| t.to_string())
+                .collect()
+        };
+        assert_eq!(
+            text("UPDATE t SET o['a']['b'] = 1 + f(2, 3), x = 4, o['c'] = 'y' WHERE id = 1"),
+            "UPDATE t SET x = 4,o=__creek_object_set(__creek_object_set(o,'a','b',(1 + f(2, 3))),'c',('y')) WHERE id = 1"
+        );
+        assert_eq!(
+            text("INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET o['n'] = excluded.v"),
+            "INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET o=__creek_object_set(t.o,'n',(excluded.v)) "
+        );
+        assert_eq!(text("UPDATE t SET a = 1"), "UPDATE t SET a = 1");
     }
 
     #[test]

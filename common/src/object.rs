@@ -205,15 +205,25 @@ pub fn sub_column_count(column_type: &ColumnType) -> usize {
 /// Every sub-column of `column_type` with its path below `path`, depth first.
 pub fn sub_columns(column_type: &ColumnType, path: &str) -> Vec<(String, ColumnType)> {
     let mut out = Vec::new();
-    let element = match column_type {
-        ColumnType::Array(inner) => inner.as_ref(),
-        other => other,
+    let (element, in_array) = match column_type {
+        ColumnType::Array(inner) => (inner.as_ref(), true),
+        other => (other, false),
+    };
+    // A sub-column of an array of objects reads as an array of its values.
+    let read_as = |t: ColumnType| {
+        if in_array {
+            ColumnType::Array(Box::new(t))
+        } else {
+            t
+        }
     };
     if let ColumnType::Object { fields, .. } = element {
         for field in fields {
             let child = child_path(path, &field.name);
-            out.push((child.clone(), field.column_type.clone()));
-            out.extend(sub_columns(&field.column_type, &child));
+            out.push((child.clone(), read_as(field.column_type.clone())));
+            for (path, sub_type) in sub_columns(&field.column_type, &child) {
+                out.push((path, read_as(sub_type)));
+            }
         }
     }
     out

@@ -164,9 +164,19 @@ impl datafusion::logical_expr::ScalarUDFImpl for ObjectSet {
     }
 
     fn return_type(&self, args: &[DataType]) -> datafusion::common::Result<DataType> {
-        if args.len() < 3 {
+        if args.len() < 3 || args.len() > super::MAX_OBJECT_DEPTH + 2 {
             return datafusion::common::plan_err!(
-                "{OBJECT_SET_FUNCTION} takes an object, keys and a value"
+                "{OBJECT_SET_FUNCTION} takes an object, 1 to {} keys and a value",
+                super::MAX_OBJECT_DEPTH
+            );
+        }
+        if !matches!(
+            args[0],
+            DataType::Struct(_) | DataType::Utf8 | DataType::Null
+        ) {
+            return datafusion::common::plan_err!(
+                "only a key of an object column can be assigned, not one of {}",
+                args[0]
             );
         }
         Ok(DataType::Utf8)
@@ -184,11 +194,12 @@ impl datafusion::logical_expr::ScalarUDFImpl for ObjectSet {
         for row in 0..rows {
             let mut root = match value_to_json(object.as_ref(), row) {
                 Value::Object(map) => map,
+                Value::Null => Map::new(),
                 Value::String(text) => match serde_json::from_str::<Value>(&text) {
                     Ok(Value::Object(map)) => map,
-                    _ => Map::new(),
+                    _ => return Err(not_an_object()),
                 },
-                _ => Map::new(),
+                _ => return Err(not_an_object()),
             };
             let path: Vec<String> = keys
                 .iter()
@@ -215,6 +226,14 @@ impl datafusion::logical_expr::ScalarUDFImpl for ObjectSet {
             StringArray::from(out),
         )))
     }
+}
+
+/// The error of `SET col['key'] = v` on a column that holds no objects.
+fn not_an_object() -> datafusion::common::DataFusionError {
+    datafusion::common::DataFusionError::External(Box::new(crate::error::CodedError::new(
+        crate::error::ErrorCode::DatatypeMismatch,
+        "only a key of an object column can be assigned",
+    )))
 }
 
 /// Name of the function reading one sub-column of every object in an array of objects:

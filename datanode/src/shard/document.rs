@@ -334,9 +334,18 @@ pub fn documents_from_batch(
                 // of its sub-columns, for filters.
                 if array.is_valid(row) {
                     let json = creek_common::object::value_to_json(array.as_ref(), row);
+                    let text = json.to_string();
+                    if text.len() > creek_common::geo::MAX_SHAPE_BYTES {
+                        // The coordinator refuses these; a cut JSON must never be stored.
+                        return Err(Error::InvalidRequest(format!(
+                            "value of column {} too large: {} bytes of JSON",
+                            column.name,
+                            text.len()
+                        )));
+                    }
                     object.insert(
                         format!("{EXACT_ARRAY_PREFIX}{}", column.name),
-                        OwnedValue::Str(json.to_string()),
+                        OwnedValue::Str(text),
                     );
                 }
             } else if let ColumnType::Array(inner) = &column.column_type {

@@ -29,7 +29,24 @@ pub(super) fn conform_objects(
 ) -> Result<ArrayRef> {
     let values = values_from_array(array, name)?;
     let refs: Vec<Option<&serde_json::Value>> = values.iter().map(Some).collect();
-    Ok(json_to_array(&refs, column_type, name)?)
+    let converted = json_to_array(&refs, column_type, name)?;
+    // A shard keeps the value's JSON as one string, which its index would cut beyond the
+    // term length: refuse it whole instead.
+    for row in 0..converted.len() {
+        let bytes = creek_common::object::value_to_json(converted.as_ref(), row)
+            .to_string()
+            .len();
+        if bytes > creek_common::geo::MAX_SHAPE_BYTES {
+            return Err(crate::error::Error::new(
+                creek_common::ErrorCode::ProgramLimitExceeded,
+                format!(
+                    "value of column {name} too large: {bytes} bytes of JSON, at most {}",
+                    creek_common::geo::MAX_SHAPE_BYTES
+                ),
+            ));
+        }
+    }
+    Ok(converted)
 }
 
 /// The object columns of `table` whose types `batch`'s values widen, with the widened types.

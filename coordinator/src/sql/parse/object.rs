@@ -156,6 +156,15 @@ fn object_end<'a>(at: &impl Fn(usize) -> Option<&'a Token>, k: usize) -> Option<
     Some(end)
 }
 
+/// An identifier token as a name: unquoted ones in lower case.
+fn identifier(token: &Token) -> String {
+    match token {
+        Token::Word(word) if word.quote_style.is_some() => word.value.clone(),
+        Token::Word(word) => word.value.to_lowercase(),
+        other => other.to_string(),
+    }
+}
+
 /// Rewrites `UPDATE ... SET o['a']['b'] = v` (and `ON CONFLICT ... DO UPDATE SET`), which
 /// sqlparser does not read, into `SET o = __creek_object_set(o, 'a', 'b', (v))`; several
 /// assignments into one object nest, in their order.
@@ -235,11 +244,14 @@ pub(super) fn rewrite_sub_column_assignments(
                     stop = Some(v);
                     break;
                 }
+                // `IS [NOT] DISTINCT FROM` is part of the value.
                 token
                     if depth == 0
                         && ["where", "returning", "from"]
                             .iter()
-                            .any(|w| word_is(token, w)) =>
+                            .any(|w| word_is(token, w))
+                        && !(word_is(token, "from")
+                            && at(v - 1).is_some_and(|t| word_is(t, "distinct"))) =>
                 {
                     stop = Some(v);
                     break;
@@ -256,6 +268,15 @@ pub(super) fn rewrite_sub_column_assignments(
             (Some(first), Some(last)) if value_start < v => tokens[*first..=*last].to_vec(),
             _ => Vec::new(),
         };
+        if is_sub && keys.len() > creek_common::object::MAX_OBJECT_DEPTH {
+            return Err(crate::error::Error::new(
+                creek_common::ErrorCode::ProgramLimitExceeded,
+                format!(
+                    "a sub-column path of more than {} keys",
+                    creek_common::object::MAX_OBJECT_DEPTH
+                ),
+            ));
+        }
         if is_sub {
             any_sub = true;
             assignments.push(Assignment::Sub(
@@ -288,7 +309,10 @@ pub(super) fn rewrite_sub_column_assignments(
         match assignment {
             Assignment::Plain(tokens) => plain.push(tokens),
             Assignment::Sub(column, keys, value) => {
-                let position = match columns.iter().position(|(c, _)| *c == column) {
+                let position = match columns
+                    .iter()
+                    .position(|(c, _)| identifier(c) == identifier(&column))
+                {
                     Some(position) => position,
                     None => {
                         let reference = match &qualifier {
@@ -314,6 +338,21 @@ pub(super) fn rewrite_sub_column_assignments(
                 expr.push(Token::RParen);
                 expr.push(Token::RParen);
                 columns[position].1 = expr;
+            }
+        }
+    }
+    // A column assigned whole and by key in one statement: which would win is unclear.
+    for tokens in &plain {
+        let target = tokens.iter().find(|t| !matches!(t, Token::Whitespace(_)));
+        if let Some(target) = target {
+            if columns
+                .iter()
+                .any(|(c, _)| identifier(c) == identifier(target))
+            {
+                return Err(super::syntax_error(format!(
+                    "multiple assignments to the same column {}",
+                    identifier(target)
+                )));
             }
         }
     }

@@ -160,12 +160,19 @@ impl Rows {
     }
 }
 
-/// A table's columns and their sub-columns, numbered from 1 in that order.
+/// A table's columns, numbered from 1 as `pg_attribute` and `SELECT *` number them, then
+/// their sub-columns after the last (so keys added by data never renumber a column).
 fn table_rows(rows: &mut Rows, catalog: &str, table: &TableSchema) {
-    let mut position = 0u64;
-    for column in &table.columns {
-        position += 1;
-        push_column(rows, catalog, table, column, &mut position);
+    let mut position = table.columns.len() as u64;
+    for (index, column) in table.columns.iter().enumerate() {
+        push_column(
+            rows,
+            catalog,
+            table,
+            column,
+            index as u64 + 1,
+            &mut position,
+        );
     }
 }
 
@@ -174,6 +181,7 @@ fn push_column(
     catalog: &str,
     table: &TableSchema,
     column: &ColumnDef,
+    column_position: u64,
     position: &mut u64,
 ) {
     let arrow_type = column.column_type.arrow_type();
@@ -182,7 +190,7 @@ fn push_column(
         schema: &table.schema_name,
         table: &table.name,
         column: &column.name,
-        position: *position,
+        position: column_position,
         column_type: Some(&column.column_type),
         arrow_type: &arrow_type,
         nullable: !column.not_null && !table.primary_key.contains(&column.name),
@@ -233,7 +241,9 @@ pub async fn columns_rows(cluster: &Cluster, session: &dyn Session) -> DfResult<
                     table_rows(&mut rows, &catalog_name, &table);
                     continue;
                 }
-                let Some(provider) = schema.table(&table_name).await? else {
+                // A relation that cannot be opened (a view whose table is gone) is left out,
+                // not the listing failed.
+                let Ok(Some(provider)) = schema.table(&table_name).await else {
                     continue;
                 };
                 for (index, field) in provider.schema().fields().iter().enumerate() {

@@ -287,9 +287,10 @@ pub fn open_segment_column(
     };
     let location = locate(segment.schema(), name, column_type, index)
         .map_err(|e| tantivy::TantivyError::SchemaError(e.to_string()))?;
-    if crate::shard::document::is_object_column(column_type) {
-        // Objects are read from their JSON; the column's key holds their sub-columns'
-        // values for filters.
+    if crate::shard::document::is_object_column(column_type) || *column_type == ColumnType::GeoShape
+    {
+        // Objects and shapes are read from their JSON (their exact form); the column's key
+        // holds what filters use (sub-columns' values, a shape's box).
         let json_name = segment.schema().get_field_name(location.field);
         let exact = fast_fields.str(&format!("{json_name}.{EXACT_ARRAY_PREFIX}{name}"))?;
         return Ok(SegmentColumn::Str(StrColumns::open(
@@ -310,15 +311,6 @@ pub fn open_segment_column(
             exact: StrColumns::open(exact.into_iter().collect(), reads)?,
             elements: Box::new(open_segment_column(segment, &element_spec, reads)?),
         });
-    }
-    if let ColumnType::GeoShape = column_type {
-        // The shape's GeoJSON is its exact form; the column's key holds only its box.
-        let json_name = segment.schema().get_field_name(location.field);
-        let exact = fast_fields.str(&format!("{json_name}.{EXACT_ARRAY_PREFIX}{name}"))?;
-        return Ok(SegmentColumn::Str(StrColumns::open(
-            exact.into_iter().collect(),
-            reads,
-        )?));
     }
     if let ColumnType::GeoPoint = column_type {
         let part = |key: &str| {

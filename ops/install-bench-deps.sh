@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tests/bench needs, from the package registries only: the client-test
-# virtualenv (psycopg), DuckDB from PyPI into it, and PostgreSQL 15 with pgbench from Debian
-# if the server binaries are missing. Idempotent.
+# virtualenv (psycopg), DuckDB, pyarrow and the ADBC Flight SQL driver from PyPI into it, and
+# PostgreSQL 15 with pgbench from Debian if the server binaries are missing. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${CREEK_VENV:-$HOME/.cache/creek-venv}"

@@ -73,9 +73,13 @@ struct ClientPorts {
     /// HTTP port (`POST /_sql`).
     #[arg(long, default_value_t = 4200, env = "CREEK_HTTP_PORT")]
     http_port: u16,
-    /// Arrow Flight SQL port (reserved for Flight SQL clients).
+    /// Arrow Flight SQL port.
     #[arg(long, default_value_t = 8815, env = "CREEK_FLIGHT_PORT")]
     flight_port: u16,
+    /// How long a Flight ticket stays good: a client must start each `DoGet` within this
+    /// time after `GetFlightInfo` (e.g. `10m`, `30s`).
+    #[arg(long, default_value = "10m", value_parser = parse_duration, env = "CREEK_FLIGHT_TICKET_TTL")]
+    flight_ticket_ttl: Duration,
 }
 
 /// What every cluster node is started with.
@@ -137,6 +141,10 @@ struct DatanodeArgs {
     /// Coordinators to join, `host:port,...`; names are resolved again on every attempt.
     #[arg(long, value_delimiter = ',', required = true)]
     join: Vec<String>,
+    /// Port clients fetch scan results from directly (the Flight tickets a coordinator's
+    /// Flight SQL hands out; 0 picks a free port), advertised at `--advertise-host`.
+    #[arg(long, default_value_t = 8815, env = "CREEK_FLIGHT_PORT")]
+    flight_port: u16,
 }
 
 fn parse_attribute(text: &str) -> Result<(String, String), String> {
@@ -237,18 +245,28 @@ async fn serve_clients(
 ) -> anyhow::Result<()> {
     let pg = bind(bind_host, ports.pg_port).await?;
     let http = bind(bind_host, ports.http_port).await?;
+    let flight = bind(bind_host, ports.flight_port).await?;
     tracing::info!(
         node = %cluster.node_id(), pg = %pg.local_addr()?, http = %http.local_addr()?,
-        flight_port = ports.flight_port, "accepting clients"
+        flight = %flight.local_addr()?, "accepting clients"
     );
     let pg_server = tokio::spawn(creek_coordinator::frontend::pgwire::serve(
         pg,
         cluster.clone(),
     ));
-    let http_server = tokio::spawn(creek_coordinator::frontend::http::serve(http, cluster));
+    let http_server = tokio::spawn(creek_coordinator::frontend::http::serve(
+        http,
+        cluster.clone(),
+    ));
+    let flight_server = tokio::spawn(creek_coordinator::frontend::flight_sql::serve(
+        flight,
+        cluster,
+        ports.flight_ticket_ttl,
+    ));
     wait_for_signal().await?;
     pg_server.abort();
     http_server.abort();
+    flight_server.abort();
     Ok(())
 }
 
@@ -296,6 +314,15 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let data_server = tokio::spawn(data_node.clone().serve(data_transport, async {
         let _ = shutdown_rx.await;
     }));
+    // The embedded data node serves scans to Flight SQL clients on a free port of the client
+    // address: the same direct pulls as in a cluster.
+    let data_flight = bind(&args.bind, 0).await?;
+    let data_flight_address = data_flight.local_addr()?.to_string();
+    let data_flight_server = tokio::spawn(
+        data_node
+            .clone()
+            .serve_client_flight(data_flight, std::future::pending()),
+    );
 
     let transport = bind(&args.bind, args.transport_port).await?;
     let transport_address = transport.local_addr()?.to_string();
@@ -312,6 +339,7 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         id: NodeId("dev".into()),
         role: NodeRole::Coordinator,
         address: transport_address.clone(),
+        flight_address: None,
         attributes: Default::default(),
         voter: true,
         alive: true,
@@ -339,6 +367,7 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
             join: vec![transport_address.clone()],
             address: data_address.to_string(),
             attributes: Default::default(),
+            flight_address: Some(data_flight_address),
         },
     ));
     cluster
@@ -356,6 +385,7 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     );
     serve_clients(cluster, &args.bind, &args.client_ports).await?;
     membership.abort();
+    data_flight_server.abort();
     let _ = shutdown_tx.send(());
     let _ = data_server.await;
     Ok(())
@@ -386,6 +416,7 @@ async fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         id: NodeId(node.node_id.clone()),
         role: NodeRole::Coordinator,
         address,
+        flight_address: None,
         attributes: node.attributes.iter().cloned().collect(),
         voter,
         alive: true,
@@ -429,6 +460,13 @@ async fn run_datanode(args: DatanodeArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(data_node.clone().serve(transport, async {
         let _ = shutdown_rx.await;
     }));
+    let flight = bind(&node.bind, args.flight_port).await?;
+    let flight_port = flight.local_addr()?.port();
+    let flight_server = tokio::spawn(
+        data_node
+            .clone()
+            .serve_client_flight(flight, std::future::pending()),
+    );
     let membership = creek_datanode::membership::run(
         data_node.clone(),
         MembershipConfig {
@@ -436,9 +474,10 @@ async fn run_datanode(args: DatanodeArgs) -> anyhow::Result<()> {
             join: args.join.clone(),
             address: format!("{}:{port}", advertised_host(node)),
             attributes: node.attributes.iter().cloned().collect(),
+            flight_address: Some(format!("{}:{flight_port}", advertised_host(node))),
         },
     );
-    tracing::info!(node = %node.node_id, port, "data node started");
+    tracing::info!(node = %node.node_id, port, flight_port, "data node started");
     tokio::pin!(membership);
     // Membership ends when the node was decommissioned and drained, or refused.
     let ended = |outcome: Result<(), String>| {
@@ -465,6 +504,7 @@ async fn run_datanode(args: DatanodeArgs) -> anyhow::Result<()> {
             }
         }
     };
+    flight_server.abort();
     let _ = shutdown_tx.send(());
     let _ = server.await;
     outcome

@@ -867,6 +867,11 @@ impl Consensus {
             tracing::info!(cluster = %self.config.cluster_name, "cluster formed");
             return Ok(());
         }
+        if state.ticket_key.is_empty() {
+            let key = creek_proto::ticket::new_key();
+            self.commit(Command::SetTicketKey { key }).await?;
+            return Ok(());
+        }
         let timeout = self.config.node_timeout;
         let gone: Vec<NodeId> = {
             let seen = self.last_seen.lock();

@@ -1,6 +1,7 @@
 //! Client protocols. Each one only decodes requests, calls [`crate::session::Session::execute`]
 //! and encodes the answer; error codes are mapped to the protocol's own codes here and only here.
 
+pub mod flight_sql;
 pub mod float_text;
 pub mod http;
 pub mod pgwire;

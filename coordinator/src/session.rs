@@ -21,9 +21,12 @@ use parking_lot::Mutex;
 use sqlparser::ast::{self, ObjectType, Statement};
 use tokio_util::sync::CancellationToken;
 
+mod export;
 mod plan_cache;
 mod prepare;
 mod settings;
+
+pub use export::{Export, ScanExport};
 
 pub use prepare::{PreparedPlan, PreparedQuery};
 pub use settings::SessionSettings;

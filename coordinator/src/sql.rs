@@ -4,6 +4,7 @@
 pub mod copy;
 pub mod ddl;
 pub mod dml;
+pub mod load;
 pub mod parse;
 pub mod system;
 

@@ -1,6 +1,11 @@
 //! Arrow Flight on the data node: `DoGet` executes one partition of an encoded plan fragment
 //! and streams its batches. Dropping the response stream (client gone, query cancelled) drops
 //! the DataFusion stream and with it the shard scan.
+//!
+//! The same service runs twice: on the transport port for coordinators, taking bare fragment
+//! tickets, and on the client Flight port (`--flight-port`), where it takes only tickets a
+//! coordinator signed for this node (`creek_proto::ticket`), so a client pulls a scan's
+//! batches straight from the data node. It never plans anything itself.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,7 +17,9 @@ use creek_proto::arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
+use creek_proto::ticket::TicketError;
 use creek_proto::v1::FragmentTicket;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -30,6 +37,8 @@ use crate::node::DataNode;
 /// The Flight service of a data node.
 pub struct FlightFragmentService {
     node: Arc<DataNode>,
+    /// Whether this instance serves clients: tickets must then be signed for this node.
+    for_clients: bool,
     /// Resolves the functions fragments call: DataFusion's built-in ones and Creek's shared
     /// ones, the only ones the coordinator sends (`creek_common::functions`). Built once and
     /// shared by
@@ -38,12 +47,43 @@ pub struct FlightFragmentService {
 }
 
 impl FlightFragmentService {
-    /// Creates the service for `node`.
+    /// Creates the service coordinators call on the transport port.
     pub fn new(node: Arc<DataNode>) -> FlightFragmentService {
         FlightFragmentService {
             node,
+            for_clients: false,
             task_ctx: creek_common::functions::fragment_task_context(),
         }
+    }
+
+    /// Creates the service clients call on the client Flight port.
+    pub fn for_clients(node: Arc<DataNode>) -> FlightFragmentService {
+        FlightFragmentService {
+            for_clients: true,
+            ..FlightFragmentService::new(node)
+        }
+    }
+
+    /// The fragment a client's signed ticket carries, with the schema it was promised.
+    fn client_fragment(&self, bytes: &[u8]) -> Result<(FragmentTicket, SchemaRef), Status> {
+        let key = creek_proto::ticket::key_bytes(&self.node.state().ticket_key);
+        let ticket = creek_proto::ticket::verify(
+            &key,
+            bytes,
+            self.node.node_id(),
+            creek_proto::ticket::now_ms(),
+        )
+        .map_err(|error| match error {
+            TicketError::NoKey => Status::unavailable(error.to_string()),
+            TicketError::Expired { .. } => Status::deadline_exceeded(error.to_string()),
+            _ => Status::unauthenticated(error.to_string()),
+        })?;
+        let fragment = FragmentTicket::decode(ticket.fragment.as_slice())
+            .map_err(|e| Status::invalid_argument(format!("bad fragment in ticket: {e}")))?;
+        let schema = creek_proto::ipc::schema_from_ipc(&ticket.schema)
+            .map_err(|e| Status::invalid_argument(format!("bad schema in ticket: {e}")))?;
+        tracing::debug!(query = %ticket.query_id, "serving a client ticket");
+        Ok((fragment, schema))
     }
 }
 
@@ -84,8 +124,15 @@ impl FlightService for FlightFragmentService {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        let ticket = FragmentTicket::decode(request.into_inner().ticket)
-            .map_err(|e| Status::invalid_argument(format!("bad fragment ticket: {e}")))?;
+        let bytes = request.into_inner().ticket;
+        let (ticket, promised) = if self.for_clients {
+            let (ticket, schema) = self.client_fragment(&bytes)?;
+            (ticket, Some(schema))
+        } else {
+            let ticket = FragmentTicket::decode(bytes)
+                .map_err(|e| Status::invalid_argument(format!("bad fragment ticket: {e}")))?;
+            (ticket, None)
+        };
         let task_ctx = self.task_ctx.clone();
         let codec = DatanodeCodec::new(self.node.clone());
         let plan = physical_plan_from_bytes_with_extension_codec(&ticket.plan, &task_ctx, &codec)
@@ -105,8 +152,17 @@ impl FlightService for FlightFragmentService {
         }
         let stream = creek_proto::exec::execute_stream(plan, Some(partition), task_ctx)
             .map_err(status_from_datafusion)?;
-        let schema = stream.schema();
-        let batches = stream.map_err(|e| FlightError::Tonic(Box::new(status_from_datafusion(e))));
+        let schema = promised.clone().unwrap_or_else(|| stream.schema());
+        let batches = stream
+            .map_err(|e| FlightError::Tonic(Box::new(status_from_datafusion(e))))
+            .and_then(move |batch| {
+                let conformed = match &promised {
+                    Some(schema) => creek_proto::ipc::conform_to_schema(&batch, schema)
+                        .map_err(|e| FlightError::Tonic(Box::new(Status::internal(e.to_string())))),
+                    None => Ok(batch),
+                };
+                futures::future::ready(conformed)
+            });
         let encoded = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(batches)

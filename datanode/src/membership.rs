@@ -44,6 +44,8 @@ pub struct MembershipConfig {
     pub address: String,
     /// `--attr key=value`.
     pub attributes: BTreeMap<String, String>,
+    /// The address clients reach this node's Flight port at (`None`: it serves no clients).
+    pub flight_address: Option<String>,
 }
 
 /// The cluster this node belongs to, kept in its data dir once it has joined.
@@ -94,6 +96,7 @@ pub async fn run(node: Arc<DataNode>, config: MembershipConfig) -> Result<(), St
         id: NodeId(node.node_id().to_string()),
         role: NodeRole::Data,
         address: config.address.clone(),
+        flight_address: config.flight_address.clone(),
         attributes: config.attributes.clone(),
         voter: false,
         alive: true,

@@ -544,6 +544,25 @@ impl DataNode {
         }
     }
 
+    /// Serves Flight to clients on `listener` until `shutdown` resolves: `DoGet` of the tickets
+    /// coordinators sign for this node (see `flight`), nothing else.
+    pub async fn serve_client_flight(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::result::Result<(), tonic::transport::Error> {
+        let flight_service = FlightServiceServer::new(FlightFragmentService::for_clients(self))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        tonic::transport::Server::builder()
+            .add_service(flight_service)
+            .serve_with_incoming_shutdown(
+                creek_proto::transport::nodelay_incoming(listener),
+                shutdown,
+            )
+            .await
+    }
+
     /// Serves `ShardService` and Flight on `listener` until `shutdown` resolves, and runs the
     /// periodic refresh meanwhile.
     pub async fn serve(

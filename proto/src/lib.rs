@@ -8,6 +8,7 @@ pub mod exec;
 pub mod ipc;
 pub mod node_stats;
 pub mod status;
+pub mod ticket;
 pub mod transport;
 
 /// Generated protobuf and gRPC code for `creek.v1`.

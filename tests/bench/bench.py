@@ -4,7 +4,7 @@
 Run through `tests/bench/run` (which installs the engines and builds a release Creek):
 
     tests/bench/run [--scale 10k|1m|10m] [--runs 3] [--warmup 1] [--smoke]
-                    [--workloads ingest,analytics,lookups,trivial]
+                    [--workloads ingest,analytics,lookups,trivial,fulltext,flight]
     tests/bench/run --cluster [--scale ...]   # creek dev against a 3+3 cluster instead
 
 Workloads, each on every engine that has the feature:
@@ -17,7 +17,10 @@ Workloads, each on every engine that has the feature:
   * point lookups: pgbench, 8 clients, a primary-key SELECT, simple and extended protocol;
   * trivial: a statement's fixed cost, `SELECT 1` and `count(*)` of an empty table, pgbench
     with one client;
-  * full text and Flight export, reported as not yet supported until Creek has them.
+  * full text: the top 10 by relevance on a `logs` table (see fulltext_bench.py);
+  * flight: `SELECT * FROM hits` exported over Arrow Flight SQL through ADBC, from the
+    coordinator alone and from the data nodes in parallel, against psycopg and DuckDB's Arrow
+    export, and the hits rows ingested through ADBC bulk ingest (see flight_bench.py).
 
 Prints a markdown table and appends it, with date, commit and machine, to
 tests/bench/RESULTS.md (not with --smoke). Exits 1 if any query FAILED or was WRONG.
@@ -43,6 +46,7 @@ import psycopg
 import answers
 import clickbench
 import cluster_bench
+import flight_bench
 import fulltext_bench
 import hits_data
 import servers
@@ -394,6 +398,8 @@ def fmt_cell(cell, unit):
         return f"{value:,.0f} tps, p99 {cell[2]:.2f} ms"
     if unit == "latency":
         return f"{cell[3]:.3f} ms, p99 {cell[2]:.2f} ms"
+    if unit == "export":
+        return f"{cell[2]:,.0f} MB/s, {value:,.0f} rows/s"
     return f"{value:,.0f}"
 
 
@@ -421,7 +427,7 @@ def commit():
 
 
 def report(args, rows, ingest_rows, query_rows, lookup_rows, trivial_rows, fulltext_rows,
-           versions, rss):
+           flight_rows, versions, rss):
     cores, memory = machine()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -431,7 +437,10 @@ def report(args, rows, ingest_rows, query_rows, lookup_rows, trivial_rows, fullt
         f"Creek {versions['Creek']} (`{args.creek}`); PostgreSQL {versions['PostgreSQL']}; "
         f"DuckDB {versions['DuckDB']} in-process. Queries: median of {args.runs} runs after "
         f"{args.warmup} warm-up, interleaved; ratio = Creek time / peer time (above 1: Creek "
-        "is slower).",
+        "is slower)." + (
+            " Flight export: MB = Arrow bytes of the result (`Table.nbytes`), PostgreSQL's "
+            "rows (psycopg, text format) counted in Creek's bytes; the ratio is of times."
+            if flight_rows else ""),
         "",
         "| workload | Creek | PostgreSQL | DuckDB | Creek/PostgreSQL | Creek/DuckDB |",
         "|---|---:|---:|---:|---:|---:|",
@@ -488,12 +497,19 @@ def report(args, rows, ingest_rows, query_rows, lookup_rows, trivial_rows, fullt
             fmt_cell(cells[e], "ms") if e in cells else "–"
             for e in ("Creek", "PostgreSQL", "DuckDB"))
             + f" | {ratio(cells.get('Creek'), cells.get('PostgreSQL'))} | |")
+    # Flight SQL rows: rates, so the ratio is peer rate / Creek rate (of times, as above).
+    for name, row, unit in flight_rows:
+        for engine, cell in row.items():
+            if cell[0] != "ok":
+                problems.append(f"- {name} {engine} {cell[0]}: {cell[1]}")
+        lines.append(f"| {name} | " + " | ".join(
+            fmt_cell(row[e], unit) if e in row else "–" for e in ("Creek", "PostgreSQL", "DuckDB"))
+            + f" | {ratio(row.get('Creek'), row.get('PostgreSQL'), True)}"
+            + f" | {ratio(row.get('Creek'), row.get('DuckDB'), True)} |")
     if rss:
         lines.append("| Creek peak RSS (MiB): " + ", ".join(rss) + " | "
                      + " / ".join(f"{kib / 1024:,.0f}" for kib in rss.values()) + " | | | | |")
     lines.append(f"| workloads run: {', '.join(sorted(args.workloads))} | | | | | |")
-    lines.append("| Flight export: `SELECT *` MB/s | not yet supported "
-                 "(Creek serves no Flight SQL) | | | | |")
     if problems:
         lines += ["", "Failed or wrong:", ""] + problems
     return "\n".join(lines) + "\n", problems
@@ -519,10 +535,10 @@ def main():
     parser.add_argument("--cluster", action="store_true",
                         help="instead of the engine comparison: creek dev against a cluster of "
                              "3 coordinators and 3 data nodes (see cluster_bench.py)")
-    parser.add_argument("--workloads", default="ingest,analytics,lookups,trivial,fulltext",
+    parser.add_argument("--workloads", default="ingest,analytics,lookups,trivial,fulltext,flight",
                         type=lambda text: set(text.split(",")),
-                        help="comma-separated subset of ingest,analytics,lookups,trivial,fulltext "
-                             "(the COPY load of hits always runs)")
+                        help="comma-separated subset of ingest,analytics,lookups,trivial,fulltext,"
+                             "flight (the COPY load of hits always runs)")
     args = parser.parse_args()
     # SIGTERM (a killed CI job) unwinds like Ctrl-C, so the servers below are stopped.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -569,6 +585,13 @@ def main():
         print(f"loaded: {ingest_rows}", file=sys.stderr, flush=True)
         rss_sampler.enter("queries")
         query_rows = analytics(args, clients) if "analytics" in args.workloads else []
+        flight_rows = []
+        if "flight" in args.workloads:
+            # Its own phase: whether the coordinator holds a whole result when it streams it
+            # alone shows in its peak memory.
+            rss_sampler.enter("flight")
+            flight_rows = flight_bench.run(args, rows, creek, clients,
+                                           ingest_rows[0][1]["PostgreSQL"], timed, QueryFailed)
         rss_sampler.enter(None)
         rss_sampler.stop()
         print(f"Creek peak RSS (KiB): {rss_sampler.peaks}", file=sys.stderr, flush=True)
@@ -595,7 +618,7 @@ def main():
             servers.remove(workdir)
     rss = rss_sampler.peaks if rss_sampler else {}
     text, problems = report(args, rows, ingest_rows, query_rows, lookup_rows, trivial_rows,
-                            fulltext_rows, versions, rss)
+                            fulltext_rows, flight_rows, versions, rss)
     print(text)
     if not args.smoke:
         with open(RESULTS, "a") as out:

@@ -63,11 +63,15 @@ class Creek:
         self.dir = Path(workdir) / "creek"
         self.dir.mkdir(parents=True)
         self.pg_port, self.http_port, self.transport_port = free_port(), free_port(), free_port()
+        # Flight SQL clients come to the coordinator here; the embedded data node picks a free
+        # loopback port of its own for the endpoints GetFlightInfo hands out. Not waited for:
+        # a Creek without Flight SQL fails the Flight rows, not the whole run.
+        self.flight_port = free_port()
         self.log = open(self.dir / "creek.log", "wb")
         self.proc = subprocess.Popen(
             [binary, "dev", "--data-dir", str(self.dir / "data"), "--bind", "127.0.0.1",
              "--pg-port", str(self.pg_port), "--http-port", str(self.http_port),
-             "--transport-port", str(self.transport_port)],
+             "--transport-port", str(self.transport_port), "--flight-port", str(self.flight_port)],
             stdout=subprocess.DEVNULL, stderr=self.log)
         wait_for_port(self.pg_port, self.proc, "creek dev")
 
@@ -128,7 +132,8 @@ class CreekCluster:
         for i in range(data_nodes):
             self.args[f"d{i + 1}"] = [
                 "datanode", "--node-id", f"d{i + 1}", "--data-dir", str(self.dir / f"d{i + 1}"),
-                "--bind", "127.0.0.1", "--join", join, "--transport-port", str(free_port())]
+                "--bind", "127.0.0.1", "--join", join, "--transport-port", str(free_port()),
+                "--flight-port", "0"]
         for name in self.args:
             self.start(name)
         self.wait_ready(len(self.args))

@@ -505,6 +505,8 @@ impl TestCluster {
             &join,
             "--transport-port",
             &port,
+            "--flight-port",
+            "0",
             "--attr",
             attr,
         ];

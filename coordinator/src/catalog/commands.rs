@@ -38,6 +38,9 @@ pub enum Command {
         cluster_uuid: String,
         imported: Option<Box<ClusterState>>,
     },
+    /// Sets the key that signs clients' Flight tickets to data nodes, once: the leader
+    /// proposes it when the state has none (a new cluster, or one formed before tickets).
+    SetTicketKey { key: String },
     /// Creates a table; its id and shard placement are decided when the command is applied.
     CreateTable {
         table: TableSchema,
@@ -188,6 +191,15 @@ fn apply_command(state: &mut ClusterState, command: &Command) -> Result<bool, Co
             state.cluster_name = cluster_name.clone();
             state.cluster_uuid = cluster_uuid.clone();
             state.next_table_id = state.next_table_id.max(1);
+            Ok(true)
+        }
+        Command::SetTicketKey { key } => {
+            // Once only: replacing it would void the tickets of running queries, and two
+            // leaders racing to set one must agree on the first.
+            if !state.ticket_key.is_empty() {
+                return Ok(false);
+            }
+            state.ticket_key = key.clone();
             Ok(true)
         }
         Command::CreateTable {
@@ -545,6 +557,7 @@ mod tests {
 
     fn node(id: &str, attrs: &[(&str, &str)]) -> NodeInfo {
         NodeInfo {
+            flight_address: None,
             id: NodeId(id.into()),
             role: NodeRole::Data,
             address: format!("{id}:1"),

@@ -338,6 +338,9 @@ fn session_writes_of(
     }
 }
 
+/// Each data node's fragment ticket (`FragmentTicket` bytes) of a scan.
+pub type NodeFragments = Vec<(NodeId, Vec<u8>)>;
+
 /// Scans shards on data nodes: partition `i` streams the shards `groups[i]` of one data node
 /// over Flight. With a fragment (see `plan::fragments`), the data node runs the fragment's
 /// operators over each of its shards and partition `i` streams their combined output instead.
@@ -483,6 +486,20 @@ impl ShardScanExec {
     /// The operators this scan runs on the data nodes, if any.
     pub fn fragment(&self) -> Option<&Arc<dyn ExecutionPlan>> {
         self.fragment.as_ref()
+    }
+
+    /// One fragment ticket per data node this scan reads, for a client to take to each node
+    /// itself (Flight SQL's parallel endpoints); `None` if some shard has no copy to read
+    /// (the query then runs on the coordinator, which reports why).
+    pub fn node_fragments(&self) -> DfResult<Option<NodeFragments>> {
+        if self.groups.iter().any(|(node, _)| node.0.is_empty()) {
+            return Ok(None);
+        }
+        self.groups
+            .iter()
+            .map(|(node, shards)| Ok((node.clone(), self.encode_fragment(shards, Arc::default())?)))
+            .collect::<DfResult<Vec<_>>>()
+            .map(Some)
     }
 
     /// Whether each shard this scan reads has one copy only, so that the copy it reads is no

@@ -1,13 +1,12 @@
 //! `COPY table [(columns)] FROM STDIN` in PostgreSQL's text and CSV formats: option parsing and
 //! a loader that turns the client's byte stream into rows and writes them in batches through
-//! the INSERT path (casts, NOT NULL, duplicate keys). Protocol framing lives in
+//! the INSERT path (`sql::load`: casts, NOT NULL, duplicate keys). Protocol framing lives in
 //! `frontend/pgwire`; this module never sees wire messages.
 
 use std::sync::Arc;
 
 use creek_common::error::ErrorCode;
 use creek_common::schema::TableSchema;
-use creek_proto::v1::{RowStatus, WriteMode};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use sqlparser::ast::{
@@ -21,8 +20,8 @@ mod records;
 use records::{ColumnBuilders, RecordError, RecordScan};
 
 use super::ddl::{ident_name, split_name};
-use super::dml::{conform_batch, write_batch};
-use crate::cluster::{Cluster, SessionWrites, Visibility};
+use super::load::BatchLoader;
+use crate::cluster::{Cluster, SessionWrites};
 use crate::error::{Error, Result};
 use crate::jobs::JobGuard;
 
@@ -213,9 +212,6 @@ pub fn copy_from_stdin(
 
 /// Receives a COPY's data and writes it.
 pub struct CopyLoader {
-    cluster: Arc<Cluster>,
-    /// The session running the COPY: it sees the rows written even if the COPY fails later.
-    session_writes: Arc<SessionWrites>,
     copy: CopyFromStdin,
     /// Bytes received and not yet parsed: at most the start of one unfinished record.
     pending: Vec<u8>,
@@ -225,12 +221,10 @@ pub struct CopyLoader {
     columns: ColumnBuilders,
     header_skipped: bool,
     finished: bool,
-    written: u64,
     line: u64,
     error: Option<Error>,
-    /// The write of the last full batch, running while the next one is received and
-    /// parsed: the network, the coordinator's parsing and the data nodes' indexing overlap.
-    in_flight: Option<tokio::task::JoinHandle<Result<Vec<RowStatus>>>>,
+    /// Writes the parsed batches, one in flight while the next is received and parsed.
+    loader: BatchLoader,
 }
 
 impl CopyLoader {
@@ -241,19 +235,22 @@ impl CopyLoader {
         copy: CopyFromStdin,
     ) -> CopyLoader {
         let columns = ColumnBuilders::new(copy.columns.len());
-        CopyLoader {
+        let loader = BatchLoader::new(
             cluster,
             session_writes,
+            copy.table.clone(),
+            copy.job.clone(),
+        );
+        CopyLoader {
             copy,
             pending: Vec::new(),
             scan: RecordScan::default(),
             columns,
             header_skipped: false,
             finished: false,
-            written: 0,
             line: 0,
             error: None,
-            in_flight: None,
+            loader,
         }
     }
 
@@ -286,36 +283,26 @@ impl CopyLoader {
     /// Gives the COPY up (the client sent CopyFail, or it failed): returns once the write in
     /// flight, if any, has ended, so that no write of it is still running when the client is
     /// answered. Rows already written stay, as for a multi-row INSERT that fails part way.
-    pub async fn abandon(mut self) {
-        if let Some(write) = self.in_flight.take() {
-            let _ = write.await;
-        }
+    pub async fn abandon(self) {
+        self.loader.abandon().await
     }
 
     /// Starts writing the buffered rows once the previous write has finished.
     async fn write_full_batch(&mut self) -> Result<()> {
-        let batch = self.take_batch().await?;
-        self.settle().await?;
-        if let Some(batch) = batch {
-            self.start_write(batch);
+        if let Some(batch) = self.take_batch()? {
+            self.loader.write(&batch).await?;
         }
         Ok(())
     }
 
     /// Writes what is left and returns the number of rows copied.
     pub async fn finish(mut self) -> Result<u64> {
-        let written = self.write_rest().await;
-        if written.is_err() {
+        if let Err(error) = self.write_rest().await {
             // No write of this COPY may still be running once the client has its answer.
-            if let Some(write) = self.in_flight.take() {
-                let _ = write.await;
-            }
+            self.loader.abandon().await;
+            return Err(error);
         }
-        written?;
-        // A finished COPY is visible to every session's next query, as users of PostgreSQL
-        // expect of a bulk load; one refresh per COPY, not per row.
-        self.cluster.refresh_table(&self.copy.table).await?;
-        Ok(self.written)
+        self.loader.finish().await
     }
 
     async fn write_rest(&mut self) -> Result<()> {
@@ -339,8 +326,7 @@ impl CopyLoader {
                 ));
             }
         }
-        self.write_full_batch().await?;
-        self.settle().await
+        self.write_full_batch().await
     }
 
     fn parse_complete_records(&mut self) -> Result<()> {
@@ -400,8 +386,9 @@ impl CopyLoader {
         Ok(())
     }
 
-    /// The buffered rows as a batch of the table's types (`None` if there are none).
-    async fn take_batch(&mut self) -> Result<Option<RecordBatch>> {
+    /// The buffered rows as a batch of text columns (`None` if there are none); the loader
+    /// converts them to the table's types.
+    fn take_batch(&mut self) -> Result<Option<RecordBatch>> {
         let rows = self.columns.rows();
         if rows == 0 {
             return Ok(None);
@@ -412,60 +399,9 @@ impl CopyLoader {
             .iter()
             .map(|column| Field::new(column, DataType::Utf8, true))
             .collect();
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), self.columns.finish())?;
-        // New keys of dynamic objects join the table before its rows are converted.
-        if let Some(widened) =
-            super::dml::objects::ensure_object_keys(&self.cluster, &self.copy.table, &batch).await?
-        {
-            self.copy.table = widened;
-        }
-        Ok(Some(conform_batch(&self.copy.table, &batch)?))
-    }
-
-    fn start_write(&mut self, batch: RecordBatch) {
-        let cluster = self.cluster.clone();
-        let table = self.copy.table.clone();
-        let session = self.session_writes.clone();
-        self.in_flight = Some(tokio::spawn(async move {
-            let visibility = Visibility {
-                session: &session,
-                refresh: false,
-            };
-            let (statuses, _) =
-                write_batch(&cluster, &table, &batch, WriteMode::Insert, visibility).await?;
-            Ok(statuses)
-        }));
-    }
-
-    /// Waits for the write in flight and counts its rows; a duplicate key fails the COPY.
-    async fn settle(&mut self) -> Result<()> {
-        let Some(write) = self.in_flight.take() else {
-            return Ok(());
-        };
-        let statuses = write.await.map_err(|e| {
-            Error::new(
-                ErrorCode::Internal,
-                format!("a COPY write task failed: {e}"),
-            )
-        })??;
-        let duplicates = statuses
-            .iter()
-            .filter(|s| **s == RowStatus::Duplicate)
-            .count();
-        let ok = statuses.iter().filter(|s| **s == RowStatus::Ok).count() as u64;
-        self.written += ok;
-        if let Some(job) = &self.copy.job {
-            job.progress().add(ok, 0);
-        }
-        if duplicates > 0 {
-            return Err(Error::new(
-                ErrorCode::DuplicateKey,
-                format!(
-                    "duplicate key value violates unique constraint \"{}_pkey\" ({duplicates} row(s) rejected, {} written)",
-                    self.copy.table.name, self.written
-                ),
-            ));
-        }
-        Ok(())
+        Ok(Some(RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            self.columns.finish(),
+        )?))
     }
 }

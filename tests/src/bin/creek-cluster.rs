@@ -316,6 +316,8 @@ async fn scenario(cluster: &mut TestCluster, root: &std::path::Path) -> anyhow::
             &cluster.join_addresses(),
             "--transport-port",
             &free_port()?.to_string(),
+            "--flight-port",
+            "0",
             "--cluster-name",
             cluster_name,
         ];

@@ -185,6 +185,7 @@ mod tests {
 
     fn node(id: &str, tier: &str) -> NodeInfo {
         NodeInfo {
+            flight_address: None,
             id: NodeId(id.into()),
             role: NodeRole::Data,
             address: format!("{id}:1"),

@@ -47,7 +47,7 @@ class Creek:
         self.proc = subprocess.Popen(
             [binary, "dev", "--data-dir", os.path.join(self.dir, "data"),
              "--pg-port", str(self.pg_port), "--http-port", str(self.http_port),
-             "--transport-port", str(self.transport_port)],
+             "--transport-port", str(self.transport_port), "--flight-port", str(free_port())],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "log"), "wb"))
         deadline = time.time() + 60
         while True:

@@ -33,6 +33,8 @@ class Creek:
         self.pg_port = free_port()
         self.http_port = free_port()
         self.transport_port = free_port()
+        self.flight_port = free_port()
+        self.extra_args = []
         self.log = open(os.path.join(self.dir, "creek.log"), "wb")
         self.proc = None
 
@@ -40,7 +42,8 @@ class Creek:
         self.proc = subprocess.Popen(
             [creek_binary(), "dev", "--data-dir", os.path.join(self.dir, "data"),
              "--pg-port", str(self.pg_port), "--http-port", str(self.http_port),
-             "--transport-port", str(self.transport_port)],
+             "--transport-port", str(self.transport_port),
+             "--flight-port", str(self.flight_port), *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -65,6 +68,10 @@ class Creek:
     @property
     def dsn(self):
         return f"host=127.0.0.1 port={self.pg_port} user=crate dbname=doc"
+
+    @property
+    def flight_uri(self):
+        return f"grpc://127.0.0.1:{self.flight_port}"
 
     @property
     def url(self):

@@ -62,6 +62,14 @@ struct DevArgs {
     /// takes a free loopback port of its own.
     #[arg(long, default_value_t = 4300, env = "CREEK_TRANSPORT_PORT")]
     transport_port: u16,
+    /// Port Flight SQL clients pull scan results from the embedded data node on (0: a free
+    /// port); fix it to publish it from a container.
+    #[arg(long, default_value_t = 0, env = "CREEK_DATA_FLIGHT_PORT")]
+    data_flight_port: u16,
+    /// Host Flight SQL clients reach the data node's port at; defaults to `--bind` unless that
+    /// is a wildcard, then to the host name.
+    #[arg(long, env = "CREEK_ADVERTISE_HOST")]
+    advertise_host: Option<String>,
 }
 
 /// The ports a coordinator serves clients on.
@@ -78,7 +86,7 @@ struct ClientPorts {
     flight_port: u16,
     /// How long a Flight ticket stays good: a client must start each `DoGet` within this
     /// time after `GetFlightInfo` (e.g. `10m`, `30s`).
-    #[arg(long, default_value = "10m", value_parser = parse_duration, env = "CREEK_FLIGHT_TICKET_TTL")]
+    #[arg(long, default_value = "10m", value_parser = parse_ticket_ttl, env = "CREEK_FLIGHT_TICKET_TTL")]
     flight_ticket_ttl: Duration,
 }
 
@@ -142,8 +150,9 @@ struct DatanodeArgs {
     #[arg(long, value_delimiter = ',', required = true)]
     join: Vec<String>,
     /// Port clients fetch scan results from directly (the Flight tickets a coordinator's
-    /// Flight SQL hands out; 0 picks a free port), advertised at `--advertise-host`.
-    #[arg(long, default_value_t = 8815, env = "CREEK_FLIGHT_PORT")]
+    /// Flight SQL hands out; 0 picks a free port), advertised at `--advertise-host`. Not the
+    /// coordinators' 8815, so both roles can share a host.
+    #[arg(long, default_value_t = 8816, env = "CREEK_DATA_FLIGHT_PORT")]
     flight_port: u16,
 }
 
@@ -165,6 +174,16 @@ fn parse_node_timeout(text: &str) -> Result<Duration, String> {
         ));
     }
     Ok(timeout)
+}
+
+fn parse_ticket_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(text)?;
+    if ttl > Duration::from_secs(7 * 24 * 3600) {
+        return Err(format!(
+            "--flight-ticket-ttl must be at most 7d, got '{text}'"
+        ));
+    }
+    Ok(ttl)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -211,13 +230,13 @@ async fn bind(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> 
         .with_context(|| format!("cannot listen on {address}"))
 }
 
-/// The host other nodes reach this one at.
-fn advertised_host(args: &NodeArgs) -> String {
-    if let Some(host) = &args.advertise_host {
-        return host.clone();
+/// The host others reach a process listening on `bind` at: `advertise` if given.
+fn advertised_host(bind: &str, advertise: Option<&str>) -> String {
+    if let Some(host) = advertise {
+        return host.to_string();
     }
-    if !matches!(args.bind.as_str(), "0.0.0.0" | "::" | "[::]") {
-        return args.bind.clone();
+    if !matches!(bind, "0.0.0.0" | "::" | "[::]") {
+        return bind.to_string();
     }
     std::env::var("HOSTNAME")
         .ok()
@@ -316,8 +335,12 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     }));
     // The embedded data node serves scans to Flight SQL clients on a free port of the client
     // address: the same direct pulls as in a cluster.
-    let data_flight = bind(&args.bind, 0).await?;
-    let data_flight_address = data_flight.local_addr()?.to_string();
+    let data_flight = bind(&args.bind, args.data_flight_port).await?;
+    let data_flight_address = format!(
+        "{}:{}",
+        advertised_host(&args.bind, args.advertise_host.as_deref()),
+        data_flight.local_addr()?.port()
+    );
     let data_flight_server = tokio::spawn(
         data_node
             .clone()
@@ -409,7 +432,11 @@ async fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
             "--node-id {} is not among --voters; start a non-voting coordinator with --join",
             node.node_id
         ),
-        None => format!("{}:{}", advertised_host(node), node.transport_port),
+        None => format!(
+            "{}:{}",
+            advertised_host(&node.bind, node.advertise_host.as_deref()),
+            node.transport_port
+        ),
     };
     let transport = bind(&node.bind, node.transport_port).await?;
     let me = NodeInfo {
@@ -472,9 +499,15 @@ async fn run_datanode(args: DatanodeArgs) -> anyhow::Result<()> {
         MembershipConfig {
             cluster_name: node.cluster_name.clone(),
             join: args.join.clone(),
-            address: format!("{}:{port}", advertised_host(node)),
+            address: format!(
+                "{}:{port}",
+                advertised_host(&node.bind, node.advertise_host.as_deref())
+            ),
             attributes: node.attributes.iter().cloned().collect(),
-            flight_address: Some(format!("{}:{flight_port}", advertised_host(node))),
+            flight_address: Some(format!(
+                "{}:{flight_port}",
+                advertised_host(&node.bind, node.advertise_host.as_deref())
+            )),
         },
     );
     tracing::info!(node = %node.node_id, port, flight_port, "data node started");

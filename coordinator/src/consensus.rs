@@ -868,7 +868,7 @@ impl Consensus {
             return Ok(());
         }
         if state.ticket_key.is_empty() {
-            let key = creek_proto::ticket::new_key();
+            let key = creek_common::state::Secret::new(creek_proto::ticket::new_key());
             self.commit(Command::SetTicketKey { key }).await?;
             return Ok(());
         }

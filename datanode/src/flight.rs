@@ -64,9 +64,13 @@ impl FlightFragmentService {
         }
     }
 
+    fn status(&self, error: DataFusionError) -> Status {
+        error_status(self.for_clients, error)
+    }
+
     /// The fragment a client's signed ticket carries, with the schema it was promised.
     fn client_fragment(&self, bytes: &[u8]) -> Result<(FragmentTicket, SchemaRef), Status> {
-        let key = creek_proto::ticket::key_bytes(&self.node.state().ticket_key);
+        let key = creek_proto::ticket::key_bytes(self.node.state().ticket_key.expose());
         let ticket = creek_proto::ticket::verify(
             &key,
             bytes,
@@ -94,6 +98,17 @@ pub fn status_from_datafusion(error: DataFusionError) -> Status {
     creek_proto::status::status_from_error(&creek_common::error::CodedError::from_datafusion(
         &error,
     ))
+}
+
+/// The status of a failed fragment: for coordinators with Creek's code in metadata (they
+/// rebuild the error), for clients as Flight SQL's front end would answer it (SQLSTATE).
+fn error_status(for_clients: bool, error: DataFusionError) -> Status {
+    if for_clients {
+        let coded = creek_common::error::CodedError::from_datafusion(&error);
+        creek_proto::status::client_status(coded.code, coded.message)
+    } else {
+        status_from_datafusion(error)
+    }
 }
 
 /// Runs every partition of `plan` as one: merged in order when the plan's output is sorted
@@ -138,7 +153,7 @@ impl FlightService for FlightFragmentService {
         let plan = physical_plan_from_bytes_with_extension_codec(&ticket.plan, &task_ctx, &codec)
             .and_then(crate::scan::fulltext::prune_score_top_k)
             .and_then(crate::scan::late_fetch::defer_columns)
-            .map_err(status_from_datafusion)?;
+            .map_err(|e| self.status(e))?;
         let (plan, partition) = if ticket.all_partitions {
             (one_partition(plan), 0)
         } else {
@@ -151,10 +166,11 @@ impl FlightService for FlightFragmentService {
             )));
         }
         let stream = creek_proto::exec::execute_stream(plan, Some(partition), task_ctx)
-            .map_err(status_from_datafusion)?;
+            .map_err(|e| self.status(e))?;
         let schema = promised.clone().unwrap_or_else(|| stream.schema());
+        let for_clients = self.for_clients;
         let batches = stream
-            .map_err(|e| FlightError::Tonic(Box::new(status_from_datafusion(e))))
+            .map_err(move |e| FlightError::Tonic(Box::new(error_status(for_clients, e))))
             .and_then(move |batch| {
                 let conformed = match &promised {
                     Some(schema) => creek_proto::ipc::conform_to_schema(&batch, schema)

@@ -1,5 +1,6 @@
 //! Arrow IPC framing for record batches carried inside protobuf `bytes` fields.
 
+use datafusion::arrow::compute::CastOptions;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
@@ -64,7 +65,12 @@ pub fn conform_to_schema(
             if column.data_type() == field.data_type() {
                 Ok(column.clone())
             } else {
-                datafusion::arrow::compute::cast(column, field.data_type())
+                // Not `safe`: a value that does not convert is an error, never a NULL.
+                let options = CastOptions {
+                    safe: false,
+                    ..Default::default()
+                };
+                datafusion::arrow::compute::cast_with_options(column, field.data_type(), &options)
             }
         })
         .collect::<Result<Vec<_>, _>>()?;

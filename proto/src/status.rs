@@ -7,6 +7,39 @@ use creek_common::error::{CodedError, ErrorCode};
 
 pub const ERROR_CODE_HEADER: &str = "creek-error-code";
 
+/// The metadata key carrying an error's SQLSTATE to Flight SQL clients.
+pub const SQLSTATE_HEADER: &str = "x-sqlstate";
+
+/// A Flight status for a client (of a coordinator's Flight SQL or a data node's client Flight
+/// port): a code that says what kind of failure it is, the message pgwire would show, and the
+/// SQLSTATE in `x-sqlstate`.
+pub fn client_status(code: ErrorCode, message: String) -> tonic::Status {
+    let grpc = match code {
+        ErrorCode::UndefinedTable
+        | ErrorCode::UndefinedColumn
+        | ErrorCode::UndefinedSchema
+        | ErrorCode::UndefinedFunction
+        | ErrorCode::UndefinedObject
+        | ErrorCode::UndefinedPreparedStatement => tonic::Code::NotFound,
+        ErrorCode::DuplicateKey
+        | ErrorCode::DuplicateObject
+        | ErrorCode::DuplicatePreparedStatement => tonic::Code::AlreadyExists,
+        ErrorCode::FeatureNotSupported => tonic::Code::Unimplemented,
+        ErrorCode::Unavailable => tonic::Code::Unavailable,
+        ErrorCode::QueryCanceled => tonic::Code::Cancelled,
+        ErrorCode::ProgramLimitExceeded => tonic::Code::ResourceExhausted,
+        ErrorCode::SerializationFailure => tonic::Code::Aborted,
+        ErrorCode::DependentObjectsStillExist => tonic::Code::FailedPrecondition,
+        ErrorCode::Internal | ErrorCode::DataCorrupted => tonic::Code::Internal,
+        _ => tonic::Code::InvalidArgument,
+    };
+    let mut status = tonic::Status::new(grpc, message);
+    if let Ok(value) = code.sqlstate().parse() {
+        status.metadata_mut().insert(SQLSTATE_HEADER, value);
+    }
+    status
+}
+
 /// Builds a gRPC status from a coded error.
 pub fn status_from_error(error: &CodedError) -> tonic::Status {
     let grpc_code = match error.code {

@@ -3,8 +3,9 @@
 //! A coordinator that answers `GetFlightInfo` for a scan hands the client one ticket per data
 //! node; the client takes it straight to that node. The ticket carries the plan fragment, so
 //! a node must be sure the coordinator made it: it is signed with HMAC-SHA256 under the
-//! cluster's ticket key (kept in cluster state, never shown to clients), bound to one node and
-//! one query, and it expires. This module signs and checks; it decides nothing about plans.
+//! cluster's ticket key (kept in cluster state, never shown to clients), bound to one node,
+//! names its query (for logs), and expires; within its lifetime it may be fetched again, as
+//! Flight allows. This module signs and checks; it decides nothing about plans.
 
 use prost::Message;
 use ring::hmac;
@@ -102,13 +103,15 @@ pub fn new_key() -> String {
 
 /// The key bytes of a hex ticket key (empty if it is not valid hex).
 pub fn key_bytes(hex: &str) -> Vec<u8> {
-    if !hex.len().is_multiple_of(2) {
+    let digits = hex.as_bytes();
+    if !digits.len().is_multiple_of(2) {
         return Vec::new();
     }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
-        .collect::<Result<Vec<u8>, _>>()
+    let value = |digit: u8| char::from(digit).to_digit(16);
+    digits
+        .chunks(2)
+        .map(|pair| Some((value(pair[0])? * 16 + value(pair[1])?) as u8))
+        .collect::<Option<Vec<u8>>>()
         .unwrap_or_default()
 }
 
@@ -162,6 +165,10 @@ mod tests {
             }
         }
         assert_eq!(verify(&[], &bytes, "d1", 1_000), Err(TicketError::NoKey));
+        assert!(
+            key_bytes("zz").is_empty() && key_bytes("é1").is_empty() && key_bytes("abc").is_empty()
+        );
+        assert_eq!(key_bytes("0aFf"), vec![10, 255]);
         assert!(matches!(
             verify(&key, b"\xff\xff", "d1", 1_000),
             Err(TicketError::Malformed(_))

@@ -52,6 +52,12 @@ def update(sql):
     return _command("CommandStatementUpdate", _bytes_field(1, sql.encode()))
 
 
+def ingest(table, if_not_exist=1, if_exists=2):
+    """CommandStatementIngest; the options default to CREATE if missing, APPEND if there."""
+    options = _varint(1 << 3) + _varint(if_not_exist) + _varint(2 << 3) + _varint(if_exists)
+    return _command("CommandStatementIngest", _bytes_field(1, options) + _bytes_field(2, table.encode()))
+
+
 def primary_keys(table, schema=None):
     payload = (_bytes_field(2, schema.encode()) if schema else b"") + _bytes_field(3, table.encode())
     return _command("CommandGetPrimaryKeys", payload)
@@ -263,6 +269,35 @@ def test_ingest_one_million_rows_and_modes(adbc, pg):
     cur.close()
 
 
+def test_ingest_refuses_what_it_cannot_take_and_keeps_the_table(adbc, pg, creek):
+    cur = adbc.cursor()
+    cur.execute("DROP TABLE IF EXISTS fl_keep")
+    assert cur.adbc_ingest("fl_keep", pa.table({"id": [1, 2, 3]}), mode="create") == 3
+    # A schema no table can have (a system column's name) fails before the table is dropped.
+    for bad in (pa.table({"_id": ["x"]}), pa.table({"b": pa.array([b"\x00"], pa.binary())})):
+        with pytest.raises(adbc_driver_manager.Error):
+            cur.adbc_ingest("fl_keep", bad, mode="replace")
+    cur.close()
+    assert pg.execute("SELECT count(*) FROM fl_keep").fetchone() == (3,)
+    # Compressed IPC bodies are refused (their claimed size is what Arrow would allocate).
+    client = fl.FlightClient(creek.flight_uri)
+    compressed = fl.FlightCallOptions(write_options=pa.ipc.IpcWriteOptions(compression="zstd"))
+    table = pa.table({"id": pa.array(range(1000), pa.int64())})
+    writer, reader = client.do_put(ingest("fl_keep"), table.schema, options=compressed)
+    with pytest.raises(pa.ArrowNotImplementedError, match="compressed"):
+        writer.write_table(table)
+        writer.done_writing()
+        reader.read()
+        writer.close()  # where pyarrow reports the call's status
+    assert pg.execute("SELECT count(*) FROM fl_keep").fetchone() == (3,)
+    # Uncompressed, the same command works.
+    writer, reader = client.do_put(ingest("fl_keep"), table.schema)
+    writer.write_table(table)
+    writer.done_writing()
+    assert decode_record_count(reader.read().to_pybytes()) == 1000
+    writer.close()
+
+
 def test_polars_reads_over_adbc(creek, pg):
     polars = pytest.importorskip("polars")
     pg.execute("DROP TABLE IF EXISTS fl_polars")
@@ -295,6 +330,16 @@ def test_dev_scan_goes_to_the_data_node(creek, pg):
     merged = client.get_flight_info(statement("SELECT count(*) AS c FROM fl_scan"))
     assert [e.locations for e in merged.endpoints] == [[]]
     assert fetch_all(client, merged).to_pylist() == [{"c": 500}]
+    # An error on the data node reaches the client with its SQLSTATE.
+    failing = client.get_flight_info(statement("SELECT id, 10 / (id - id) AS boom FROM fl_scan"))
+    assert all(e.locations for e in failing.endpoints)
+    with flight_sql.connect(creek.flight_uri, autocommit=True) as connection:
+        cur = connection.cursor()
+        with pytest.raises(adbc_driver_manager.Error) as raised:
+            cur.execute("SELECT id, 10 / (id - id) AS boom FROM fl_scan")
+            cur.fetch_arrow_table()
+        assert (b"x-sqlstate", b"22012") in raised.value.details
+        cur.close()
     # An altered ticket is refused by the data node.
     forged = bytearray(endpoint.ticket.ticket)
     forged[len(forged) // 2] ^= 0x01

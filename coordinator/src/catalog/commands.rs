@@ -40,7 +40,7 @@ pub enum Command {
     },
     /// Sets the key that signs clients' Flight tickets to data nodes, once: the leader
     /// proposes it when the state has none (a new cluster, or one formed before tickets).
-    SetTicketKey { key: String },
+    SetTicketKey { key: creek_common::state::Secret },
     /// Creates a table; its id and shard placement are decided when the command is applied.
     CreateTable {
         table: TableSchema,
@@ -685,6 +685,24 @@ mod tests {
                 .unwrap();
             }
         }
+    }
+
+    #[test]
+    fn ticket_key_is_set_once() {
+        use creek_common::state::Secret;
+        let mut state = cluster(&[]);
+        let first = Command::SetTicketKey {
+            key: Secret::new("aa".repeat(32)),
+        };
+        assert!(apply(&mut state, &first).unwrap());
+        // A second proposal (another leader racing) changes nothing: running queries' tickets
+        // stay good.
+        let second = Command::SetTicketKey {
+            key: Secret::new("bb".repeat(32)),
+        };
+        assert!(!apply(&mut state, &second).unwrap());
+        assert_eq!(state.ticket_key.expose(), "aa".repeat(32));
+        assert_eq!(format!("{:?}", state.ticket_key), "Secret(***)");
     }
 
     #[test]

@@ -488,9 +488,27 @@ impl ShardScanExec {
         self.fragment.as_ref()
     }
 
+    /// Whether the scan or an operator of its fragment stops after some rows: per shard, so
+    /// the rows of several shards together are only right once the coordinator limits them.
+    pub fn limits_rows(&self) -> bool {
+        let mut limited = self.limit.is_some();
+        if let Some(fragment) = &self.fragment {
+            let _ = fragment.apply(|node| {
+                limited |= node.fetch().is_some();
+                Ok(if limited {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
+            });
+        }
+        limited
+    }
+
     /// One fragment ticket per data node this scan reads, for a client to take to each node
     /// itself (Flight SQL's parallel endpoints); `None` if some shard has no copy to read
-    /// (the query then runs on the coordinator, which reports why).
+    /// (the query then runs on the coordinator, which reports why). The tickets carry no
+    /// session's writes to wait for: a caller with writes of its own runs the query instead.
     pub fn node_fragments(&self) -> DfResult<Option<NodeFragments>> {
         if self.groups.iter().any(|(node, _)| node.0.is_empty()) {
             return Ok(None);

@@ -26,6 +26,11 @@ impl SessionWrites {
         *entry = (*entry).max(seq_no);
     }
 
+    /// Whether the session has written anything.
+    pub fn is_empty(&self) -> bool {
+        self.seq_nos.lock().is_empty()
+    }
+
     /// The sequence number each of `shards` must show for the session to see its writes
     /// (0: the session wrote nothing there).
     pub fn required(&self, table: TableId, shards: &[u32]) -> Vec<u64> {

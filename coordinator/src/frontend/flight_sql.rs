@@ -41,7 +41,6 @@ use prost::Message;
 use sqlparser::ast::Statement;
 use tonic::{Request, Response, Status};
 
-pub use results::SQLSTATE_HEADER;
 use results::{flight_stream, relaxed, status, status_of, PendingResults};
 
 use crate::cluster::Cluster;
@@ -81,13 +80,30 @@ pub async fn serve(
     cluster: Arc<Cluster>,
     ticket_ttl: Duration,
 ) -> Result<(), tonic::transport::Error> {
-    let service = FlightServiceServer::new(FlightSqlFrontEnd::new(cluster, ticket_ttl))
+    let front_end = Arc::new(FlightSqlFrontEnd::new(cluster, ticket_ttl));
+    let sweeper = {
+        let front_end = Arc::downgrade(&front_end);
+        tokio::spawn(async move {
+            loop {
+                let Some(front_end) = front_end.upgrade() else {
+                    return;
+                };
+                let interval = front_end.results.sweep_interval();
+                front_end.results.sweep();
+                drop(front_end);
+                tokio::time::sleep(interval).await;
+            }
+        })
+    };
+    let service = FlightServiceServer::from_arc(front_end)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .add_service(service)
         .serve_with_incoming(creek_proto::transport::nodelay_incoming(listener))
-        .await
+        .await;
+    sweeper.abort();
+    served
 }
 
 impl FlightSqlFrontEnd {
@@ -149,13 +165,9 @@ impl FlightSqlFrontEnd {
         let (schema, rows, count) = match output {
             Output::Rows { schema, stream } => (relaxed(&schema), Some(stream), -1),
             Output::Affected { count, .. } => (Arc::new(Schema::empty()), None, count as i64),
-            Output::CopyIn(_) => return Err(status_of(
-                ErrorCode::FeatureNotSupported,
-                "COPY FROM STDIN needs the PostgreSQL protocol; over Flight SQL use bulk ingest"
-                    .into(),
-            )),
+            Output::CopyIn(_) => return Err(copy_in_refused()),
         };
-        let handle = self.results.insert(schema.clone(), rows);
+        let handle = self.results.insert(schema.clone(), rows)?;
         let ticket = TicketStatementQuery {
             statement_handle: handle.into(),
         };
@@ -189,7 +201,7 @@ impl FlightSqlFrontEnd {
         descriptor: FlightDescriptor,
     ) -> Result<Option<FlightInfo>, Status> {
         let state = self.cluster.catalog().state();
-        let key = creek_proto::ticket::key_bytes(&state.ticket_key);
+        let key = creek_proto::ticket::key_bytes(state.ticket_key.expose());
         if key.is_empty() {
             return Ok(None);
         }
@@ -249,7 +261,8 @@ impl FlightSqlFrontEnd {
     }
 
     /// Runs an update statement once per parameter row (once if none are bound); returns the
-    /// rows it changed. A one-row `INSERT ... VALUES` runs as one multi-row INSERT per batch.
+    /// rows it changed (-1 if it is a statement that changes none but returns rows). A one-row
+    /// `INSERT ... VALUES` runs as one multi-row INSERT per group of rows.
     async fn update(
         &self,
         query: &PreparedQuery,
@@ -257,65 +270,116 @@ impl FlightSqlFrontEnd {
     ) -> Result<i64, Status> {
         let session = self.session();
         refuse_lost_settings(&query.statements)?;
-        let mut total = 0i64;
+        let mut changed = Changed::default();
         let mut any = false;
         let mut batches = std::pin::pin!(batches);
         while let Some(batch) = batches.next().await {
-            let rows = params::rows(&batch?, &query.param_types)?;
-            if rows.is_empty() {
-                continue;
-            }
-            any = true;
-            if let Some(statuses) = session
-                .bulk_insert(&query.sql, &rows)
-                .await
-                .map_err(status)?
-            {
-                let written = statuses.iter().filter(|s| **s == RowStatus::Ok).count() as i64;
-                total += written;
-                let duplicates = statuses
-                    .iter()
-                    .filter(|s| **s == RowStatus::Duplicate)
-                    .count();
-                if duplicates > 0 {
-                    return Err(status_of(
-                        ErrorCode::DuplicateKey,
-                        format!(
-                            "duplicate key value violates unique constraint ({duplicates} row(s) rejected, {total} written)"
-                        ),
-                    ));
+            let batch = batch?;
+            // Converted a group at a time: a value is far bigger as a ScalarValue (and a
+            // placeholder of the multi-row INSERT) than in its Arrow column.
+            let mut offset = 0;
+            while offset < batch.num_rows() {
+                let length = UPDATE_ROWS_PER_GROUP.min(batch.num_rows() - offset);
+                let rows = params::rows(&batch.slice(offset, length), &query.param_types)?;
+                offset += length;
+                any = true;
+                match session
+                    .bulk_insert(&query.sql, &rows)
+                    .await
+                    .map_err(status)?
+                {
+                    Some(statuses) => {
+                        let written =
+                            statuses.iter().filter(|s| **s == RowStatus::Ok).count() as u64;
+                        changed.add(Some(written));
+                        let duplicates = statuses
+                            .iter()
+                            .filter(|s| **s == RowStatus::Duplicate)
+                            .count();
+                        if duplicates > 0 {
+                            return Err(status_of(
+                                ErrorCode::DuplicateKey,
+                                format!(
+                                    "duplicate key value violates unique constraint \
+                                     ({duplicates} row(s) rejected, {} written)",
+                                    changed.rows
+                                ),
+                            ));
+                        }
+                    }
+                    None => {
+                        for row in rows {
+                            changed.add(affected(
+                                session.execute_statements(&query.statements, &row).await,
+                            )?);
+                        }
+                    }
                 }
-                continue;
-            }
-            for row in rows {
-                total += affected(session.execute_statements(&query.statements, &row).await)?;
             }
         }
         if !any {
-            total += affected(session.execute_statements(&query.statements, &[]).await)?;
+            changed.add(affected(
+                session.execute_statements(&query.statements, &[]).await,
+            )?);
         }
-        Ok(total)
+        Ok(changed.count())
     }
 }
 
-/// The rows a statement changed (-1 for one that returns rows, as Flight SQL has it).
-fn affected(outputs: crate::error::Result<Vec<Output>>) -> Result<i64, Status> {
+/// Parameter rows converted and run at a time by a prepared update.
+const UPDATE_ROWS_PER_GROUP: usize = 10_000;
+
+/// Rows changed by the runs of an update, and whether any run was a statement that changes
+/// rows at all.
+#[derive(Default)]
+struct Changed {
+    rows: u64,
+    counted: bool,
+}
+
+impl Changed {
+    fn add(&mut self, rows: Option<u64>) {
+        if let Some(rows) = rows {
+            self.rows += rows;
+            self.counted = true;
+        }
+    }
+
+    /// The count Flight SQL answers: -1 when no run changed rows (a query).
+    fn count(&self) -> i64 {
+        if self.counted {
+            i64::try_from(self.rows).unwrap_or(i64::MAX)
+        } else {
+            -1
+        }
+    }
+}
+
+/// The rows a statement changed (`None` for one that returns rows).
+fn affected(outputs: crate::error::Result<Vec<Output>>) -> Result<Option<u64>, Status> {
     match outputs.map_err(status)?.pop() {
-        Some(Output::Affected { count, .. }) => Ok(count as i64),
-        Some(Output::CopyIn(_)) => Err(status_of(
-            ErrorCode::FeatureNotSupported,
-            "COPY FROM STDIN needs the PostgreSQL protocol; over Flight SQL use bulk ingest".into(),
-        )),
-        _ => Ok(-1),
+        Some(Output::Affected { count, .. }) => Ok(Some(count)),
+        Some(Output::CopyIn(_)) => Err(copy_in_refused()),
+        _ => Ok(None),
     }
 }
 
-/// Refuses statements whose last one only sets a session setting: every Flight SQL call has
-/// a session of its own, so the setting would be gone before the next call. A `SET` followed
-/// by the query it is for, in one text, works.
+fn copy_in_refused() -> Status {
+    status_of(
+        ErrorCode::FeatureNotSupported,
+        "COPY FROM STDIN needs the PostgreSQL protocol; over Flight SQL use bulk ingest".into(),
+    )
+}
+
+/// Refuses statements whose last one only changes the session (a setting, a SQL prepared
+/// statement): every Flight SQL call has a session of its own, so the change would be gone
+/// before the next call. A `SET` followed by the query it is for, in one text, works.
 fn refuse_lost_settings(statements: &[ParsedStatement]) -> Result<(), Status> {
     if let Some(ParsedStatement::Sql(statement, _)) = statements.last() {
-        if matches!(statement.as_ref(), Statement::Set(_)) {
+        if matches!(
+            statement.as_ref(),
+            Statement::Set(_) | Statement::Prepare { .. } | Statement::Deallocate { .. }
+        ) {
             return Err(status_of(
                 ErrorCode::FeatureNotSupported,
                 "session settings do not outlive a Flight SQL call; send the SET and the \
@@ -569,7 +633,8 @@ impl FlightSqlService for FlightSqlFrontEnd {
         }
         let statements = parse(&command.query)?;
         refuse_lost_settings(&statements)?;
-        affected(self.session().execute_statements(&statements, &[]).await)
+        let changed = affected(self.session().execute_statements(&statements, &[]).await)?;
+        Ok(changed.map_or(-1, |rows| i64::try_from(rows).unwrap_or(i64::MAX)))
     }
 
     async fn do_put_statement_ingest(
@@ -595,8 +660,9 @@ impl FlightSqlService for FlightSqlFrontEnd {
         let mut bound = Vec::new();
         let mut batches = std::pin::pin!(params::batches(request.into_inner()));
         while let Some(batch) = batches.next().await {
-            bound.extend(params::rows(&batch?, &prepared.query.param_types)?);
-            if bound.len() > params::MAX_BOUND_ROWS {
+            let batch = batch?;
+            // Counted before converting: a value is far bigger as a ScalarValue.
+            if bound.len() + batch.num_rows() > params::MAX_BOUND_ROWS {
                 return Err(status_of(
                     ErrorCode::ProgramLimitExceeded,
                     format!(
@@ -605,6 +671,7 @@ impl FlightSqlService for FlightSqlFrontEnd {
                     ),
                 ));
             }
+            bound.extend(params::rows(&batch, &prepared.query.param_types)?);
         }
         *prepared.bound.lock() = bound;
         Ok(DoPutPreparedStatementResult {

@@ -93,9 +93,13 @@ impl Session {
         }
         let planned: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
         let physical = state.create_physical_plan(&plan).await?;
-        let Some(scan) = unmerged_scan(&physical) else {
+        let Some(scan) = unmerged_scan(&physical).filter(|scan| !scan.limits_rows()) else {
             return Ok(None);
         };
+        // The fragments wait for no session's writes (see `node_fragments`).
+        if !self.writes().is_empty() {
+            return Ok(None);
+        }
         let Some(fragments) = scan.node_fragments()? else {
             return Ok(None);
         };

@@ -4,21 +4,23 @@
 //! checked as for an INSERT.
 
 use arrow_flight::decode::FlightRecordBatchStream;
-use arrow_flight::error::FlightError;
 use arrow_flight::sql::server::PeekableFlightDataStream;
 use arrow_flight::sql::{CommandStatementIngest, TableExistsOption, TableNotExistOption};
 use creek_common::types::ColumnType;
 use creek_common::ErrorCode;
-use datafusion::arrow::datatypes::Schema;
-use futures::{StreamExt, TryStreamExt};
+use datafusion::arrow::datatypes::{DataType, Schema};
+use futures::StreamExt;
 use tonic::Status;
 
 use super::metadata::unknown_catalog;
+use super::params::{flight_status, uncompressed};
 use super::results::{status, status_of};
 use crate::catalog::pg_catalog::DATABASE_NAME;
 use crate::cluster::Cluster;
 use crate::session::Session;
 use crate::sql::load::BatchLoader;
+use crate::sql::parse::{parse_sql, ParsedStatement};
+use sqlparser::ast::Statement;
 use std::sync::Arc;
 
 fn quoted(identifier: &str) -> String {
@@ -27,6 +29,19 @@ fn quoted(identifier: &str) -> String {
 
 fn unsupported(message: String) -> Status {
     status_of(ErrorCode::FeatureNotSupported, message)
+}
+
+/// The names of the struct fields nested anywhere in `data_type`.
+fn nested_names(data_type: &DataType) -> Box<dyn Iterator<Item = &String> + '_> {
+    match data_type {
+        DataType::Struct(fields) => Box::new(fields.iter().flat_map(|field| {
+            std::iter::once(field.name()).chain(nested_names(field.data_type()))
+        })),
+        DataType::List(field) | DataType::LargeList(field) | DataType::FixedSizeList(field, _) => {
+            nested_names(field.data_type())
+        }
+        _ => Box::new(std::iter::empty()),
+    }
 }
 
 /// The `CREATE TABLE` for a table of `schema`'s columns.
@@ -48,6 +63,17 @@ fn create_table_sql(schema_name: &str, table: &str, schema: &Schema) -> Result<S
                     field.data_type()
                 ))
             })?;
+            // Sub-column names are written unquoted-aware by the type's DDL text; a double
+            // quote in one would end it early.
+            if let Some(name) = nested_names(field.data_type()).find(|name| name.contains('"')) {
+                return Err(status_of(
+                    ErrorCode::InvalidParameterValue,
+                    format!(
+                        "sub-column name {name:?} of \"{}\" contains a double quote",
+                        field.name()
+                    ),
+                ));
+            }
             Ok(format!("{} {column_type}", quoted(field.name())))
         })
         .collect::<Result<Vec<String>, Status>>()?;
@@ -57,6 +83,32 @@ fn create_table_sql(schema_name: &str, table: &str, schema: &Schema) -> Result<S
         quoted(table),
         columns.join(", ")
     ))
+}
+
+/// Checks that `sql`, a `CREATE TABLE`, would create a valid table, without creating it.
+fn check_create(cluster: &Cluster, sql: &str, default_schema: &str) -> Result<(), Status> {
+    let statements = parse_sql(sql).map_err(status)?;
+    let [ParsedStatement::Sql(statement, clauses)] = statements.as_slice() else {
+        return Err(Status::internal(
+            "the generated CREATE TABLE is not one statement",
+        ));
+    };
+    let Statement::CreateTable(create) = statement.as_ref() else {
+        return Err(Status::internal(
+            "the generated CREATE TABLE is not a CREATE TABLE",
+        ));
+    };
+    let table = crate::sql::ddl::table_from_create(
+        create,
+        clauses,
+        default_schema,
+        cluster.data_nodes().len(),
+        &cluster.catalog().state().analyzers,
+    )
+    .map_err(status)?;
+    table
+        .validate()
+        .map_err(|error| status(crate::error::Error::from(error)))
 }
 
 /// Runs an ingest; returns the rows written.
@@ -102,9 +154,7 @@ pub async fn ingest(
         .unwrap_or_else(|| session.settings().schema);
     let table_name = command.table;
 
-    let mut batches = FlightRecordBatchStream::new_from_flight_data(
-        request.map_err(|status| FlightError::Tonic(Box::new(status))),
-    );
+    let mut batches = FlightRecordBatchStream::new_from_flight_data(uncompressed(request));
     // The schema arrives before (or without) the first batch.
     let first = batches.next().await.transpose().map_err(flight_status)?;
     let schema = match (&first, batches.schema()) {
@@ -128,6 +178,9 @@ pub async fn ingest(
                 ))
             }
             TableExistsOption::Replace => {
+                // The new definition is checked in full before the old table is dropped: a
+                // schema no table can have must not cost the rows already there.
+                check_create(cluster, &create()?, &schema_name)?;
                 let sql = format!(
                     "DROP TABLE {}.{}; {}",
                     quoted(&schema_name),
@@ -189,14 +242,4 @@ pub async fn ingest(
     }
     let written = loader.finish().await.map_err(status)?;
     Ok(written as i64)
-}
-
-fn flight_status(error: FlightError) -> Status {
-    match error {
-        FlightError::Tonic(status) => *status,
-        other => status_of(
-            ErrorCode::InvalidParameterValue,
-            format!("bad Arrow data: {other}"),
-        ),
-    }
 }

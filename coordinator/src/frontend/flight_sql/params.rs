@@ -6,11 +6,13 @@ use std::sync::Arc;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::server::PeekableFlightDataStream;
+use arrow_flight::FlightData;
 use creek_common::ErrorCode;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::ipc;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::Status;
 
 use super::results::status_of;
@@ -35,20 +37,50 @@ pub fn parameter_schema(types: &[Option<DataType>]) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// The batches a `DoPut` carries (after the command in its first message's descriptor).
-pub fn batches(
+/// The Flight data of a `DoPut`, refusing compressed IPC bodies: their header claims the
+/// uncompressed size and Arrow allocates by that claim, so one small message could make the
+/// coordinator allocate without bound. Clients (ADBC among them) send uncompressed bodies
+/// unless told otherwise.
+pub fn uncompressed(
     request: PeekableFlightDataStream,
-) -> impl Stream<Item = Result<RecordBatch, Status>> + Send {
-    FlightRecordBatchStream::new_from_flight_data(
-        request.map_err(|status| FlightError::Tonic(Box::new(status))),
-    )
-    .map_err(|error| match error {
+) -> impl Stream<Item = Result<FlightData, FlightError>> + Send {
+    request.map(|data| {
+        let data = data.map_err(|status| FlightError::Tonic(Box::new(status)))?;
+        if let Ok(message) = ipc::root_as_message(&data.data_header) {
+            let compression = match message.header_as_record_batch() {
+                Some(batch) => batch.compression(),
+                None => message
+                    .header_as_dictionary_batch()
+                    .and_then(|dictionary| dictionary.data())
+                    .and_then(|batch| batch.compression()),
+            };
+            if compression.is_some() {
+                return Err(FlightError::Tonic(Box::new(status_of(
+                    ErrorCode::FeatureNotSupported,
+                    "compressed Arrow IPC bodies are not accepted; send them uncompressed".into(),
+                ))));
+            }
+        }
+        Ok(data)
+    })
+}
+
+/// Turns a decoding failure into a client status.
+pub fn flight_status(error: FlightError) -> Status {
+    match error {
         FlightError::Tonic(status) => *status,
         other => status_of(
             ErrorCode::InvalidParameterValue,
             format!("bad Arrow data: {other}"),
         ),
-    })
+    }
+}
+
+/// The batches a `DoPut` carries (after the command in its first message's descriptor).
+pub fn batches(
+    request: PeekableFlightDataStream,
+) -> impl Stream<Item = Result<RecordBatch, Status>> + Send {
+    FlightRecordBatchStream::new_from_flight_data(uncompressed(request)).map_err(flight_status)
 }
 
 /// The rows of `batch` as parameter values, each cast to its parameter's inferred type.

@@ -17,40 +17,14 @@ use parking_lot::Mutex;
 use tonic::Status;
 
 use crate::error::Error;
-use crate::frontend::pgwire::error::sqlstate;
 
-/// The metadata key carrying an error's SQLSTATE.
-pub const SQLSTATE_HEADER: &str = "x-sqlstate";
-
-/// Results no client fetches are dropped after this many are waiting (the oldest first).
+/// Results nobody fetched are at most this many; more are refused until some are fetched
+/// or expire.
 const MAX_PENDING: usize = 1024;
 
-/// A Flight status for a Creek error: a code that says what kind of failure it is, the
-/// message pgwire would show, and the SQLSTATE in the `x-sqlstate` metadata.
+/// A Flight status for a Creek error (see `creek_proto::status::client_status`).
 pub fn status_of(code: ErrorCode, message: String) -> Status {
-    let grpc = match code {
-        ErrorCode::UndefinedTable
-        | ErrorCode::UndefinedColumn
-        | ErrorCode::UndefinedSchema
-        | ErrorCode::UndefinedFunction
-        | ErrorCode::UndefinedObject
-        | ErrorCode::UndefinedPreparedStatement => tonic::Code::NotFound,
-        ErrorCode::DuplicateKey
-        | ErrorCode::DuplicateObject
-        | ErrorCode::DuplicatePreparedStatement => tonic::Code::AlreadyExists,
-        ErrorCode::FeatureNotSupported => tonic::Code::Unimplemented,
-        ErrorCode::Unavailable => tonic::Code::Unavailable,
-        ErrorCode::QueryCanceled => tonic::Code::Cancelled,
-        ErrorCode::ProgramLimitExceeded => tonic::Code::ResourceExhausted,
-        ErrorCode::SerializationFailure => tonic::Code::Aborted,
-        ErrorCode::Internal | ErrorCode::DataCorrupted => tonic::Code::Internal,
-        _ => tonic::Code::InvalidArgument,
-    };
-    let mut status = Status::new(grpc, message);
-    if let Ok(value) = sqlstate(code).parse() {
-        status.metadata_mut().insert(SQLSTATE_HEADER, value);
-    }
-    status
+    creek_proto::status::client_status(code, message)
 }
 
 /// The Flight status of a coordinator error.
@@ -102,7 +76,8 @@ struct Pending {
 }
 
 /// Results of statements `GetFlightInfo` ran, by the random handle in their ticket. Each is
-/// fetched once; one not fetched within the ticket lifetime is dropped, which ends its query.
+/// fetched once; one not fetched within the ticket lifetime is dropped by [`Self::sweep`],
+/// which ends its query.
 pub struct PendingResults {
     entries: Mutex<HashMap<Vec<u8>, Pending>>,
     ttl: Duration,
@@ -117,40 +92,56 @@ impl PendingResults {
         }
     }
 
-    /// Keeps a result; returns the handle its ticket carries.
-    pub fn insert(&self, schema: SchemaRef, rows: Option<SendableRecordBatchStream>) -> Vec<u8> {
+    /// How often [`Self::sweep`] should run.
+    pub fn sweep_interval(&self) -> Duration {
+        (self.ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(10))
+    }
+
+    /// Keeps a result; returns the handle its ticket carries. Refused while
+    /// [`MAX_PENDING`] results wait: evicting one would fail another client's fetch.
+    pub fn insert(
+        &self,
+        schema: SchemaRef,
+        rows: Option<SendableRecordBatchStream>,
+    ) -> Result<Vec<u8>, Status> {
         let handle = uuid::Uuid::new_v4().as_bytes().to_vec();
-        let dropped = {
+        let mut entries = self.entries.lock();
+        if entries.len() >= MAX_PENDING {
+            return Err(status_of(
+                ErrorCode::ProgramLimitExceeded,
+                format!(
+                    "{MAX_PENDING} results are waiting to be fetched from this coordinator; \
+                     fetch them (DoGet) or let their tickets expire"
+                ),
+            ));
+        }
+        entries.insert(
+            handle.clone(),
+            Pending {
+                schema,
+                rows,
+                created: Instant::now(),
+            },
+        );
+        Ok(handle)
+    }
+
+    /// Drops the results whose tickets have expired.
+    pub fn sweep(&self) {
+        let expired: Vec<Pending> = {
             let mut entries = self.entries.lock();
-            let expired: Vec<Vec<u8>> = entries
+            let handles: Vec<Vec<u8>> = entries
                 .iter()
                 .filter(|(_, pending)| pending.created.elapsed() > self.ttl)
                 .map(|(handle, _)| handle.clone())
                 .collect();
-            let mut dropped: Vec<Pending> = expired
+            handles
                 .iter()
                 .filter_map(|handle| entries.remove(handle))
-                .collect();
-            if entries.len() >= MAX_PENDING {
-                let oldest = entries
-                    .iter()
-                    .min_by_key(|(_, pending)| pending.created)
-                    .map(|(handle, _)| handle.clone());
-                dropped.extend(oldest.and_then(|handle| entries.remove(&handle)));
-            }
-            entries.insert(
-                handle.clone(),
-                Pending {
-                    schema,
-                    rows,
-                    created: Instant::now(),
-                },
-            );
-            dropped
+                .collect()
         };
         // Dropped outside the lock: ending a query's streams may take a moment.
-        drop(dropped);
-        handle
+        drop(expired);
     }
 
     /// Takes the result `handle` names, if it is still there.
@@ -160,7 +151,9 @@ impl PendingResults {
     ) -> Result<(SchemaRef, Option<SendableRecordBatchStream>), Status> {
         let pending = self.entries.lock().remove(handle);
         match pending {
-            Some(pending) if pending.created.elapsed() <= self.ttl => Ok((pending.schema, pending.rows)),
+            Some(pending) if pending.created.elapsed() <= self.ttl => {
+                Ok((pending.schema, pending.rows))
+            }
             _ => Err(Status::not_found(
                 "no result for this ticket: it was fetched already or has expired; run the statement again",
             )),

@@ -173,8 +173,12 @@ impl FlightService for FlightFragmentService {
             .map_err(move |e| FlightError::Tonic(Box::new(error_status(for_clients, e))))
             .and_then(move |batch| {
                 let conformed = match &promised {
-                    Some(schema) => creek_proto::ipc::conform_to_schema(&batch, schema)
-                        .map_err(|e| FlightError::Tonic(Box::new(Status::internal(e.to_string())))),
+                    Some(schema) => {
+                        creek_proto::ipc::conform_to_schema(&batch, schema).map_err(|e| {
+                            let error = DataFusionError::ArrowError(Box::new(e), None);
+                            FlightError::Tonic(Box::new(error_status(for_clients, error)))
+                        })
+                    }
                     None => Ok(batch),
                 };
                 futures::future::ready(conformed)

@@ -8,7 +8,7 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use std::sync::Arc;
 
 use arrow_flight::SchemaAsIpc;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 
 /// Encodes one batch as an Arrow IPC stream.
@@ -74,8 +74,45 @@ pub fn conform_to_schema(
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
-    // Arrow refuses nulls under a non-nullable field: promised schemas are made with every
-    // field nullable, as planning may say NOT NULL where a shard still has nulls.
+    // Arrow refuses nulls under a non-nullable field: promised schemas have every field
+    // nullable (`client_schema`).
     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+}
+
+/// `schema` as Flight clients are promised it: every field nullable (planning may call a column NOT NULL
+/// where a shard still holds nulls, and Arrow refuses such a batch under a non-nullable
+/// field), and string and binary views as plain strings and binaries (DataFusion produces
+/// views for some expressions; many Flight clients cannot read them, and a sliced view column
+/// would carry its whole data buffers in every message).
+pub fn client_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| plain_field(field).with_nullable(true))
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+fn plain_field(field: &Field) -> Field {
+    field.clone().with_data_type(plain_type(field.data_type()))
+}
+
+fn plain_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        DataType::List(field) => DataType::List(Arc::new(plain_field(field))),
+        DataType::LargeList(field) => DataType::LargeList(Arc::new(plain_field(field))),
+        DataType::FixedSizeList(field, size) => {
+            DataType::FixedSizeList(Arc::new(plain_field(field)), *size)
+        }
+        DataType::Struct(fields) => DataType::Struct(
+            fields
+                .iter()
+                .map(|field| Arc::new(plain_field(field)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }

@@ -28,10 +28,11 @@ ENDPOINTS_HEADER = "x-creek-endpoints"
 # GetFlightInfo (planning) gets `--timeout` like any query; the DoGets of a whole export and
 # an ingest, which at 10m rows move gigabytes, get the hour COPY gets elsewhere in the bench.
 LONG_CALL_SECONDS = 3600
-# Each record batch of an ingest travels as one gRPC message, and gRPC servers refuse
-# messages over 4 MiB unless told otherwise (tonic's default); DuckDB hands out batches of
-# up to a million rows (hundreds of MB of hits), so the ingest sends batches of about this.
-INGEST_BATCH_BYTES = 3 << 20
+# Each record batch of an ingest travels as one gRPC message, and ADBC's Go client sends no
+# message over 16 MiB unless told otherwise (Creek's coordinator takes up to 256 MiB); DuckDB
+# hands out batches of up to a million rows (hundreds of MB of hits), so the ingest sends
+# batches of about this.
+INGEST_BATCH_BYTES = 12 << 20
 
 
 def connect(port, timeout, endpoints=None):

@@ -326,6 +326,13 @@ def test_dev_scan_goes_to_the_data_node(creek, pg):
         assert info.schema.names == ["id", "v"]
         rows = sorted_rows(fetch_all(client, info), "id")
         assert [(r["id"], r["v"]) for r in rows] == sorted(expected)
+    # Expressions DataFusion computes as string views arrive as plain strings, both ways.
+    for options in (None, COORDINATOR):
+        info = client.get_flight_info(statement("SELECT id, id::text AS t FROM fl_scan"), options)
+        assert info.schema.field("t").type == pa.string()
+        table = fetch_all(client, info)
+        assert table.schema.field("t").type == pa.string()
+        assert sorted(table.column("t").to_pylist(), key=int) == [str(i) for i in range(500)]
     # An aggregate needs a merge: one endpoint, here.
     merged = client.get_flight_info(statement("SELECT count(*) AS c FROM fl_scan"))
     assert [e.locations for e in merged.endpoints] == [[]]

@@ -141,6 +141,7 @@ impl FlightSqlFrontEnd {
         descriptor: FlightDescriptor,
     ) -> Result<FlightInfo, Status> {
         refuse_lost_settings(statements)?;
+        self.results.ensure_room()?;
         let session = self.session();
         let export = if coordinator_only {
             None
@@ -167,7 +168,7 @@ impl FlightSqlFrontEnd {
             Output::Affected { count, .. } => (Arc::new(Schema::empty()), None, count as i64),
             Output::CopyIn(_) => return Err(copy_in_refused()),
         };
-        let handle = self.results.insert(schema.clone(), rows)?;
+        let handle = self.results.insert(schema.clone(), rows);
         let ticket = TicketStatementQuery {
             statement_handle: handle.into(),
         };

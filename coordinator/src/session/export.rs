@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use creek_common::NodeId;
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -37,7 +37,7 @@ pub enum Export {
 
 /// A scan split by data node.
 pub struct ScanExport {
-    /// The result schema, named for the client, every field nullable.
+    /// The result schema, named for the client (`creek_proto::ipc::client_schema`).
     pub schema: SchemaRef,
     /// Each data node's fragment ticket (unsigned `FragmentTicket` bytes).
     pub fragments: Vec<(NodeId, Vec<u8>)>,
@@ -110,13 +110,8 @@ impl Session {
             .as_ref()
             .and_then(|names| names.apply(&planned))
             .unwrap_or(planned);
-        let fields: Vec<Field> = named
-            .fields()
-            .iter()
-            .map(|field| field.as_ref().clone().with_nullable(true))
-            .collect();
         Ok(Some(ScanExport {
-            schema: Arc::new(Schema::new_with_metadata(fields, named.metadata().clone())),
+            schema: creek_proto::ipc::client_schema(&named),
             fragments,
         }))
     }

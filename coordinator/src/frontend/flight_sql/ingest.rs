@@ -15,6 +15,7 @@ use tonic::Status;
 use super::metadata::unknown_catalog;
 use super::params::{flight_status, uncompressed};
 use super::results::{status, status_of};
+use crate::catalog::commands::{apply, Command};
 use crate::catalog::pg_catalog::DATABASE_NAME;
 use crate::cluster::Cluster;
 use crate::session::Session;
@@ -108,7 +109,23 @@ fn check_create(cluster: &Cluster, sql: &str, default_schema: &str) -> Result<()
     .map_err(status)?;
     table
         .validate()
-        .map_err(|error| status(crate::error::Error::from(error)))
+        .map_err(|error| status(crate::error::Error::from(error)))?;
+    // And what the cluster state would say (placement, shard limits): a dry run of the drop
+    // and the create on a copy of the state, through the same pure `apply` the Raft log runs.
+    let mut state = (*cluster.catalog().state()).clone();
+    let drop = Command::DropTable {
+        schema: table.schema_name.clone(),
+        name: table.name.clone(),
+        if_exists: true,
+    };
+    let create = Command::CreateTable {
+        table,
+        if_not_exists: false,
+    };
+    for command in [drop, create] {
+        apply(&mut state, &command).map_err(|error| status(crate::error::Error::from(error)))?;
+    }
+    Ok(())
 }
 
 /// Runs an ingest; returns the rows written.

@@ -2,17 +2,17 @@
 //! rows and errors go on the wire (Flight status codes with the SQLSTATE pgwire would send).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::FlightData;
 use creek_common::ErrorCode;
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::stream::BoxStream;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 use tonic::Status;
 
@@ -32,15 +32,9 @@ pub fn status(error: Error) -> Status {
     status_of(error.code(), error.client_message())
 }
 
-/// `schema` with every field nullable: planning may call a column NOT NULL where a shard still
-/// holds nulls, and Arrow refuses such a batch under a non-nullable field.
+/// `schema` as Flight clients are promised it (see `creek_proto::ipc::client_schema`).
 pub fn relaxed(schema: &SchemaRef) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|field| field.as_ref().clone().with_nullable(true))
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+    creek_proto::ipc::client_schema(schema)
 }
 
 /// Encodes `rows` as Flight data under `schema`, the schema `GetFlightInfo` promised.
@@ -50,12 +44,21 @@ pub fn flight_stream(
     rows: Option<SendableRecordBatchStream>,
 ) -> BoxStream<'static, Result<FlightData, Status>> {
     let promised = schema.clone();
-    let batches = futures::stream::iter(rows).flatten().map(move |batch| {
-        let batch = batch.map_err(|e| FlightError::Tonic(Box::new(status(Error::from(e)))))?;
-        creek_proto::ipc::conform_to_schema(&batch, &promised)
-            .map_err(|e| FlightError::Tonic(Box::new(status(Error::from(e)))))
-    });
+    let batches = futures::stream::iter(rows)
+        .flatten()
+        .map(move |batch| {
+            let batch = batch.map_err(|e| FlightError::Tonic(Box::new(status(Error::from(e)))))?;
+            let batch = creek_proto::ipc::conform_to_schema(&batch, &promised)
+                .map_err(|e| FlightError::Tonic(Box::new(status(Error::from(e)))))?;
+            Ok::<_, FlightError>(futures::stream::iter(
+                pieces(batch).into_iter().map(Ok::<_, FlightError>),
+            ))
+        })
+        .try_flatten();
     FlightDataEncoderBuilder::new()
+        // Split by `pieces` instead: the encoder's own estimate counts a buffer shared by
+        // several columns once per column.
+        .with_max_flight_data_size(usize::MAX)
         .with_schema(schema)
         .build(batches)
         .map(|data| {
@@ -65,6 +68,37 @@ pub fn flight_stream(
             })
         })
         .boxed()
+}
+
+/// About how many bytes of rows one Flight message carries: gRPC clients refuse large
+/// messages (4 MiB by default, 16 MiB in ADBC's), and Arrow's own encoder aims at 2 MiB.
+const MESSAGE_BYTES: usize = 2 << 20;
+
+/// `batch` in slices of about [`MESSAGE_BYTES`], measured by the bytes its rows hold. A batch
+/// decoded from a data node's Flight data has every column in one shared buffer, which
+/// Arrow's estimate (`get_buffer_memory_size`) counts once per column: a 100-column batch
+/// would look 100 times its size and go out in slivers of a few rows.
+fn pieces(batch: RecordBatch) -> Vec<RecordBatch> {
+    let bytes: usize = batch
+        .columns()
+        .iter()
+        .map(|column| {
+            column
+                .to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| column.get_buffer_memory_size())
+        })
+        .sum();
+    let rows = batch.num_rows();
+    let count = bytes.div_ceil(MESSAGE_BYTES).clamp(1, rows.max(1));
+    if count == 1 {
+        return vec![batch];
+    }
+    let per_piece = rows.div_ceil(count);
+    (0..rows)
+        .step_by(per_piece)
+        .map(|offset| batch.slice(offset, per_piece.min(rows - offset)))
+        .collect()
 }
 
 /// A statement's result waiting for its `DoGet`.
@@ -97,25 +131,30 @@ impl PendingResults {
         (self.ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(10))
     }
 
-    /// Keeps a result; returns the handle its ticket carries. Refused while
-    /// [`MAX_PENDING`] results wait: evicting one would fail another client's fetch.
-    pub fn insert(
-        &self,
-        schema: SchemaRef,
-        rows: Option<SendableRecordBatchStream>,
-    ) -> Result<Vec<u8>, Status> {
-        let handle = uuid::Uuid::new_v4().as_bytes().to_vec();
-        let mut entries = self.entries.lock();
-        if entries.len() >= MAX_PENDING {
-            return Err(status_of(
-                ErrorCode::ProgramLimitExceeded,
-                format!(
-                    "{MAX_PENDING} results are waiting to be fetched from this coordinator; \
-                     fetch them (DoGet) or let their tickets expire"
-                ),
-            ));
+    /// Fails while [`MAX_PENDING`] results wait (after dropping the expired ones): checked
+    /// before a statement runs, so a refused call has done nothing. Evicting a result instead
+    /// would fail the fetch of a client about to make it.
+    pub fn ensure_room(&self) -> Result<(), Status> {
+        if self.entries.lock().len() < MAX_PENDING {
+            return Ok(());
         }
-        entries.insert(
+        self.sweep();
+        if self.entries.lock().len() < MAX_PENDING {
+            return Ok(());
+        }
+        Err(status_of(
+            ErrorCode::ProgramLimitExceeded,
+            format!(
+                "{MAX_PENDING} results are waiting to be fetched from this coordinator; \
+                 fetch them (DoGet) or let their tickets expire"
+            ),
+        ))
+    }
+
+    /// Keeps a result; returns the handle its ticket carries.
+    pub fn insert(&self, schema: SchemaRef, rows: Option<SendableRecordBatchStream>) -> Vec<u8> {
+        let handle = uuid::Uuid::new_v4().as_bytes().to_vec();
+        self.entries.lock().insert(
             handle.clone(),
             Pending {
                 schema,
@@ -123,7 +162,7 @@ impl PendingResults {
                 created: Instant::now(),
             },
         );
-        Ok(handle)
+        handle
     }
 
     /// Drops the results whose tickets have expired.
@@ -158,5 +197,36 @@ impl PendingResults {
                 "no result for this ticket: it was fetched already or has expired; run the statement again",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{ArrayRef, Int64Array};
+    use datafusion::arrow::ipc::reader::StreamReader;
+
+    #[test]
+    fn pieces_measure_rows_not_shared_buffers() {
+        // 100 columns of 20,000 int64s: 16 MB of rows, decoded from one IPC message, so every
+        // column's buffer is a slice of one shared allocation.
+        let columns: Vec<(String, ArrayRef)> = (0..100)
+            .map(|i| {
+                let values = Int64Array::from_iter_values(0..20_000);
+                (format!("c{i}"), std::sync::Arc::new(values) as ArrayRef)
+            })
+            .collect();
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let bytes = creek_proto::ipc::batch_to_ipc(&batch).unwrap();
+        let decoded = StreamReader::try_new(bytes.as_slice(), None)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let split = pieces(decoded);
+        // About 16 MB / 2 MiB pieces, not thousands of slivers.
+        assert!((7..=10).contains(&split.len()), "{} pieces", split.len());
+        assert_eq!(split.iter().map(RecordBatch::num_rows).sum::<usize>(), 20_000);
+        assert_eq!(pieces(RecordBatch::new_empty(batch.schema())).len(), 1);
     }
 }

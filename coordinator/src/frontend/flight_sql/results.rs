@@ -226,7 +226,10 @@ mod tests {
         let split = pieces(decoded);
         // About 16 MB / 2 MiB pieces, not thousands of slivers.
         assert!((7..=10).contains(&split.len()), "{} pieces", split.len());
-        assert_eq!(split.iter().map(RecordBatch::num_rows).sum::<usize>(), 20_000);
+        assert_eq!(
+            split.iter().map(RecordBatch::num_rows).sum::<usize>(),
+            20_000
+        );
         assert_eq!(pieces(RecordBatch::new_empty(batch.schema())).len(), 1);
     }
 }

@@ -210,15 +210,23 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    match cli.command {
-        Command::Dev(args) => run_dev(args).await,
-        Command::Coordinator(args) => run_coordinator(args).await,
-        Command::Datanode(args) => run_datanode(args).await,
-    }
+    // Statements are parsed and planned on these threads: they get the query runtime's
+    // stack (see `THREAD_STACK_BYTES`).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_stack_size(creek_proto::exec::THREAD_STACK_BYTES)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Dev(args) => run_dev(args).await,
+            Command::Coordinator(args) => run_coordinator(args).await,
+            Command::Datanode(args) => run_datanode(args).await,
+        }
+    })
 }
 
 async fn bind(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> {

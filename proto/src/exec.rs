@@ -13,6 +13,13 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use futures::StreamExt;
 
+/// The stack of every thread that plans or runs a query (the query runtime's and the process's
+/// main runtime's): expressions are trees that planning and evaluation walk recursively, and
+/// 2 MiB (tokio's default) overflowed on chains of a few hundred operators in a debug build,
+/// which aborts the process. `sql::parse` bounds the chains; this leaves room for the bound.
+/// The memory is reserved, not used, until a deep statement needs it.
+pub const THREAD_STACK_BYTES: usize = 64 << 20;
+
 /// Batches buffered between the query runtime and the consumer.
 const BUFFERED_BATCHES: usize = 2;
 
@@ -22,6 +29,7 @@ fn query_runtime() -> &'static tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
             .thread_name("creek-query")
+            .thread_stack_size(THREAD_STACK_BYTES)
             .enable_all()
             .build()
             .expect("the query runtime starts")

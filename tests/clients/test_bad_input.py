@@ -56,6 +56,39 @@ def test_deeply_nested_expression(creek):
     assert creek.alive()
 
 
+def test_long_operator_chains_are_refused_not_fatal(creek):
+    """`1+1+...` with 100,000 terms (and long OR, UNION and cast chains) once overflowed a
+    thread's stack and killed the process; they are refused with 54000, over pgwire, HTTP
+    and Flight SQL, and a chain within the bound still runs."""
+    import adbc_driver_flightsql.dbapi as flight_sql
+    import adbc_driver_manager
+    from conftest import post_sql
+
+    chains = ["SELECT " + "+".join(["1"] * 100_000),
+              "SELECT 1 WHERE " + " OR ".join(["1 = 1"] * 5_000),
+              "SELECT " + " UNION SELECT ".join(["1"] * 5_000),
+              "SELECT 1" + "::int" * 5_000]
+    with psycopg.connect(creek.dsn, autocommit=True) as conn:
+        for sql in chains:
+            try:
+                conn.execute(sql)
+                raise AssertionError(f"{sql[:40]}... should be refused")
+            except psycopg.Error as error:
+                assert error.sqlstate == "54000", error
+        assert conn.execute("SELECT " + "+".join(["1"] * 1_999)).fetchone() == (1_999,)
+    status, answer = post_sql(creek, {"stmt": chains[0]})
+    assert status == 400 and "too complex" in answer["error"]["message"]
+    with flight_sql.connect(creek.flight_uri, autocommit=True) as connection:
+        cur = connection.cursor()
+        try:
+            cur.execute(chains[1])
+            raise AssertionError("Flight SQL should refuse the chain")
+        except adbc_driver_manager.Error as error:
+            assert (b"x-sqlstate", b"54000") in error.details
+        cur.close()
+    assert_second_client_served(creek)
+
+
 def read_until_ready(sock):
     """Reads backend messages until ReadyForQuery; returns them as (type, body) pairs."""
     sock.settimeout(20)

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::plan::params::parameter_number;
 
 mod copy_files;
+mod depth;
 mod fulltext;
 mod generated;
 mod object;
@@ -189,6 +190,7 @@ fn word_is(token: &Token, keyword: &str) -> bool {
 }
 
 fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
+    depth::check_expression_depth(&tokens)?;
     let significant: Vec<&Token> = tokens
         .iter()
         .filter(|t| !matches!(t, Token::Whitespace(_)))

@@ -67,7 +67,8 @@ def test_long_operator_chains_are_refused_not_fatal(creek):
     chains = ["SELECT " + "+".join(["1"] * 100_000),
               "SELECT 1 WHERE " + " OR ".join(["1 = 1"] * 5_000),
               "SELECT " + " UNION SELECT ".join(["1"] * 5_000),
-              "SELECT 1" + "::int" * 5_000]
+              "SELECT 1" + "::int" * 5_000,
+              "SELECT " + "ARRAY[" * 1_000 + "1" + "]" * 1_000]
     with psycopg.connect(creek.dsn, autocommit=True) as conn:
         for sql in chains:
             try:

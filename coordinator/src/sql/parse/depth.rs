@@ -6,8 +6,9 @@
 //! such trees recursively: rewrites, planning, evaluation, even dropping them. A chain of a
 //! few thousand operators overflowed a thread's stack and killed the process. This module
 //! estimates the depth from the tokens (operators chained at one parenthesis level, plus
-//! those of the enclosing levels) and refuses a statement beyond [`MAX_EXPRESSION_DEPTH`];
-//! it changes nothing it accepts.
+//! those of the enclosing levels) and refuses a statement beyond [`MAX_EXPRESSION_DEPTH`],
+//! or one nesting square brackets beyond [`MAX_BRACKET_NESTING`]; it changes nothing it
+//! accepts.
 
 use creek_common::error::ErrorCode;
 use sqlparser::tokenizer::{Token, Word};
@@ -18,6 +19,11 @@ use crate::error::{Error, Result};
 /// "stack depth limit exceeded"). A generated `a = 1 OR a = 2 OR ...` of 500 terms counts
 /// 1,000.
 pub const MAX_EXPRESSION_DEPTH: usize = 2_000;
+
+/// How deeply square brackets (array literals, subscripts) may nest. Planning nested array
+/// literals takes time that grows steeply with their depth (`ARRAY[` nested 160 deep took
+/// 0.5 s, 200 deep minutes); PostgreSQL allows arrays of at most 6 dimensions.
+pub const MAX_BRACKET_NESTING: usize = 32;
 
 /// Keywords that combine two operands into a tree node.
 const OPERATOR_KEYWORDS: [&str; 12] = [
@@ -120,7 +126,19 @@ pub fn check_expression_depth(tokens: &[Token]) -> Result<()> {
     // (a clause keyword ends an expression, not a chain of `UNION`s).
     let mut run = 0usize;
     let mut set_operations = 0usize;
+    let mut brackets = 0usize;
     for token in tokens {
+        match token {
+            Token::LBracket => brackets += 1,
+            Token::RBracket => brackets = brackets.saturating_sub(1),
+            _ => {}
+        }
+        if brackets > MAX_BRACKET_NESTING {
+            return Err(Error::new(
+                ErrorCode::ProgramLimitExceeded,
+                format!("arrays and subscripts nest at most {MAX_BRACKET_NESTING} deep"),
+            ));
+        }
         match token {
             Token::LParen | Token::LBracket | Token::LBrace => {
                 outer.push((base, run, set_operations));
@@ -189,6 +207,11 @@ mod tests {
             vec![chain("+", 100); 30].join("+(") + &")".repeat(29)
         );
         assert!(check(&nested).is_err());
+        let nested =
+            |depth: usize| format!("SELECT {}1{}", "ARRAY[".repeat(depth), "]".repeat(depth));
+        assert!(check(&nested(MAX_BRACKET_NESTING)).is_ok());
+        assert!(check(&nested(MAX_BRACKET_NESTING + 1)).is_err());
+        assert!(check(&format!("SELECT o{} FROM t", "['k']".repeat(100))).is_ok());
         // Many short expressions side by side are fine: a 50,000-row INSERT of negative
         // numbers, a long IN list, a wide select list.
         let rows = vec!["(-1, -2, 'x' || 'y')"; 50_000].join(", ");

@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Schema};
 use futures::StreamExt;
 use tonic::Status;
 
-use super::metadata::unknown_catalog;
+use super::metadata::{quoted, unknown_catalog};
 use super::params::{flight_status, uncompressed};
 use super::results::{status, status_of};
 use crate::catalog::commands::{apply, Command};
@@ -23,10 +23,6 @@ use crate::sql::load::BatchLoader;
 use crate::sql::parse::{parse_sql, ParsedStatement};
 use sqlparser::ast::Statement;
 use std::sync::Arc;
-
-fn quoted(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
-}
 
 fn unsupported(message: String) -> Status {
     status_of(ErrorCode::FeatureNotSupported, message)

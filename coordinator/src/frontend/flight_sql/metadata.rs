@@ -76,7 +76,8 @@ fn text(value: Option<&str>) -> ScalarValue {
     ScalarValue::Utf8(value.map(str::to_string))
 }
 
-fn quoted(identifier: &str) -> String {
+/// `identifier` as a quoted SQL identifier.
+pub fn quoted(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 

@@ -297,7 +297,8 @@ pub fn arrow_code(text: &str) -> ErrorCode {
     let lower = text.to_ascii_lowercase();
     if lower.contains("divide by zero") || lower.contains("division by zero") {
         ErrorCode::DivisionByZero
-    } else if lower.contains("overflow") {
+    } else if lower.contains("overflow") || lower.contains("can't cast value") {
+        // Arrow's "Can't cast value 1e10 to type Int32": a number beyond the target's range.
         ErrorCode::NumericOutOfRange
     } else if lower.contains("cannot cast")
         || lower.contains("cast error")

@@ -14,6 +14,7 @@ use crate::cluster::{Cluster, SessionWrites};
 use crate::plan::cooperative::YieldAfterJoins;
 use crate::plan::decorrelate::CorrelatedScalarSubqueryRule;
 use crate::plan::fragments::PushFragmentsToShards;
+use crate::plan::integer_casts::RoundIntegerCasts;
 use crate::plan::{pg_functions, single_row};
 use crate::session::SessionSettings;
 use parking_lot::Mutex;
@@ -23,9 +24,11 @@ pub const CATALOG_NAME: &str = "crate";
 
 /// DataFusion's optimizer rules with Creek's decorrelation right after DataFusion's own
 /// `scalar_subquery_to_join`: it must run before projection pruning, which does not see the
-/// columns that outer references inside subqueries use.
+/// columns that outer references inside subqueries use. Rounding integer casts comes first,
+/// before constant folding evaluates a truncating cast.
 fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     let mut rules = Optimizer::new().rules;
+    rules.insert(0, Arc::new(RoundIntegerCasts));
     let position = rules
         .iter()
         .position(|rule| rule.name() == "scalar_subquery_to_join")

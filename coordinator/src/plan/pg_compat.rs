@@ -6,6 +6,7 @@
 //! - `ARRAY(subquery)`, `generate_subscripts`, `array_upper`;
 //! - `EXISTS (subquery)` and `x [NOT] IN (subquery)` in a select list, which DataFusion only
 //!   plans in filters (`plan::projected_subqueries`);
+//! - integer literals beyond `bigint`, as exact numerics (`plan::numeric_literals`);
 //! - empty relations: a query that inner-joins a catalog Creek never fills (`pg_policy`,
 //!   `pg_inherits`, ...) and does not aggregate without grouping returns no rows, so a scalar
 //!   subquery of that shape is NULL, `EXISTS` false, `IN` false, and a whole statement of that
@@ -18,7 +19,8 @@
 //! composites and ranges with correlated subqueries. Creek has none of those kinds of type, so
 //! the query is answered by an equivalent one that only follows array element types.
 //!
-//! Rewrites never change what a query over user tables means.
+//! Apart from integer literals beyond `bigint`, which become exact, rewrites never change what
+//! a query over user tables means.
 
 use std::ops::ControlFlow;
 
@@ -176,7 +178,7 @@ impl VisitorMut for Rewriter {
             Expr::InSubquery {
                 subquery, negated, ..
             } if query_is_empty(subquery) => Some(Expr::value(Value::Boolean(*negated))),
-            _ => None,
+            _ => crate::plan::numeric_literals::rewrite(expr),
         };
         if let Some(replacement) = replacement {
             *expr = replacement;

@@ -192,6 +192,14 @@ impl PkLookup {
             if value.is_null() {
                 return Ok(None);
             }
+            // `int_pk = 1.5` matches nothing; converting the key would round it to 2.
+            let integer_key = self
+                .key_table
+                .column(name)
+                .is_some_and(|c| c.column_type.arrow_type().is_integer());
+            if integer_key && crate::sql::dml::is_fractional(&value) {
+                return Ok(None);
+            }
             let array = value.to_array()?;
             fields.push(Field::new(name, array.data_type().clone(), true));
             arrays.push(array);

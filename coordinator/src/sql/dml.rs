@@ -13,7 +13,7 @@ pub(crate) mod partitions;
 mod update;
 mod upsert;
 
-pub(crate) use conform::{conform_batch, convert_value};
+pub(crate) use conform::{conform_batch, convert_value, is_fractional};
 pub use delete::delete;
 pub(crate) use delete::delete_parameter_types;
 pub(crate) use generated::check_definitions as check_generated_columns;
@@ -565,6 +565,9 @@ fn literal_value(
 fn number(text: &str) -> Option<ScalarValue> {
     if let Ok(int) = text.parse::<i64>() {
         return Some(ScalarValue::Int64(Some(int)));
+    }
+    if let Some(whole) = crate::plan::numeric_literals::whole_number(text) {
+        return whole;
     }
     // As DataFusion reads a literal with a point or exponent: a double.
     text.parse::<f64>()

@@ -191,6 +191,11 @@ fn word_is(token: &Token, keyword: &str) -> bool {
 
 fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
     depth::check_expression_depth(&tokens)?;
+    for token in &tokens {
+        if let Token::Number(text, _) = token {
+            crate::plan::numeric_literals::check_length(text)?;
+        }
+    }
     let significant: Vec<&Token> = tokens
         .iter()
         .filter(|t| !matches!(t, Token::Whitespace(_)))

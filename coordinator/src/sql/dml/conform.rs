@@ -90,11 +90,55 @@ fn convert(array: &ArrayRef, target: &DataType) -> Result<ArrayRef> {
         DataType::List(_) if source == &DataType::Utf8 => {
             text_to_list_array(array.as_string::<i32>(), target)
         }
+        target if target.is_integer() && is_fractional_type(source) => {
+            strict_cast(&round_to_whole(array)?, target)
+        }
         target if creek_common::geo::is_point_type(target) => {
             let points = creek_common::geo::points_from_array(array)?;
             Ok(Arc::new(creek_common::geo::points_to_array(&points)))
         }
         _ => strict_cast(array, target),
+    }
+}
+
+/// Types whose values can have a fractional part.
+fn is_fractional_type(data_type: &DataType) -> bool {
+    data_type.is_floating()
+        || matches!(
+            data_type,
+            DataType::Decimal128(..) | DataType::Decimal256(..)
+        )
+}
+
+/// A fractional number written to an integer column is rounded half away from zero, as
+/// PostgreSQL rounds a numeric (`1.7` stores 2, `-2.5` stores -3); Arrow's cast would truncate.
+fn round_to_whole(array: &ArrayRef) -> Result<ArrayRef> {
+    match array.data_type() {
+        DataType::Decimal128(..) => strict_cast(array, &DataType::Decimal128(38, 0)),
+        DataType::Decimal256(..) => strict_cast(array, &DataType::Decimal256(76, 0)),
+        _ => {
+            let doubles = strict_cast(array, &DataType::Float64)?;
+            let rounded: datafusion::arrow::array::Float64Array =
+                doubles.as_primitive::<Float64Type>().unary(f64::round);
+            Ok(Arc::new(rounded))
+        }
+    }
+}
+
+/// Whether `value` is a number with a fractional part, which no integer equals.
+pub(crate) fn is_fractional(value: &ScalarValue) -> bool {
+    match value {
+        ScalarValue::Float16(Some(v)) => f32::from(*v).fract() != 0.0,
+        ScalarValue::Float32(Some(v)) => v.fract() != 0.0,
+        ScalarValue::Float64(Some(v)) => v.fract() != 0.0,
+        ScalarValue::Decimal128(Some(v), _, scale) if *scale > 0 => 10i128
+            .checked_pow(*scale as u32)
+            .is_none_or(|unit| v % unit != 0),
+        ScalarValue::Decimal256(Some(_), _, scale) if *scale > 0 => value
+            .to_string()
+            .split_once('.')
+            .is_some_and(|(_, fraction)| fraction.bytes().any(|b| b != b'0')),
+        _ => false,
     }
 }
 

@@ -25,6 +25,10 @@ pub const DEFAULT_TRANSLOG_FLUSH_THRESHOLD_BYTES: u64 = 64 * 1024 * 1024;
 /// Name of the hidden column holding a row's document id (the primary key's canonical form,
 /// or a generated id for tables without a primary key).
 pub const ID_COLUMN: &str = "_id";
+/// The longest text an index term holds, in bytes (tantivy's `MAX_TOKEN_LEN`; a data node
+/// test keeps the two equal). Tantivy drops a longer term without an error, so a row whose
+/// `_id` is longer is refused, and an equality with a longer text is never asked of the index.
+pub const MAX_TERM_BYTES: usize = 65_530;
 /// Name of the hidden column holding the sequence number of the operation that wrote a row.
 pub const SEQ_NO_COLUMN: &str = "_seq_no";
 /// Name of the hidden column holding the primary term under which a row was written; with

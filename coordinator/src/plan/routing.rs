@@ -7,7 +7,7 @@
 use creek_common::error::ErrorCode;
 use creek_common::partition::PartitionDef;
 use creek_common::routing::{key_texts, shard_for_key};
-use creek_common::schema::TableSchema;
+use creek_common::schema::{TableSchema, MAX_TERM_BYTES};
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -121,7 +121,17 @@ pub fn ids_and_shards(table: &TableSchema, batch: &RecordBatch) -> Result<(Vec<S
                     }
                 }
             }
-            ids.push(id_for_key_values(&texts));
+            let id = id_for_key_values(&texts);
+            if id.len() > MAX_TERM_BYTES {
+                return Err(Error::new(
+                    ErrorCode::ProgramLimitExceeded,
+                    format!(
+                        "primary key of {} bytes is too long: a key holds at most {MAX_TERM_BYTES} bytes",
+                        id.len()
+                    ),
+                ));
+            }
+            ids.push(id);
         }
         ids
     };

@@ -6,7 +6,7 @@
 
 use std::ops::Bound;
 
-use creek_common::schema::{TableSchema, ID_COLUMN};
+use creek_common::schema::{TableSchema, ID_COLUMN, MAX_TERM_BYTES};
 use creek_common::types::ColumnType;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
@@ -395,6 +395,15 @@ fn term_for(
     value: &ScalarValue,
     bound: Bound<Side>,
 ) -> Option<Term> {
+    // The index holds no longer term (tantivy drops it): such a value is found by the
+    // filter above the scan, never by a term that matches nothing.
+    if value
+        .try_as_str()
+        .flatten()
+        .is_some_and(|text| text.len() > MAX_TERM_BYTES)
+    {
+        return None;
+    }
     if column == ID_COLUMN {
         return match value {
             ScalarValue::Utf8(Some(text)) => Some(Term::from_field_text(layout.fields.id, text)),
@@ -659,6 +668,11 @@ mod tests {
             .unwrap();
         assert_eq!((b.value(0), b.is_null(1)), ("y", true));
         assert_eq!((c.value(0), c.value(1)), (2.0, 0.0));
+    }
+
+    #[test]
+    fn the_term_limit_is_tantivys() {
+        assert_eq!(super::MAX_TERM_BYTES, tantivy::tokenizer::MAX_TOKEN_LEN);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use creek_common::error::ErrorCode;
-use creek_common::schema::TableSchema;
+use creek_common::schema::{TableSchema, MAX_TERM_BYTES};
 use creek_common::types::{
     date_days_from_epoch_millis, timestamp_micros_from_epoch_millis,
     timestamp_micros_from_epoch_seconds, ColumnType,
@@ -298,8 +298,56 @@ pub(crate) fn conform_batch(table: &TableSchema, batch: &RecordBatch) -> Result<
         arrays.push(array);
     }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
-    if given.len() == table.columns.len() && table.columns.iter().any(|c| c.generated.is_some()) {
-        return super::generated::fill(table, batch, &given, convert);
+    let batch = if given.len() == table.columns.len()
+        && table.columns.iter().any(|c| c.generated.is_some())
+    {
+        super::generated::fill(table, batch, &given, convert)?
+    } else {
+        batch
+    };
+    for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
+        check_text_lengths(array, field.name())?;
     }
     Ok(batch)
+}
+
+/// Refuses a text value longer than a shard stores: its columns keep text in dictionaries
+/// whose entries tantivy cuts at 64 KiB without an error, and its index drops longer terms.
+/// Text inside arrays and objects is checked too.
+fn check_text_lengths(array: &ArrayRef, column: &str) -> Result<()> {
+    let longest = match array.data_type() {
+        DataType::Utf8 => array
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .map(str::len)
+            .max(),
+        DataType::LargeUtf8 => array
+            .as_string::<i64>()
+            .iter()
+            .flatten()
+            .map(str::len)
+            .max(),
+        DataType::Utf8View => array.as_string_view().iter().flatten().map(str::len).max(),
+        DataType::List(_) => return check_text_lengths(array.as_list::<i32>().values(), column),
+        DataType::LargeList(_) => {
+            return check_text_lengths(array.as_list::<i64>().values(), column)
+        }
+        DataType::Struct(_) => {
+            for child in array.as_struct().columns() {
+                check_text_lengths(child, column)?;
+            }
+            return Ok(());
+        }
+        _ => None,
+    };
+    match longest {
+        Some(length) if length > MAX_TERM_BYTES => Err(Error::new(
+            ErrorCode::ProgramLimitExceeded,
+            format!(
+                "value of {length} bytes in column \"{column}\" is too long: a text value holds at most {MAX_TERM_BYTES} bytes"
+            ),
+        )),
+        _ => Ok(()),
+    }
 }

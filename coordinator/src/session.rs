@@ -61,6 +61,18 @@ pub struct Session {
     /// the settings it was built for: building one registers every function, which costs more
     /// than planning a small statement, so a statement reuses them until a setting changes.
     contexts: Mutex<[Option<Planning>; 2]>,
+    /// The write count at `BEGIN`, while a (non-transactional) transaction block is open.
+    transaction_start: Mutex<Option<u64>>,
+    /// Warnings for the client about the statement just run, taken by the front end.
+    notices: Mutex<Vec<Notice>>,
+}
+
+/// A warning the front end sends the client (pgwire's NoticeResponse).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub severity: &'static str,
+    pub sqlstate: &'static str,
+    pub message: String,
 }
 
 /// A session context, the settings it was built for, and the plans made in it.
@@ -122,7 +134,36 @@ impl Session {
             current_query: Mutex::new(CancellationToken::new()),
             writes: Arc::default(),
             contexts: Mutex::default(),
+            transaction_start: Mutex::default(),
+            notices: Mutex::default(),
         }
+    }
+
+    /// The warnings the statements run so far raised, oldest first; taking them clears them.
+    pub fn take_notices(&self) -> Vec<Notice> {
+        std::mem::take(&mut *self.notices.lock())
+    }
+
+    /// `BEGIN`, `COMMIT` and `ROLLBACK` are accepted as CrateDB accepts them, but every
+    /// statement is applied when it runs: a ROLLBACK after writes says so instead of
+    /// pretending it undid them, and one outside a block warns as PostgreSQL does.
+    fn end_transaction(&self, rollback: bool) {
+        let start = self.transaction_start.lock().take();
+        let message = match start {
+            None => "there is no transaction in progress".to_string(),
+            Some(start) if rollback && self.writes.count() > start => {
+                "ROLLBACK did not undo this transaction's writes: Creek applies every statement \
+                 when it runs, and transactions are not supported"
+                    .to_string()
+            }
+            Some(_) => return,
+        };
+        let sqlstate = if start.is_none() { "25P01" } else { "0A000" };
+        self.notices.lock().push(Notice {
+            severity: "WARNING",
+            sqlstate,
+            message,
+        });
     }
 
     /// What this session wrote: a COPY it runs records its writes here too.
@@ -639,8 +680,29 @@ impl Session {
                 ..
             } => self.execute_sql(&name, &parameters, params).await,
             Statement::Deallocate { name, .. } => self.deallocate_sql(&name),
-            Statement::StartTransaction { .. } => Ok(affected("BEGIN", 0)),
-            Statement::Commit { .. } => Ok(affected("COMMIT", 0)),
+            Statement::StartTransaction { .. } => {
+                let mut start = self.transaction_start.lock();
+                if start.is_some() {
+                    self.notices.lock().push(Notice {
+                        severity: "WARNING",
+                        sqlstate: "25001",
+                        message: "there is already a transaction in progress".into(),
+                    });
+                } else {
+                    *start = Some(self.writes.count());
+                }
+                Ok(affected("BEGIN", 0))
+            }
+            Statement::Commit { .. } => {
+                self.end_transaction(false);
+                Ok(affected("COMMIT", 0))
+            }
+            Statement::Rollback {
+                savepoint: None, ..
+            } => {
+                self.end_transaction(true);
+                Ok(affected("ROLLBACK", 0))
+            }
             Statement::Rollback { .. } => Ok(affected("ROLLBACK", 0)),
             // Transactions are no-ops, so are their savepoints.
             Statement::Savepoint { .. } => Ok(affected("SAVEPOINT", 0)),

@@ -1,7 +1,10 @@
 """Hostile and malformed input gets an error, never a crash or a hang, and other clients go on."""
+import json
 import socket
 import struct
 import time
+import urllib.error
+import urllib.request
 
 import psycopg
 
@@ -208,3 +211,84 @@ def test_nested_in_subqueries_stay_bounded(creek):
             shallow = f"SELECT true IN ({shallow})"
         assert conn.execute(shallow).fetchall() == [(True,)]
     assert_second_client_served(creek)
+
+
+def test_over_long_text_is_refused_not_cut(creek):
+    """A shard keeps at most 65,530 bytes of one text value (tantivy cuts dictionary entries at
+    64 KiB and drops longer index terms without an error). Longer keys and values were once
+    accepted: the value read back cut to 65,535 bytes, `=` found nothing, DELETE deleted
+    nothing. They are refused with 54000 now, and values up to the limit round-trip whole."""
+    long = "x" * 70000
+    most = "y" * 65530
+    with psycopg.connect(creek.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE long_keys (k TEXT PRIMARY KEY, v TEXT, a TEXT[])")
+        for sql, args in [
+            ("INSERT INTO long_keys (k) VALUES (%s)", (long,)),
+            ("INSERT INTO long_keys (k, v) VALUES ('a', %s)", (long,)),
+            ("INSERT INTO long_keys (k, a) VALUES ('b', %s)", ([long],)),
+        ]:
+            try:
+                conn.execute(sql, args)
+                raise AssertionError(f"{sql} with 70,000 bytes should be refused")
+            except psycopg.Error as error:
+                assert error.sqlstate == "54000", error
+                assert "65530" in str(error)
+        conn.execute("INSERT INTO long_keys (k, v) VALUES (%s, %s)", (most, most))
+        conn.execute("REFRESH TABLE long_keys")
+        assert conn.execute("SELECT length(v) FROM long_keys WHERE k = %s", (most,)).fetchone() == (65530,)
+        assert conn.execute("SELECT count(*) FROM long_keys WHERE v = %s", (most,)).fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM long_keys WHERE v IN (%s, 'z')", (most,)).fetchone() == (1,)
+        # A longer literal equals no stored value; it is answered without asking the index.
+        assert conn.execute("SELECT count(*) FROM long_keys WHERE v = %s", (long,)).fetchone() == (0,)
+        assert conn.execute("DELETE FROM long_keys WHERE k = %s", (most,)).rowcount == 1
+        conn.execute("DROP TABLE long_keys")
+    assert creek.alive()
+
+
+def test_rollback_after_writes_warns(creek):
+    """Writes are applied when they run; ROLLBACK says so instead of pretending it undid them."""
+    notices = []
+    with psycopg.connect(creek.dsn) as conn:
+        conn.add_notice_handler(lambda n: notices.append((n.severity, n.sqlstate, n.message_primary)))
+        conn.execute("CREATE TABLE rolled (id INT PRIMARY KEY)")
+        conn.commit()
+        conn.execute("SELECT 1")
+        conn.rollback()
+        assert notices == []
+        conn.execute("INSERT INTO rolled VALUES (1)")
+        conn.rollback()
+        assert len(notices) == 1
+        assert notices[0][:2] == ("WARNING", "0A000")
+        assert "did not undo" in notices[0][2]
+        conn.autocommit = True
+        conn.execute("ROLLBACK")
+        assert notices[-1][:2] == ("WARNING", "25P01")
+        assert conn.execute("SELECT count(*) FROM rolled").fetchone() == (1,)
+        conn.execute("DROP TABLE rolled")
+
+
+def test_json_nested_100000_deep_is_an_error(creek):
+    deep_object = '{"a":' * 100000 + "1" + "}" * 100000
+    deep_array = "[" * 100000 + "]" * 100000
+    with psycopg.connect(creek.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE deep_json (id INT PRIMARY KEY, o OBJECT)")
+        try:
+            conn.execute("INSERT INTO deep_json (id, o) VALUES (1, %s)", (deep_object,))
+            raise AssertionError("an object nested 100,000 deep should be refused")
+        except psycopg.Error as error:
+            assert error.sqlstate == "22P02", error
+        conn.execute("DROP TABLE deep_json")
+    body = ('{"stmt": "SELECT ?", "args": ' + deep_array + "}").encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{creek.http_port}/_sql",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        urllib.request.urlopen(request, timeout=10)
+        raise AssertionError("a body nested 100,000 deep should be refused")
+    except urllib.error.HTTPError as error:
+        assert error.code == 400
+        assert "error" in json.loads(error.read())
+    assert_second_client_served(creek)
+    assert creek.alive()

@@ -15,6 +15,8 @@ use parking_lot::Mutex;
 #[derive(Debug, Default)]
 pub struct SessionWrites {
     seq_nos: Mutex<HashMap<(TableId, u32), u64>>,
+    /// Writes answered so far, to tell whether any happened since a point (`BEGIN`).
+    count: std::sync::atomic::AtomicU64,
 }
 
 impl SessionWrites {
@@ -24,6 +26,13 @@ impl SessionWrites {
         let mut seq_nos = self.seq_nos.lock();
         let entry = seq_nos.entry((table, shard)).or_default();
         *entry = (*entry).max(seq_no);
+        self.count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many writes to a shard the session has had answered.
+    pub fn count(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the session has written anything.

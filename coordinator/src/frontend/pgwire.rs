@@ -337,6 +337,25 @@ fn output_to_response(output: Output, extra_float_digits: i32) -> PgWireResult<R
     })
 }
 
+/// Sends the warnings the session's last statement raised, before its result.
+async fn send_notices<C>(client: &mut C, session: &Session) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for notice in session.take_notices() {
+        let info = pgwire::error::ErrorInfo::new(
+            notice.severity.to_string(),
+            notice.sqlstate.to_string(),
+            notice.message,
+        );
+        client
+            .feed(PgWireBackendMessage::NoticeResponse(info.into()))
+            .await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl SimpleQueryHandler for PgHandler {
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
@@ -365,7 +384,9 @@ impl SimpleQueryHandler for PgHandler {
                 }
                 None => {}
             }
-            match session.execute_one(statement, &[]).await {
+            let result = session.execute_one(statement, &[]).await;
+            send_notices(client, &session).await?;
+            match result {
                 Ok(Output::CopyIn(copy)) => {
                     responses.push(start_copy(client, &self.cluster, session.writes(), *copy));
                     // COPY takes over the connection until CopyDone; later statements do not run.
@@ -558,10 +579,11 @@ impl ExtendedQueryHandler for PgHandler {
             }
         }
         let params = decode_params(portal)?;
-        let mut outputs = session
+        let outputs = session
             .execute_prepared(&statement.statements, statement.plan.as_deref(), &params)
-            .await
-            .map_err(|e| to_pg_error(&e))?;
+            .await;
+        send_notices(client, &session).await?;
+        let mut outputs = outputs.map_err(|e| to_pg_error(&e))?;
         let Some(output) = outputs.pop() else {
             return Ok(Response::EmptyQuery);
         };

@@ -116,6 +116,41 @@ struct NodeArgs {
     /// The cluster's name; a node configured for another cluster is refused.
     #[arg(long, default_value = "creek", env = "CREEK_CLUSTER_NAME")]
     cluster_name: String,
+    /// A file holding the secret every node of the cluster shares (at least 16 bytes; a
+    /// trailing newline is ignored). Internal requests without proof of it are refused.
+    /// Takes precedence over `CREEK_CLUSTER_SECRET`.
+    #[arg(long, env = "CREEK_CLUSTER_SECRET_FILE")]
+    cluster_secret_file: Option<PathBuf>,
+    /// The cluster secret itself, for environments that inject secrets as variables (a
+    /// command-line flag would show in `ps`, so there is only the variable).
+    #[arg(skip = std::env::var("CREEK_CLUSTER_SECRET").ok())]
+    cluster_secret: Option<String>,
+}
+
+impl NodeArgs {
+    /// Installs the cluster secret for the internal transport; a node without one does not
+    /// start, since it could neither reach the cluster nor keep strangers out.
+    fn install_cluster_secret(&self) -> anyhow::Result<()> {
+        let secret = match (&self.cluster_secret_file, &self.cluster_secret) {
+            (Some(path), _) => {
+                let text = std::fs::read(path).with_context(|| {
+                    format!("cannot read the cluster secret {}", path.display())
+                })?;
+                let end = text
+                    .iter()
+                    .rposition(|b| !matches!(b, b'\n' | b'\r'))
+                    .map_or(0, |i| i + 1);
+                text[..end].to_vec()
+            }
+            (None, Some(secret)) => secret.as_bytes().to_vec(),
+            (None, None) => anyhow::bail!(
+                "no cluster secret: give every node of the cluster the same one with \
+                 --cluster-secret-file or CREEK_CLUSTER_SECRET (at least 16 bytes, e.g. \
+                 `openssl rand -hex 32`)"
+            ),
+        };
+        creek_proto::cluster_auth::install(&secret).map_err(anyhow::Error::msg)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -332,6 +367,9 @@ fn open_data_node(node_id: &str, data_dir: PathBuf) -> anyhow::Result<Arc<DataNo
 const DEV_DATA_NODE: &str = "dev-data";
 
 async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
+    // Both roles live in this process: a secret of its own keeps its transport port closed
+    // to every other process.
+    creek_proto::cluster_auth::install_random();
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_node = open_data_node(DEV_DATA_NODE, args.data_dir.join("data"))?;
@@ -424,6 +462,7 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
 
 async fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
     let node = &args.node;
+    node.install_cluster_secret()?;
     std::fs::create_dir_all(&node.data_dir)
         .with_context(|| format!("cannot create {}", node.data_dir.display()))?;
     let mut voters = Vec::new();
@@ -488,6 +527,7 @@ async fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
 
 async fn run_datanode(args: DatanodeArgs) -> anyhow::Result<()> {
     let node = &args.node;
+    node.install_cluster_secret()?;
     let data_node = open_data_node(&node.node_id, node.data_dir.clone())?;
     let transport = bind(&node.bind, node.transport_port).await?;
     let port = transport.local_addr()?.port();

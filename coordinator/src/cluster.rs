@@ -14,6 +14,7 @@ use creek_common::schema::{ColumnDef, TableSchema, ViewDef};
 use creek_common::state::NodeRole;
 use creek_common::{NodeId, TableId};
 use creek_proto::arrow_flight::flight_service_client::FlightServiceClient;
+use creek_proto::cluster_auth::SignedChannel;
 use creek_proto::ipc::{batch_from_ipc, batch_to_ipc};
 use creek_proto::status::error_from_status;
 use creek_proto::v1::cluster_service_client::ClusterServiceClient;
@@ -25,7 +26,6 @@ use creek_proto::v1::{
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::RwLock;
-use tonic::transport::Channel;
 
 use crate::catalog::commands::Command;
 use crate::catalog::{Catalog, CopyState};
@@ -57,13 +57,13 @@ pub struct NodeClient {
     /// The node's transport address (`host:port`).
     pub address: String,
     /// Shard lifecycle and writes.
-    pub shards: ShardServiceClient<Channel>,
+    pub shards: ShardServiceClient<SignedChannel>,
     /// Plan fragments.
-    pub flight: FlightServiceClient<Channel>,
+    pub flight: FlightServiceClient<SignedChannel>,
     /// Node figures.
-    pub node: NodeServiceClient<Channel>,
+    pub node: NodeServiceClient<SignedChannel>,
     /// A coordinator's cluster service (its running statements).
-    pub cluster: ClusterServiceClient<Channel>,
+    pub cluster: ClusterServiceClient<SignedChannel>,
 }
 
 impl NodeClient {

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use creek_common::error::{CodedError, ErrorCode};
 use creek_common::state::{ClusterState, NodeInfo, NodeRole};
 use creek_common::NodeId;
+use creek_proto::cluster_auth::SignedChannel;
 use creek_proto::status::error_from_status;
 use creek_proto::v1::cluster_service_client::ClusterServiceClient;
 use creek_proto::v1::node_service_client::NodeServiceClient;
@@ -37,7 +38,6 @@ use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use tonic::transport::Channel;
 
 use crate::catalog::commands::{Command, CommandResponse};
 use crate::catalog::Catalog;
@@ -96,7 +96,7 @@ pub fn raft_id(name: &str) -> RaftNodeId {
 
 /// A lazily connected channel to a node's transport address; names are resolved again on every
 /// connection attempt, so a DNS name that moves (a Kubernetes service) keeps working.
-pub fn peer_channel(address: &str) -> Option<Channel> {
+pub fn peer_channel(address: &str) -> Option<SignedChannel> {
     creek_proto::transport::peer_channel(address, Duration::from_secs(2)).ok()
 }
 
@@ -140,7 +140,7 @@ pub struct Consensus {
     registered: AtomicBool,
     /// Channels to other nodes by address, shared by Raft-free calls (forwarding, publishing);
     /// a channel reconnects (and re-resolves the name) by itself when its connection breaks.
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, SignedChannel>>,
     /// Set when the cluster refuses this coordinator (another cluster's name or id).
     refused: tokio::sync::watch::Sender<Option<String>>,
 }
@@ -350,7 +350,7 @@ impl Consensus {
     /// Sends a request to the leader (or, for a non-voter, to the first voter that answers).
     async fn call_leader<T, F, Fut>(&self, call: F) -> Result<T>
     where
-        F: Fn(ClusterServiceClient<Channel>) -> Fut,
+        F: Fn(ClusterServiceClient<SignedChannel>) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let candidates = self.leader_candidates();
@@ -379,7 +379,7 @@ impl Consensus {
         Err(last_error.unwrap_or_else(|| self.no_leader()))
     }
 
-    fn channel(&self, address: &str) -> Result<Channel> {
+    fn channel(&self, address: &str) -> Result<SignedChannel> {
         if let Some(channel) = self.channels.lock().get(address) {
             return Ok(channel.clone());
         }
@@ -395,7 +395,7 @@ impl Consensus {
         Ok(channel)
     }
 
-    fn cluster_client(&self, address: &str) -> Result<ClusterServiceClient<Channel>> {
+    fn cluster_client(&self, address: &str) -> Result<ClusterServiceClient<SignedChannel>> {
         Ok(ClusterServiceClient::new(self.channel(address)?)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))

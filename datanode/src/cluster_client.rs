@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use creek_proto::cluster_auth::SignedChannel;
 use creek_proto::v1::cluster_service_client::ClusterServiceClient;
 use creek_proto::v1::{GracefulStopRequest, ShardCopyEventRequest};
 use parking_lot::RwLock;
-use tonic::transport::Channel;
 use tonic::Status;
 
 /// How long one report may take (a commit and the publishing of the new state).
@@ -20,7 +20,7 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct ClusterClient {
     join: RwLock<Vec<String>>,
     leader: RwLock<Option<String>>,
-    channels: RwLock<HashMap<String, Channel>>,
+    channels: RwLock<HashMap<String, SignedChannel>>,
 }
 
 impl ClusterClient {
@@ -34,7 +34,7 @@ impl ClusterClient {
         *self.leader.write() = address;
     }
 
-    fn channel(&self, address: &str) -> Option<Channel> {
+    fn channel(&self, address: &str) -> Option<SignedChannel> {
         if let Some(channel) = self.channels.read().get(address) {
             return Some(channel.clone());
         }
@@ -77,7 +77,7 @@ impl ClusterClient {
     /// another coordinator won't help.
     async fn call<F, Fut>(&self, call: F) -> Result<(), Status>
     where
-        F: Fn(ClusterServiceClient<Channel>) -> Fut,
+        F: Fn(ClusterServiceClient<SignedChannel>) -> Fut,
         Fut: std::future::Future<Output = Result<(), Status>>,
     {
         let mut targets: Vec<String> = self.leader.read().iter().cloned().collect();

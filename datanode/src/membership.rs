@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use creek_common::state::{ClusterState, NodeInfo, NodeRole};
 use creek_common::NodeId;
+use creek_proto::cluster_auth::SignedChannel;
 use creek_proto::status::error_from_status;
 use creek_proto::v1::cluster_service_client::ClusterServiceClient;
 use creek_proto::v1::node_service_server::NodeService;
@@ -21,7 +22,6 @@ use creek_proto::v1::{
     StateMessage,
 };
 use serde::{Deserialize, Serialize};
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::node::{DataNode, MAX_MESSAGE_BYTES};
@@ -70,7 +70,7 @@ fn write_identity(data_dir: &Path, identity: &ClusterIdentity) -> std::io::Resul
     )
 }
 
-fn connect(address: &str) -> Option<ClusterServiceClient<Channel>> {
+fn connect(address: &str) -> Option<ClusterServiceClient<SignedChannel>> {
     let channel = creek_proto::transport::peer_channel(address, Duration::from_secs(2)).ok()?;
     Some(
         ClusterServiceClient::new(channel)
@@ -113,8 +113,8 @@ pub async fn run(node: Arc<DataNode>, config: MembershipConfig) -> Result<(), St
     let mut reconcile_tick = 0u64;
     // One lazily connected channel per coordinator address; it reconnects, resolving the name
     // again, whenever its connection breaks.
-    let mut clients: HashMap<String, ClusterServiceClient<Channel>> = HashMap::new();
-    let mut client = |address: &str| -> Option<ClusterServiceClient<Channel>> {
+    let mut clients: HashMap<String, ClusterServiceClient<SignedChannel>> = HashMap::new();
+    let mut client = |address: &str| -> Option<ClusterServiceClient<SignedChannel>> {
         if !clients.contains_key(address) {
             clients.insert(address.to_string(), connect(address)?);
         }

@@ -590,7 +590,10 @@ impl DataNode {
         let node_service = NodeServiceServer::new(NodeServiceImpl::new(self.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        // Only nodes that know the cluster secret may write, recover, publish or run plans;
+        // clients read through `serve_client_flight` with signed tickets instead.
         let result = tonic::transport::Server::builder()
+            .layer(creek_proto::cluster_auth::server_layer())
             .add_service(shard_service)
             .add_service(node_service)
             .add_service(flight_service)

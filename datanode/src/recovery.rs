@@ -14,6 +14,7 @@
 //! Progress is kept in [`RecoveryProgress`] for `sys.shards`. A failed recovery is reported as
 //! a failed copy, which the allocator assigns again.
 
+use creek_proto::cluster_auth::SignedChannel;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -187,7 +188,7 @@ async fn report_failed(
 /// takes over.
 const REPORT_ATTEMPTS: usize = 10;
 
-fn primary_client(address: &str) -> Result<ShardServiceClient<tonic::transport::Channel>> {
+fn primary_client(address: &str) -> Result<ShardServiceClient<SignedChannel>> {
     let channel = creek_proto::transport::peer_channel(address, Duration::from_secs(5))
         .map_err(Error::InvalidRequest)?;
     Ok(ShardServiceClient::new(channel)
@@ -379,7 +380,7 @@ async fn file_checksum_blocking(path: PathBuf) -> std::io::Result<(u64, u32)> {
 }
 
 async fn fetch_file(
-    primary: &mut ShardServiceClient<tonic::transport::Channel>,
+    primary: &mut ShardServiceClient<SignedChannel>,
     shard_id: ShardId,
     recovery_id: &str,
     file: &creek_proto::v1::RecoveryFile,

@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use creek_proto::cluster_auth::SignedChannel;
 use creek_proto::v1::shard_service_client::ShardServiceClient;
 use creek_proto::v1::{ReplicateRequest, ShardCopyEventRequest, TranslogOp};
 use parking_lot::Mutex;
 use prost::Message;
-use tonic::transport::Channel;
 
 use crate::cluster_client::ClusterClient;
 use crate::error::{Error, Result};
@@ -60,12 +60,12 @@ const MAX_GAP_FILLS: usize = 3;
 /// Channels to the other data nodes, one per address.
 #[derive(Default)]
 pub struct PeerChannels {
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, SignedChannel>>,
 }
 
 impl PeerChannels {
     /// A shard-service client for the node at `address`.
-    pub fn client(&self, address: &str) -> Result<ShardServiceClient<Channel>> {
+    pub fn client(&self, address: &str) -> Result<ShardServiceClient<SignedChannel>> {
         let known = self.channels.lock().get(address).cloned();
         let channel = match known {
             Some(channel) => channel,
@@ -182,7 +182,7 @@ async fn forward(
         Ok(client) => client,
         Err(error) => return PeerOutcome::Failed(error.to_string()),
     };
-    let send = |client: &mut ShardServiceClient<Channel>,
+    let send = |client: &mut ShardServiceClient<SignedChannel>,
                 backlog: &[TranslogOp],
                 op: &TranslogOp,
                 refresh: bool| {

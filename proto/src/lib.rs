@@ -4,6 +4,7 @@
 //! This crate holds no logic of either role: the coordinator and the data node depend on it,
 //! never on each other.
 
+pub mod cluster_auth;
 pub mod exec;
 pub mod ipc;
 pub mod node_stats;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 /// The connections `listener` accepts, each with `TCP_NODELAY` set.
 pub fn nodelay_incoming(listener: TcpListener) -> impl Stream<Item = std::io::Result<TcpStream>> {
@@ -44,6 +44,11 @@ pub fn peer_endpoint(address: &str, connect_timeout: Duration) -> Result<Endpoin
 
 /// A lazily connected channel to `address` (see [`peer_endpoint`]); the name is resolved
 /// again on every connection attempt, so a DNS name that moves keeps working.
-pub fn peer_channel(address: &str, connect_timeout: Duration) -> Result<Channel, String> {
-    Ok(peer_endpoint(address, connect_timeout)?.connect_lazy())
+pub fn peer_channel(
+    address: &str,
+    connect_timeout: Duration,
+) -> Result<crate::cluster_auth::SignedChannel, String> {
+    Ok(crate::cluster_auth::signed(
+        peer_endpoint(address, connect_timeout)?.connect_lazy(),
+    ))
 }

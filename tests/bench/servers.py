@@ -140,8 +140,9 @@ class CreekCluster:
 
     def start(self, name):
         log = open(self.dir / f"{name}.log", "ab")
+        env = dict(os.environ, CREEK_CLUSTER_SECRET="bench-cluster-secret")
         self.procs[name] = subprocess.Popen([self.binary, *self.args[name]],
-                                            stdout=subprocess.DEVNULL, stderr=log)
+                                            stdout=subprocess.DEVNULL, stderr=log, env=env)
 
     def wait_ready(self, nodes, seconds=120):
         import psycopg

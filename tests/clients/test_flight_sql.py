@@ -421,7 +421,8 @@ class Cluster:
 
     def _start(self, name, args):
         log = open(os.path.join(self.dir, f"{name}.log"), "wb")
-        self.procs.append(subprocess.Popen([creek_binary(), *args], stdout=subprocess.DEVNULL, stderr=log))
+        env = dict(os.environ, CREEK_CLUSTER_SECRET="flight-test-cluster-secret")
+        self.procs.append(subprocess.Popen([creek_binary(), *args], stdout=subprocess.DEVNULL, stderr=log, env=env))
 
     @property
     def dsn(self):

@@ -21,6 +21,9 @@ use anyhow::{bail, Context};
 /// port between the check here and the server binding it, as one bound to port 0 can be.
 const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
 
+/// The cluster secret every node a test starts shares (`CREEK_CLUSTER_SECRET`).
+pub const TEST_CLUSTER_SECRET: &str = "creek-test-cluster-secret";
+
 /// Returns a loopback port that was free a moment ago and that this process has not handed
 /// out before. Each process starts at its own place in [`TEST_PORTS`] (tests run as parallel
 /// processes) and walks on from there.
@@ -123,6 +126,7 @@ impl ManagedProcess {
         };
         let child = command
             .args(&self.args)
+            .env("CREEK_CLUSTER_SECRET", TEST_CLUSTER_SECRET)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)

@@ -3,6 +3,7 @@
 //! the peer is `Unreachable`, so openraft backs off; an error the peer's Raft returned is
 //! passed back as a remote error.
 
+use creek_proto::cluster_auth::SignedChannel;
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -12,7 +13,6 @@ use openraft::raft::{
 use openraft::AnyError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use super::{peer_channel, RaftNodeId, RaftPeer, TypeConfig};
 use creek_proto::v1::cluster_service_client::ClusterServiceClient;
@@ -37,7 +37,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct PeerClient {
     target: RaftNodeId,
     peer: RaftPeer,
-    client: Option<ClusterServiceClient<Channel>>,
+    client: Option<ClusterServiceClient<SignedChannel>>,
 }
 
 #[derive(Clone, Copy)]

@@ -191,7 +191,9 @@ pub async fn serve(
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // Only nodes that know the cluster secret may vote, join, propose or publish.
     tonic::transport::Server::builder()
+        .layer(creek_proto::cluster_auth::server_layer())
         .add_service(cluster)
         .add_service(node)
         .serve_with_incoming_shutdown(creek_proto::transport::nodelay_incoming(listener), shutdown)

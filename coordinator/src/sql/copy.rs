@@ -28,6 +28,10 @@ use crate::jobs::JobGuard;
 /// Rows buffered before they are written.
 const ROWS_PER_WRITE: usize = 10_000;
 
+/// Bytes of records buffered before they are written, whatever their number: wide rows must
+/// not make 10,000 of them a gigabyte.
+const BYTES_PER_WRITE: usize = 16 << 20;
+
 /// The longest record a COPY buffers: a client that never ends its record (an unterminated
 /// quoted CSV field, a stream without newlines) fails the COPY instead of filling memory.
 const MAX_RECORD_BYTES: usize = 64 << 20;
@@ -219,6 +223,8 @@ pub struct CopyLoader {
     scan: RecordScan,
     /// The parsed rows not yet written.
     columns: ColumnBuilders,
+    /// The bytes of the records in `columns`.
+    buffered_bytes: usize,
     header_skipped: bool,
     finished: bool,
     line: u64,
@@ -246,6 +252,7 @@ impl CopyLoader {
             pending: Vec::new(),
             scan: RecordScan::default(),
             columns,
+            buffered_bytes: 0,
             header_skipped: false,
             finished: false,
             line: 0,
@@ -273,7 +280,7 @@ impl CopyLoader {
             self.error = Some(error);
             return;
         }
-        if self.columns.rows() >= ROWS_PER_WRITE {
+        if self.columns.rows() >= ROWS_PER_WRITE || self.buffered_bytes >= BYTES_PER_WRITE {
             if let Err(error) = self.write_full_batch().await {
                 self.error = Some(error);
             }
@@ -351,6 +358,7 @@ impl CopyLoader {
                 self.finished = true;
                 break;
             }
+            self.buffered_bytes += text.len();
             if let Err(error) = self.columns.push_record(text, format) {
                 // PostgreSQL's wording and codes.
                 let (code, problem) = match error {
@@ -390,6 +398,7 @@ impl CopyLoader {
     /// converts them to the table's types.
     fn take_batch(&mut self) -> Result<Option<RecordBatch>> {
         let rows = self.columns.rows();
+        self.buffered_bytes = 0;
         if rows == 0 {
             return Ok(None);
         }

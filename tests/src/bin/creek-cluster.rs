@@ -13,6 +13,115 @@ use anyhow::{bail, ensure, Context};
 use creek_tests::{connect, free_port, rows, wait_for, ManagedProcess, TestCluster};
 use tokio_postgres::{Client, NoTls};
 
+/// A data node started with another cluster secret never joins, and requests without proof
+/// of the secret (a state proposal, a shard read, a plan fragment, a published state) are
+/// refused at every internal port.
+async fn strangers_without_the_secret(
+    cluster: &TestCluster,
+    root: &std::path::Path,
+) -> anyhow::Result<()> {
+    use creek_proto::arrow_flight::flight_service_client::FlightServiceClient;
+    use creek_proto::arrow_flight::Ticket;
+    use creek_proto::v1::cluster_service_client::ClusterServiceClient;
+    use creek_proto::v1::node_service_client::NodeServiceClient;
+    use creek_proto::v1::shard_service_client::ShardServiceClient;
+    use creek_proto::v1::{GetRequest, ProposeRequest, StateMessage};
+
+    let dir = root.join("wrong-secret");
+    std::fs::create_dir_all(&dir)?;
+    let args = [
+        "datanode",
+        "--node-id",
+        "wrong-secret",
+        "--data-dir",
+        &dir.display().to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--join",
+        &cluster.join_addresses(),
+        "--transport-port",
+        &free_port()?.to_string(),
+        "--flight-port",
+        "0",
+    ];
+    let wrong = ManagedProcess::start_with_env(
+        args.iter().map(|a| a.to_string()).collect(),
+        vec![(
+            "CREEK_CLUSTER_SECRET".into(),
+            "not-this-cluster-secret".into(),
+        )],
+        root.join("wrong-secret.log"),
+    )?;
+    wait_for(
+        "the node with the wrong secret is refused",
+        Duration::from_secs(20),
+        async || Ok(wrong.log().contains("wrong cluster secret")),
+    )
+    .await?;
+    let nodes = rows(
+        &coordinator(cluster, 0).await?,
+        "SELECT count(*) FROM sys.nodes WHERE id = 'wrong-secret'",
+    )
+    .await?;
+    ensure!(
+        nodes == [["0"]],
+        "a node with the wrong secret joined: {nodes:?}"
+    );
+    drop(wrong);
+
+    let unauthenticated = |what: &str, result: Result<tonic::Status, String>| match result {
+        Ok(status) if status.code() == tonic::Code::Unauthenticated => Ok(()),
+        Ok(status) => bail!("{what}: expected UNAUTHENTICATED, got {status:?}"),
+        Err(answer) => bail!("{what} without the cluster secret was answered: {answer}"),
+    };
+    let channel = |address: String| -> anyhow::Result<tonic::transport::Channel> {
+        Ok(tonic::transport::Endpoint::from_shared(format!("http://{address}"))?.connect_lazy())
+    };
+    let coordinator_address = cluster
+        .join_addresses()
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let data_address = {
+        let node = &cluster.data_nodes[0];
+        format!("{}:{}", node.host, node.transport_port)
+    };
+    let propose = ClusterServiceClient::new(channel(coordinator_address.clone())?)
+        .propose(ProposeRequest {
+            command_json: br#"{"DropTable":{"schema":"doc","name":"t"}}"#.to_vec(),
+            forwarded: false,
+        })
+        .await;
+    unauthenticated(
+        "Propose",
+        propose.map(|r| format!("{r:?}")).map_or_else(Ok, Err),
+    )?;
+    let publish = NodeServiceClient::new(channel(data_address.clone())?)
+        .publish_state(StateMessage {
+            state_json: b"{}".to_vec(),
+        })
+        .await;
+    unauthenticated(
+        "PublishState",
+        publish.map(|r| format!("{r:?}")).map_or_else(Ok, Err),
+    )?;
+    let get = ShardServiceClient::new(channel(data_address.clone())?)
+        .get(GetRequest::default())
+        .await;
+    unauthenticated("Get", get.map(|r| format!("{r:?}")).map_or_else(Ok, Err))?;
+    let fragment = FlightServiceClient::new(channel(data_address)?)
+        .do_get(Ticket::new(b"any plan".to_vec()))
+        .await;
+    unauthenticated(
+        "Flight DoGet",
+        fragment
+            .map(|_| "a stream".to_string())
+            .map_or_else(Ok, Err),
+    )?;
+    Ok(())
+}
+
 async fn coordinator(cluster: &TestCluster, index: usize) -> anyhow::Result<Client> {
     connect(&cluster.pg_config(index, "-c write_refresh=true")).await
 }
@@ -338,6 +447,11 @@ async fn scenario(cluster: &mut TestCluster, root: &std::path::Path) -> anyhow::
         );
     }
     eprintln!("membership: nodes of another cluster are refused with a reason");
+
+    strangers_without_the_secret(cluster, root).await?;
+    eprintln!(
+        "internal transport: a node with the wrong secret and raw requests without one are refused"
+    );
 
     // Kill -9 the leader; a session on another coordinator keeps working; DDL comes back.
     let leader = cluster.leader(0).await?;

@@ -88,6 +88,10 @@ struct ClientPorts {
     /// time after `GetFlightInfo` (e.g. `10m`, `30s`).
     #[arg(long, default_value = "10m", value_parser = parse_ticket_ttl, env = "CREEK_FLIGHT_TICKET_TTL")]
     flight_ticket_ttl: Duration,
+    /// Most pgwire connections open at once; one more is refused with 53300, as PostgreSQL
+    /// refuses it, and the others go on.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..), env = "CREEK_MAX_CONNECTIONS")]
+    max_connections: u32,
 }
 
 /// What every cluster node is started with.
@@ -315,6 +319,7 @@ async fn serve_clients(
     let pg_server = tokio::spawn(creek_coordinator::frontend::pgwire::serve(
         pg,
         cluster.clone(),
+        ports.max_connections as usize,
     ));
     let http_server = tokio::spawn(creek_coordinator::frontend::http::serve(
         http,

@@ -375,8 +375,26 @@ impl Session {
         params: &[ScalarValue],
     ) -> Result<Output> {
         let job = self.cluster.jobs().start(&parsed.text());
-        let output = self.run_parsed_statement(parsed, params, &job).await?;
+        let output = self
+            .timed(self.run_parsed_statement(parsed, params, &job))
+            .await?;
         Ok(listed_while_running(output, job))
+    }
+
+    /// Runs a statement under the session's `statement_timeout`, its rows included.
+    async fn timed(
+        &self,
+        run: impl std::future::Future<Output = Result<Output>>,
+    ) -> Result<Output> {
+        let timeout = self.settings.lock().statement_timeout;
+        let Some(limit) = timeout else {
+            return run.await;
+        };
+        let deadline = tokio::time::Instant::now() + limit;
+        let output = tokio::time::timeout_at(deadline, run)
+            .await
+            .map_err(|_| statement_timeout())??;
+        Ok(rows_until(output, deadline))
     }
 
     async fn run_parsed_statement(
@@ -1105,6 +1123,40 @@ fn cancellable(
     })
     .filter_map(futures::future::ready);
     Box::pin(RecordBatchStreamAdapter::new(schema, rows.chain(canceled)))
+}
+
+fn statement_timeout() -> CodedError {
+    CodedError::new(
+        ErrorCode::QueryCanceled,
+        "canceling statement due to statement timeout",
+    )
+}
+
+/// Ends a result's rows with the statement-timeout error at `deadline`, dropping the stream
+/// so the work behind it stops (PostgreSQL's timeout covers sending the rows too).
+fn rows_until(output: Output, deadline: tokio::time::Instant) -> Output {
+    let Output::Rows { schema, stream } = output else {
+        return output;
+    };
+    let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timer = {
+        let expired = expired.clone();
+        async move {
+            tokio::time::sleep_until(deadline).await;
+            expired.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
+    let rows = stream.take_until(Box::pin(timer));
+    let error = futures::stream::once(async move {
+        expired
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| Err(DataFusionError::External(Box::new(statement_timeout()))))
+    })
+    .filter_map(futures::future::ready);
+    Output::Rows {
+        schema: schema.clone(),
+        stream: Box::pin(RecordBatchStreamAdapter::new(schema, rows.chain(error))),
+    }
 }
 
 fn first_words(sql: &str) -> String {

@@ -8,6 +8,8 @@ import urllib.request
 
 import psycopg
 
+from conftest import Creek
+
 
 def startup(sock):
     params = b"user\0crate\0database\0doc\0\0"
@@ -292,3 +294,73 @@ def test_json_nested_100000_deep_is_an_error(creek):
         assert "error" in json.loads(error.read())
     assert_second_client_served(creek)
     assert creek.alive()
+
+
+def test_statement_timeout_cancels_and_the_session_goes_on(creek):
+    slow = "SELECT count(*) FROM generate_series(1, 100000000) a, generate_series(1, 100) b"
+    with psycopg.connect(creek.dsn, autocommit=True) as conn:
+        conn.execute("SET statement_timeout = '300ms'")
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("300ms",)
+        started = time.monotonic()
+        try:
+            conn.execute(slow).fetchall()
+            raise AssertionError("the statement should time out")
+        except psycopg.errors.QueryCanceled as error:
+            assert "statement timeout" in str(error)
+        assert time.monotonic() - started < 5
+        # The same limit through the extended protocol (a prepared statement with parameters).
+        try:
+            conn.execute(slow + " WHERE a.value > %s", (0,), prepare=True).fetchall()
+            raise AssertionError("the prepared statement should time out")
+        except psycopg.errors.QueryCanceled:
+            pass
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        for bad in ["'soon'", "'-1'", "'1 fortnight'"]:
+            try:
+                conn.execute(f"SET statement_timeout = {bad}")
+                raise AssertionError(f"statement_timeout = {bad} should be refused")
+            except psycopg.Error as error:
+                assert error.sqlstate == "22023"
+        conn.execute("SET statement_timeout = 0")
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
+    with psycopg.connect(creek.dsn + " options='-c statement_timeout=200'", autocommit=True) as conn:
+        try:
+            conn.execute(slow).fetchall()
+            raise AssertionError("a timeout given at connection start should apply")
+        except psycopg.errors.QueryCanceled:
+            pass
+    assert creek.alive()
+
+
+def test_connections_past_max_connections_are_refused():
+    server = Creek()
+    server.extra_args = ["--max-connections", "3"]
+    server.start()
+    try:
+        held = [psycopg.connect(server.dsn, autocommit=True) for _ in range(3)]
+        for sslmode in ("disable", "prefer"):
+            started = time.monotonic()
+            try:
+                psycopg.connect(server.dsn + f" sslmode={sslmode}", connect_timeout=5)
+                raise AssertionError("a fourth connection should be refused")
+            except psycopg.OperationalError as error:
+                assert "too many clients" in str(error), error
+            assert time.monotonic() - started < 5
+        # The held connections keep working; a freed slot takes a new client.
+        for conn in held:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                with psycopg.connect(server.dsn) as conn:
+                    assert conn.execute("SELECT 2").fetchone() == (2,)
+                break
+            except psycopg.OperationalError:
+                assert time.monotonic() < deadline, "the freed slot was not given back"
+                time.sleep(0.1)
+        for conn in held:
+            conn.close()
+        assert server.alive()
+    finally:
+        server.stop()

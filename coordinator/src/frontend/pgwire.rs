@@ -43,13 +43,20 @@ use encode::{arrow_to_pg_type, encode_stream, fields_for_schema};
 use error::to_pg_error;
 
 /// Serves pgwire connections on `listener` forever.
-pub async fn serve(listener: TcpListener, cluster: Arc<Cluster>) {
+pub async fn serve(listener: TcpListener, cluster: Arc<Cluster>, max_connections: usize) {
     let factory = Arc::new(PgHandlers::new(cluster));
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
         match listener.accept().await {
-            Ok((socket, _)) => {
+            Ok((socket, peer)) => {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, max_connections, "refusing a pgwire connection: too many clients");
+                    tokio::spawn(refuse_connection(socket));
+                    continue;
+                };
                 let factory = factory.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let _ = socket.set_nodelay(true);
                     if let Err(error) = pgwire::tokio::process_socket(socket, None, factory).await {
                         tracing::debug!(%error, "pgwire connection ended with an error");
@@ -59,6 +66,46 @@ pub async fn serve(listener: TcpListener, cluster: Arc<Cluster>) {
             Err(error) => tracing::warn!(%error, "accepting a pgwire connection failed"),
         }
     }
+}
+
+/// Answers a connection past `max_connections` with PostgreSQL's FATAL 53300 and closes it.
+/// The client's startup packet is read first and thrown away, so closing does not reset the
+/// connection before the client has read the error.
+async fn refuse_connection(mut socket: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        let mut buffer = [0u8; 1024];
+        let read = socket.read(&mut buffer).await.unwrap_or(0);
+        // An SSL or GSS encryption request is declined, so that the client then sends its
+        // startup packet and reads the error as a plain message.
+        const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 4, 210, 22, 47];
+        const GSS_REQUEST: [u8; 8] = [0, 0, 0, 8, 4, 210, 22, 48];
+        if read == 8 && (buffer[..8] == SSL_REQUEST || buffer[..8] == GSS_REQUEST) {
+            let _ = socket.write_all(b"N").await;
+            let _ = socket.read(&mut buffer).await;
+        }
+    })
+    .await;
+    let mut fields = Vec::new();
+    for (code, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "53300"),
+        (b'M', "sorry, too many clients already"),
+    ] {
+        fields.push(code);
+        fields.extend_from_slice(value.as_bytes());
+        fields.push(0);
+    }
+    fields.push(0);
+    let mut message = vec![b'E'];
+    message.extend_from_slice(&(fields.len() as i32 + 4).to_be_bytes());
+    message.extend_from_slice(&fields);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let _ = socket.write_all(&message).await;
+        let _ = socket.shutdown().await;
+    })
+    .await;
 }
 
 /// Handlers shared by all connections.

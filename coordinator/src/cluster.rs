@@ -21,8 +21,9 @@ use creek_proto::v1::cluster_service_client::ClusterServiceClient;
 use creek_proto::v1::node_service_client::NodeServiceClient;
 use creek_proto::v1::shard_service_client::ShardServiceClient;
 use creek_proto::v1::{
-    ExportShardRequest, GetRequest, JobsRequest, NodeStatsRequest, NodeStatsResponse,
-    RefreshRequest, RowStatus, ShardStats, ShardStatsRequest, WriteMode, WriteRequest,
+    ExportShardRequest, GetRequest, JobsRequest, KillJobsRequest, NodeStatsRequest,
+    NodeStatsResponse, RefreshRequest, RowStatus, ShardStats, ShardStatsRequest, WriteMode,
+    WriteRequest,
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use parking_lot::RwLock;
@@ -165,6 +166,44 @@ impl Cluster {
             jobs.extend(remote);
         }
         jobs
+    }
+
+    /// Cancels job `id` (`None`: every job but `except`, KILL ALL) on every live coordinator;
+    /// how many were cancelled. A coordinator that does not answer within 2 s is skipped.
+    pub async fn kill_jobs(&self, id: Option<&str>, except: &str) -> u64 {
+        let state = self.catalog().state();
+        let own = self.node_id();
+        let request = KillJobsRequest {
+            id: id.unwrap_or_default().to_string(),
+            all: id.is_none(),
+            except_id: except.to_string(),
+        };
+        let calls = state
+            .nodes
+            .values()
+            .filter(|n| n.alive && n.role == NodeRole::Coordinator && &n.id != own)
+            .filter_map(|n| {
+                let mut client = self.client(&n.id).ok()?;
+                let request = request.clone();
+                Some(async move {
+                    let call = client.cluster.kill_jobs(request);
+                    let response = tokio::time::timeout(Duration::from_secs(2), call)
+                        .await
+                        .ok()?
+                        .ok()?;
+                    Some(response.into_inner().killed)
+                })
+            });
+        let local = match id {
+            Some(id) => u64::from(self.jobs.kill(id)),
+            None => self.jobs.kill_all(except),
+        };
+        let remote: u64 = futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .sum();
+        local + remote
     }
 
     /// Returns the coordinator's own id.

@@ -3,8 +3,10 @@
 //! rows stream is dropped, i.e. after the client has read them or gave up). A long statement
 //! (COPY) reports its progress through the guard's [`JobProgress`].
 //!
-//! Pure bookkeeping: it neither runs nor cancels anything, and knows nothing of other
-//! coordinators (`Cluster::cluster_jobs` asks them over the wire).
+//! Bookkeeping, plus each job's cancellation token: `KILL` cancels the token here, and the
+//! statement itself (`Session`) watches it and stops. It runs nothing, and knows nothing of
+//! other coordinators (`Cluster::cluster_jobs` and `Cluster::kill_jobs` ask them over the
+//! wire).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +15,7 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Longest statement text kept per job: a multi-megabyte INSERT is shown by its beginning.
@@ -64,6 +67,7 @@ struct Job {
     started: SystemTime,
     stmt: String,
     progress: Arc<JobProgress>,
+    killed: CancellationToken,
 }
 
 /// The registry of this coordinator's running statements.
@@ -85,6 +89,7 @@ impl Jobs {
     pub fn start(self: &Arc<Self>, stmt: &str) -> JobGuard {
         let id = Uuid::new_v4();
         let progress = Arc::new(JobProgress::default());
+        let killed = CancellationToken::new();
         let stmt = match stmt.char_indices().nth(MAX_STATEMENT_CHARS) {
             Some((end, _)) => format!("{}...", &stmt[..end]),
             None => stmt.to_string(),
@@ -95,13 +100,41 @@ impl Jobs {
                 started: SystemTime::now(),
                 stmt,
                 progress: progress.clone(),
+                killed: killed.clone(),
             },
         );
         JobGuard {
             jobs: self.clone(),
             id,
             progress,
+            killed,
         }
+    }
+
+    /// Cancels job `id` if it runs here; whether it did.
+    pub fn kill(&self, id: &str) -> bool {
+        let Ok(id) = Uuid::parse_str(id) else {
+            return false;
+        };
+        match self.running.lock().get(&id) {
+            Some(job) if !job.killed.is_cancelled() => {
+                job.killed.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Cancels every job here but `except` (the KILL ALL statement's own); how many.
+    pub fn kill_all(&self, except: &str) -> u64 {
+        let mut killed = 0;
+        for (id, job) in self.running.lock().iter() {
+            if id.to_string() != except && !job.killed.is_cancelled() {
+                job.killed.cancel();
+                killed += 1;
+            }
+        }
+        killed
     }
 
     /// The statements running now, oldest first.
@@ -135,9 +168,20 @@ pub struct JobGuard {
     jobs: Arc<Jobs>,
     id: Uuid,
     progress: Arc<JobProgress>,
+    killed: CancellationToken,
 }
 
 impl JobGuard {
+    /// The job's id, as `sys.jobs` shows it.
+    pub fn id(&self) -> String {
+        self.id.to_string()
+    }
+
+    /// Cancelled when the job is killed.
+    pub fn killed(&self) -> &CancellationToken {
+        &self.killed
+    }
+
     /// Where the statement reports its progress.
     pub fn progress(&self) -> &Arc<JobProgress> {
         &self.progress

@@ -376,25 +376,36 @@ impl Session {
     ) -> Result<Output> {
         let job = self.cluster.jobs().start(&parsed.text());
         let output = self
-            .timed(self.run_parsed_statement(parsed, params, &job))
+            .supervised(self.run_parsed_statement(parsed, params, &job), &job)
             .await?;
         Ok(listed_while_running(output, job))
     }
 
-    /// Runs a statement under the session's `statement_timeout`, its rows included.
-    async fn timed(
+    /// Runs a statement under the session's `statement_timeout` and until its job is killed
+    /// (`KILL`), its rows included: either ends it with 57014.
+    async fn supervised(
         &self,
         run: impl std::future::Future<Output = Result<Output>>,
+        job: &JobGuard,
     ) -> Result<Output> {
-        let timeout = self.settings.lock().statement_timeout;
-        let Some(limit) = timeout else {
-            return run.await;
+        let deadline = self
+            .settings
+            .lock()
+            .statement_timeout
+            .map(|limit| tokio::time::Instant::now() + limit);
+        let killed = job.killed().clone();
+        let expired = async move {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
         };
-        let deadline = tokio::time::Instant::now() + limit;
-        let output = tokio::time::timeout_at(deadline, run)
-            .await
-            .map_err(|_| statement_timeout())??;
-        Ok(rows_until(output, deadline))
+        let output = tokio::select! {
+            output = run => output?,
+            _ = killed.cancelled() => return Err(job_killed().into()),
+            _ = expired => return Err(statement_timeout().into()),
+        };
+        Ok(rows_until(output, deadline, job.killed().clone()))
     }
 
     async fn run_parsed_statement(
@@ -460,6 +471,10 @@ impl Session {
                 }
                 self.cluster.set_cluster_settings(settings).await?;
                 return Ok(affected("SET", 0));
+            }
+            ParsedStatement::Kill(id) => {
+                let killed = self.cluster.kill_jobs(id.as_deref(), &job.id()).await;
+                return Ok(affected("KILL", killed));
             }
             ParsedStatement::Decommission(node) => {
                 self.cluster.decommission(&node).await?;
@@ -1125,6 +1140,13 @@ fn cancellable(
     Box::pin(RecordBatchStreamAdapter::new(schema, rows.chain(canceled)))
 }
 
+fn job_killed() -> CodedError {
+    CodedError::new(
+        ErrorCode::QueryCanceled,
+        "canceling statement: job killed (KILL)",
+    )
+}
+
 fn statement_timeout() -> CodedError {
     CodedError::new(
         ErrorCode::QueryCanceled,
@@ -1132,25 +1154,40 @@ fn statement_timeout() -> CodedError {
     )
 }
 
-/// Ends a result's rows with the statement-timeout error at `deadline`, dropping the stream
-/// so the work behind it stops (PostgreSQL's timeout covers sending the rows too).
-fn rows_until(output: Output, deadline: tokio::time::Instant) -> Output {
+/// Ends a result's rows with 57014 at `deadline` (`statement_timeout`) or when `killed` is
+/// cancelled, dropping the stream so the work behind it stops (PostgreSQL's timeout covers
+/// sending the rows too).
+fn rows_until(
+    output: Output,
+    deadline: Option<tokio::time::Instant>,
+    killed: CancellationToken,
+) -> Output {
     let Output::Rows { schema, stream } = output else {
         return output;
     };
-    let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let timer = {
-        let expired = expired.clone();
+    let reason: Arc<Mutex<Option<CodedError>>> = Arc::default();
+    let stop = {
+        let reason = reason.clone();
         async move {
-            tokio::time::sleep_until(deadline).await;
-            expired.store(true, std::sync::atomic::Ordering::Relaxed);
+            let expired = async move {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let why = tokio::select! {
+                _ = killed.cancelled() => job_killed(),
+                _ = expired => statement_timeout(),
+            };
+            *reason.lock() = Some(why);
         }
     };
-    let rows = stream.take_until(Box::pin(timer));
+    let rows = stream.take_until(Box::pin(stop));
     let error = futures::stream::once(async move {
-        expired
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .then(|| Err(DataFusionError::External(Box::new(statement_timeout()))))
+        reason
+            .lock()
+            .take()
+            .map(|why| Err(DataFusionError::External(Box::new(why))))
     })
     .filter_map(futures::future::ready);
     Output::Rows {

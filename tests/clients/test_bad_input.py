@@ -364,3 +364,58 @@ def test_connections_past_max_connections_are_refused():
         assert server.alive()
     finally:
         server.stop()
+
+
+def test_kill_ends_a_running_statement_and_spares_the_rest(creek):
+    """KILL '<job id>' (from sys.jobs) and KILL ALL end running statements with 57014; the
+    killed sessions go on, and the killing statement survives its own KILL ALL."""
+    import threading
+
+    slow = "SELECT count(*) FROM generate_series(1, 100000000) a, generate_series(1, 100) b"
+    outcomes = {}
+
+    def run(name):
+        with psycopg.connect(creek.dsn, autocommit=True) as conn:
+            try:
+                conn.execute(slow).fetchall()
+                outcomes[name] = "finished"
+            except psycopg.Error as error:
+                outcomes[name] = error.sqlstate
+            outcomes[name + " after"] = conn.execute("SELECT 1").fetchone()
+
+    def running():
+        return conn.execute(
+            "SELECT id FROM sys.jobs WHERE stmt LIKE 'SELECT count(*) FROM generate_series%'"
+        ).fetchall()
+
+    def wait_for(count):
+        deadline = time.monotonic() + 10
+        while len(running()) < count:
+            assert time.monotonic() < deadline, "the slow statements did not show in sys.jobs"
+            time.sleep(0.05)
+
+    with psycopg.connect(creek.dsn, autocommit=True) as conn:
+        one = threading.Thread(target=run, args=("one",))
+        one.start()
+        wait_for(1)
+        [(job,)] = running()
+        assert conn.execute(f"KILL '{job}'").statusmessage == "KILL 1"
+        one.join(10)
+        assert outcomes == {"one": "57014", "one after": (1,)}
+        # Gone already, or no such job: nothing to kill.
+        assert conn.execute(f"KILL '{job}'").statusmessage == "KILL 0"
+        assert conn.execute("KILL 'not a job id'").statusmessage == "KILL 0"
+        threads = [threading.Thread(target=run, args=(name,)) for name in ("two", "three")]
+        for thread in threads:
+            thread.start()
+        wait_for(2)
+        assert conn.execute("KILL ALL").statusmessage == "KILL 2"
+        for thread in threads:
+            thread.join(10)
+        assert outcomes["two"] == outcomes["three"] == "57014"
+        try:
+            conn.execute("KILL")
+            raise AssertionError("KILL without a job should be a syntax error")
+        except psycopg.Error as error:
+            assert error.sqlstate == "42601"
+    assert creek.alive()

@@ -11,9 +11,9 @@ use creek_proto::v1::cluster_service_server::{ClusterService, ClusterServiceServ
 use creek_proto::v1::node_service_server::{NodeService, NodeServiceServer};
 use creek_proto::v1::{
     GracefulStopRequest, GracefulStopResponse, HeartbeatRequest, HeartbeatResponse, JobsRequest,
-    JobsResponse, JoinRequest, JoinResponse, NodeStatsRequest, NodeStatsResponse, ProposeRequest,
-    ProposeResponse, PublishStateResponse, RaftMessage, ShardCopyEventRequest,
-    ShardCopyEventResponse, StateMessage,
+    JobsResponse, JoinRequest, JoinResponse, KillJobsRequest, KillJobsResponse, NodeStatsRequest,
+    NodeStatsResponse, ProposeRequest, ProposeResponse, PublishStateResponse, RaftMessage,
+    ShardCopyEventRequest, ShardCopyEventResponse, StateMessage,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -139,6 +139,19 @@ impl ClusterService for ClusterServiceImpl {
         Ok(Response::new(JobsResponse {
             jobs_json: serde_json::to_vec(&self.jobs.list()).expect("jobs serialise"),
         }))
+    }
+
+    async fn kill_jobs(
+        &self,
+        request: Request<KillJobsRequest>,
+    ) -> Result<Response<KillJobsResponse>, Status> {
+        let request = request.into_inner();
+        let killed = if request.all {
+            self.jobs.kill_all(&request.except_id)
+        } else {
+            u64::from(self.jobs.kill(&request.id))
+        };
+        Ok(Response::new(KillJobsResponse { killed }))
     }
 }
 

@@ -366,7 +366,7 @@ fn output_to_response(output: Output, extra_float_digits: i32) -> PgWireResult<R
                 Response::EmptyQuery
             } else if matches!(
                 tag.as_str(),
-                "INSERT" | "UPDATE" | "DELETE" | "SELECT" | "COPY"
+                "INSERT" | "UPDATE" | "DELETE" | "SELECT" | "COPY" | "KILL"
             ) {
                 if tag == "INSERT" {
                     Response::Execution(Tag::new("INSERT").with_oid(0).with_rows(count as usize))

@@ -132,7 +132,10 @@ impl Session {
         let state = self.context(false).state();
         let job = self.cluster.jobs().start(&statement.to_string());
         let output = self
-            .timed(self.run_query(&state, prepared.plan.clone(), params, None))
+            .supervised(
+                self.run_query(&state, prepared.plan.clone(), params, None),
+                &job,
+            )
             .await?;
         let output = match (output, OutputNames::of(statement, self.naming)) {
             (Output::Rows { schema, stream }, Some(names)) => renamed_rows(&names, schema, stream),

@@ -107,6 +107,8 @@ pub enum ParsedStatement {
     SetGlobal(BTreeMap<String, Option<String>>),
     /// `ALTER CLUSTER DECOMMISSION 'node'`.
     Decommission(String),
+    /// `KILL 'job id'` (`Some`) or `KILL ALL` (`None`), as CrateDB spells them.
+    Kill(Option<String>),
     /// `CREATE ANALYZER name (...)`.
     CreateAnalyzer {
         name: String,
@@ -261,10 +263,17 @@ fn parse_one(tokens: Vec<Token>) -> Result<ParsedStatement> {
     Ok(ParsedStatement::Sql(Box::new(statement), clauses))
 }
 
-/// `ALTER TABLE .. SET/RESET (..)`, `SET/RESET GLOBAL ..` and `ALTER CLUSTER ..`; `None`
-/// for any other statement.
+/// `ALTER TABLE .. SET/RESET (..)`, `SET/RESET GLOBAL ..`, `ALTER CLUSTER ..` and `KILL`;
+/// `None` for any other statement.
 fn parse_admin(tokens: &[&Token]) -> Option<Result<ParsedStatement>> {
     let is = |i: usize, keyword: &str| tokens.get(i).is_some_and(|t| word_is(t, keyword));
+    if is(0, "kill") {
+        return Some(match tokens.get(1..) {
+            Some([all]) if word_is(all, "all") => Ok(ParsedStatement::Kill(None)),
+            Some([Token::SingleQuotedString(id)]) => Ok(ParsedStatement::Kill(Some(id.clone()))),
+            _ => Err(syntax_error("expected KILL ALL or KILL 'job id'")),
+        });
+    }
     if is(0, "alter") && is(1, "cluster") {
         return Some(match tokens.get(2..) {
             Some([decommission, Token::SingleQuotedString(node)])

@@ -356,6 +356,44 @@ async fn scenario(cluster: &mut TestCluster, root: &std::path::Path) -> anyhow::
         started.elapsed().as_secs_f64()
     );
 
+    // KILL on c1 ends the same join running on c3, found by its id in sys.jobs.
+    let victim = coordinator(cluster, 2).await?;
+    let killer = coordinator(cluster, 0).await?;
+    let kill = tokio::spawn(async move {
+        let jobs =
+            "SELECT id FROM sys.jobs WHERE node = 'c3' AND stmt LIKE 'SELECT count(*) FROM t%'";
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let listed = rows(&killer, jobs).await?;
+            if let [id] = listed.as_slice() {
+                let answer = killer.simple_query(&format!("KILL '{}'", id[0])).await?;
+                let killed = answer.iter().find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                    _ => None,
+                });
+                ensure!(killed == Some(1), "KILL on c1 of c3's job: {killed:?}");
+                return anyhow::Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "c3's join never showed in sys.jobs"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let killed = victim
+        .simple_query("SELECT count(*) FROM t a, t b, t c")
+        .await
+        .err()
+        .context("a 2*10^11-row join must not finish")?;
+    kill.await??;
+    ensure!(
+        killed.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+        "KILL must end the query with 57014: {killed:?}"
+    );
+    ensure!(rows(&victim, "SELECT count(*) FROM t").await? == [["6000"]]);
+    eprintln!("KILL: c1 killed a join running on c3 by its sys.jobs id; the session goes on");
+
     // A non-voting coordinator joins, serves queries and forwards DDL.
     let (pg, http, transport) = (free_port()?, free_port()?, free_port()?);
     let follower_args = [

@@ -115,6 +115,8 @@ impl ParsedStatement {
             ParsedStatement::Decommission(node) => {
                 format!("ALTER CLUSTER DECOMMISSION '{node}'")
             }
+            ParsedStatement::Kill(Some(id)) => format!("KILL '{}'", id.replace('\'', "''")),
+            ParsedStatement::Kill(None) => "KILL ALL".to_string(),
             ParsedStatement::CreateAnalyzer { name, .. } => format!("CREATE ANALYZER {name}"),
             ParsedStatement::DropAnalyzer(name) => format!("DROP ANALYZER {name}"),
             ParsedStatement::CopyFromFiles(copy) => {

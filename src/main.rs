@@ -92,6 +92,33 @@ struct ClientPorts {
     /// refuses it, and the others go on.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..), env = "CREEK_MAX_CONNECTIONS")]
     max_connections: u32,
+    /// Most memory one query's operators (hash aggregates, joins, sorts) may hold on this
+    /// coordinator, e.g. `2gb`; a query that needs more spills to disk where it can, else
+    /// fails with 54000. Default: a quarter of the machine's memory.
+    #[arg(long, value_parser = parse_memory, env = "CREEK_QUERY_MEMORY_LIMIT")]
+    query_memory_limit: Option<u64>,
+    /// Most memory all queries together may hold on this coordinator. Default: half of the
+    /// machine's memory.
+    #[arg(long, value_parser = parse_memory, env = "CREEK_MEMORY_LIMIT")]
+    memory_limit: Option<u64>,
+}
+
+impl ClientPorts {
+    fn query_memory(&self) -> creek_coordinator::memory::QueryMemory {
+        let machine = creek_proto::node_stats::physical_memory().unwrap_or(8 << 30);
+        let node = self.memory_limit.unwrap_or(machine / 2);
+        let query = self.query_memory_limit.unwrap_or(machine / 4);
+        creek_coordinator::memory::QueryMemory::new(query as usize, node as usize)
+    }
+}
+
+fn parse_memory(text: &str) -> Result<u64, String> {
+    match creek_common::state::parse_byte_size(text) {
+        Some(bytes) if bytes >= 1 << 20 => Ok(bytes),
+        _ => Err(format!(
+            "expected a size of at least 1mb such as 512mb or 2gb, got '{text}'"
+        )),
+    }
 }
 
 /// What every cluster node is started with.
@@ -342,6 +369,7 @@ async fn start_coordinator(
     config: ConsensusConfig,
     transport: tokio::net::TcpListener,
     data_dir: PathBuf,
+    memory: creek_coordinator::memory::QueryMemory,
 ) -> anyhow::Result<Arc<Cluster>> {
     let catalog = Arc::new(Catalog::new(&config.cluster_name));
     let consensus = Consensus::start(config, catalog)
@@ -355,7 +383,7 @@ async fn start_coordinator(
         data_dir,
         std::future::pending(),
     ));
-    Ok(Arc::new(Cluster::new(consensus, jobs)))
+    Ok(Arc::new(Cluster::new(consensus, jobs, memory)))
 }
 
 fn open_data_node(node_id: &str, data_dir: PathBuf) -> anyhow::Result<Arc<DataNode>> {
@@ -432,6 +460,7 @@ async fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         },
         transport,
         cluster_dir,
+        args.client_ports.query_memory(),
     )
     .await?;
     let membership = tokio::spawn(creek_datanode::membership::run(
@@ -514,6 +543,7 @@ async fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         },
         transport,
         node.data_dir.clone(),
+        args.client_ports.query_memory(),
     )
     .await?;
     let consensus = cluster.consensus().clone();

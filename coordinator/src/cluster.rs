@@ -33,6 +33,7 @@ use crate::catalog::{Catalog, CopyState};
 use crate::consensus::{peer_channel, Consensus};
 use crate::error::{Error, Result};
 use crate::jobs::{JobInfo, Jobs};
+use crate::memory::QueryMemory;
 
 mod session_writes;
 
@@ -114,6 +115,7 @@ pub struct Cluster {
     consensus: Arc<Consensus>,
     clients: RwLock<HashMap<NodeId, NodeClient>>,
     jobs: Arc<Jobs>,
+    memory: QueryMemory,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -128,12 +130,18 @@ fn status_error(status: tonic::Status) -> Error {
 
 impl Cluster {
     /// Creates the cluster view of a coordinator taking part in `consensus`.
-    pub fn new(consensus: Arc<Consensus>, jobs: Arc<Jobs>) -> Cluster {
+    pub fn new(consensus: Arc<Consensus>, jobs: Arc<Jobs>, memory: QueryMemory) -> Cluster {
         Cluster {
             consensus,
             clients: RwLock::new(HashMap::new()),
             jobs,
+            memory,
         }
+    }
+
+    /// The memory limits this coordinator's queries run under.
+    pub fn memory(&self) -> &QueryMemory {
+        &self.memory
     }
 
     /// The statements running on this coordinator.

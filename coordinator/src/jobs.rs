@@ -68,6 +68,9 @@ struct Job {
     stmt: String,
     progress: Arc<JobProgress>,
     killed: CancellationToken,
+    /// Whether the statement stops when killed: only reads do, since a write stopped halfway
+    /// cannot be undone.
+    cancellable: bool,
 }
 
 /// The registry of this coordinator's running statements.
@@ -85,8 +88,18 @@ impl Jobs {
         })
     }
 
-    /// Registers a statement; it stays listed until the returned guard drops.
+    /// Registers a statement that runs to its end; it stays listed until the returned guard
+    /// drops, and `KILL` passes it by.
     pub fn start(self: &Arc<Self>, stmt: &str) -> JobGuard {
+        self.register(stmt, false)
+    }
+
+    /// Registers a statement that stops when killed (a query).
+    pub fn start_cancellable(self: &Arc<Self>, stmt: &str) -> JobGuard {
+        self.register(stmt, true)
+    }
+
+    fn register(self: &Arc<Self>, stmt: &str, cancellable: bool) -> JobGuard {
         let id = Uuid::new_v4();
         let progress = Arc::new(JobProgress::default());
         let killed = CancellationToken::new();
@@ -101,6 +114,7 @@ impl Jobs {
                 stmt,
                 progress: progress.clone(),
                 killed: killed.clone(),
+                cancellable,
             },
         );
         JobGuard {
@@ -111,13 +125,13 @@ impl Jobs {
         }
     }
 
-    /// Cancels job `id` if it runs here; whether it did.
+    /// Cancels job `id` if it runs here and stops when killed; whether it did.
     pub fn kill(&self, id: &str) -> bool {
         let Ok(id) = Uuid::parse_str(id) else {
             return false;
         };
         match self.running.lock().get(&id) {
-            Some(job) if !job.killed.is_cancelled() => {
+            Some(job) if job.cancellable && !job.killed.is_cancelled() => {
                 job.killed.cancel();
                 true
             }
@@ -125,11 +139,12 @@ impl Jobs {
         }
     }
 
-    /// Cancels every job here but `except` (the KILL ALL statement's own); how many.
+    /// Cancels every job here that stops when killed but `except` (the KILL ALL statement's
+    /// own); how many.
     pub fn kill_all(&self, except: &str) -> u64 {
         let mut killed = 0;
         for (id, job) in self.running.lock().iter() {
-            if id.to_string() != except && !job.killed.is_cancelled() {
+            if job.cancellable && id.to_string() != except && !job.killed.is_cancelled() {
                 job.killed.cancel();
                 killed += 1;
             }

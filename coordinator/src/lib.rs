@@ -12,6 +12,7 @@ pub mod consensus;
 pub mod error;
 pub mod frontend;
 pub mod jobs;
+pub mod memory;
 pub mod plan;
 pub mod session;
 pub mod sql;

@@ -65,6 +65,8 @@ pub struct Session {
     transaction_start: Mutex<Option<u64>>,
     /// Warnings for the client about the statement just run, taken by the front end.
     notices: Mutex<Vec<Notice>>,
+    /// Where this session's queries reserve memory (`memory`).
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 }
 
 /// A warning the front end sends the client (pgwire's NoticeResponse).
@@ -126,6 +128,7 @@ impl Session {
 
     /// Creates a session with default settings whose result columns are named by `naming`.
     pub fn with_naming(cluster: Arc<Cluster>, naming: NamingRules) -> Session {
+        let cluster_runtime = cluster.memory().session_runtime();
         Session {
             cluster,
             naming,
@@ -136,6 +139,7 @@ impl Session {
             contexts: Mutex::default(),
             transaction_start: Mutex::default(),
             notices: Mutex::default(),
+            runtime: cluster_runtime,
         }
     }
 
@@ -220,6 +224,7 @@ impl Session {
             &self.settings,
             expose_hidden,
             Some(self.writes.clone()),
+            Some(self.runtime.clone()),
         );
         *slot = Some(Planning {
             settings,
@@ -374,15 +379,28 @@ impl Session {
         parsed: ParsedStatement,
         params: &[ScalarValue],
     ) -> Result<Output> {
-        let job = self.cluster.jobs().start(&parsed.text());
+        // Only a query stops halfway (KILL, statement_timeout): a write or DDL stopped at an
+        // await point would leave some shards written and report failure.
+        let reads_only = matches!(&parsed, ParsedStatement::Sql(statement, _)
+            if matches!(statement.as_ref(), Statement::Query(_) | Statement::Explain { .. }));
+        let job = if reads_only {
+            self.cluster.jobs().start_cancellable(&parsed.text())
+        } else {
+            self.cluster.jobs().start(&parsed.text())
+        };
+        if !reads_only {
+            let output = self.run_parsed_statement(parsed, params, &job).await?;
+            return Ok(listed_while_running(output, job));
+        }
         let output = self
             .supervised(self.run_parsed_statement(parsed, params, &job), &job)
             .await?;
         Ok(listed_while_running(output, job))
     }
 
-    /// Runs a statement under the session's `statement_timeout` and until its job is killed
-    /// (`KILL`), its rows included: either ends it with 57014.
+    /// Runs a query under the session's `statement_timeout` and until its job is killed
+    /// (`KILL`), its rows included: either ends it with 57014. Only for statements that
+    /// write nothing: dropping `run` stops it at any await point.
     async fn supervised(
         &self,
         run: impl std::future::Future<Output = Result<Output>>,

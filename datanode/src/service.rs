@@ -77,97 +77,12 @@ impl ShardService for ShardServiceImpl {
         &self,
         request: Request<WriteRequest>,
     ) -> Result<Response<WriteResponse>, Status> {
-        let request = request.into_inner();
-        let shard_id = ShardId {
-            table: TableId(request.table_id),
-            shard: request.shard,
-        };
-        let shard = self.node.shard(shard_id)?;
-        if !shard.role().primary {
-            return Err(Error::NotPrimary { shard_id }.into());
-        }
-        let mode = WriteMode::try_from(request.mode)
-            .map_err(|_| Status::invalid_argument("unknown write mode"))?;
-        wait_for_table_version(&shard, request.schema_version).await?;
-        if request.expected_seq_nos.len() != request.expected_primary_terms.len() {
-            return Err(Status::invalid_argument(
-                "expected versions need a sequence number and a primary term each",
-            ));
-        }
-        let expected: Vec<Version> = request
-            .expected_seq_nos
-            .iter()
-            .zip(&request.expected_primary_terms)
-            .map(|(seq_no, primary_term)| Version {
-                seq_no: *seq_no,
-                primary_term: *primary_term,
-            })
-            .collect();
-        self.node.check_lease()?;
-        // Held until every copy has the operation, so copies apply operations in order.
-        let order = shard.replication_lock().lock().await;
-        if !shard.role().primary {
-            return Err(Error::NotPrimary { shard_id }.into());
-        }
-        let refresh = request.refresh;
-        let outcome = {
-            let shard = shard.clone();
-            blocking(move || {
-                shard.write(
-                    mode,
-                    &request.rows_ipc,
-                    &request.delete_ids,
-                    &expected,
-                    &request.operation_id,
-                )
-            })
+        // Run apart from the request: a coordinator that gives up (its statement cancelled,
+        // its connection gone) drops this handler, and a write dropped between applying on
+        // the primary and reaching the replicas would leave the copies apart.
+        tokio::spawn(write_to_primary(self.node.clone(), request.into_inner()))
             .await
-        };
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            // A copy closed under the write (it moved, or this node stopped holding it) is
-            // not this node's primary any more: the coordinator retries where it is now.
-            Err(_)
-                if self
-                    .node
-                    .shard(shard_id)
-                    .map_or(true, |s| !Arc::ptr_eq(&s, &shard)) =>
-            {
-                return Err(Error::NotPrimary { shard_id }.into())
-            }
-            Err(status) => return Err(status),
-        };
-        if let Some(op) = &outcome.op {
-            crate::replication::replicate(
-                &self.node.peers,
-                &self.node.cluster_client(),
-                &shard,
-                op,
-                refresh,
-            )
-            .await?;
-        }
-        // Acknowledged only as the primary of the term the operation was written under (a
-        // repeated one keeps the term of its first primary).
-        let role = shard.role();
-        let term_moved = outcome
-            .op
-            .as_ref()
-            .is_some_and(|op| !outcome.repeated && role.primary_term != op.primary_term);
-        if !role.primary || term_moved {
-            return Err(Error::NotPrimary { shard_id }.into());
-        }
-        drop(order);
-        if refresh {
-            let shard = shard.clone();
-            blocking(move || shard.refresh()).await?;
-        }
-        // A primary that lost touch with the leader may have been replaced meanwhile.
-        self.node.check_lease()?;
-        Ok(Response::new(WriteResponse {
-            statuses: outcome.statuses.into_iter().map(|s| s as i32).collect(),
-            max_seq_no: outcome.max_seq_no,
-        }))
+            .map_err(|error| Status::internal(format!("write task failed: {error}")))?
     }
 
     async fn refresh(
@@ -655,3 +570,93 @@ const MAX_CHUNK_BYTES: u32 = 8 * 1024 * 1024;
 
 /// About how many bytes of operations go in one recovery message.
 const OPS_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// A write to the primary copy of a shard and its replication (see `ShardService::write`).
+async fn write_to_primary(
+    node: Arc<DataNode>,
+    request: WriteRequest,
+) -> Result<Response<WriteResponse>, Status> {
+    let shard_id = ShardId {
+        table: TableId(request.table_id),
+        shard: request.shard,
+    };
+    let shard = node.shard(shard_id)?;
+    if !shard.role().primary {
+        return Err(Error::NotPrimary { shard_id }.into());
+    }
+    let mode = WriteMode::try_from(request.mode)
+        .map_err(|_| Status::invalid_argument("unknown write mode"))?;
+    wait_for_table_version(&shard, request.schema_version).await?;
+    if request.expected_seq_nos.len() != request.expected_primary_terms.len() {
+        return Err(Status::invalid_argument(
+            "expected versions need a sequence number and a primary term each",
+        ));
+    }
+    let expected: Vec<Version> = request
+        .expected_seq_nos
+        .iter()
+        .zip(&request.expected_primary_terms)
+        .map(|(seq_no, primary_term)| Version {
+            seq_no: *seq_no,
+            primary_term: *primary_term,
+        })
+        .collect();
+    node.check_lease()?;
+    // Held until every copy has the operation, so copies apply operations in order.
+    let order = shard.replication_lock().lock().await;
+    if !shard.role().primary {
+        return Err(Error::NotPrimary { shard_id }.into());
+    }
+    let refresh = request.refresh;
+    let outcome = {
+        let shard = shard.clone();
+        blocking(move || {
+            shard.write(
+                mode,
+                &request.rows_ipc,
+                &request.delete_ids,
+                &expected,
+                &request.operation_id,
+            )
+        })
+        .await
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        // A copy closed under the write (it moved, or this node stopped holding it) is
+        // not this node's primary any more: the coordinator retries where it is now.
+        Err(_)
+            if node
+                .shard(shard_id)
+                .map_or(true, |s| !Arc::ptr_eq(&s, &shard)) =>
+        {
+            return Err(Error::NotPrimary { shard_id }.into())
+        }
+        Err(status) => return Err(status),
+    };
+    if let Some(op) = &outcome.op {
+        crate::replication::replicate(&node.peers, &node.cluster_client(), &shard, op, refresh)
+            .await?;
+    }
+    // Acknowledged only as the primary of the term the operation was written under (a
+    // repeated one keeps the term of its first primary).
+    let role = shard.role();
+    let term_moved = outcome
+        .op
+        .as_ref()
+        .is_some_and(|op| !outcome.repeated && role.primary_term != op.primary_term);
+    if !role.primary || term_moved {
+        return Err(Error::NotPrimary { shard_id }.into());
+    }
+    drop(order);
+    if refresh {
+        let shard = shard.clone();
+        blocking(move || shard.refresh()).await?;
+    }
+    // A primary that lost touch with the leader may have been replaced meanwhile.
+    node.check_lease()?;
+    Ok(Response::new(WriteResponse {
+        statuses: outcome.statuses.into_iter().map(|s| s as i32).collect(),
+        max_seq_no: outcome.max_seq_no,
+    }))
+}

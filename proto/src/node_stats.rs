@@ -41,7 +41,8 @@ fn resident_bytes() -> Option<u64> {
     Some(pages * page_size())
 }
 
-fn physical_memory() -> Option<u64> {
+/// The machine's physical memory in bytes.
+pub fn physical_memory() -> Option<u64> {
     // SAFETY: sysconf has no preconditions.
     let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
     (pages > 0).then(|| pages as u64 * page_size())

@@ -346,6 +346,25 @@ def test_connections_past_max_connections_are_refused():
             except psycopg.OperationalError as error:
                 assert "too many clients" in str(error), error
             assert time.monotonic() - started < 5
+        # A cancel request still gets through at the limit.
+        import threading
+
+        outcome = []
+
+        def slow():
+            try:
+                held[0].execute("SELECT count(*) FROM generate_series(1, 100000000) a, "
+                                "generate_series(1, 100) b").fetchall()
+                outcome.append("finished")
+            except psycopg.errors.QueryCanceled:
+                outcome.append("57014")
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        time.sleep(0.5)
+        held[0].cancel()
+        thread.join(10)
+        assert outcome == ["57014"]
         # The held connections keep working; a freed slot takes a new client.
         for conn in held:
             assert conn.execute("SELECT 1").fetchone() == (1,)
@@ -419,3 +438,27 @@ def test_kill_ends_a_running_statement_and_spares_the_rest(creek):
         except psycopg.Error as error:
             assert error.sqlstate == "42601"
     assert creek.alive()
+
+
+def test_a_query_past_its_memory_limit_fails_alone():
+    server = Creek()
+    server.extra_args = ["--query-memory-limit", "32mb", "--memory-limit", "48mb"]
+    server.start()
+    big_join = ("SELECT count(*) FROM generate_series(1, 3000000) a "
+                "JOIN generate_series(1, 3000000) b ON a.value = b.value")
+    try:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            try:
+                conn.execute(big_join).fetchall()
+                raise AssertionError("a 3M-row hash join should not fit in 32 MiB")
+            except psycopg.Error as error:
+                assert error.sqlstate == "54000", error
+                assert "--query-memory-limit" in str(error)
+            # The memory came back: the same session and others run queries that fit.
+            small = big_join.replace("3000000", "1000")
+            assert conn.execute(small).fetchone() == (1000,)
+        with psycopg.connect(server.dsn, autocommit=True) as other:
+            assert other.execute("SELECT 1").fetchone() == (1,)
+        assert server.alive()
+    finally:
+        server.stop()

@@ -46,18 +46,31 @@ use error::to_pg_error;
 pub async fn serve(listener: TcpListener, cluster: Arc<Cluster>, max_connections: usize) {
     let factory = Arc::new(PgHandlers::new(cluster));
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    // Connections being told "too many clients" at once; past these a connection is closed
+    // without an answer, so a flood cannot hold unbounded tasks and descriptors.
+    let refusals = Arc::new(tokio::sync::Semaphore::new(64));
     loop {
         match listener.accept().await {
             Ok((socket, peer)) => {
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(%peer, max_connections, "refusing a pgwire connection: too many clients");
-                    tokio::spawn(refuse_connection(socket));
-                    continue;
-                };
                 let factory = factory.clone();
+                let slot = slots.clone().try_acquire_owned();
+                let refusal = refusals.clone().try_acquire_owned();
                 tokio::spawn(async move {
-                    let _slot = slot;
                     let _ = socket.set_nodelay(true);
+                    let slot = match slot {
+                        Ok(slot) => Some(slot),
+                        // A cancel request is served at the limit too: that is when a runaway
+                        // query most needs stopping.
+                        Err(_) if is_cancel_request(&socket).await => None,
+                        Err(_) => {
+                            tracing::warn!(%peer, max_connections, "refusing a pgwire connection: too many clients");
+                            if let Ok(_refusal) = refusal {
+                                refuse_connection(socket).await;
+                            }
+                            return;
+                        }
+                    };
+                    let _slot = slot;
                     if let Err(error) = pgwire::tokio::process_socket(socket, None, factory).await {
                         tracing::debug!(%error, "pgwire connection ended with an error");
                     }
@@ -68,12 +81,30 @@ pub async fn serve(listener: TcpListener, cluster: Arc<Cluster>, max_connections
     }
 }
 
+/// Whether the connection opens with a CancelRequest (16 bytes, code 80877102), looked at
+/// without reading it.
+async fn is_cancel_request(socket: &tokio::net::TcpStream) -> bool {
+    const CANCEL_REQUEST: [u8; 8] = [0, 0, 0, 16, 4, 210, 22, 46];
+    let mut start = [0u8; 8];
+    let peeked = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        loop {
+            match socket.peek(&mut start).await {
+                Ok(8) => return true,
+                Ok(0) | Err(_) => return false,
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+    })
+    .await;
+    peeked == Ok(true) && start == CANCEL_REQUEST
+}
+
 /// Answers a connection past `max_connections` with PostgreSQL's FATAL 53300 and closes it.
 /// The client's startup packet is read first and thrown away, so closing does not reset the
 /// connection before the client has read the error.
 async fn refuse_connection(mut socket: tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
         let mut buffer = [0u8; 1024];
         let read = socket.read(&mut buffer).await.unwrap_or(0);
         // An SSL or GSS encryption request is declined, so that the client then sends its
@@ -101,7 +132,7 @@ async fn refuse_connection(mut socket: tokio::net::TcpStream) {
     let mut message = vec![b'E'];
     message.extend_from_slice(&(fields.len() as i32 + 4).to_be_bytes());
     message.extend_from_slice(&fields);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
         let _ = socket.write_all(&message).await;
         let _ = socket.shutdown().await;
     })

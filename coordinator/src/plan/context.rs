@@ -54,6 +54,7 @@ pub fn session_context(
     session_settings: &Arc<Mutex<SessionSettings>>,
     expose_hidden: bool,
     writes: Option<Arc<SessionWrites>>,
+    runtime: Option<Arc<datafusion::execution::runtime_env::RuntimeEnv>>,
 ) -> SessionContext {
     let settings = session_settings.lock().clone();
     let mut config = SessionConfig::new()
@@ -68,6 +69,7 @@ pub fn session_context(
     }
     let mut builder = SessionStateBuilder::new()
         .with_config(config)
+        .with_runtime_env(runtime.unwrap_or_default())
         .with_default_features()
         .with_optimizer_rules(optimizer_rules())
         .with_physical_optimizer_rules(physical_optimizer_rules());

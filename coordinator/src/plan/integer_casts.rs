@@ -1,5 +1,6 @@
-//! Casts of fractional numbers to integers round, as PostgreSQL's do (`1.5::int` is 2,
-//! `-2.5::int` is -3); Arrow's cast truncates. A logical optimizer rule, run first, puts the
+//! Casts of fractional numbers to integers round, as PostgreSQL's casts of numerics do
+//! (`1.5::int` is 2, `-2.5::int` is -3: half away from zero; PostgreSQL rounds a double's
+//! halves to even, but its literals are numerics); Arrow's cast truncates. A logical optimizer rule, run first, puts the
 //! rounding under every such cast: `round(x)` for doubles, a cast to a whole numeric (which
 //! Arrow rounds half away from zero) for numerics. It needs the input's type, so it works on
 //! the typed plan rather than on the syntax tree.
@@ -17,6 +18,7 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
+/// The rule; see the module documentation.
 #[derive(Debug, Default)]
 pub struct RoundIntegerCasts;
 
@@ -49,18 +51,29 @@ impl OptimizerRule for RoundIntegerCasts {
             }
             Arc::new(merged)
         };
+        // Names are kept so the plan's schema does not change (as DataFusion's own
+        // simplification keeps them); a grouping set keeps its shape, its members are
+        // rewritten.
         let names = NamePreserver::new(&plan);
-        plan.map_expressions(|expr| {
+        let mut rewrite = |expr: Expr| {
             let name = names.save(&expr);
             let rewritten = expr.transform_up(|e| round_under_cast(e, &schema))?;
             Ok(Transformed::new_transformed(
                 name.restore(rewritten.data),
                 rewritten.transformed,
             ))
+        };
+        plan.map_expressions(|expr| {
+            if let Expr::GroupingSet(_) = &expr {
+                expr.map_children(&mut rewrite)
+            } else {
+                rewrite(expr)
+            }
         })
     }
 }
 
+/// `CAST(x AS <integer>)` of a fractional `x` becomes `CAST(round(x) AS <integer>)`.
 fn round_under_cast(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     let (inner, target) = match &expr {
         Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field })
@@ -74,9 +87,13 @@ fn round_under_cast(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> 
         return Ok(Transformed::no(expr));
     };
     let rounded = match source {
-        DataType::Float16 | DataType::Float32 | DataType::Float64 if !is_round(inner) => {
+        DataType::Float32 | DataType::Float64 if !is_round(inner) => {
             datafusion::functions::math::expr_fn::round(vec![inner.clone()])
         }
+        // `round` has no half-precision kernel.
+        DataType::Float16 => datafusion::functions::math::expr_fn::round(vec![inner
+            .clone()
+            .cast_to(&DataType::Float64, schema)?]),
         DataType::Decimal128(_, scale) if scale > 0 => inner
             .clone()
             .cast_to(&DataType::Decimal128(38, 0), schema)?,
@@ -92,6 +109,9 @@ fn round_under_cast(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> 
     }))
 }
 
+/// Whether `expr` is already `round(x)` (one argument: `round(x, 1)` keeps a fraction): the
+/// optimizer runs its rules more than once, and a rounded cast must not be wrapped again.
 fn is_round(expr: &Expr) -> bool {
-    matches!(expr, Expr::ScalarFunction(function) if function.name() == "round")
+    matches!(expr, Expr::ScalarFunction(function)
+        if function.name() == "round" && function.args.len() == 1)
 }

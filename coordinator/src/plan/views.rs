@@ -76,7 +76,7 @@ pub async fn view_provider(
     }));
     // Only names are resolved here: the scans are planned in the querying session's
     // context, which carries its writes.
-    let ctx = session_context(cluster.clone(), &settings, false, None);
+    let ctx = session_context(cluster.clone(), &settings, false, None, None);
     let plan = ctx.state().create_logical_plan(&view.query).await?;
     Ok(Arc::new(ViewTable::new(plan, Some(view.query.clone()))))
 }

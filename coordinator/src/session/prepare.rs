@@ -130,7 +130,10 @@ impl Session {
         }
         let params = ParamValues::List(params.iter().cloned().map(Into::into).collect());
         let state = self.context(false).state();
-        let job = self.cluster.jobs().start(&statement.to_string());
+        let job = self
+            .cluster
+            .jobs()
+            .start_cancellable(&statement.to_string());
         let output = self
             .supervised(
                 self.run_query(&state, prepared.plan.clone(), params, None),

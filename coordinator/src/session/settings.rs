@@ -17,7 +17,8 @@ pub struct SessionSettings {
     /// PostgreSQL's `extra_float_digits` (-15 to 3): 1 or more prints floats with the shortest
     /// digits that read back exactly, fewer prints 15 (6 for `real`) plus this many digits.
     pub extra_float_digits: i32,
-    /// PostgreSQL's `statement_timeout`: a statement running longer fails with 57014.
+    /// PostgreSQL's `statement_timeout`: a query running longer fails with 57014 (writes run
+    /// to their end: one stopped halfway cannot be undone).
     pub statement_timeout: Option<std::time::Duration>,
     /// Other settings, kept and shown as given.
     pub other: BTreeMap<String, String>,
@@ -143,6 +144,9 @@ impl SessionSettings {
 /// (off), `None` for anything else.
 fn parse_timeout(value: &str) -> Option<Option<std::time::Duration>> {
     let value = value.trim();
+    if value.eq_ignore_ascii_case("default") {
+        return Some(None);
+    }
     let split = value
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(value.len());
@@ -177,6 +181,7 @@ mod tests {
         assert_eq!(parse_timeout("1.5 s"), ms(1500));
         assert_eq!(parse_timeout("1min"), ms(60_000));
         assert_eq!(parse_timeout("0"), Some(None));
+        assert_eq!(parse_timeout("DEFAULT"), Some(None));
         for bad in ["", "-1", "x", "1 fortnight", "1e400", "99999999999"] {
             assert_eq!(parse_timeout(bad), None, "{bad}");
         }

@@ -88,8 +88,8 @@ struct ClientPorts {
     /// time after `GetFlightInfo` (e.g. `10m`, `30s`).
     #[arg(long, default_value = "10m", value_parser = parse_ticket_ttl, env = "CREEK_FLIGHT_TICKET_TTL")]
     flight_ticket_ttl: Duration,
-    /// Most pgwire connections open at once; one more is refused with 53300, as PostgreSQL
-    /// refuses it, and the others go on.
+    /// Most pgwire connections open at once, and most HTTP connections; one more is refused
+    /// (pgwire: 53300, as PostgreSQL refuses it; HTTP: 503), and the others go on.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..), env = "CREEK_MAX_CONNECTIONS")]
     max_connections: u32,
     /// Most memory one query's operators (hash aggregates, joins, sorts) may hold on this
@@ -351,6 +351,7 @@ async fn serve_clients(
     let http_server = tokio::spawn(creek_coordinator::frontend::http::serve(
         http,
         cluster.clone(),
+        ports.max_connections as usize,
     ));
     let flight_server = tokio::spawn(creek_coordinator::frontend::flight_sql::serve(
         flight,

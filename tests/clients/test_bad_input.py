@@ -365,6 +365,24 @@ def test_connections_past_max_connections_are_refused():
         held[0].cancel()
         thread.join(10)
         assert outcome == ["57014"]
+        # HTTP has its own cap: three kept-alive connections hold it, a fourth gets 503.
+        request = (b"POST /_sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: 19\r\n\r\n{\"stmt\":\"select 1\"}")
+        kept = []
+        for _ in range(3):
+            sock = socket.create_connection(("127.0.0.1", server.http_port))
+            sock.settimeout(5)
+            sock.sendall(request)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            kept.append(sock)
+        with socket.create_connection(("127.0.0.1", server.http_port)) as extra:
+            extra.settimeout(5)
+            extra.sendall(request)
+            answer = extra.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 503"), answer
+            assert b'"error"' in answer
+        for sock in kept:
+            sock.close()
         # The held connections keep working; a freed slot takes a new client.
         for conn in held:
             assert conn.execute("SELECT 1").fetchone() == (1,)
@@ -462,3 +480,28 @@ def test_a_query_past_its_memory_limit_fails_alone():
         assert server.alive()
     finally:
         server.stop()
+
+
+def test_http_slow_loris_is_dropped(creek):
+    """A client that trickles its request head never gets to hold a connection for ever."""
+    with socket.create_connection(("127.0.0.1", creek.http_port)) as sock:
+        sock.sendall(b"POST /_sql HTTP/1.1\r\nHost: x\r\n")
+        sock.settimeout(1)
+        started = time.monotonic()
+        closed = False
+        while time.monotonic() - started < 30:
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+                # Anything read (an error status or the end of the stream) means the server
+                # has given up on the request.
+                sock.recv(1024)
+                closed = True
+                break
+            except socket.timeout:
+                continue
+            except OSError:
+                closed = True
+                break
+        assert closed, "a trickled request head kept its connection for 30 s"
+        assert time.monotonic() - started < 15
+    assert_second_client_served(creek)

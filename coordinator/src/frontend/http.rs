@@ -59,8 +59,63 @@ pub fn router(cluster: Arc<Cluster>) -> Router {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     cluster: Arc<Cluster>,
+    max_connections: usize,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(cluster)).await
+    let app = router(cluster);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accepting an HTTP connection failed");
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max_connections, "refusing an HTTP connection: too many clients");
+            tokio::spawn(refuse_connection(socket));
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _ = socket.set_nodelay(true);
+            let mut builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            // A client that trickles its request head (slow-loris) is dropped rather than
+            // holding a connection slot for ever.
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let io = hyper_util::rt::TokioIo::new(socket);
+            if let Err(error) = builder.serve_connection_with_upgrades(io, service).await {
+                tracing::debug!(%error, "HTTP connection ended with an error");
+            }
+        });
+    }
+}
+
+/// How long a client may take to send a request's head.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Answers a connection past `max_connections` with 503 and CrateDB's error body.
+async fn refuse_connection(mut socket: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = r#"{"error":{"code":5030,"message":"too many HTTP connections"}}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        // Read what the client sent first, so closing does not reset the connection before
+        // it has read the answer.
+        let mut request = [0u8; 4096];
+        let _ = socket.read(&mut request).await;
+        let _ = socket.write_all(response.as_bytes()).await;
+        let _ = socket.shutdown().await;
+    })
+    .await;
 }
 
 async fn root(State(cluster): State<Arc<Cluster>>) -> Json<Value> {

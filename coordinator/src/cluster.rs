@@ -152,6 +152,17 @@ impl Cluster {
     /// The statements running on every live coordinator; one that does not answer in time
     /// is left out (as in `sys.nodes`).
     pub async fn cluster_jobs(&self) -> Vec<JobInfo> {
+        self.gather_jobs(false).await
+    }
+
+    /// The ended statements every live coordinator keeps (`sys.jobs_log`), by end time.
+    pub async fn cluster_jobs_log(&self) -> Vec<JobInfo> {
+        let mut log = self.gather_jobs(true).await;
+        log.sort_by(|a, b| (a.ended_micros, &a.id).cmp(&(b.ended_micros, &b.id)));
+        log
+    }
+
+    async fn gather_jobs(&self, log: bool) -> Vec<JobInfo> {
         let state = self.catalog().state();
         let own = self.node_id();
         let calls = state
@@ -161,7 +172,7 @@ impl Cluster {
             .filter_map(|n| {
                 let mut client = self.client(&n.id).ok()?;
                 Some(async move {
-                    let call = client.cluster.jobs(JobsRequest {});
+                    let call = client.cluster.jobs(JobsRequest { log });
                     let response = tokio::time::timeout(Duration::from_secs(2), call)
                         .await
                         .ok()?
@@ -169,7 +180,11 @@ impl Cluster {
                     serde_json::from_slice::<Vec<JobInfo>>(&response.into_inner().jobs_json).ok()
                 })
             });
-        let mut jobs = self.jobs.list();
+        let mut jobs = if log {
+            self.jobs.log()
+        } else {
+            self.jobs.list()
+        };
         for remote in futures::future::join_all(calls).await.into_iter().flatten() {
             jobs.extend(remote);
         }

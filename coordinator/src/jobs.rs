@@ -21,6 +21,9 @@ use uuid::Uuid;
 /// Longest statement text kept per job: a multi-megabyte INSERT is shown by its beginning.
 const MAX_STATEMENT_CHARS: usize = 4096;
 
+/// Ended jobs kept for `sys.jobs_log` per coordinator, newest last (CrateDB keeps 10,000).
+pub const JOBS_LOG_SIZE: usize = 10_000;
+
 /// One running statement, as `sys.jobs` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobInfo {
@@ -33,6 +36,12 @@ pub struct JobInfo {
     /// Rows and bytes done so far, for statements that report progress (COPY).
     pub rows_done: Option<u64>,
     pub bytes_done: Option<u64>,
+    /// For an ended job (`sys.jobs_log`): when it ended, in microseconds since the Unix
+    /// epoch, and its error, if it failed.
+    #[serde(default)]
+    pub ended_micros: Option<i64>,
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// Progress a long statement reports as it goes.
@@ -65,6 +74,8 @@ impl JobProgress {
 
 struct Job {
     started: SystemTime,
+    /// The first error the statement reported, for the log.
+    error: Option<String>,
     stmt: String,
     progress: Arc<JobProgress>,
     killed: CancellationToken,
@@ -77,6 +88,8 @@ struct Job {
 pub struct Jobs {
     node: String,
     running: Mutex<HashMap<Uuid, Job>>,
+    /// The last [`JOBS_LOG_SIZE`] ended jobs, oldest first.
+    log: Mutex<std::collections::VecDeque<JobInfo>>,
 }
 
 impl Jobs {
@@ -85,6 +98,7 @@ impl Jobs {
         Arc::new(Jobs {
             node: node.into(),
             running: Mutex::new(HashMap::new()),
+            log: Mutex::default(),
         })
     }
 
@@ -111,6 +125,7 @@ impl Jobs {
             id,
             Job {
                 started: SystemTime::now(),
+                error: None,
                 stmt,
                 progress: progress.clone(),
                 killed: killed.clone(),
@@ -123,6 +138,40 @@ impl Jobs {
             progress,
             killed,
         }
+    }
+
+    fn info(&self, id: &Uuid, job: &Job) -> JobInfo {
+        let (rows_done, bytes_done) = job.progress.figures();
+        JobInfo {
+            id: id.to_string(),
+            node: self.node.clone(),
+            started_micros: micros(job.started),
+            stmt: job.stmt.clone(),
+            rows_done,
+            bytes_done,
+            ended_micros: None,
+            error: None,
+        }
+    }
+
+    /// The ended jobs kept, oldest first.
+    pub fn log(&self) -> Vec<JobInfo> {
+        self.log.lock().iter().cloned().collect()
+    }
+
+    /// Moves job `id` from the running ones to the log.
+    fn end(&self, id: &Uuid) {
+        let Some(job) = self.running.lock().remove(id) else {
+            return;
+        };
+        let mut info = self.info(id, &job);
+        info.ended_micros = Some(micros(SystemTime::now()));
+        info.error = job.error;
+        let mut log = self.log.lock();
+        if log.len() == JOBS_LOG_SIZE {
+            log.pop_front();
+        }
+        log.push_back(info);
     }
 
     /// Cancels job `id` if it runs here and stops when killed; whether it did.
@@ -158,20 +207,7 @@ impl Jobs {
             .running
             .lock()
             .iter()
-            .map(|(id, job)| {
-                let (rows_done, bytes_done) = job.progress.figures();
-                JobInfo {
-                    id: id.to_string(),
-                    node: self.node.clone(),
-                    started_micros: job
-                        .started
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_micros() as i64),
-                    stmt: job.stmt.clone(),
-                    rows_done,
-                    bytes_done,
-                }
-            })
+            .map(|(id, job)| self.info(id, job))
             .collect();
         jobs.sort_by(|a, b| (a.started_micros, &a.id).cmp(&(b.started_micros, &b.id)));
         jobs
@@ -203,10 +239,24 @@ impl JobGuard {
     }
 }
 
+impl JobGuard {
+    /// Records that the statement failed with `message` (the first error is kept).
+    pub fn failed(&self, message: &str) {
+        if let Some(job) = self.jobs.running.lock().get_mut(&self.id) {
+            job.error.get_or_insert_with(|| message.to_string());
+        }
+    }
+}
+
 impl Drop for JobGuard {
     fn drop(&mut self) {
-        self.jobs.running.lock().remove(&self.id);
+        self.jobs.end(&self.id);
     }
+}
+
+fn micros(time: SystemTime) -> i64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 impl std::fmt::Debug for JobGuard {
@@ -238,5 +288,27 @@ mod tests {
         assert_eq!(jobs.list().len(), 1);
         drop(second);
         assert!(jobs.list().is_empty());
+    }
+
+    #[test]
+    fn ended_jobs_are_logged_with_their_error_and_the_log_is_bounded() {
+        let jobs = Jobs::new("c1");
+        let failing = jobs.start("SELECT 1/0");
+        failing.failed("division by zero");
+        failing.failed("a later error");
+        drop(failing);
+        drop(jobs.start("SELECT 2"));
+        let log = jobs.log();
+        assert_eq!(log.len(), 2);
+        assert_eq!(log[0].stmt, "SELECT 1/0");
+        assert_eq!(log[0].error.as_deref(), Some("division by zero"));
+        assert!(log[0].ended_micros.unwrap() >= log[0].started_micros);
+        assert_eq!(log[1].error, None);
+        for _ in 0..JOBS_LOG_SIZE {
+            drop(jobs.start("SELECT 3"));
+        }
+        let log = jobs.log();
+        assert_eq!(log.len(), JOBS_LOG_SIZE);
+        assert!(log.iter().all(|j| j.stmt == "SELECT 3"));
     }
 }

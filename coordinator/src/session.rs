@@ -388,14 +388,19 @@ impl Session {
         } else {
             self.cluster.jobs().start(&parsed.text())
         };
-        if !reads_only {
-            let output = self.run_parsed_statement(parsed, params, &job).await?;
-            return Ok(listed_while_running(output, job));
+        let output = if reads_only {
+            self.supervised(self.run_parsed_statement(parsed, params, &job), &job)
+                .await
+        } else {
+            self.run_parsed_statement(parsed, params, &job).await
+        };
+        match output {
+            Ok(output) => Ok(listed_while_running(output, job)),
+            Err(error) => {
+                job.failed(&error.client_message());
+                Err(error)
+            }
         }
-        let output = self
-            .supervised(self.run_parsed_statement(parsed, params, &job), &job)
-            .await?;
-        Ok(listed_while_running(output, job))
     }
 
     /// Runs a query under the session's `statement_timeout` and until its job is killed
@@ -1357,7 +1362,9 @@ fn listed_while_running(output: Output, job: JobGuard) -> Output {
     match output {
         Output::Rows { schema, stream } => {
             let stream = stream.map(move |batch| {
-                let _listed = &job;
+                if let Err(error) = &batch {
+                    job.failed(&creek_common::error::strip_prefix(&error.to_string()));
+                }
                 batch
             });
             Output::Rows {

@@ -439,6 +439,16 @@ def test_kill_ends_a_running_statement_and_spares_the_rest(creek):
         assert conn.execute(f"KILL '{job}'").statusmessage == "KILL 1"
         one.join(10)
         assert outcomes == {"one": "57014", "one after": (1,)}
+        # The ended statement is in sys.jobs_log with why it ended.
+        [(stmt, error, ordered)] = conn.execute(
+            "SELECT stmt, error, ended >= started FROM sys.jobs_log WHERE id = %s", (job,)
+        ).fetchall()
+        assert stmt.startswith("SELECT count(*) FROM generate_series") and ordered
+        assert "killed" in error
+        conn.execute("SELECT 42")
+        last = conn.execute(
+            "SELECT stmt, error FROM sys.jobs_log WHERE stmt = 'SELECT 42'").fetchall()
+        assert last == [("SELECT 42", None)]
         # Gone already, or no such job: nothing to kill.
         assert conn.execute(f"KILL '{job}'").statusmessage == "KILL 0"
         assert conn.execute("KILL 'not a job id'").statusmessage == "KILL 0"

@@ -135,9 +135,14 @@ impl ClusterService for ClusterServiceImpl {
             .map_err(status)
     }
 
-    async fn jobs(&self, _request: Request<JobsRequest>) -> Result<Response<JobsResponse>, Status> {
+    async fn jobs(&self, request: Request<JobsRequest>) -> Result<Response<JobsResponse>, Status> {
+        let jobs = if request.into_inner().log {
+            self.jobs.log()
+        } else {
+            self.jobs.list()
+        };
         Ok(Response::new(JobsResponse {
-            jobs_json: serde_json::to_vec(&self.jobs.list()).expect("jobs serialise"),
+            jobs_json: serde_json::to_vec(&jobs).expect("jobs serialise"),
         }))
     }
 

@@ -139,7 +139,8 @@ impl Session {
                 self.run_query(&state, prepared.plan.clone(), params, None),
                 &job,
             )
-            .await?;
+            .await
+            .inspect_err(|error| job.failed(&error.client_message()))?;
         let output = match (output, OutputNames::of(statement, self.naming)) {
             (Output::Rows { schema, stream }, Some(names)) => renamed_rows(&names, schema, stream),
             (output, _) => output,

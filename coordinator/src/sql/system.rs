@@ -1,5 +1,5 @@
 //! The `sys` schema: `sys.cluster`, `sys.nodes`, `sys.shards`, `sys.allocations`,
-//! `sys.health` and `sys.jobs`, computed from cluster state, node statistics and the
+//! `sys.health`, `sys.jobs` and `sys.jobs_log`, computed from cluster state, node statistics and the
 //! coordinators' running statements when scanned.
 
 mod columns;
@@ -35,12 +35,13 @@ struct SysSchema {
 
 /// `table_partitions` is also `information_schema.table_partitions` (CrateDB's name) and
 /// `columns` is `information_schema.columns`, to which `plan::pg_compat` redirects.
-const SYS_TABLES: [&str; 8] = [
+const SYS_TABLES: [&str; 9] = [
     "allocations",
     "cluster",
     "columns",
     "health",
     "jobs",
+    "jobs_log",
     "nodes",
     "shards",
     "table_partitions",
@@ -110,6 +111,22 @@ fn sys_table_schema(name: &str) -> SchemaRef {
             Field::new("stmt", DataType::Utf8, false),
             Field::new("rows_done", DataType::Int64, true),
             Field::new("bytes_done", DataType::Int64, true),
+        ],
+        "jobs_log" => vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new("node", DataType::Utf8, false),
+            Field::new(
+                "started",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                false,
+            ),
+            Field::new(
+                "ended",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                false,
+            ),
+            Field::new("stmt", DataType::Utf8, false),
+            Field::new("error", DataType::Utf8, true),
         ],
         "allocations" => shards::allocations_fields(),
         "table_partitions" => shards::partitions_fields(),
@@ -258,6 +275,25 @@ impl SysTable {
                     strings(jobs.iter().map(|j| j.stmt.clone()).collect()),
                     figure(|j| j.rows_done),
                     figure(|j| j.bytes_done),
+                ]
+            }
+            "jobs_log" => {
+                let log = self.cluster.cluster_jobs_log().await;
+                let times = |f: fn(&JobInfo) -> i64| {
+                    Arc::new(
+                        TimestampMicrosecondArray::from_iter_values(log.iter().map(f))
+                            .with_timezone("+00:00"),
+                    ) as ArrayRef
+                };
+                vec![
+                    strings(log.iter().map(|j| j.id.clone()).collect()),
+                    strings(log.iter().map(|j| j.node.clone()).collect()),
+                    times(|j| j.started_micros),
+                    times(|j| j.ended_micros.unwrap_or(j.started_micros)),
+                    strings(log.iter().map(|j| j.stmt.clone()).collect()),
+                    Arc::new(datafusion::arrow::array::StringArray::from_iter(
+                        log.iter().map(|j| j.error.clone()),
+                    )),
                 ]
             }
             "allocations" => shards::allocations_rows(&state),

@@ -73,6 +73,12 @@ impl OptimizerRule for RoundIntegerCasts {
     }
 }
 
+/// `expr` with its integer casts rounding, for an expression evaluated outside the optimizer
+/// (a generated column), so it computes what the same cast in a query computes.
+pub fn round_casts(expr: Expr, schema: &DFSchema) -> Result<Expr> {
+    Ok(expr.transform_up(|e| round_under_cast(e, schema))?.data)
+}
+
 /// `CAST(x AS <integer>)` of a fractional `x` becomes `CAST(round(x) AS <integer>)`.
 fn round_under_cast(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     let (inner, target) = match &expr {

@@ -91,6 +91,7 @@ fn compile(table: &TableSchema, column: &ColumnDef, text: &str) -> Result<Arc<dy
     if volatile {
         return Err(invalid(column, "its expression must be deterministic"));
     }
+    let expr = crate::plan::integer_casts::round_casts(expr, &schema)?;
     Ok(ctx.create_physical_expr(expr, &schema)?)
 }
 

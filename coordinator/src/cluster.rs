@@ -163,22 +163,16 @@ impl Cluster {
     }
 
     async fn gather_jobs(&self, log: bool) -> Vec<JobInfo> {
-        let state = self.catalog().state();
-        let own = self.node_id();
-        let calls = state
-            .nodes
-            .values()
-            .filter(|n| n.alive && n.role == NodeRole::Coordinator && &n.id != own)
-            .filter_map(|n| {
-                let mut client = self.client(&n.id).ok()?;
-                Some(async move {
-                    let call = client.cluster.jobs(JobsRequest { log });
-                    let response = tokio::time::timeout(Duration::from_secs(2), call)
-                        .await
-                        .ok()?
-                        .ok()?;
-                    serde_json::from_slice::<Vec<JobInfo>>(&response.into_inner().jobs_json).ok()
-                })
+        let calls = self
+            .other_coordinators()
+            .into_iter()
+            .map(|mut client| async move {
+                let call = client.cluster.jobs(JobsRequest { log });
+                let response = tokio::time::timeout(Duration::from_secs(2), call)
+                    .await
+                    .ok()?
+                    .ok()?;
+                serde_json::from_slice::<Vec<JobInfo>>(&response.into_inner().jobs_json).ok()
             });
         let mut jobs = if log {
             self.jobs.log()
@@ -191,32 +185,37 @@ impl Cluster {
         jobs
     }
 
+    /// Clients of the live coordinators other than this one.
+    fn other_coordinators(&self) -> Vec<NodeClient> {
+        let state = self.catalog().state();
+        let own = self.node_id();
+        state
+            .nodes
+            .values()
+            .filter(|n| n.alive && n.role == NodeRole::Coordinator && &n.id != own)
+            .filter_map(|n| self.client(&n.id).ok())
+            .collect()
+    }
+
     /// Cancels job `id` (`None`: every job but `except`, KILL ALL) on every live coordinator;
     /// how many were cancelled. A coordinator that does not answer within 2 s is skipped.
     pub async fn kill_jobs(&self, id: Option<&str>, except: &str) -> u64 {
-        let state = self.catalog().state();
-        let own = self.node_id();
         let request = KillJobsRequest {
             id: id.unwrap_or_default().to_string(),
             all: id.is_none(),
             except_id: except.to_string(),
         };
-        let calls = state
-            .nodes
-            .values()
-            .filter(|n| n.alive && n.role == NodeRole::Coordinator && &n.id != own)
-            .filter_map(|n| {
-                let mut client = self.client(&n.id).ok()?;
-                let request = request.clone();
-                Some(async move {
-                    let call = client.cluster.kill_jobs(request);
-                    let response = tokio::time::timeout(Duration::from_secs(2), call)
-                        .await
-                        .ok()?
-                        .ok()?;
-                    Some(response.into_inner().killed)
-                })
-            });
+        let calls = self.other_coordinators().into_iter().map(|mut client| {
+            let request = request.clone();
+            async move {
+                let call = client.cluster.kill_jobs(request);
+                let response = tokio::time::timeout(Duration::from_secs(2), call)
+                    .await
+                    .ok()?
+                    .ok()?;
+                Some(response.into_inner().killed)
+            }
+        });
         let local = match id {
             Some(id) => u64::from(self.jobs.kill(id)),
             None => self.jobs.kill_all(except),

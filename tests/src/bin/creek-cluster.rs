@@ -13,6 +13,35 @@ use anyhow::{bail, ensure, Context};
 use creek_tests::{connect, free_port, rows, wait_for, ManagedProcess, TestCluster};
 use tokio_postgres::{Client, NoTls};
 
+/// The command line of a data node `name` that tries to join `cluster` from `dir`.
+fn stranger_args(
+    cluster: &TestCluster,
+    name: &str,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> anyhow::Result<Vec<String>> {
+    let mut args: Vec<String> = [
+        "datanode",
+        "--node-id",
+        name,
+        "--data-dir",
+        &dir.display().to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--join",
+        &cluster.join_addresses(),
+        "--transport-port",
+        &free_port()?.to_string(),
+        "--flight-port",
+        "0",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    Ok(args)
+}
+
 /// A data node started with another cluster secret never joins, and requests without proof
 /// of the secret (a state proposal, a shard read, a plan fragment, a published state) are
 /// refused at every internal port.
@@ -29,23 +58,8 @@ async fn strangers_without_the_secret(
 
     let dir = root.join("wrong-secret");
     std::fs::create_dir_all(&dir)?;
-    let args = [
-        "datanode",
-        "--node-id",
-        "wrong-secret",
-        "--data-dir",
-        &dir.display().to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--join",
-        &cluster.join_addresses(),
-        "--transport-port",
-        &free_port()?.to_string(),
-        "--flight-port",
-        "0",
-    ];
     let wrong = ManagedProcess::start_with_env(
-        args.iter().map(|a| a.to_string()).collect(),
+        stranger_args(cluster, "wrong-secret", &dir, &[])?,
         vec![(
             "CREEK_CLUSTER_SECRET".into(),
             "not-this-cluster-secret".into(),
@@ -451,25 +465,8 @@ async fn scenario(cluster: &mut TestCluster, root: &std::path::Path) -> anyhow::
             std::fs::write(dir.join("cluster.json"), identity)?;
         }
         let cluster_name = if identity.is_none() { "other" } else { "creek" };
-        let args = [
-            "datanode",
-            "--node-id",
-            name,
-            "--data-dir",
-            &dir.display().to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--join",
-            &cluster.join_addresses(),
-            "--transport-port",
-            &free_port()?.to_string(),
-            "--flight-port",
-            "0",
-            "--cluster-name",
-            cluster_name,
-        ];
         let mut stranger = ManagedProcess::start(
-            args.iter().map(|a| a.to_string()).collect(),
+            stranger_args(cluster, name, &dir, &["--cluster-name", cluster_name])?,
             root.join(format!("{name}.log")),
         )?;
         wait_for(

@@ -515,3 +515,18 @@ def test_http_slow_loris_is_dropped(creek):
         assert closed, "a trickled request head kept its connection for 30 s"
         assert time.monotonic() - started < 15
     assert_second_client_served(creek)
+
+
+def test_http_stalled_body_is_answered_and_dropped(creek):
+    """A client that sends its request head and then stops sending the body it announced gets
+    408 after 10 s without body bytes, instead of holding its connection."""
+    with socket.create_connection(("127.0.0.1", creek.http_port)) as sock:
+        sock.sendall(b"POST /_sql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"stmt\":")
+        sock.settimeout(20)
+        started = time.monotonic()
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert b'"error"' in answer
+        assert time.monotonic() - started < 15
+    assert_second_client_served(creek)

@@ -198,12 +198,29 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
     if announced.is_some_and(|length| length > MAX_CONTENT_LENGTH as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, MAX_CONTENT_LENGTH)
-        .await
-        .map_err(|error| {
-            let length_limit = std::error::Error::source(&error)
-                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-            if length_limit {
+    use http_body_util::BodyExt;
+    let mut body = http_body_util::Limited::new(body, MAX_CONTENT_LENGTH);
+    let mut bytes = Vec::new();
+    loop {
+        // A client that stops sending its body (a slow-loris past the request head) is
+        // answered and dropped instead of holding its connection.
+        let frame = match tokio::time::timeout(BODY_IDLE_TIMEOUT, body.frame()).await {
+            Err(_) => {
+                let mut response = error_response(
+                    ErrorCode::QueryCanceled,
+                    format!(
+                        "no request body bytes for {} s",
+                        BODY_IDLE_TIMEOUT.as_secs()
+                    ),
+                );
+                *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
+                return Err(response);
+            }
+            Ok(None) => break,
+            Ok(Some(frame)) => frame,
+        };
+        let frame = frame.map_err(|error| {
+            if error.is::<http_body_util::LengthLimitError>() {
                 too_large()
             } else {
                 error_response(
@@ -211,8 +228,16 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
                     format!("cannot read the request body: {error}"),
                 )
             }
-        })
+        })?;
+        if let Ok(data) = frame.into_data() {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(bytes))
 }
+
+/// How long a request body may pause between two of its pieces.
+const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The parameter types of `stmt`, if any argument's meaning depends on them and the
 /// statement plans; otherwise none (every argument is then read by its JSON type alone).

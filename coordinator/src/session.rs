@@ -22,9 +22,11 @@ use sqlparser::ast::{self, ObjectType, Statement};
 use tokio_util::sync::CancellationToken;
 
 mod export;
+
 mod plan_cache;
 mod prepare;
 mod settings;
+mod stop;
 
 pub use export::{Export, ScanExport};
 
@@ -44,6 +46,7 @@ use crate::sql::dml::{self, DmlContext};
 use crate::sql::parse::{parse_sql, ParsedStatement};
 use crate::sql::Output;
 use creek_common::state::ClusterState;
+use stop::{cancellable, job_killed, rows_until, statement_timeout};
 
 /// A client session.
 pub struct Session {
@@ -1141,82 +1144,6 @@ async fn plan_query(state: &SessionState, mut statement: Box<Statement>) -> Resu
             .statement_to_plan(DfStatement::Statement(statement))
             .await?,
     ))
-}
-
-/// Ends `stream` with a 57014 error as soon as `token` is cancelled, dropping it so the work
-/// behind it stops.
-fn cancellable(
-    schema: SchemaRef,
-    stream: SendableRecordBatchStream,
-    token: CancellationToken,
-) -> SendableRecordBatchStream {
-    let rows = stream.take_until(token.clone().cancelled_owned());
-    let canceled = futures::stream::once(async move {
-        token.is_cancelled().then(|| {
-            Err(DataFusionError::External(Box::new(CodedError::new(
-                ErrorCode::QueryCanceled,
-                "canceling statement due to user request",
-            ))))
-        })
-    })
-    .filter_map(futures::future::ready);
-    Box::pin(RecordBatchStreamAdapter::new(schema, rows.chain(canceled)))
-}
-
-fn job_killed() -> CodedError {
-    CodedError::new(
-        ErrorCode::QueryCanceled,
-        "canceling statement: job killed (KILL)",
-    )
-}
-
-fn statement_timeout() -> CodedError {
-    CodedError::new(
-        ErrorCode::QueryCanceled,
-        "canceling statement due to statement timeout",
-    )
-}
-
-/// Ends a result's rows with 57014 at `deadline` (`statement_timeout`) or when `killed` is
-/// cancelled, dropping the stream so the work behind it stops (PostgreSQL's timeout covers
-/// sending the rows too).
-fn rows_until(
-    output: Output,
-    deadline: Option<tokio::time::Instant>,
-    killed: CancellationToken,
-) -> Output {
-    let Output::Rows { schema, stream } = output else {
-        return output;
-    };
-    let reason: Arc<Mutex<Option<CodedError>>> = Arc::default();
-    let stop = {
-        let reason = reason.clone();
-        async move {
-            let expired = async move {
-                match deadline {
-                    Some(deadline) => tokio::time::sleep_until(deadline).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let why = tokio::select! {
-                _ = killed.cancelled() => job_killed(),
-                _ = expired => statement_timeout(),
-            };
-            *reason.lock() = Some(why);
-        }
-    };
-    let rows = stream.take_until(Box::pin(stop));
-    let error = futures::stream::once(async move {
-        reason
-            .lock()
-            .take()
-            .map(|why| Err(DataFusionError::External(Box::new(why))))
-    })
-    .filter_map(futures::future::ready);
-    Output::Rows {
-        schema: schema.clone(),
-        stream: Box::pin(RecordBatchStreamAdapter::new(schema, rows.chain(error))),
-    }
 }
 
 fn first_words(sql: &str) -> String {

@@ -33,6 +33,15 @@ struct SysSchema {
     cluster: Arc<Cluster>,
 }
 
+/// A `timestamp with time zone` column that is never NULL.
+fn timestamp_field(name: &str) -> Field {
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+        false,
+    )
+}
+
 /// `table_partitions` is also `information_schema.table_partitions` (CrateDB's name) and
 /// `columns` is `information_schema.columns`, to which `plan::pg_compat` redirects.
 const SYS_TABLES: [&str; 9] = [
@@ -103,11 +112,7 @@ fn sys_table_schema(name: &str) -> SchemaRef {
         "jobs" => vec![
             Field::new("id", DataType::Utf8, false),
             Field::new("node", DataType::Utf8, false),
-            Field::new(
-                "started",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-                false,
-            ),
+            timestamp_field("started"),
             Field::new("stmt", DataType::Utf8, false),
             Field::new("rows_done", DataType::Int64, true),
             Field::new("bytes_done", DataType::Int64, true),
@@ -115,16 +120,8 @@ fn sys_table_schema(name: &str) -> SchemaRef {
         "jobs_log" => vec![
             Field::new("id", DataType::Utf8, false),
             Field::new("node", DataType::Utf8, false),
-            Field::new(
-                "started",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-                false,
-            ),
-            Field::new(
-                "ended",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
-                false,
-            ),
+            timestamp_field("started"),
+            timestamp_field("ended"),
             Field::new("stmt", DataType::Utf8, false),
             Field::new("error", DataType::Utf8, true),
         ],
